@@ -1,0 +1,148 @@
+"""The settings tree: frozen dataclasses, one per section, with their built-in defaults.
+
+Every field here can be set in a site file (``site_configs/<site>.yaml``), the user file
+(``$HPCPILOT_CONFIG``), the environment (``HPCPILOT_<SECTION>__<KEY>``) or on the command line
+(``--set section.key=value``). ``docs/configuration.md`` lists them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What to run and where.
+
+    Attributes
+    ----------
+    workdir
+        The work directory (Harvester's access point): job files in, results, outputs, journal and logs.
+    communicator
+        The communicator plugin that talks to the workload manager (``local``).
+    max_jobs
+        Stop taking jobs after this many (0: no limit).
+    status_interval_s
+        Seconds between two status lines on rank 0.
+    log_level
+        Logging level of the pilot's own loggers (DEBUG, INFO, WARNING, ERROR).
+    """
+
+    workdir: str = "."
+    communicator: str = "local"
+    max_jobs: int = 0
+    status_interval_s: float = 1.0
+    log_level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    """The local communicator: a job directory in Harvester's file shapes.
+
+    Attributes
+    ----------
+    jobs_file
+        The job file in the work directory: ``{"<PandaID>": {job dict}}``.
+    ranges_file
+        An optional range feed: ``{"<PandaID>": [range, ...]}``.
+    events_per_range
+        For an event-service job without a range feed: events per range when the pilot cuts them.
+    """
+
+    jobs_file: str = "HPCJobs.json"
+    ranges_file: str = "JobsEventRanges.json"
+    events_per_range: int = 10
+
+
+@dataclass(frozen=True)
+class EventServiceSettings:
+    """How event-service jobs are run.
+
+    Attributes
+    ----------
+    mode
+        Payload plugin for event ranges: ``auto`` (``per_range`` if the job's command has a range
+        placeholder, else ``streaming``), ``per_range``, ``streaming``, or any ``hpcpilot.payloads``
+        plugin name (``sleep`` for benchmarks).
+    max_attempts
+        Attempts per range before it is declared ``fatal``.
+    prefetch_per_slot
+        Ranges a worker keeps queued per slot, so no slot waits for a round trip to rank 0.
+    merger
+        How per-range outputs become one output per job: ``auto`` (by the output's extension),
+        ``none``, or an ``hpcpilot.mergers`` plugin name (``hdf5``).
+    """
+
+    mode: str = "auto"
+    max_attempts: int = 3
+    prefetch_per_slot: int = 2
+    merger: str = "auto"
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """The node a worker rank owns.
+
+    Attributes
+    ----------
+    cores
+        Cores a worker may use (0: the CPUs this process may run on).
+    """
+
+    cores: int = 0
+
+
+@dataclass(frozen=True)
+class ParallelSettings:
+    """The coordinator-worker protocol.
+
+    Attributes
+    ----------
+    batch_size
+        Most ranges in one assignment, and most results in one report.
+    report_interval_s
+        Longest a finished range's result waits at a worker before it is sent.
+    spin_s
+        How long an idle loop polls without sleeping.
+    max_sleep_s
+        Longest sleep of an idle loop (the back-off ceiling).
+    journal_flush_s
+        Longest a journal record waits in memory on rank 0.
+    """
+
+    batch_size: int = 64
+    report_interval_s: float = 0.5
+    spin_s: float = 0.0002
+    max_sleep_s: float = 0.02
+    journal_flush_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class PayloadSettings:
+    """Running payload processes.
+
+    Attributes
+    ----------
+    plain
+        Payload plugin for jobs that are not event service.
+    kill_grace_s
+        Seconds between SIGTERM and SIGKILL when a payload's process group is stopped.
+    timeout_s
+        Wall-clock limit of one payload process (0: none).
+    """
+
+    plain: str = "plain"
+    kill_grace_s: float = 10.0
+    timeout_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings, one section each."""
+
+    run: RunSettings = field(default_factory=RunSettings)
+    local: LocalSettings = field(default_factory=LocalSettings)
+    eventservice: EventServiceSettings = field(default_factory=EventServiceSettings)
+    node: NodeSettings = field(default_factory=NodeSettings)
+    parallel: ParallelSettings = field(default_factory=ParallelSettings)
+    payload: PayloadSettings = field(default_factory=PayloadSettings)

@@ -1,0 +1,1 @@
+"""Data API: checksums now; stage-in/out clients and copytools come with the Data API issue."""

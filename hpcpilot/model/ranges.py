@@ -1,0 +1,228 @@
+"""Event ranges: what the server serves, their identifiers, and what became of them.
+
+A range as served (PROTOCOLS.md section 3)::
+
+    {"eventRangeID": "<taskID>-<PandaID>-<fileID>-<processID>-<attemptNr>",
+     "startEvent": 1, "lastEvent": 1, "LFN": "EVNT...pool.root.1", "GUID": "...", "scope": "..."}
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hpcpilot.model.errors import ErrorCode, RangeDefinitionError
+
+_RANGE_ID = re.compile(r"^(\d+)-(\d+)-(\d+)-(\d+)-(\d+)$")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]+$")
+
+
+class RangeState(enum.Enum):
+    """Where a range stands. The wire statuses are ``running``, ``finished``, ``failed``, ``fatal``."""
+
+    QUEUED = "queued"
+    ASSIGNED = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    FATAL = "fatal"
+
+    @property
+    def is_final(self) -> bool:
+        """Whether no more work will be done on a range in this state."""
+        return self in {RangeState.FINISHED, RangeState.FATAL}
+
+
+@dataclass(frozen=True, slots=True)
+class RangeId:
+    """The parts of a structured range id ``<taskID>-<PandaID>-<fileID>-<processID>-<attemptNr>``."""
+
+    task_id: int
+    panda_id: int
+    file_id: int
+    process_id: int
+    attempt_nr: int
+
+    @classmethod
+    def parse(cls, text: str) -> RangeId:
+        """Split a range id into its five numbers.
+
+        Raises
+        ------
+        RangeDefinitionError
+            If ``text`` does not have the five-number structure.
+        """
+        match = _RANGE_ID.fullmatch(text)
+        if match is None:
+            raise RangeDefinitionError(
+                f"event range id {text!r} is not <taskID>-<PandaID>-<fileID>-<processID>-<attemptNr>",
+                context={"field": "eventRangeID"},
+            )
+        return cls(*(int(g) for g in match.groups()))
+
+    def __str__(self) -> str:
+        return (
+            f"{self.task_id}-{self.panda_id}-{self.file_id}-{self.process_id}-{self.attempt_nr}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EventRange:
+    """One event range of an event-service job.
+
+    Attributes
+    ----------
+    range_id
+        ``eventRangeID``: unique within the job; safe as a file-name suffix.
+    start_event, last_event
+        First and last event (inclusive).
+    lfn
+        The input file the events come from (``LFN``).
+    guid
+        The input file's GUID.
+    scope
+        The input file's scope.
+    pfn
+        A physical path to the input, added by the pilot for payloads that need one.
+    """
+
+    range_id: str
+    start_event: int
+    last_event: int
+    lfn: str = ""
+    guid: str = ""
+    scope: str = ""
+    pfn: str = ""
+
+    @property
+    def n_events(self) -> int:
+        """How many events the range holds."""
+        return self.last_event - self.start_event + 1
+
+    def to_wire(self) -> dict[str, Any]:
+        """The range as the server serves it (plus ``PFN`` when set)."""
+        wire: dict[str, Any] = {
+            "eventRangeID": self.range_id,
+            "startEvent": self.start_event,
+            "lastEvent": self.last_event,
+            "LFN": self.lfn,
+            "GUID": self.guid,
+            "scope": self.scope,
+        }
+        if self.pfn:
+            wire["PFN"] = self.pfn
+        return wire
+
+
+def parse_range(raw: object, *, source: str) -> EventRange:
+    """Parse one range dict as served.
+
+    Raises
+    ------
+    RangeDefinitionError
+        Naming ``source``, the range id (when readable) and the bad field.
+    """
+    if not isinstance(raw, Mapping):
+        raise RangeDefinitionError(
+            f"event range is a {type(raw).__name__}, not a dict", context={"source": source}
+        )
+    range_id = raw.get("eventRangeID")
+    context: dict[str, Any] = {"source": source}
+    if not isinstance(range_id, str) or not _SAFE_ID.fullmatch(range_id):
+        raise RangeDefinitionError(
+            f"event range has a missing or unsafe 'eventRangeID': {range_id!r}",
+            context={**context, "field": "eventRangeID"},
+        )
+    context["eventRangeID"] = range_id
+    start = _int_field(raw, "startEvent", context)
+    last = _int_field(raw, "lastEvent", context)
+    if last < start:
+        raise RangeDefinitionError(
+            f"lastEvent {last} is before startEvent {start}",
+            context={**context, "field": "lastEvent"},
+        )
+    return EventRange(
+        range_id=range_id,
+        start_event=start,
+        last_event=last,
+        lfn=_str_field(raw, "LFN", context),
+        guid=_str_field(raw, "GUID", context),
+        scope=_str_field(raw, "scope", context),
+        pfn=_str_field(raw, "PFN", context),
+    )
+
+
+def _int_field(raw: Mapping[str, Any], key: str, context: dict[str, Any]) -> int:
+    value = raw.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise RangeDefinitionError(
+            f"event range field {key!r} must be an integer, got {value!r}",
+            context={**context, "field": key},
+        )
+    try:
+        return int(value)
+    except ValueError:
+        raise RangeDefinitionError(
+            f"event range field {key!r} must be an integer, got {value!r}",
+            context={**context, "field": key},
+        ) from None
+
+
+def _str_field(raw: Mapping[str, Any], key: str, context: dict[str, Any]) -> str:
+    value = raw.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise RangeDefinitionError(
+            f"event range field {key!r} must be a string, got {value!r}",
+            context={**context, "field": key},
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class OutputFile:
+    """A file a payload produced: where it is, how big, and its adler32."""
+
+    path: str
+    fsize: int
+    adler32: str
+
+
+@dataclass(frozen=True, slots=True)
+class RangeResult:
+    """What became of one attempt at one range, as a worker reports it.
+
+    Attributes
+    ----------
+    panda_id
+        The job the range belongs to.
+    range_id
+        The range.
+    state
+        FINISHED or FAILED (the coordinator decides whether a failure is FATAL).
+    output
+        The range's output file when it finished.
+    n_events
+        Events processed.
+    error_code
+        The pilot error code when it failed.
+    error_diag
+        A short diagnosis when it failed.
+    wall_s
+        Wall-clock seconds the attempt took.
+    cpu_s
+        CPU seconds the payload used for it, when known.
+    """
+
+    panda_id: int
+    range_id: str
+    state: RangeState
+    output: OutputFile | None = None
+    n_events: int = 0
+    error_code: ErrorCode | None = None
+    error_diag: str = ""
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
