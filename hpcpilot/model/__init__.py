@@ -11,14 +11,9 @@ from hpcpilot.model.errors import (
     RangeDefinitionError,
 )
 from hpcpilot.model.job import Checksum, ChecksumAlgorithm, FileSpec, Job, parse_job
-from hpcpilot.model.ranges import (
-    EventRange,
-    OutputFile,
-    RangeId,
-    RangeResult,
-    RangeState,
-    parse_range,
-)
+from hpcpilot.model.layout import WorkLayout
+from hpcpilot.model.ranges import EventRange, RangeId, RangeState, parse_range
+from hpcpilot.model.results import OutputFile, PayloadResult, RangeResult
 from hpcpilot.model.states import JobState
 
 __all__ = [
@@ -35,11 +30,13 @@ __all__ = [
     "JobState",
     "OutputFile",
     "PayloadError",
+    "PayloadResult",
     "PluginError",
     "RangeDefinitionError",
     "RangeId",
     "RangeResult",
     "RangeState",
+    "WorkLayout",
     "parse_job",
     "parse_range",
 ]

@@ -114,7 +114,7 @@ class PluginError(HpcPilotError):
 class JobDefinitionError(HpcPilotError):
     """A job dict is malformed: the message names the job, the field and the source."""
 
-    default_code = ErrorCode.QUEUE_DATA
+    default_code = ErrorCode.GENERAL_ERROR
 
 
 class RangeDefinitionError(HpcPilotError):

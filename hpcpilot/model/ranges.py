@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hpcpilot.model.errors import ErrorCode, RangeDefinitionError
+from hpcpilot.model.errors import RangeDefinitionError
 
 _RANGE_ID = re.compile(r"^(\d+)-(\d+)-(\d+)-(\d+)-(\d+)$")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]+$")
@@ -180,49 +180,3 @@ def _str_field(raw: Mapping[str, Any], key: str, context: dict[str, Any]) -> str
             context={**context, "field": key},
         )
     return value
-
-
-@dataclass(frozen=True, slots=True)
-class OutputFile:
-    """A file a payload produced: where it is, how big, and its adler32."""
-
-    path: str
-    fsize: int
-    adler32: str
-
-
-@dataclass(frozen=True, slots=True)
-class RangeResult:
-    """What became of one attempt at one range, as a worker reports it.
-
-    Attributes
-    ----------
-    panda_id
-        The job the range belongs to.
-    range_id
-        The range.
-    state
-        FINISHED or FAILED (the coordinator decides whether a failure is FATAL).
-    output
-        The range's output file when it finished.
-    n_events
-        Events processed.
-    error_code
-        The pilot error code when it failed.
-    error_diag
-        A short diagnosis when it failed.
-    wall_s
-        Wall-clock seconds the attempt took.
-    cpu_s
-        CPU seconds the payload used for it, when known.
-    """
-
-    panda_id: int
-    range_id: str
-    state: RangeState
-    output: OutputFile | None = None
-    n_events: int = 0
-    error_code: ErrorCode | None = None
-    error_diag: str = ""
-    wall_s: float = 0.0
-    cpu_s: float = 0.0

@@ -1,0 +1,184 @@
+"""The composition root: argv -> settings -> plugins -> the role of this rank.
+
+Commands::
+
+    hpcpilot run      [--workdir D] [--site S | --site-config F] [--set section.key=value ...]
+    hpcpilot demo     [--workdir D] [--events N] [--mode streaming|per_range] [--setup-only] ...
+    hpcpilot config show  [same options as run]
+    hpcpilot config check FILE...
+    hpcpilot plugins
+
+Exit codes of ``run`` and ``demo``: 0 every job finished; 3 some job failed; 2 bad configuration or
+unusable work directory; 1 an unexpected error (the MPI job is aborted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from hpcpilot import __version__
+from hpcpilot.model.errors import ConfigError
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+EXIT_JOBS_FAILED = 3
+
+log = logging.getLogger("hpcpilot.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(
+        prog="hpcpilot", description="An MPI-aware pilot that runs PanDA workloads on supercomputers."
+    )
+    parser.add_argument("--version", action="version", version=f"hpcpilot {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the jobs of a work directory (every MPI rank runs this)")
+    _settings_options(run)
+
+    demo = sub.add_parser("demo", help="create the demo event-service job and run it")
+    _settings_options(demo)
+    demo.add_argument("--events", type=int, default=2000, help="events in the demo job")
+    demo.add_argument("--mode", choices=("streaming", "per_range"), default="streaming",
+                      help="payload mode of the demo job")
+    demo.add_argument("--sleep-per-event", type=float, default=0.005,
+                      help="extra seconds per simulated event")
+    demo.add_argument("--fail-events", default="",
+                      help="comma-separated events whose ranges fail (shows retries)")
+    demo.add_argument("--setup-only", action="store_true",
+                      help="only write the job; run it later with 'hpcpilot run'")
+    demo.add_argument("--force", action="store_true", help="replace an earlier run in --workdir")
+
+    config = sub.add_parser("config", help="show or check settings")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    show = config_sub.add_parser("show", help="print the effective settings and their origins")
+    _settings_options(show)
+    check = config_sub.add_parser("check", help="validate site configuration files")
+    check.add_argument("files", nargs="+", type=Path)
+
+    sub.add_parser("plugins", help="list plugin families, names, origins and load status")
+    return parser
+
+
+def _settings_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", help="work directory (default: the current directory)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--site", help="site configuration by name (site_configs/<SITE>.yaml)")
+    group.add_argument("--site-config", type=Path, help="site configuration file")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one setting (repeatable)")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, str]:
+    overrides: dict[str, str] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"command line --set {item!r}: expected SECTION.KEY=VALUE")
+        overrides[key.strip()] = value
+    if args.workdir is not None:
+        overrides["run.workdir"] = args.workdir
+    return overrides
+
+
+def load_settings(args: argparse.Namespace) -> object:
+    """Load the layered settings for ``args`` (rank 0 only); returns a LoadedConfig."""
+    from hpcpilot.config.loader import load_config
+
+    return load_config(site=args.site, site_file=args.site_config, overrides=_overrides(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        return _cmd_run(args)
+    if args.command == "demo":
+        return _cmd_demo(args)
+    if args.command == "config":
+        return _cmd_config(args)
+    return _cmd_plugins()
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from hpcpilot.pilot import run_pilot
+
+    return run_pilot(lambda: _settings_for_run(args))
+
+
+def _settings_for_run(args: argparse.Namespace) -> object:
+    from hpcpilot.config.loader import LoadedConfig
+
+    loaded = load_settings(args)
+    assert isinstance(loaded, LoadedConfig)
+    workdir = Path(loaded.settings.run.workdir)
+    if not workdir.is_dir():
+        raise ConfigError(
+            f"run.workdir: {workdir} is not a directory ({loaded.origins['run.workdir']})"
+        )
+    return loaded.settings
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from hpcpilot.demo.jobs import demo_job, write_demo
+
+    workdir = Path(args.workdir or ".").resolve()
+    try:
+        fail = [int(e) for e in args.fail_events.split(",") if e.strip()]
+        job = demo_job(n_events=args.events, mode=args.mode, sleep_per_event=args.sleep_per_event,
+                       fail_events=fail)
+        path = write_demo(workdir, [job], force=args.force)
+    except (ValueError, OSError) as exc:
+        print(f"hpcpilot demo: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"demo job {job['PandaID']} ({args.events} events, {args.mode} mode) written to {path}",
+          file=sys.stderr)
+    if args.setup_only:
+        return EXIT_OK
+    args.workdir = str(workdir)
+    return _cmd_run(args)
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from hpcpilot.config.loader import LoadedConfig, check_config_file, format_config
+
+    if args.config_command == "show":
+        try:
+            loaded = load_settings(args)
+        except ConfigError as exc:
+            print(f"hpcpilot: configuration error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        assert isinstance(loaded, LoadedConfig)
+        sys.stdout.write(format_config(loaded))
+        return EXIT_OK
+    status = EXIT_OK
+    for path in args.files:
+        try:
+            check_config_file(path)
+        except ConfigError as exc:
+            print(f"FAIL {path}: {exc}")
+            status = EXIT_CONFIG
+        else:
+            print(f"ok   {path}")
+    return status
+
+
+def _cmd_plugins() -> int:
+    from hpcpilot.plugins import describe_plugins
+
+    infos = describe_plugins()
+    width = max((len(i.family) + len(i.name) for i in infos), default=10) + 3
+    for info in infos:
+        state = "loads" if info.loads else f"FAILS: {info.error}"
+        print(f"{info.family + ' / ' + info.name:<{width}} {state:<6} {info.origin}")
+    return EXIT_OK if all(i.loads for i in infos) else EXIT_ERROR
+
+
+
+

@@ -1,0 +1,152 @@
+"""The communicator family: how rank 0 talks to the workload manager.
+
+Only rank 0 ever holds a communicator. Every method returns promptly: a workload manager that answers
+later (Harvester polls its directory every few minutes) is asked again on a later call.
+Plugins register under the ``hpcpilot.communicators`` entry-point group.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from hpcpilot.config.schema import Settings
+from hpcpilot.model.errors import HpcPilotError
+from hpcpilot.model.job import Job
+from hpcpilot.model.layout import WorkLayout
+from hpcpilot.model.ranges import EventRange
+from hpcpilot.model.results import RangeResult
+from hpcpilot.model.states import JobState
+
+
+@dataclass(frozen=True, slots=True)
+class BadJob:
+    """A job definition that could not be parsed: it fails with the error's code, the rest run on.
+
+    Attributes
+    ----------
+    panda_id
+        The job's PandaID if it could be read, else None.
+    error
+        What is wrong with it (names the source and the field).
+    """
+
+    panda_id: int | None
+    error: HpcPilotError
+
+
+@dataclass(frozen=True, slots=True)
+class JobBatch:
+    """What one request for jobs brought.
+
+    Attributes
+    ----------
+    jobs
+        Jobs ready to run.
+    bad
+        Definitions that could not be parsed.
+    exhausted
+        True when no more jobs will ever come.
+    """
+
+    jobs: tuple[Job, ...] = ()
+    bad: tuple[BadJob, ...] = ()
+    exhausted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RangeBatch:
+    """What one request for event ranges brought.
+
+    Attributes
+    ----------
+    ranges
+        Ranges ready to process (possibly none yet).
+    exhausted
+        True when the job will get no more ranges.
+    errors
+        Malformed ranges that were skipped (each names its source and field).
+    """
+
+    ranges: tuple[EventRange, ...] = ()
+    exhausted: bool = False
+    errors: tuple[HpcPilotError, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class JobReport:
+    """A job's state as reported to the workload manager (heartbeat or final).
+
+    Attributes
+    ----------
+    panda_id
+        The job.
+    state
+        Its PanDA job state.
+    error_code, error_diag
+        ``pilotErrorCode`` / ``pilotErrorDiag`` when it failed.
+    exit_code
+        The payload's exit code (``transExitCode``) for plain jobs.
+    n_events
+        Events processed.
+    ranges
+        Counts of ranges by final state (``finished``, ``fatal``, ...) for event-service jobs.
+    outputs
+        Output files with ``path``, ``fsize``, ``adler32`` (and ``type``).
+    start_time, end_time
+        Unix times.
+    cpu_s, wall_s
+        CPU and wall-clock seconds used.
+    core_count
+        Cores per payload.
+    """
+
+    panda_id: int
+    state: JobState
+    error_code: int | None = None
+    error_diag: str = ""
+    exit_code: int | None = None
+    n_events: int = 0
+    ranges: dict[str, int] = field(default_factory=dict)
+    outputs: tuple[dict[str, object], ...] = ()
+    start_time: float = 0.0
+    end_time: float = 0.0
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    core_count: int = 1
+
+
+class Communicator(ABC):
+    """Base class of communicator plugins.
+
+    Parameters
+    ----------
+    settings
+        The effective settings.
+    layout
+        The work directory's layout.
+    """
+
+    def __init__(self, settings: Settings, layout: WorkLayout) -> None:
+        self.settings = settings
+        self.layout = layout
+
+    @abstractmethod
+    def fetch_jobs(self, n: int) -> JobBatch:
+        """Ask for up to ``n`` jobs."""
+
+    @abstractmethod
+    def fetch_ranges(self, job: Job, n: int) -> RangeBatch:
+        """Ask for up to ``n`` event ranges of ``job``."""
+
+    @abstractmethod
+    def report_ranges(self, job: Job, results: Sequence[RangeResult], fatal: Sequence[str]) -> None:
+        """Report a batch of range outcomes (finished outputs, failures, ids declared fatal)."""
+
+    @abstractmethod
+    def report_job(self, report: JobReport) -> None:
+        """Report a job's state (heartbeat, or final when the state is final)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Flush and release whatever the communicator holds; called once at the end."""

@@ -1,0 +1,197 @@
+"""The local communicator: a work directory holding jobs (and optionally ranges) in Harvester's shape.
+
+* ``<workdir>/HPCJobs.json``: ``{"<PandaID>": {job dict}, ...}`` (``local.jobs_file``).
+* ``<workdir>/JobsEventRanges.json`` (optional, ``local.ranges_file``): ``{"<PandaID>": [range, ...]}``.
+  A job listed there gets exactly those ranges; an event-service job not listed has its events cut into
+  ranges of ``local.events_per_range`` events by the pilot, from ``nEventsPerInputFile`` events per
+  input file (one file when the job has no inputs, as for event generation).
+* Job reports go to ``<workdir>/results.json`` (atomically rewritten, one entry per job).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from hpcpilot.comm.base import BadJob, Communicator, JobBatch, JobReport, RangeBatch
+from hpcpilot.config.schema import Settings
+from hpcpilot.model.errors import (
+    CommunicatorError,
+    ErrorCode,
+    HpcPilotError,
+    JobDefinitionError,
+)
+from hpcpilot.model.job import Job, parse_job
+from hpcpilot.model.layout import WorkLayout
+from hpcpilot.model.ranges import EventRange, parse_range
+from hpcpilot.model.results import RangeResult
+from hpcpilot.runtime.atomic import write_json_atomic
+
+
+class LocalCommunicator(Communicator):
+    """Serves jobs and ranges from files in the work directory; writes reports there."""
+
+    def __init__(self, settings: Settings, layout: WorkLayout) -> None:
+        super().__init__(settings, layout)
+        self._jobs_path = layout.root / settings.local.jobs_file
+        self._ranges_path = layout.root / settings.local.ranges_file
+        self._pending: list[tuple[str, Any]] | None = None
+        self._feed: dict[str, list[Any]] | None = None
+        self._cutters: dict[int, Iterator[EventRange]] = {}
+        self._reports: dict[str, dict[str, Any]] = {}
+
+    def fetch_jobs(self, n: int) -> JobBatch:
+        """Hand out up to ``n`` jobs of the job file (read once, on the first call).
+
+        Raises
+        ------
+        CommunicatorError
+            If the job file is missing, not JSON, or not a dict of PandaID -> job dict.
+        """
+        if self._pending is None:
+            self._pending = list(self._read_json(self._jobs_path).items())
+        taken, self._pending = self._pending[:n], self._pending[n:]
+        jobs: list[Job] = []
+        bad: list[BadJob] = []
+        for key, raw in taken:
+            source = f"{self._jobs_path}[{key!r}]"
+            try:
+                job = parse_job(raw, source=source)
+            except JobDefinitionError as exc:
+                bad.append(BadJob(_int_or_none(key), exc))
+                continue
+            if str(job.panda_id) != key:
+                bad.append(BadJob(_int_or_none(key), JobDefinitionError(
+                    f"key {key!r} differs from the job's PandaID {job.panda_id}",
+                    context={"source": source, "field": "PandaID"},
+                )))
+                continue
+            jobs.append(job)
+        return JobBatch(tuple(jobs), tuple(bad), exhausted=not self._pending)
+
+    def fetch_ranges(self, job: Job, n: int) -> RangeBatch:
+        """Up to ``n`` ranges of ``job``: from the range file if it lists the job, else cut here."""
+        feed = self._range_feed()
+        key = str(job.panda_id)
+        if key in feed:
+            return self._from_feed(key, feed[key], n)
+        cutter = self._cutters.get(job.panda_id)
+        if cutter is None:
+            cutter = self._cutters[job.panda_id] = cut_ranges(job, self.settings.local.events_per_range)
+        ranges = []
+        for rng in cutter:
+            ranges.append(rng)
+            if len(ranges) >= n:
+                break
+        return RangeBatch(tuple(ranges), exhausted=len(ranges) < n)
+
+    def report_ranges(self, job: Job, results: Sequence[RangeResult], fatal: Sequence[str]) -> None:
+        """Nothing to do: the journal in the work directory already holds every range's state."""
+
+    def report_job(self, report: JobReport) -> None:
+        """Record the job's report in ``results.json`` (atomically)."""
+        self._reports[str(report.panda_id)] = {
+            "jobStatus": report.state.value,
+            "pilotErrorCode": report.error_code or 0,
+            "pilotErrorDiag": report.error_diag,
+            "transExitCode": report.exit_code if report.exit_code is not None else 0,
+            "nEvents": report.n_events,
+            "eventRanges": report.ranges,
+            "outputs": list(report.outputs),
+            "startTime": report.start_time,
+            "endTime": report.end_time,
+            "cpuConsumptionTime": round(report.cpu_s, 3),
+            "wallTime": round(report.wall_s, 3),
+            "coreCount": report.core_count,
+            "timestamp": time.time(),
+        }
+        write_json_atomic(self.layout.root / "results.json", self._reports)
+
+    def _range_feed(self) -> dict[str, list[Any]]:
+        if self._feed is None:
+            self._feed = {}
+            if self._ranges_path.exists():
+                for key, value in self._read_json(self._ranges_path).items():
+                    if not isinstance(value, list):
+                        raise CommunicatorError(
+                            f"ranges of job {key} must be a list, got {type(value).__name__}",
+                            context={"source": str(self._ranges_path), "field": key},
+                        )
+                    self._feed[key] = list(value)
+        return self._feed
+
+    def _from_feed(self, key: str, items: list[Any], n: int) -> RangeBatch:
+        taken, items[:] = items[:n], items[n:]
+        ranges: list[EventRange] = []
+        errors: list[HpcPilotError] = []
+        for raw in taken:
+            try:
+                ranges.append(parse_range(raw, source=f"{self._ranges_path}[{key!r}]"))
+            except HpcPilotError as exc:
+                errors.append(exc)
+        return RangeBatch(tuple(ranges), exhausted=not items, errors=tuple(errors))
+
+    @staticmethod
+    def _read_json(path: Path) -> dict[str, Any]:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CommunicatorError(
+                f"cannot read {path.name}: {exc.strerror}", context={"source": str(path)}
+            ) from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CommunicatorError(
+                f"{path.name} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                context={"source": str(path)},
+            ) from None
+        if not isinstance(data, dict):
+            raise CommunicatorError(
+                f"{path.name} must hold a JSON object keyed by PandaID, got {type(data).__name__}",
+                context={"source": str(path)},
+            )
+        return data
+
+
+def cut_ranges(job: Job, events_per_range: int) -> Iterator[EventRange]:
+    """Cut an event-service job's events into ranges, lazily.
+
+    Each input file (or one pseudo-file when the job has none) holds ``nEventsPerInputFile`` events,
+    numbered from 1; range ids follow ``<taskID>-<PandaID>-<fileID>-<processID>-<attemptNr>``.
+
+    Raises
+    ------
+    JobDefinitionError
+        (on first use) if the job does not say how many events it has.
+    """
+    per_file = job.n_events_per_input_file
+    if per_file is None:
+        raise JobDefinitionError(
+            "event-service job has no range feed and no 'nEventsPerInputFile' to cut ranges from",
+            code=ErrorCode.ES_NO_EVENTS,
+            context={"PandaID": job.panda_id, "field": "nEventsPerInputFile"},
+        )
+    files = job.input_files or (None,)
+    process_id = 0
+    for file_index, spec in enumerate(files, start=1):
+        for start in range(1, per_file + 1, events_per_range):
+            process_id += 1
+            yield EventRange(
+                range_id=f"{job.task_id}-{job.panda_id}-{file_index}-{process_id}-{job.attempt_nr}",
+                start_event=start,
+                last_event=min(start + events_per_range - 1, per_file),
+                lfn=spec.lfn if spec else "",
+                guid=(spec.guid or "") if spec else "",
+                scope=(spec.scope or "") if spec else "",
+            )
+
+
+def _int_or_none(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None

@@ -1,0 +1,319 @@
+"""The coordinator's books: every job, every range, every worker; what to hand out next.
+
+Pure bookkeeping, no I/O and no MPI: the coordinator loop feeds it messages and carries out what it
+decides (journal records, reports, sends). Ranges are handed out first come, first served across jobs; a
+failed range goes to the back of the queue until it has used ``max_attempts``, then it is ``fatal``.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from hpcpilot.model.errors import ErrorCode
+from hpcpilot.model.job import Job
+from hpcpilot.model.ranges import EventRange, RangeState
+from hpcpilot.model.results import OutputFile, PayloadResult, RangeResult
+from hpcpilot.model.states import JobState
+from hpcpilot.parallel.messages import Assignment, NodeInfo, RangeTask
+
+
+class JobPhase(enum.Enum):
+    """Where a job stands in the coordinator."""
+
+    QUEUED = "queued"  # plain job waiting for a node
+    RUNNING = "running"  # work handed out or to hand out
+    MERGING = "merging"  # event-service job whose ranges are done, outputs being merged
+    DONE = "done"  # final state reported
+
+
+@dataclass
+class RangeEntry:
+    """One range's bookkeeping."""
+
+    event_range: EventRange
+    state: RangeState = RangeState.QUEUED
+    attempts: int = 0
+    rank: int = -1
+    result: RangeResult | None = None
+
+
+@dataclass
+class JobBook:
+    """One job's bookkeeping."""
+
+    job: Job
+    phase: JobPhase = JobPhase.RUNNING
+    ranges: dict[str, RangeEntry] = field(default_factory=dict)
+    source_exhausted: bool = False
+    queued: int = 0
+    in_flight: int = 0
+    finished: int = 0
+    fatal: int = 0
+    failed_attempts: int = 0
+    n_events: int = 0
+    cpu_s: float = 0.0
+    started: float = 0.0
+    ended: float = 0.0
+    state: JobState = JobState.STARTING
+    error_code: ErrorCode | None = None
+    error_diag: str = ""
+    exit_code: int | None = None
+    outputs: list[OutputFile] = field(default_factory=list)
+    merged: OutputFile | None = None
+
+    @property
+    def ranges_done(self) -> bool:
+        """Whether an event-service job's ranges are all final and no more will come."""
+        return self.source_exhausted and self.queued == 0 and self.in_flight == 0
+
+
+@dataclass
+class WorkerBook:
+    """One worker's bookkeeping."""
+
+    rank: int
+    node: NodeInfo | None = None
+    known_jobs: set[int] = field(default_factory=set)
+    want_cores: int = 0
+    free_cores: int = 0
+    busy_slots: int = 0
+    in_flight: int = 0
+    stopped: bool = False
+    busy_core_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RangeOutcome:
+    """What recording one range result decided.
+
+    Attributes
+    ----------
+    result
+        The worker's result.
+    state
+        FINISHED, FAILED (will be retried) or FATAL (given up).
+    attempt
+        The attempt the result was for.
+    """
+
+    result: RangeResult
+    state: RangeState
+    attempt: int
+
+
+class Books:
+    """All of the coordinator's state.
+
+    Parameters
+    ----------
+    max_attempts
+        Attempts per range before it is declared fatal.
+    batch_size
+        Most ranges in one assignment.
+    """
+
+    def __init__(self, max_attempts: int, batch_size: int) -> None:
+        self.max_attempts = max_attempts
+        self.batch_size = batch_size
+        self.jobs: dict[int, JobBook] = {}
+        self.workers: dict[int, WorkerBook] = {}
+        self.range_queue: deque[RangeTask] = deque()
+        self.plain_queue: deque[int] = deque()
+        self.draining = False
+        self.started = time.time()
+        self.ranges_finished = 0
+        self.ranges_fatal = 0
+        self.ranges_failed_attempts = 0
+
+    # --- jobs and ranges in -------------------------------------------------------------------
+
+    def add_job(self, job: Job) -> JobBook:
+        """Start keeping the books of a new job."""
+        book = JobBook(job=job, started=time.time(), source_exhausted=not job.event_service)
+        self.jobs[job.panda_id] = book
+        if not job.event_service:
+            book.phase = JobPhase.QUEUED
+            self.plain_queue.append(job.panda_id)
+        return book
+
+    def add_ranges(self, panda_id: int, ranges: tuple[EventRange, ...]) -> int:
+        """Queue new ranges of a job; ranges already known (same id) are ignored. Returns how many."""
+        book = self.jobs[panda_id]
+        added = 0
+        for rng in ranges:
+            if rng.range_id in book.ranges:
+                continue
+            book.ranges[rng.range_id] = RangeEntry(rng)
+            self.range_queue.append(RangeTask(panda_id, rng, 1))
+            added += 1
+        book.queued += added
+        return added
+
+    # --- workers ------------------------------------------------------------------------------
+
+    def worker(self, rank: int) -> WorkerBook:
+        """The books of one worker (created on first use)."""
+        book = self.workers.get(rank)
+        if book is None:
+            book = self.workers[rank] = WorkerBook(rank)
+        return book
+
+    @property
+    def total_cores(self) -> int:
+        """Cores of all workers that have said hello."""
+        return sum(w.node.cores for w in self.workers.values() if w.node is not None)
+
+    def assign(self, rank: int) -> Assignment | None:
+        """Work for one worker according to its last request, or None if there is none to give.
+
+        Plain jobs go only to cores that are idle now; ranges fill the worker's request (prefetch
+        included) up to ``batch_size``.
+        """
+        worker = self.worker(rank)
+        if self.draining or worker.stopped or worker.want_cores <= 0:
+            return None
+        plain = self._take_plain(worker)
+        ranges = self._take_ranges(worker)
+        if not plain and not ranges:
+            return None
+        new_jobs = {t.panda_id for t in ranges} | set(plain)
+        new_jobs -= worker.known_jobs
+        worker.known_jobs |= new_jobs
+        worker.want_cores = 0
+        return Assignment(
+            jobs=tuple(self.jobs[p].job for p in sorted(new_jobs)),
+            ranges=tuple(ranges),
+            plain=tuple(plain),
+        )
+
+    def _take_plain(self, worker: WorkerBook) -> list[int]:
+        taken: list[int] = []
+        skipped: list[int] = []
+        while self.plain_queue and worker.free_cores > 0:
+            panda_id = self.plain_queue.popleft()
+            book = self.jobs[panda_id]
+            if book.job.core_count > worker.free_cores:
+                skipped.append(panda_id)
+                continue
+            worker.free_cores -= book.job.core_count
+            worker.want_cores -= book.job.core_count
+            book.phase = JobPhase.RUNNING
+            book.state = JobState.RUNNING
+            book.in_flight = 1
+            worker.in_flight += 1
+            taken.append(panda_id)
+        self.plain_queue.extendleft(reversed(skipped))
+        return taken
+
+    def _take_ranges(self, worker: WorkerBook) -> list[RangeTask]:
+        taken: list[RangeTask] = []
+        queue = self.range_queue
+        jobs = self.jobs
+        budget = worker.want_cores
+        while queue and budget > 0 and len(taken) < self.batch_size:
+            task = queue.popleft()
+            book = jobs[task.panda_id]
+            entry = book.ranges[task.event_range.range_id]
+            entry.state = RangeState.ASSIGNED
+            entry.rank = worker.rank
+            entry.attempts = task.attempt
+            book.queued -= 1
+            book.in_flight += 1
+            if book.state is JobState.STARTING:
+                book.state = JobState.RUNNING
+            budget -= book.job.core_count
+            taken.append(task)
+        worker.in_flight += len(taken)
+        return taken
+
+    # --- results in ---------------------------------------------------------------------------
+
+    def record_range(self, rank: int, result: RangeResult) -> RangeOutcome | None:
+        """Book a range result; a failed range is requeued or declared fatal.
+
+        Returns None for a result that does not match an assigned range (a duplicate or stray).
+        """
+        book = self.jobs.get(result.panda_id)
+        entry = book.ranges.get(result.range_id) if book else None
+        if book is None or entry is None or entry.state is not RangeState.ASSIGNED:
+            return None
+        self.worker(rank).in_flight -= 1
+        book.in_flight -= 1
+        book.cpu_s += result.cpu_s
+        attempt = entry.attempts
+        if result.state is RangeState.FINISHED:
+            entry.state, entry.result = RangeState.FINISHED, result
+            book.finished += 1
+            book.n_events += result.n_events
+            self.ranges_finished += 1
+            return RangeOutcome(result, RangeState.FINISHED, attempt)
+        book.failed_attempts += 1
+        self.ranges_failed_attempts += 1
+        if attempt >= self.max_attempts:
+            entry.state, entry.result = RangeState.FATAL, result
+            book.fatal += 1
+            self.ranges_fatal += 1
+            return RangeOutcome(result, RangeState.FATAL, attempt)
+        entry.state = RangeState.QUEUED
+        book.queued += 1
+        self.range_queue.append(RangeTask(result.panda_id, entry.event_range, attempt + 1))
+        return RangeOutcome(result, RangeState.FAILED, attempt)
+
+    def record_payload(self, rank: int, result: PayloadResult) -> JobBook | None:
+        """Book a plain job's result; returns its books, or None for a stray result."""
+        book = self.jobs.get(result.panda_id)
+        if book is None or book.in_flight != 1 or book.job.event_service:
+            return None
+        self.worker(rank).in_flight -= 1
+        book.in_flight = 0
+        book.cpu_s += result.cpu_s
+        book.outputs.extend(result.outputs)
+        book.exit_code = result.exit_code
+        book.state = JobState.FINISHED if result.ok else JobState.FAILED
+        book.error_code = result.error_code
+        book.error_diag = result.error_diag
+        return book
+
+    def return_ranges(self, tasks: tuple[RangeTask, ...], rank: int) -> None:
+        """Take back ranges a worker received but did not start; they are queued again."""
+        worker = self.worker(rank)
+        for task in tasks:
+            book = self.jobs.get(task.panda_id)
+            entry = book.ranges.get(task.event_range.range_id) if book else None
+            if book is None or entry is None or entry.state is not RangeState.ASSIGNED:
+                continue
+            entry.state = RangeState.QUEUED
+            book.in_flight -= 1
+            book.queued += 1
+            worker.in_flight -= 1
+            self.range_queue.appendleft(RangeTask(task.panda_id, entry.event_range, task.attempt))
+
+    def return_plain(self, panda_ids: tuple[int, ...], rank: int) -> None:
+        """Take back plain jobs a worker received but did not start."""
+        for panda_id in panda_ids:
+            book = self.jobs.get(panda_id)
+            if book is None or book.in_flight != 1:
+                continue
+            book.in_flight = 0
+            book.phase = JobPhase.QUEUED
+            self.worker(rank).in_flight -= 1
+            self.plain_queue.appendleft(panda_id)
+
+    # --- views --------------------------------------------------------------------------------
+
+    def open_jobs(self) -> list[JobBook]:
+        """Jobs not yet done."""
+        return [b for b in self.jobs.values() if b.phase is not JobPhase.DONE]
+
+    @property
+    def ranges_total(self) -> int:
+        """Ranges known so far, all jobs."""
+        return sum(len(b.ranges) for b in self.jobs.values())
+
+    @property
+    def busy_slots(self) -> int:
+        """Items running on all workers, as last reported."""
+        return sum(w.busy_slots for w in self.workers.values())

@@ -1,0 +1,539 @@
+"""The coordinator (rank 0): gets work from the workload manager, hands it out, keeps the books.
+
+An event loop driven by :meth:`Coordinator.step`: receive worker updates, book their results, answer
+their requests, keep the range queue topped up from the communicator, finish jobs (merge, report), flush
+the journal, show the status line, and stop the workers when all is done or a drain was asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hpcpilot.comm.base import Communicator, JobReport
+from hpcpilot.config.schema import Settings
+from hpcpilot.model.errors import CommunicatorError, ErrorCode, HpcPilotError
+from hpcpilot.model.job import Job
+from hpcpilot.model.layout import WorkLayout
+from hpcpilot.model.ranges import RangeState
+from hpcpilot.model.results import RangeResult
+from hpcpilot.model.states import JobState
+from hpcpilot.parallel.books import Books, JobBook, JobPhase, RangeOutcome
+from hpcpilot.parallel.messages import Assignment, Message, Stop, WorkerBye, WorkerUpdate
+from hpcpilot.parallel.status import Progress, RateMeter, format_status
+from hpcpilot.parallel.transport import CoordinatorTransport
+from hpcpilot.payload.merge import MergeInput
+from hpcpilot.payload.merge_run import MergeProcess, choose_merger
+from hpcpilot.runtime.journal import Journal
+
+log = logging.getLogger(__name__)
+
+_SIGNAL_CODES = {
+    signal.SIGTERM: ErrorCode.SIGTERM,
+    signal.SIGUSR1: ErrorCode.SIGUSR1,
+    signal.SIGINT: ErrorCode.SIGINT,
+    signal.SIGXCPU: ErrorCode.SIGXCPU,
+}
+
+
+class Coordinator:
+    """Rank 0's event loop.
+
+    Parameters
+    ----------
+    transport
+        Its end of the links to the workers.
+    settings
+        The effective settings.
+    layout
+        The work directory.
+    communicator
+        The workload manager.
+    journal
+        Where every range's state change is recorded.
+    show_status
+        Called with each status line.
+    """
+
+    def __init__(
+        self,
+        transport: CoordinatorTransport,
+        settings: Settings,
+        layout: WorkLayout,
+        communicator: Communicator,
+        journal: Journal,
+        show_status: Callable[[str], None],
+    ) -> None:
+        self.transport = transport
+        self.settings = settings
+        self.layout = layout
+        self.comm = communicator
+        self.journal = journal
+        self.show_status = show_status
+        self.books = Books(settings.eventservice.max_attempts, settings.parallel.batch_size)
+        for rank in transport.worker_ranks:
+            self.books.worker(rank)
+        self.jobs_exhausted = False
+        self.fatal_error: HpcPilotError | None = None
+        self.drain_code: ErrorCode | None = None
+        self.stop_sent = False
+        self.done = False
+        self.started = time.monotonic()
+        self.ended = 0.0
+        self._hungry: set[int] = set()
+        self._merges: dict[int, MergeProcess] = {}
+        self._unreported: dict[int, list[RangeResult]] = defaultdict(list)
+        self._unreported_fatal: dict[int, list[str]] = defaultdict(list)
+        self._next_flush = 0.0
+        self._next_status = 0.0
+        self._next_fetch = 0.0
+        self._rate = RateMeter()
+        self._bad_jobs: list[dict[str, Any]] = []
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    def step(self) -> bool:
+        """Do everything that can be done now; return whether anything happened."""
+        progress = False
+        for rank, message in self.transport.poll(256):
+            self._on_message(rank, message)
+            progress = True
+        now = time.monotonic()
+        if not self.books.draining:
+            if now >= self._next_fetch:
+                progress |= self._fetch_work(now)
+            progress |= self._serve_hungry()
+        progress |= self._finish_jobs()
+        if now >= self._next_flush:
+            self._flush()
+            self._next_flush = now + self.settings.parallel.journal_flush_s
+        if now >= self._next_status:
+            self._status(now)
+            self._next_status = now + self.settings.run.status_interval_s
+        progress |= self._maybe_stop()
+        return progress
+
+    def request_drain(self, signum: int) -> None:
+        """A signal asked the run to end: start nothing new, let running work finish, report."""
+        if self.drain_code is None:
+            log.warning("received %s: draining", signal.Signals(signum).name)
+            self.drain_code = _SIGNAL_CODES.get(signum, ErrorCode.KILL_SIGNAL)
+            self.books.draining = True
+
+    # --- messages -----------------------------------------------------------------------------
+
+    def _on_message(self, rank: int, message: Message) -> None:
+        if isinstance(message, WorkerUpdate):
+            self._on_update(rank, message)
+        elif isinstance(message, WorkerBye):
+            self._on_bye(rank, message)
+        else:
+            log.warning("unexpected %s from rank %d", type(message).__name__, rank)
+
+    def _on_update(self, rank: int, update: WorkerUpdate) -> None:
+        worker = self.books.worker(rank)
+        if update.node is not None:
+            worker.node = update.node
+            log.debug("rank %d on %s: %d cores", rank, update.node.host, update.node.cores)
+        for line in update.logs:
+            log.warning("[rank %d] %s", rank, line)
+        for result in update.ranges:
+            self._book_range(rank, result)
+        for payload in update.payloads:
+            book = self.books.record_payload(rank, payload)
+            if book is not None:
+                self._finish_job(book)
+        worker.busy_slots = update.busy_slots
+        worker.free_cores = update.free_cores
+        if update.want_cores > 0:
+            worker.want_cores = update.want_cores
+            self._hungry.add(rank)
+            self._serve(rank)
+
+    def _on_bye(self, rank: int, bye: WorkerBye) -> None:
+        self._on_update(rank, bye.update)
+        worker = self.books.worker(rank)
+        worker.stopped = True
+        worker.busy_core_s = bye.busy_core_s
+        worker.busy_slots = 0
+        self._hungry.discard(rank)
+        if bye.returned:
+            self.books.return_ranges(bye.returned, rank)
+            for panda_id in {t.panda_id for t in bye.returned}:
+                ids = [t.event_range.range_id for t in bye.returned if t.panda_id == panda_id]
+                self.journal.append("returned", job=panda_id, ids=ids)
+        if bye.returned_plain:
+            self.books.return_plain(bye.returned_plain, rank)
+
+    def _book_range(self, rank: int, result: RangeResult) -> None:
+        outcome = self.books.record_range(rank, result)
+        if outcome is None:
+            log.warning("ignoring a result for range %s from rank %d: not assigned there",
+                        result.range_id, rank)
+            return
+        self._journal_outcome(outcome)
+        self._unreported[result.panda_id].append(result)
+        if outcome.state is RangeState.FATAL:
+            self._unreported_fatal[result.panda_id].append(result.range_id)
+
+    def _journal_outcome(self, outcome: RangeOutcome) -> None:
+        r = outcome.result
+        if outcome.state is RangeState.FINISHED:
+            out = r.output
+            self.journal.append(
+                "finished", job=r.panda_id, id=r.range_id, attempt=outcome.attempt,
+                path=out.path if out else None, fsize=out.fsize if out else None,
+                adler32=out.adler32 if out else None, nevents=r.n_events,
+            )
+            return
+        code = int(r.error_code) if r.error_code is not None else None
+        self.journal.append("failed", job=r.panda_id, id=r.range_id, attempt=outcome.attempt,
+                            code=code, diag=r.error_diag[-300:])
+        if outcome.state is RangeState.FATAL:
+            self.journal.append("fatal", job=r.panda_id, id=r.range_id, code=code)
+            log.warning("range %s of job %d is fatal after %d attempts: %s",
+                        r.range_id, r.panda_id, outcome.attempt, r.error_diag[-200:])
+
+    # --- handing out work ---------------------------------------------------------------------
+
+    def _serve(self, rank: int) -> bool:
+        assignment = self.books.assign(rank)
+        if assignment is None:
+            return False
+        self._hungry.discard(rank)
+        finished = self._finished_jobs_known_by(rank)
+        if finished:
+            assignment = Assignment(assignment.jobs, assignment.ranges, assignment.plain, finished)
+        self.transport.send(rank, assignment)
+        if assignment.ranges:
+            by_job: dict[int, list[str]] = defaultdict(list)
+            for task in assignment.ranges:
+                by_job[task.panda_id].append(task.event_range.range_id)
+            for panda_id, ids in by_job.items():
+                self.journal.append("assigned", job=panda_id, rank=rank, ids=ids)
+        for panda_id in assignment.plain:
+            self.journal.append("assigned", job=panda_id, rank=rank, ids=[])
+        return True
+
+    def _serve_hungry(self) -> bool:
+        if not self._hungry or not (self.books.range_queue or self.books.plain_queue):
+            return False
+        progress = False
+        for rank in sorted(self._hungry):
+            progress |= self._serve(rank)
+        return progress
+
+    def _finished_jobs_known_by(self, rank: int) -> tuple[int, ...]:
+        worker = self.books.worker(rank)
+        finished = tuple(p for p in worker.known_jobs if self.books.jobs[p].ranges_done)
+        worker.known_jobs.difference_update(finished)
+        return finished
+
+    def _queue_target(self) -> int:
+        cores = self.books.total_cores or len(self.transport.worker_ranks)
+        per_worker = self.settings.parallel.batch_size
+        return max(2 * cores * (1 + self.settings.eventservice.prefetch_per_slot),
+                   per_worker * len(self.transport.worker_ranks), 16)
+
+    def _fetch_work(self, now: float) -> bool:
+        progress = self._fetch_jobs() if not self.jobs_exhausted else False
+        target = self._queue_target()
+        for book in self.books.open_jobs():
+            if len(self.books.range_queue) >= target:
+                break
+            if book.job.event_service and not book.source_exhausted:
+                progress |= self._fetch_ranges(book, target - len(self.books.range_queue))
+        self._next_fetch = now + (0.0 if progress else 0.05)
+        return progress
+
+    def _fetch_jobs(self) -> bool:
+        limit = self.settings.run.max_jobs
+        n = limit - len(self.books.jobs) if limit else 100
+        if n <= 0:
+            self.jobs_exhausted = True
+            return False
+        try:
+            batch = self.comm.fetch_jobs(n)
+        except CommunicatorError as exc:
+            if not self.books.jobs:
+                self._fail_run(exc)
+            else:
+                log.warning("could not fetch jobs: %s", exc)
+            return False
+        self.jobs_exhausted = batch.exhausted
+        for bad in batch.bad:
+            log.error("bad job definition: %s", bad.error)
+            if bad.panda_id is not None:
+                self.comm.report_job(JobReport(bad.panda_id, JobState.FAILED, int(bad.error.code),
+                                               str(bad.error), start_time=time.time(),
+                                               end_time=time.time()))
+                self.journal.append("job", job=bad.panda_id, state="failed", code=int(bad.error.code))
+                self._bad_jobs.append({"PandaID": bad.panda_id, "error_code": int(bad.error.code),
+                                       "error_diag": str(bad.error)})
+        for job in batch.jobs:
+            self._add_job(job)
+        return bool(batch.jobs or batch.bad)
+
+    def _add_job(self, job: Job) -> None:
+        book = self.books.add_job(job)
+        job_dir = self.layout.job_dir(job.panda_id)
+        self.layout.payload_log_dir(job.panda_id).mkdir(parents=True, exist_ok=True)
+        log.info("job %d: %s, %d core(s) per payload, in %s", job.panda_id,
+                 "event service" if job.event_service else "plain", job.core_count, job_dir)
+        self.comm.report_job(JobReport(job.panda_id, JobState.STARTING,
+                                       start_time=time.time(), core_count=job.core_count))
+        self.journal.append("job", job=job.panda_id, state=book.state.value)
+
+    def _fetch_ranges(self, book: JobBook, n: int) -> bool:
+        try:
+            batch = self.comm.fetch_ranges(book.job, n)
+        except HpcPilotError as exc:
+            log.error("job %d: cannot get event ranges: %s", book.job.panda_id, exc)
+            book.source_exhausted = True
+            book.error_code, book.error_diag = exc.code, str(exc)
+            return True
+        for error in batch.errors:
+            log.error("job %d: skipping a malformed event range: %s", book.job.panda_id, error)
+        added = self.books.add_ranges(book.job.panda_id, batch.ranges)
+        if batch.exhausted:
+            book.source_exhausted = True
+        return added > 0 or batch.exhausted
+
+    # --- finishing jobs -----------------------------------------------------------------------
+
+    def _finish_jobs(self) -> bool:
+        progress = False
+        for book in self.books.open_jobs():
+            if book.phase is JobPhase.RUNNING and book.job.event_service and book.ranges_done:
+                self._start_merge_or_finish(book)
+                progress = True
+            elif book.phase is JobPhase.MERGING:
+                progress |= self._poll_merge(book)
+        return progress
+
+    def _start_merge_or_finish(self, book: JobBook) -> None:
+        job = book.job
+        target = self.layout.merged_output(job)
+        merger = None
+        if book.finished and target is not None:
+            try:
+                merger = choose_merger(self.settings.eventservice.merger, target.name)
+            except HpcPilotError as exc:
+                book.error_code, book.error_diag = exc.code, str(exc)
+        if merger is None or target is None:
+            self._finish_job(book)
+            return
+        inputs = [
+            MergeInput(Path(e.result.output.path), rid, e.event_range.start_event,
+                       e.event_range.last_event, e.result.output.adler32)
+            for rid, e in book.ranges.items()
+            if e.state is RangeState.FINISHED and e.result is not None and e.result.output is not None
+        ]
+        if not inputs:
+            self._finish_job(book)
+            return
+        book.phase = JobPhase.MERGING
+        log.info("job %d: merging %d range outputs into %s with %s", job.panda_id, len(inputs),
+                 target.name, merger)
+        try:
+            self._merges[job.panda_id] = MergeProcess(
+                merger, inputs, target, self.layout.payload_log_dir(job.panda_id))
+        except (OSError, HpcPilotError) as exc:
+            book.error_code, book.error_diag = ErrorCode.PAYLOAD_EXECUTION_FAILURE, str(exc)
+            self._finish_job(book)
+
+    def _poll_merge(self, book: JobBook) -> bool:
+        merge = self._merges[book.job.panda_id]
+        try:
+            merged = merge.poll()
+        except HpcPilotError as exc:
+            book.error_code, book.error_diag = exc.code, str(exc)
+            merged = None
+        else:
+            if merged is None:
+                return False
+        del self._merges[book.job.panda_id]
+        book.merged = merged
+        self._finish_job(book)
+        return True
+
+    def _finish_job(self, book: JobBook) -> None:
+        """Decide the job's final state, report it and journal it."""
+        job = book.job
+        book.phase = JobPhase.DONE
+        book.ended = time.time()
+        if job.event_service:
+            if book.merged is not None:
+                book.outputs.append(book.merged)
+            if book.error_code is not None:
+                book.state = JobState.FAILED
+            elif book.finished == 0:
+                book.state = JobState.FAILED
+                book.error_code = ErrorCode.ES_FATAL if book.fatal else ErrorCode.ES_NO_EVENTS
+                book.error_diag = (f"all {book.fatal} ranges failed" if book.fatal
+                                   else "the job had no event ranges")
+            else:
+                book.state = JobState.FINISHED
+                if book.fatal:
+                    book.error_diag = f"{book.fatal} of {len(book.ranges)} ranges fatal"
+        self._flush_ranges(job.panda_id)
+        self.comm.report_job(self._report(book))
+        code = int(book.error_code) if book.error_code is not None else 0
+        self.journal.append("job", job=job.panda_id, state=book.state.value, code=code)
+        log.info("job %d %s%s", job.panda_id, book.state.value,
+                 f" (error {code}: {book.error_diag})" if code else "")
+
+    def _report(self, book: JobBook) -> JobReport:
+        outputs = tuple({"type": "output", "path": o.path, "fsize": o.fsize, "adler32": o.adler32}
+                        for o in book.outputs)
+        ranges = {"total": len(book.ranges), "finished": book.finished, "fatal": book.fatal,
+                  "failed_attempts": book.failed_attempts} if book.job.event_service else {}
+        return JobReport(
+            panda_id=book.job.panda_id, state=book.state,
+            error_code=int(book.error_code) if book.error_code is not None else None,
+            error_diag=book.error_diag, exit_code=book.exit_code, n_events=book.n_events,
+            ranges=ranges, outputs=outputs, start_time=book.started, end_time=book.ended,
+            cpu_s=book.cpu_s, wall_s=(book.ended or time.time()) - book.started,
+            core_count=book.job.core_count,
+        )
+
+    # --- periodic work ------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        for panda_id in list(self._unreported):
+            self._flush_ranges(panda_id)
+        self.journal.flush()
+
+    def _flush_ranges(self, panda_id: int) -> None:
+        results = self._unreported.pop(panda_id, [])
+        fatal = self._unreported_fatal.pop(panda_id, [])
+        if results or fatal:
+            try:
+                self.comm.report_ranges(self.books.jobs[panda_id].job, results, fatal)
+            except CommunicatorError as exc:
+                log.warning("job %d: range report failed, kept for later: %s", panda_id, exc)
+                self._unreported[panda_id][:0] = results
+                self._unreported_fatal[panda_id][:0] = fatal
+
+    def progress(self) -> Progress:
+        """A snapshot of the run."""
+        books = self.books
+        slots = 0
+        open_jobs = books.open_jobs()
+        per_slot = min((b.job.core_count for b in open_jobs), default=1)
+        for worker in books.workers.values():
+            if worker.node is not None and not worker.stopped:
+                slots += worker.node.cores // per_slot
+        done_jobs = sum(1 for b in books.jobs.values() if b.phase is JobPhase.DONE)
+        return Progress(
+            elapsed_s=time.monotonic() - self.started,
+            ranges_done=books.ranges_finished + books.ranges_fatal,
+            ranges_total=books.ranges_total,
+            ranges_failed=books.ranges_fatal,
+            jobs_done=done_jobs + len(self._bad_jobs),
+            jobs_total=len(books.jobs) + len(self._bad_jobs),
+            busy_slots=books.busy_slots,
+            total_slots=slots,
+        )
+
+    def _status(self, now: float) -> None:
+        p = self.progress()
+        self.show_status(format_status(p, self._rate.add(now, p.ranges_done)))
+
+    # --- the end ------------------------------------------------------------------------------
+
+    def _fail_run(self, error: HpcPilotError) -> None:
+        log.error("%s", error)
+        self.fatal_error = error
+        self.books.draining = True
+
+    def _all_work_done(self) -> bool:
+        return self.jobs_exhausted and not self.books.open_jobs()
+
+    def _maybe_stop(self) -> bool:
+        books = self.books
+        if not self.stop_sent and (books.draining or self._all_work_done()):
+            drain = books.draining
+            for rank in self.transport.worker_ranks:
+                self.transport.send(rank, Stop(drain=drain))
+            self.stop_sent = True
+            return True
+        if self.stop_sent and all(w.stopped for w in books.workers.values()):
+            if books.draining:
+                self._end_drained_jobs()
+            self._flush()
+            self.transport.flush()
+            self.ended = time.monotonic()
+            self._status(self.ended)
+            self.done = True
+            return True
+        return False
+
+    def _end_drained_jobs(self) -> None:
+        code = self.drain_code or (self.fatal_error.code if self.fatal_error else ErrorCode.GENERAL_ERROR)
+        for merge in self._merges.values():
+            merge.kill(self.settings.payload.kill_grace_s)
+        self._merges.clear()
+        for book in self.books.open_jobs():
+            book.error_code = code
+            left = book.queued + book.in_flight
+            book.error_diag = f"run ended early ({code.name}): {left} work item(s) not done"
+            book.state = JobState.FAILED
+            self._finish_job(book)
+
+    # --- the summary --------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """The end-of-run summary (written to ``summary.json`` and printed)."""
+        books = self.books
+        wall = (self.ended or time.monotonic()) - self.started
+        cores = books.total_cores
+        busy = sum(w.busy_core_s for w in books.workers.values())
+        jobs = [self._job_summary(b) for b in books.jobs.values()]
+        jobs.extend({"PandaID": b["PandaID"], "kind": "invalid", "state": "failed",
+                     "error_code": b["error_code"], "error_diag": b["error_diag"],
+                     "outputs": [], "n_events": 0} for b in self._bad_jobs)
+        not_done = sum(b.queued + b.in_flight for b in books.jobs.values() if b.job.event_service)
+        return {
+            "workdir": str(self.layout.root),
+            "wall_s": round(wall, 3),
+            "workers": len(books.workers),
+            "cores": cores,
+            "utilisation": round(busy / (cores * wall), 4) if cores and wall > 0 else 0.0,
+            "busy_core_s": round(busy, 3),
+            "ranges": {
+                "total": books.ranges_total,
+                "finished": books.ranges_finished,
+                "fatal": books.ranges_fatal,
+                "failed_attempts": books.ranges_failed_attempts,
+                "not_done": not_done,
+            },
+            "drained_by": self.drain_code.name if self.drain_code else None,
+            "error": str(self.fatal_error) if self.fatal_error else None,
+            "jobs": jobs,
+        }
+
+    def _job_summary(self, book: JobBook) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "PandaID": book.job.panda_id,
+            "kind": "event service" if book.job.event_service else "plain",
+            "state": book.state.value,
+            "error_code": int(book.error_code) if book.error_code is not None else 0,
+            "error_diag": book.error_diag,
+            "n_events": book.n_events,
+            "outputs": [{"path": o.path, "fsize": o.fsize, "adler32": o.adler32}
+                        for o in book.outputs],
+        }
+        if book.job.event_service:
+            entry["ranges"] = {"total": len(book.ranges), "finished": book.finished,
+                               "fatal": book.fatal, "failed_attempts": book.failed_attempts}
+            outs = [e.result.output for e in book.ranges.values()
+                    if e.result is not None and e.result.output is not None
+                    and e.state is RangeState.FINISHED]
+            entry["range_outputs"] = {"count": len(outs), "bytes": sum(o.fsize for o in outs)}
+        return entry

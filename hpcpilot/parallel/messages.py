@@ -1,0 +1,153 @@
+"""The messages between the coordinator (rank 0) and the node workers, each with an explicit tag.
+
+All are frozen dataclasses, pickled by mpi4py. Traffic is batched: a worker reports many results and
+asks for many ranges in one :class:`WorkerUpdate`; the coordinator answers with one :class:`Assignment`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from hpcpilot.model.job import Job
+from hpcpilot.model.ranges import EventRange
+from hpcpilot.model.results import PayloadResult, RangeResult
+
+TAG_UPDATE = 11
+TAG_ASSIGNMENT = 12
+TAG_STOP = 13
+TAG_BYE = 14
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """A worker's node, sent once in its first update.
+
+    Attributes
+    ----------
+    rank
+        The worker's MPI rank.
+    host
+        Its host name (``SLURMD_NODENAME`` where pseudo-nodes share a host).
+    cores
+        Cores it may use for payloads.
+    """
+
+    rank: int
+    host: str
+    cores: int
+
+
+@dataclass(frozen=True, slots=True)
+class RangeTask:
+    """One event range handed to a worker.
+
+    Attributes
+    ----------
+    panda_id
+        The range's job.
+    event_range
+        The range.
+    attempt
+        1 for the first attempt.
+    """
+
+    panda_id: int
+    event_range: EventRange
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerUpdate:
+    """Worker -> coordinator: results since the last update, and how much more work is wanted.
+
+    Attributes
+    ----------
+    node
+        Set in a worker's first update only.
+    ranges
+        Range results.
+    payloads
+        Plain-job results.
+    want_cores
+        Cores' worth of work wanted, prefetch included (0: no new request in this message).
+    free_cores
+        Cores idle right now with nothing queued for them (plain jobs are only given to these).
+    busy_slots
+        Items running right now.
+    logs
+        Warnings the worker logged since the last update, for rank 0 to show.
+    """
+
+    TAG: ClassVar[int] = TAG_UPDATE
+    node: NodeInfo | None
+    ranges: tuple[RangeResult, ...]
+    payloads: tuple[PayloadResult, ...]
+    want_cores: int
+    free_cores: int
+    busy_slots: int
+    logs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """Coordinator -> worker: work to do.
+
+    Attributes
+    ----------
+    jobs
+        Definitions of jobs the worker has not seen yet (each is sent to a worker once).
+    ranges
+        Event ranges to process.
+    plain
+        PandaIDs of plain jobs to run.
+    finished_jobs
+        Jobs that will get no more ranges: the worker may end their long-lived payloads.
+    """
+
+    TAG: ClassVar[int] = TAG_ASSIGNMENT
+    jobs: tuple[Job, ...]
+    ranges: tuple[RangeTask, ...]
+    plain: tuple[int, ...] = ()
+    finished_jobs: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Coordinator -> worker: finish.
+
+    Attributes
+    ----------
+    drain
+        False: all work is done, end normally. True: start nothing new, finish what runs, return the
+        rest (walltime, signal, soft kill).
+    """
+
+    TAG: ClassVar[int] = TAG_STOP
+    drain: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerBye:
+    """Worker -> coordinator, its last message: final results and what it gives back.
+
+    Attributes
+    ----------
+    update
+        Results not yet reported.
+    returned
+        Ranges it received but did not start.
+    returned_plain
+        Plain jobs it received but did not start.
+    busy_core_s
+        Core-seconds its slots spent running payloads (for the utilisation figure).
+    """
+
+    TAG: ClassVar[int] = TAG_BYE
+    update: WorkerUpdate
+    returned: tuple[RangeTask, ...]
+    returned_plain: tuple[int, ...]
+    busy_core_s: float
+
+
+Message = WorkerUpdate | Assignment | Stop | WorkerBye

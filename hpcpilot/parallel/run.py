@@ -1,0 +1,157 @@
+"""Running the pilot's roles over MPI (or in one process) and aborting the world on any failure.
+
+``mpi4py`` is imported here and in :mod:`hpcpilot.parallel.transport` only. Without it, or without a
+launcher, the world has one rank: the coordinator and one worker share the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hpcpilot.config.schema import Settings
+from hpcpilot.model.layout import WorkLayout
+from hpcpilot.parallel.coordinator import Coordinator
+from hpcpilot.parallel.messages import NodeInfo
+from hpcpilot.parallel.transport import (
+    Backoff,
+    LocalLink,
+    MpiCoordinatorTransport,
+    MpiWorkerTransport,
+)
+from hpcpilot.parallel.worker import Worker
+from hpcpilot.runtime.signals import SignalFlag
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class World:
+    """The MPI world as this rank sees it.
+
+    Attributes
+    ----------
+    rank, size
+        This rank and the number of ranks.
+    host
+        This node's name (``SLURMD_NODENAME`` where several pseudo-nodes share a host).
+    comm
+        ``MPI.COMM_WORLD``, or None without mpi4py.
+    """
+
+    rank: int
+    size: int
+    host: str
+    comm: Any = None
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank."""
+        return value if self.comm is None or self.size == 1 else self.comm.bcast(value, root=0)
+
+    def abort(self, code: int) -> None:
+        """End every rank of the job now."""
+        if self.comm is not None and self.size > 1:
+            self.comm.Abort(code)
+        os._exit(code)
+
+
+def detect_world() -> World:
+    """Initialise MPI if mpi4py is installed and return the world; a world of one rank without it."""
+    host = os.environ.get("SLURMD_NODENAME") or socket.gethostname().split(".")[0]
+    if os.environ.get("HPCPILOT_NO_MPI"):
+        return World(0, 1, host)
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        return World(0, 1, host)
+    comm = MPI.COMM_WORLD
+    return World(comm.Get_rank(), comm.Get_size(), host, comm)
+
+
+def node_cores(settings: Settings) -> int:
+    """Cores this rank may give payloads: the setting, or the CPUs this process may run on."""
+    return settings.node.cores or len(os.sched_getaffinity(0))
+
+
+def guarded(world: World, body: Callable[[], int]) -> int:
+    """Run ``body``; an unexpected exception is logged with rank and host and aborts the whole job."""
+    try:
+        return body()
+    except Exception as exc:
+        message = (f"hpcpilot: unexpected {type(exc).__name__} on rank {world.rank} "
+                   f"({world.host}): {exc}")
+        log.critical("%s\n%s", message, traceback.format_exc())
+        print(message, file=sys.stderr, flush=True)
+        world.abort(1)
+        return 1
+
+
+def run_coordinator(world: World, coordinator: Coordinator, settings: Settings,
+                    signals: SignalFlag) -> None:
+    """Rank 0's loop, for a world of more than one rank."""
+    backoff = Backoff(settings.parallel.spin_s, settings.parallel.max_sleep_s)
+    while not coordinator.done:
+        signum = signals.take()
+        if signum is not None:
+            coordinator.request_drain(signum)
+        if coordinator.step():
+            backoff.progress()
+        else:
+            backoff.idle()
+
+
+def run_worker(worker: Worker, settings: Settings, signals: SignalFlag) -> None:
+    """A worker rank's loop."""
+    backoff = Backoff(settings.parallel.spin_s, settings.parallel.max_sleep_s)
+    while not worker.done:
+        if signals.take() is not None:
+            worker.request_drain()
+        if worker.step():
+            backoff.progress()
+        else:
+            backoff.idle(worker.wake_in_s())
+
+
+def run_single(coordinator: Coordinator, worker: Worker, settings: Settings,
+               signals: SignalFlag) -> None:
+    """World size 1: the coordinator and one worker take turns in this process."""
+    backoff = Backoff(settings.parallel.spin_s, settings.parallel.max_sleep_s)
+    while not coordinator.done:
+        signum = signals.take()
+        if signum is not None:
+            coordinator.request_drain(signum)
+        progress = coordinator.step()
+        if not worker.done:
+            progress |= worker.step()
+        if progress:
+            backoff.progress()
+        else:
+            backoff.idle(worker.wake_in_s())
+
+
+def make_worker(world: World, transport: Any, settings: Settings, layout: WorkLayout,
+                drain_logs: Callable[[], tuple[str, ...]]) -> Worker:
+    """A worker for this rank's node."""
+    node = NodeInfo(world.rank, world.host, node_cores(settings))
+    return Worker(transport, settings, layout, node, os.environ, drain_logs)
+
+
+def coordinator_transport(world: World) -> MpiCoordinatorTransport:
+    """Rank 0's MPI transport."""
+    return MpiCoordinatorTransport(world.comm)
+
+
+def worker_transport(world: World) -> MpiWorkerTransport:
+    """A worker's MPI transport."""
+    return MpiWorkerTransport(world.comm)
+
+
+def local_link() -> LocalLink:
+    """The in-process link of a world of one rank."""
+    return LocalLink()

@@ -1,0 +1,206 @@
+"""Moving messages between ranks: over MPI, or in-process when the world has one rank.
+
+Every MPI library here spins a full core in a blocking receive, so nothing here blocks: receivers poll
+(``improbe``) and the loops that call them sleep with :class:`Backoff` when there is nothing to do.
+Sends are non-blocking (``isend``) and their requests are reaped lazily, so a slow worker never stalls
+the coordinator.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any, Protocol
+
+from hpcpilot.parallel.messages import Message
+
+
+class CoordinatorTransport(Protocol):
+    """What the coordinator needs of a transport."""
+
+    worker_ranks: tuple[int, ...]
+
+    def poll(self, limit: int) -> list[tuple[int, Message]]:
+        """Up to ``limit`` messages that have arrived, with their source ranks (never blocks)."""
+
+    def send(self, rank: int, message: Message) -> None:
+        """Send to one worker (never blocks)."""
+
+    def flush(self) -> None:
+        """Wait until every send has completed."""
+
+
+class WorkerTransport(Protocol):
+    """What a worker needs of a transport."""
+
+    rank: int
+
+    def poll(self) -> Message | None:
+        """The next message from the coordinator, if one has arrived (never blocks)."""
+
+    def send(self, message: Message) -> None:
+        """Send to the coordinator (never blocks)."""
+
+    def flush(self) -> None:
+        """Wait until every send has completed."""
+
+
+class Backoff:
+    """Idle strategy: spin for ``spin_s``, then sleep, doubling the sleep up to ``max_sleep_s``.
+
+    Parameters
+    ----------
+    spin_s
+        How long to keep polling without sleeping after the last progress.
+    max_sleep_s
+        The longest single sleep.
+    """
+
+    MIN_SLEEP_S = 50e-6
+
+    def __init__(self, spin_s: float, max_sleep_s: float) -> None:
+        self.spin_s = spin_s
+        self.max_sleep_s = max_sleep_s
+        self._idle_since: float | None = None
+        self._sleep = self.MIN_SLEEP_S
+
+    def progress(self) -> None:
+        """Something happened: poll eagerly again."""
+        self._idle_since = None
+        self._sleep = self.MIN_SLEEP_S
+
+    def idle(self, cap_s: float | None = None) -> None:
+        """Nothing happened: spin or sleep (at most ``cap_s`` when given)."""
+        now = time.monotonic()
+        if self._idle_since is None:
+            self._idle_since = now
+        if now - self._idle_since < self.spin_s:
+            return
+        delay = self._sleep if cap_s is None else min(self._sleep, max(cap_s, 0.0))
+        time.sleep(delay)
+        self._sleep = min(self._sleep * 2, self.max_sleep_s)
+
+
+class LocalLink:
+    """Both ends of an in-process link, for world size 1: the coordinator's and one worker's."""
+
+    def __init__(self) -> None:
+        self.to_worker: deque[Message] = deque()
+        self.to_coordinator: deque[Message] = deque()
+        self.coordinator = _LocalCoordinatorEnd(self)
+        self.worker = _LocalWorkerEnd(self)
+
+
+class _LocalCoordinatorEnd:
+    worker_ranks = (0,)
+
+    def __init__(self, link: LocalLink) -> None:
+        self._link = link
+
+    def poll(self, limit: int) -> list[tuple[int, Message]]:
+        out: list[tuple[int, Message]] = []
+        queue = self._link.to_coordinator
+        while queue and len(out) < limit:
+            out.append((0, queue.popleft()))
+        return out
+
+    def send(self, rank: int, message: Message) -> None:
+        self._link.to_worker.append(message)
+
+    def flush(self) -> None:
+        return None
+
+
+class _LocalWorkerEnd:
+    rank = 0
+
+    def __init__(self, link: LocalLink) -> None:
+        self._link = link
+
+    def poll(self) -> Message | None:
+        queue = self._link.to_worker
+        return queue.popleft() if queue else None
+
+    def send(self, message: Message) -> None:
+        self._link.to_coordinator.append(message)
+
+    def flush(self) -> None:
+        return None
+
+
+class MpiCoordinatorTransport:
+    """Rank 0's end over MPI.
+
+    Parameters
+    ----------
+    comm
+        The MPI communicator (``MPI.COMM_WORLD``).
+    """
+
+    def __init__(self, comm: Any) -> None:
+        from mpi4py import MPI
+
+        self._mpi = MPI
+        self._comm = comm
+        self._status = MPI.Status()
+        self._sends: list[Any] = []
+        self.worker_ranks = tuple(range(1, comm.Get_size()))
+
+    def poll(self, limit: int) -> list[tuple[int, Message]]:
+        """Receive what has arrived from any worker."""
+        out: list[tuple[int, Message]] = []
+        mpi, comm, status = self._mpi, self._comm, self._status
+        while len(out) < limit:
+            msg = comm.improbe(source=mpi.ANY_SOURCE, tag=mpi.ANY_TAG, status=status)
+            if msg is None:
+                break
+            out.append((status.Get_source(), msg.recv()))
+        return out
+
+    def send(self, rank: int, message: Message) -> None:
+        """Start a non-blocking send."""
+        self._sends.append(self._comm.isend(message, dest=rank, tag=message.TAG))
+        if len(self._sends) >= 32:
+            self._sends = [r for r in self._sends if not r.Test()]
+
+    def flush(self) -> None:
+        """Wait for every pending send."""
+        self._mpi.Request.Waitall(self._sends)
+        self._sends.clear()
+
+
+class MpiWorkerTransport:
+    """A worker's end over MPI.
+
+    Parameters
+    ----------
+    comm
+        The MPI communicator (``MPI.COMM_WORLD``).
+    """
+
+    def __init__(self, comm: Any) -> None:
+        from mpi4py import MPI
+
+        self._mpi = MPI
+        self._comm = comm
+        self._sends: list[Any] = []
+        self.rank: int = comm.Get_rank()
+
+    def poll(self) -> Message | None:
+        """Receive the next message from rank 0, if any."""
+        msg = self._comm.improbe(source=0, tag=self._mpi.ANY_TAG)
+        if msg is None:
+            return None
+        message: Message = msg.recv()
+        return message
+
+    def send(self, message: Message) -> None:
+        """Start a non-blocking send to rank 0."""
+        self._sends.append(self._comm.isend(message, dest=0, tag=message.TAG))
+        if len(self._sends) >= 8:
+            self._sends = [r for r in self._sends if not r.Test()]
+
+    def flush(self) -> None:
+        """Wait for every pending send."""
+        self._mpi.Request.Waitall(self._sends)
+        self._sends.clear()

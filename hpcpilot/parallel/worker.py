@@ -1,0 +1,368 @@
+"""The node worker: pulls work from the coordinator, runs it on the node's cores, reports results.
+
+A worker keeps a local queue deep enough (``eventservice.prefetch_per_slot`` ranges per slot) that no
+slot waits for a round trip to rank 0, and asks for more when the queue is half empty. Results travel in
+batches, piggybacked on requests, or after ``parallel.report_interval_s`` at the latest.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from hpcpilot.config.schema import Settings
+from hpcpilot.model.errors import ErrorCode, HpcPilotError
+from hpcpilot.model.job import Job
+from hpcpilot.model.layout import WorkLayout
+from hpcpilot.model.ranges import EventRange
+from hpcpilot.model.results import PayloadResult, RangeResult
+from hpcpilot.parallel.messages import (
+    Assignment,
+    Message,
+    NodeInfo,
+    RangeTask,
+    Stop,
+    WorkerBye,
+    WorkerUpdate,
+)
+from hpcpilot.parallel.transport import WorkerTransport
+from hpcpilot.payload.base import (
+    ItemResult,
+    SlotContext,
+    SlotRunner,
+    WorkItem,
+    failed_range,
+    has_range_placeholders,
+)
+from hpcpilot.plugins import load_plugin
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Slot:
+    """A runner and the cores it holds."""
+
+    runner: SlotRunner
+    panda_id: int
+    cores: int
+    index: int
+    closing: bool = False
+    started: float = 0.0
+
+
+_Queued = RangeTask | int  # a range, or the PandaID of a plain job
+
+
+class Worker:
+    """One node's worker: an event loop driven by :meth:`step`.
+
+    Parameters
+    ----------
+    transport
+        Its end of the link to the coordinator.
+    settings
+        The effective settings (as broadcast by rank 0).
+    layout
+        The work directory.
+    node
+        This node: rank, host, cores.
+    base_env
+        The environment payloads start from.
+    drain_logs
+        Returns the warnings logged since the last call, to forward to rank 0.
+    """
+
+    def __init__(
+        self,
+        transport: WorkerTransport,
+        settings: Settings,
+        layout: WorkLayout,
+        node: NodeInfo,
+        base_env: Mapping[str, str],
+        drain_logs: Callable[[], tuple[str, ...]] = tuple,
+    ) -> None:
+        self.transport = transport
+        self.settings = settings
+        self.layout = layout
+        self.node = node
+        self.base_env = dict(base_env)
+        self.drain_logs = drain_logs
+        self.jobs: dict[int, Job] = {}
+        self.queue: deque[_Queued] = deque()
+        self.slots: list[_Slot] = []
+        self.range_results: list[RangeResult] = []
+        self.payload_results: list[PayloadResult] = []
+        self.oldest_result = 0.0
+        self.request_outstanding = False
+        self.hello_sent = False
+        self.stop: Stop | None = None
+        self.local_drain = False
+        self.done = False
+        self.busy_core_s = 0.0
+        self._runner_classes: dict[str, type[SlotRunner]] = {}
+        self._prefetch = settings.eventservice.prefetch_per_slot
+        self._batch = settings.parallel.batch_size
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    def step(self) -> bool:
+        """Do everything that can be done now; return whether anything happened."""
+        progress = False
+        while (message := self.transport.poll()) is not None:
+            self._on_message(message)
+            progress = True
+        for slot in self.slots:
+            results = slot.runner.poll()
+            if results:
+                self._collect(slot, results)
+                progress = True
+        progress |= self._reap_closed()
+        if not self._stopping:
+            progress |= self._start_queued()
+        if self._stopping:
+            progress |= self._wind_down()
+        else:
+            progress |= self._maybe_send()
+        return progress
+
+    def wake_in_s(self) -> float | None:
+        """How long the loop may sleep before a running item could end, or None (nothing runs).
+
+        A runner that knows (the in-process sleep payload) says exactly; for a process, the poll
+        interval grows with the item's age (2 % of it, 1 ms at least), so detecting the end of an item
+        costs at most about 2 % of its duration.
+        """
+        now = time.monotonic()
+        waits = []
+        for slot in self.slots:
+            if slot.runner.busy:
+                known = slot.runner.wake_in_s()
+                waits.append(known if known is not None else max(0.001, 0.02 * (now - slot.started)))
+        return min(waits) if waits else None
+
+    def request_drain(self) -> None:
+        """A signal reached this rank: start nothing new, finish what runs, return the rest."""
+        self.local_drain = True
+
+    @property
+    def _stopping(self) -> bool:
+        return self.stop is not None or self.local_drain
+
+    # --- messages in --------------------------------------------------------------------------
+
+    def _on_message(self, message: Message) -> None:
+        if isinstance(message, Assignment):
+            self.request_outstanding = False
+            for job in message.jobs:
+                self.jobs[job.panda_id] = job
+            self.queue.extend(message.ranges)
+            self.queue.extend(message.plain)
+            for panda_id in message.finished_jobs:
+                self._close_job(panda_id)
+        elif isinstance(message, Stop):
+            self.stop = message
+        else:
+            log.warning("rank %d ignores unexpected message %s", self.node.rank, type(message).__name__)
+
+    # --- running work -------------------------------------------------------------------------
+
+    def _start_queued(self) -> bool:
+        progress = False
+        while self.queue:
+            entry = self.queue[0]
+            panda_id = entry.panda_id if isinstance(entry, RangeTask) else entry
+            slot = self._slot_for(self.jobs[panda_id])
+            if slot is None:
+                break
+            self.queue.popleft()
+            self._submit(slot, entry)
+            progress = True
+        return progress
+
+    def _slot_for(self, job: Job) -> _Slot | None:
+        """An idle slot for ``job``: an idle runner of it, a new one, or None (after freeing one)."""
+        for slot in self.slots:
+            if slot.panda_id == job.panda_id and not slot.closing and not slot.runner.busy:
+                if job.event_service:
+                    return slot
+        held = sum(s.cores for s in self.slots)
+        if held + job.core_count <= self.node.cores or not self.slots:
+            return self._new_slot(job)
+        for slot in self.slots:  # make room: end an idle runner of another job
+            if not slot.closing and not slot.runner.busy:
+                slot.closing = True
+                slot.runner.close()
+                break
+        return None
+
+    def _new_slot(self, job: Job) -> _Slot | None:
+        used = {s.index for s in self.slots}
+        index = next(i for i in range(len(used) + 1) if i not in used)
+        context = SlotContext(
+            job=job,
+            job_dir=self.layout.job_dir(job.panda_id),
+            log_dir=self.layout.payload_log_dir(job.panda_id),
+            slot_name=f"r{self.node.rank:04d}-s{index:03d}",
+            settings=self.settings.payload,
+            base_env=self.base_env,
+        )
+        try:
+            runner = self._runner_class(job)(context)
+        except HpcPilotError as exc:
+            log.warning("job %d: cannot set up its payload: %s", job.panda_id, exc)
+            runner = _FailingRunner(context, exc)
+        slot = _Slot(runner, job.panda_id, job.core_count, index)
+        self.slots.append(slot)
+        return slot
+
+    def _runner_class(self, job: Job) -> type[SlotRunner]:
+        name = self.settings.payload.plain
+        if job.event_service:
+            name = self.settings.eventservice.mode
+            if name == "auto":
+                name = "per_range" if has_range_placeholders(job) else "streaming"
+        cls = self._runner_classes.get(name)
+        if cls is None:
+            cls = self._runner_classes[name] = load_plugin("payloads", name, SlotRunner)
+        return cls
+
+    def _submit(self, slot: _Slot, entry: _Queued) -> None:
+        job = self.jobs[slot.panda_id]
+        if isinstance(entry, RangeTask):
+            rng = entry.event_range
+            if rng.lfn and not rng.pfn:
+                rng = _with_pfn(rng, str(self.layout.job_dir(job.panda_id) / rng.lfn))
+            item = WorkItem(job, rng, self.layout.range_output(job, rng), entry.attempt)
+        else:
+            item = WorkItem(job, None, None)
+        slot.started = time.monotonic()
+        slot.runner.submit(item)
+
+    def _collect(self, slot: _Slot, results: list[ItemResult]) -> None:
+        if not self.range_results and not self.payload_results:
+            self.oldest_result = time.monotonic()
+        for result in results:
+            self.busy_core_s += result.wall_s * slot.cores
+            if isinstance(result, RangeResult):
+                self.range_results.append(result)
+            else:
+                self.payload_results.append(result)
+                slot.closing = True  # a plain job's runner is used once
+
+    def _reap_closed(self) -> bool:
+        before = len(self.slots)
+        self.slots = [s for s in self.slots if not (s.closing and not s.runner.busy and s.runner.closed)]
+        return len(self.slots) != before
+
+    def _close_job(self, panda_id: int) -> None:
+        for slot in self.slots:
+            if slot.panda_id == panda_id and not slot.closing:
+                slot.closing = True
+                slot.runner.close()
+
+    # --- reporting ----------------------------------------------------------------------------
+
+    def _cores_of(self, entry: _Queued) -> int:
+        panda_id = entry.panda_id if isinstance(entry, RangeTask) else entry
+        return self.jobs[panda_id].core_count
+
+    def _load(self) -> tuple[int, int, int]:
+        """(cores running items, cores of queued items, items running)."""
+        running = [s for s in self.slots if s.runner.busy]
+        queued = sum(self._cores_of(e) for e in self.queue)
+        return sum(s.cores for s in running), queued, len(running)
+
+    def _maybe_send(self) -> bool:
+        running_cores, queued_cores, busy = self._load()
+        total = self.node.cores
+        capacity = total * (1 + self._prefetch)
+        wants = (
+            not self.request_outstanding
+            and queued_cores * 2 <= total * self._prefetch
+            and capacity - running_cores - queued_cores > 0
+        )
+        n_results = len(self.range_results) + len(self.payload_results)
+        due = n_results and (
+            n_results >= self._batch
+            or time.monotonic() - self.oldest_result >= self.settings.parallel.report_interval_s
+            or (busy == 0 and not self.queue)
+        )
+        if not (wants or due or not self.hello_sent):
+            return False
+        want = capacity - running_cores - queued_cores if wants else 0
+        self.transport.send(self._update(want, total - running_cores - queued_cores, busy))
+        if want > 0:
+            self.request_outstanding = True
+        return True
+
+    def _update(self, want: int, free: int, busy: int) -> WorkerUpdate:
+        update = WorkerUpdate(
+            node=None if self.hello_sent else self.node,
+            ranges=tuple(self.range_results),
+            payloads=tuple(self.payload_results),
+            want_cores=want,
+            free_cores=max(free, 0),
+            busy_slots=busy,
+            logs=self.drain_logs(),
+        )
+        self.hello_sent = True
+        self.range_results = []
+        self.payload_results = []
+        return update
+
+    def _wind_down(self) -> bool:
+        """Stopping: close idle runners; once nothing runs, send the last results and say bye."""
+        for slot in self.slots:
+            if not slot.closing and not slot.runner.busy:
+                slot.closing = True
+                slot.runner.close()
+        if any(s.runner.busy or not s.runner.closed for s in self.slots):
+            return False
+        returned = tuple(e for e in self.queue if isinstance(e, RangeTask))
+        returned_plain = tuple(e for e in self.queue if isinstance(e, int))
+        self.queue.clear()
+        _, _, busy = self._load()
+        bye = WorkerBye(self._update(0, 0, busy), returned, returned_plain, self.busy_core_s)
+        self.transport.send(bye)
+        self.transport.flush()
+        self.done = True
+        return True
+
+    def kill_all(self, reason: ErrorCode, diag: str) -> None:
+        """Kill every payload now (their items fail with ``reason``); used on abort paths."""
+        for slot in self.slots:
+            self._collect(slot, slot.runner.kill(reason, diag))
+
+
+def _with_pfn(rng: EventRange, pfn: str) -> EventRange:
+    return EventRange(rng.range_id, rng.start_event, rng.last_event, rng.lfn, rng.guid, rng.scope, pfn)
+
+
+class _FailingRunner(SlotRunner):
+    """Stands in for a runner that could not be set up: every item fails with the setup error."""
+
+    def __init__(self, context: SlotContext, error: HpcPilotError) -> None:
+        super().__init__(context)
+        self._error = error
+        self._results: list[ItemResult] = []
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._results)
+
+    def submit(self, item: WorkItem) -> None:
+        code = self._error.code if isinstance(self._error.code, ErrorCode) else ErrorCode.SETUP_FAILURE
+        if item.event_range is not None:
+            self._results.append(failed_range(item, code, str(self._error), time.monotonic()))
+        else:
+            self._results.append(
+                PayloadResult(item.job.panda_id, False, error_code=code, error_diag=str(self._error))
+            )
+
+    def poll(self) -> list[ItemResult]:
+        results, self._results = self._results, []
+        return results

@@ -1,0 +1,139 @@
+"""Run a merger in its own process: ``python -m hpcpilot.payload.merge_cli``.
+
+Usage::
+
+    python -m hpcpilot.payload.merge_cli --merger NAME --inputs LISTFILE --output PATH
+
+``NAME`` is an entry point of the ``hpcpilot.mergers`` group. ``LISTFILE`` is a JSON list of objects
+``{"path", "range_id", "start_event", "last_event", "adler32"}`` (relative paths are relative to the
+working directory). On success one JSON line ``{"nEvents": N, "fsize": bytes, "adler32": hex}`` is
+printed to stdout and the exit code is 0; if the merge, the list or the merger is bad, the message
+goes to stderr and the exit code is 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from hpcpilot.data.checksums import adler32_of_file
+from hpcpilot.model.errors import HpcPilotError, PayloadError, PluginError
+from hpcpilot.payload.merge import MergeInput, Merger
+
+#: Entry-point group of merger plugins.
+MERGER_GROUP = "hpcpilot.mergers"
+#: Exit code when the merge fails.
+EXIT_MERGE_FAILED = 2
+
+
+def load_merger(name: str) -> Merger:
+    """Instantiate the merger registered as ``name`` in the ``hpcpilot.mergers`` group.
+
+    Raises
+    ------
+    PluginError
+        If no such entry point exists, it cannot be loaded, or it is not a :class:`Merger` class.
+    """
+    found = entry_points(group=MERGER_GROUP, name=name)
+    if not found:
+        known = sorted(ep.name for ep in entry_points(group=MERGER_GROUP))
+        raise PluginError(f"no merger named {name!r} (known: {', '.join(known) or 'none'})")
+    entry = next(iter(found))
+    try:
+        cls = entry.load()
+    except Exception as exc:
+        raise PluginError(f"cannot load merger {name!r} ({entry.value}): {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, Merger)):
+        raise PluginError(f"merger {name!r} ({entry.value}) is not a Merger subclass")
+    return cls()
+
+
+def read_inputs(list_file: Path) -> list[MergeInput]:
+    """Read the JSON list of merge inputs.
+
+    Raises
+    ------
+    PayloadError
+        If the file cannot be read, is not JSON, or an entry lacks a field or has a wrong type.
+    """
+    try:
+        entries = json.loads(list_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PayloadError(f"cannot read merge input list {list_file}: {exc}") from exc
+    if not isinstance(entries, list):
+        raise PayloadError(f"merge input list {list_file} is not a JSON list")
+    return [_merge_input(list_file, index, entry) for index, entry in enumerate(entries)]
+
+
+def _merge_input(list_file: Path, index: int, entry: Any) -> MergeInput:
+    """Convert one entry of the input list."""
+    where = f"merge input list {list_file}, entry {index}"
+    if not isinstance(entry, dict):
+        raise PayloadError(f"{where} is not an object")
+    for name, kind in (
+        ("path", str),
+        ("range_id", str),
+        ("start_event", int),
+        ("last_event", int),
+        ("adler32", str),
+    ):
+        value = entry.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise PayloadError(f"{where}: field {name} must be a {kind.__name__}, got {value!r}")
+    return MergeInput(
+        path=Path(entry["path"]),
+        range_id=entry["range_id"],
+        start_event=entry["start_event"],
+        last_event=entry["last_event"],
+        adler32=entry["adler32"],
+    )
+
+
+def run(merger_name: str, list_file: Path, output: Path) -> dict[str, Any]:
+    """Merge the listed inputs into ``output`` and return the summary printed on success.
+
+    Raises
+    ------
+    HpcPilotError
+        If the merger cannot be loaded, the list is bad or the merge fails.
+    """
+    merger = load_merger(merger_name)
+    n_events = merger.merge(read_inputs(list_file), output)
+    return {
+        "nEvents": n_events,
+        "fsize": output.stat().st_size,
+        "adler32": adler32_of_file(output),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command-line parser."""
+    parser = argparse.ArgumentParser(
+        prog="python -m hpcpilot.payload.merge_cli",
+        description="Merge an event-service job's per-range outputs into one file.",
+    )
+    parser.add_argument("--merger", required=True, help="entry point in hpcpilot.mergers")
+    parser.add_argument("--inputs", required=True, type=Path, help="JSON list of merge inputs")
+    parser.add_argument("--output", required=True, type=Path, help="merged output file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        summary = run(args.merger, args.inputs, args.output)
+    except HpcPilotError as exc:
+        print(f"merge_cli: {exc}", file=sys.stderr)
+        return EXIT_MERGE_FAILED
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

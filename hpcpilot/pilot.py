@@ -1,0 +1,124 @@
+"""Composing a run: detect the world, load and broadcast settings, build each rank's role, run it.
+
+Rank 0 alone reads configuration and talks to the workload manager; it broadcasts the settings, so no
+other rank reads a config file. Every rank runs under :func:`hpcpilot.parallel.run.guarded`: an
+unexpected exception anywhere is logged with rank and host and aborts the whole MPI job.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from hpcpilot.config.schema import Settings
+from hpcpilot.model.errors import HpcPilotError
+from hpcpilot.model.layout import WorkLayout
+from hpcpilot.parallel import run as par
+from hpcpilot.runtime.logs import setup_logging
+from hpcpilot.runtime.signals import SignalFlag
+from hpcpilot.runtime.terminal import StatusPrinter
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_JOBS_FAILED = 0, 1, 2, 3
+
+
+def run_pilot(load: Callable[[], object]) -> int:
+    """Run the pilot on this rank.
+
+    Parameters
+    ----------
+    load
+        Loads the settings; called on rank 0 only. May raise :class:`HpcPilotError`.
+
+    Returns
+    -------
+    int
+        The exit code (see :mod:`hpcpilot.cli`).
+    """
+    world = par.detect_world()
+    printer = StatusPrinter(sys.stderr, sys.stderr.isatty()) if world.rank == 0 else None
+    settings, error = None, None
+    if world.rank == 0:
+        try:
+            loaded = load()
+            assert isinstance(loaded, Settings)
+            settings = loaded
+            layout = WorkLayout(Path(settings.run.workdir).resolve())
+            layout.log_dir.mkdir(parents=True, exist_ok=True)
+        except HpcPilotError as exc:
+            error = str(exc)
+        except OSError as exc:
+            error = f"cannot prepare the work directory: {exc}"
+    settings, error = world.broadcast((settings, error))
+    if error is not None or settings is None:
+        if world.rank == 0:
+            print(f"hpcpilot: configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    return par.guarded(world, lambda: _run_role(world, settings, printer))
+
+
+def _run_role(world: par.World, settings: Settings, printer: StatusPrinter | None) -> int:
+    layout = WorkLayout(Path(settings.run.workdir).resolve())
+    buffer = setup_logging(rank=world.rank, host=world.host, level=settings.run.log_level,
+                           log_file=layout.rank_log(world.rank), printer=printer)
+    signals = SignalFlag()
+    signals.install()
+    if world.rank != 0:
+        worker = par.make_worker(world, par.worker_transport(world), settings, layout,
+                                 buffer.drain if buffer else tuple)
+        par.run_worker(worker, settings, signals)
+        return EXIT_OK
+    assert printer is not None
+    log.info("hpcpilot on %d rank(s), work directory %s", world.size, layout.root)
+    from hpcpilot.parallel.coordinator import Coordinator
+
+    communicator = _communicator(settings, layout)
+    journal = _journal(layout)
+    if world.size == 1:
+        link = par.local_link()
+        coordinator = Coordinator(link.coordinator, settings, layout, communicator, journal,
+                                  printer.show)
+        worker = par.make_worker(world, link.worker, settings, layout, tuple)
+        par.run_single(coordinator, worker, settings, signals)
+    else:
+        coordinator = Coordinator(par.coordinator_transport(world), settings, layout,
+                                  communicator, journal, printer.show)
+        par.run_coordinator(world, coordinator, settings, signals)
+    printer.finish()
+    journal.close()
+    communicator.close()
+    return _conclude(coordinator, layout)
+
+
+def _communicator(settings: Settings, layout: WorkLayout) -> object:
+    from hpcpilot.comm.base import Communicator
+    from hpcpilot.plugins import load_plugin
+
+    cls = load_plugin("communicators", settings.run.communicator, Communicator)
+    return cls(settings, layout)
+
+
+def _journal(layout: WorkLayout) -> object:
+    from hpcpilot.runtime.journal import Journal
+
+    return Journal(layout.journal)
+
+
+def _conclude(coordinator: object, layout: WorkLayout) -> int:
+    from hpcpilot.parallel.coordinator import Coordinator
+    from hpcpilot.parallel.status import format_summary
+    from hpcpilot.runtime.atomic import write_json_atomic
+
+    assert isinstance(coordinator, Coordinator)
+    summary = coordinator.summary()
+    write_json_atomic(layout.summary, summary)
+    sys.stdout.write(format_summary(summary))
+    sys.stdout.flush()
+    if coordinator.fatal_error is not None:
+        return EXIT_CONFIG
+    if any(job["state"] != "finished" for job in summary["jobs"]):
+        return EXIT_JOBS_FAILED
+    return EXIT_OK

@@ -1,0 +1,138 @@
+"""The plugin registry: one entry-point group per family; load only the plugin asked for.
+
+Built-in plugins are registered exactly as third-party ones are, in ``pyproject.toml`` under
+``hpcpilot.<family>`` entry-point groups. A plugin whose optional dependency is missing fails when it is
+chosen, with a message that names the extra to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import TypeVar
+
+from hpcpilot.model.errors import PluginError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """A plugin family: its entry-point group and the dotted path of its base class."""
+
+    name: str
+    group: str
+    base: str
+
+    def base_class(self) -> type:
+        """Import and return the family's abstract base class."""
+        module_name, _, attr = self.base.rpartition(".")
+        cls = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(cls, type)
+        return cls
+
+
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        Family("communicators", "hpcpilot.communicators", "hpcpilot.comm.base.Communicator"),
+        Family("payloads", "hpcpilot.payloads", "hpcpilot.payload.base.SlotRunner"),
+        Family("mergers", "hpcpilot.mergers", "hpcpilot.payload.merge.Merger"),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PluginInfo:
+    """What ``hpcpilot plugins`` shows of one plugin.
+
+    Attributes
+    ----------
+    family, name
+        The family and the plugin's name in it.
+    origin
+        The distribution that registers it (``hpcpilot`` for built-ins) and the object path.
+    loads
+        Whether importing it and checking its base class succeeded.
+    error
+        Why it does not load, if it does not.
+    """
+
+    family: str
+    name: str
+    origin: str
+    loads: bool
+    error: str = ""
+
+
+def _family(family: str) -> Family:
+    try:
+        return FAMILIES[family]
+    except KeyError:
+        raise PluginError(
+            f"unknown plugin family {family!r}", context={"known": ", ".join(sorted(FAMILIES))}
+        ) from None
+
+
+def _entry_points(family: Family) -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=family.group)}
+
+
+def plugin_names(family: str) -> list[str]:
+    """The names of the plugins registered in a family, sorted."""
+    return sorted(_entry_points(_family(family)))
+
+
+def load_plugin(family: str, name: str, base: type[T]) -> type[T]:
+    """Load the plugin ``name`` of ``family`` and check that it subclasses ``base``.
+
+    Raises
+    ------
+    PluginError
+        If no such plugin is registered (the message lists those that are), if importing it fails
+        (a missing optional dependency names the extra to install), or if it is not a ``base``.
+    """
+    fam = _family(family)
+    points = _entry_points(fam)
+    if name not in points:
+        raise PluginError(
+            f"no {family} plugin named {name!r}",
+            context={"group": fam.group, "available": ", ".join(sorted(points)) or "none"},
+        )
+    point = points[name]
+    try:
+        obj = point.load()
+    except ModuleNotFoundError as exc:
+        raise PluginError(
+            f"{family} plugin {name!r} needs the module {exc.name!r}: "
+            f"install it, e.g. pip install 'hpcpilot[{name}]'",
+            context={"entry_point": point.value},
+        ) from exc
+    except Exception as exc:
+        raise PluginError(
+            f"{family} plugin {name!r} failed to load: {exc}", context={"entry_point": point.value}
+        ) from exc
+    if not (isinstance(obj, type) and issubclass(obj, base)):
+        raise PluginError(
+            f"{family} plugin {name!r} is not a subclass of {base.__qualname__}",
+            context={"entry_point": point.value},
+        )
+    return obj
+
+
+def describe_plugins() -> list[PluginInfo]:
+    """Try to load every registered plugin of every family; report what loads and what does not."""
+    infos = []
+    for fam in FAMILIES.values():
+        base = fam.base_class()
+        for name, point in sorted(_entry_points(fam).items()):
+            dist = point.dist.name if point.dist is not None else "?"
+            origin = f"{dist}: {point.value}"
+            try:
+                load_plugin(fam.name, name, base)
+            except PluginError as exc:
+                infos.append(PluginInfo(fam.name, name, origin, False, str(exc)))
+            else:
+                infos.append(PluginInfo(fam.name, name, origin, True))
+    return infos

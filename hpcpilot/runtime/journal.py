@@ -1,0 +1,82 @@
+"""Rank 0's journal: an append-only JSON-lines file of every range's state changes.
+
+Records are buffered and written in batches (one write + fsync per flush, never one per range). A
+reader tolerates a torn last line, which is all a crash can leave behind. Record shapes::
+
+    {"t": 1732480000.1, "ev": "assigned", "job": 1001, "rank": 3, "ids": ["...", ...]}
+    {"t": ..., "ev": "finished", "job": 1001, "id": "...", "path": "...", "fsize": 123, "adler32": "..."}
+    {"t": ..., "ev": "failed", "job": 1001, "id": "...", "attempt": 1, "code": 1305, "diag": "..."}
+    {"t": ..., "ev": "fatal", "job": 1001, "id": "...", "code": 1305}
+    {"t": ..., "ev": "returned", "job": 1001, "ids": [...]}
+    {"t": ..., "ev": "job", "job": 1001, "state": "finished", "code": 0}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+class Journal:
+    """Buffered, append-only journal file.
+
+    Parameters
+    ----------
+    path
+        The journal file; created (with its directory) if missing, appended to otherwise.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._buffer: list[str] = []
+        self.records_written = 0
+
+    def append(self, event: str, **fields: Any) -> None:
+        """Queue one record; it reaches the file at the next :meth:`flush`."""
+        record = {"t": round(time.time(), 3), "ev": event, **fields}
+        self._buffer.append(json.dumps(record, separators=(",", ":")))
+
+    @property
+    def pending(self) -> int:
+        """Records waiting for the next flush."""
+        return len(self._buffer)
+
+    def flush(self) -> None:
+        """Write every queued record in one write, then fsync."""
+        if not self._buffer:
+            return
+        data = ("\n".join(self._buffer) + "\n").encode()
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        os.fsync(self._fd)
+        self.records_written += len(self._buffer)
+        self._buffer.clear()
+
+    def close(self) -> None:
+        """Flush and close."""
+        self.flush()
+        os.close(self._fd)
+
+
+def read_journal(path: Path) -> Iterator[dict[str, Any]]:
+    """Yield the journal's records in order; a torn or garbled line (a crash mid-write) is skipped."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return
+    with handle:
+        for raw in handle:
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and "ev" in record:
+                yield record

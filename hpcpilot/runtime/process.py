@@ -1,0 +1,140 @@
+"""Payload processes: each in its own session (process group), ended as a group, reaped with rusage.
+
+The pilot only ever signals process groups it created here; it never kills by name.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+
+@dataclass(frozen=True, slots=True)
+class ExitInfo:
+    """How a process ended.
+
+    Attributes
+    ----------
+    returncode
+        Exit code, or minus the signal number that killed it.
+    cpu_s
+        User plus system CPU seconds of the process (and of the children it waited for).
+    """
+
+    returncode: int
+    cpu_s: float
+
+
+class ProcessGroup:
+    """A child process started as the leader of a new session, so the whole tree can be signalled.
+
+    Parameters
+    ----------
+    argv
+        The command (no shell).
+    cwd
+        Working directory.
+    env
+        The complete environment of the child.
+    stdout, stderr
+        Where its output goes: an open file, or ``subprocess.PIPE``.
+    stdin_pipe
+        Whether to give it a pipe on stdin (streaming payloads).
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        stdout: IO[bytes] | int,
+        stderr: IO[bytes] | int,
+        stdin_pipe: bool = False,
+    ) -> None:
+        self.argv = list(argv)
+        self.started = time.monotonic()
+        self.popen = subprocess.Popen(
+            self.argv,
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+            close_fds=True,
+        )
+        self.pid = self.popen.pid
+        self.exit: ExitInfo | None = None
+        self._kill_deadline: float | None = None
+
+    def poll(self) -> ExitInfo | None:
+        """Reap the process if it has ended (never blocks); escalate a pending stop to SIGKILL."""
+        if self.exit is not None:
+            return self.exit
+        pid, status, usage = os.wait4(self.pid, os.WNOHANG)
+        if pid == 0:
+            if self._kill_deadline is not None and time.monotonic() >= self._kill_deadline:
+                self._signal_group(signal.SIGKILL)
+                self._kill_deadline = None
+            return None
+        returncode = os.waitstatus_to_exitcode(status)
+        self.popen.returncode = returncode
+        self.exit = ExitInfo(returncode, usage.ru_utime + usage.ru_stime)
+        return self.exit
+
+    def terminate(self, grace_s: float) -> None:
+        """Send SIGTERM to the group; :meth:`poll` sends SIGKILL if it still lives after ``grace_s``."""
+        if self.exit is not None:
+            return
+        self._signal_group(signal.SIGTERM)
+        self._kill_deadline = time.monotonic() + max(grace_s, 0.0)
+
+    def stop(self, grace_s: float) -> ExitInfo:
+        """Terminate the group and wait until the process is reaped (SIGKILL after ``grace_s``)."""
+        self.terminate(grace_s)
+        delay = 0.001
+        while (info := self.poll()) is None:
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        self._signal_group(signal.SIGKILL)  # leftovers of the group, if any survived their leader
+        return info
+
+    def wait(self, timeout_s: float) -> ExitInfo | None:
+        """Wait up to ``timeout_s`` for the process to end by itself."""
+        deadline = time.monotonic() + timeout_s
+        delay = 0.001
+        while (info := self.poll()) is None:
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        return info
+
+    @property
+    def elapsed_s(self) -> float:
+        """Seconds since the process was started."""
+        return time.monotonic() - self.started
+
+    def _signal_group(self, signum: int) -> None:
+        try:
+            os.killpg(self.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def tail_of_file(path: Path, start: int = 0, limit: int = 2000) -> str:
+    """The last ``limit`` bytes of a file from offset ``start`` on, decoded leniently, stripped."""
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(start, size - limit))
+            return handle.read().decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
