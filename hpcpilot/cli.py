@@ -34,7 +34,8 @@ log = logging.getLogger("hpcpilot.cli")
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
     parser = argparse.ArgumentParser(
-        prog="hpcpilot", description="An MPI-aware pilot that runs PanDA workloads on supercomputers."
+        prog="hpcpilot",
+        description="An MPI-aware pilot that runs PanDA workloads on supercomputers.",
     )
     parser.add_argument("--version", action="version", version=f"hpcpilot {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -45,14 +46,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="create the demo event-service job and run it")
     _settings_options(demo)
     demo.add_argument("--events", type=int, default=2000, help="events in the demo job")
-    demo.add_argument("--mode", choices=("streaming", "per_range"), default="streaming",
-                      help="payload mode of the demo job")
-    demo.add_argument("--sleep-per-event", type=float, default=0.005,
-                      help="extra seconds per simulated event")
-    demo.add_argument("--fail-events", default="",
-                      help="comma-separated events whose ranges fail (shows retries)")
-    demo.add_argument("--setup-only", action="store_true",
-                      help="only write the job; run it later with 'hpcpilot run'")
+    demo.add_argument(
+        "--mode",
+        choices=("streaming", "per_range"),
+        default="streaming",
+        help="payload mode of the demo job",
+    )
+    demo.add_argument(
+        "--sleep-per-event", type=float, default=0.005, help="extra seconds per simulated event"
+    )
+    demo.add_argument(
+        "--fail-events", default="", help="comma-separated events whose ranges fail (shows retries)"
+    )
+    demo.add_argument(
+        "--setup-only",
+        action="store_true",
+        help="only write the job; run it later with 'hpcpilot run'",
+    )
     demo.add_argument("--force", action="store_true", help="replace an earlier run in --workdir")
 
     config = sub.add_parser("config", help="show or check settings")
@@ -71,8 +81,13 @@ def _settings_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--site", help="site configuration by name (site_configs/<SITE>.yaml)")
     group.add_argument("--site-config", type=Path, help="site configuration file")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override one setting (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one setting (repeatable)",
+    )
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, str]:
@@ -119,9 +134,7 @@ def _settings_for_run(args: argparse.Namespace) -> object:
     assert isinstance(loaded, LoadedConfig)
     workdir = Path(loaded.settings.run.workdir)
     if not workdir.is_dir():
-        raise ConfigError(
-            f"run.workdir: {workdir} is not a directory ({loaded.origins['run.workdir']})"
-        )
+        raise ConfigError(f"run.workdir: {workdir} is not a directory ({loaded.origins['run.workdir']})")
     return loaded.settings
 
 
@@ -131,14 +144,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir or ".").resolve()
     try:
         fail = [int(e) for e in args.fail_events.split(",") if e.strip()]
-        job = demo_job(n_events=args.events, mode=args.mode, sleep_per_event=args.sleep_per_event,
-                       fail_events=fail)
+        job = demo_job(
+            n_events=args.events,
+            mode=args.mode,
+            sleep_per_event=args.sleep_per_event,
+            fail_events=fail,
+        )
         path = write_demo(workdir, [job], force=args.force)
     except (ValueError, OSError) as exc:
         print(f"hpcpilot demo: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    print(f"demo job {job['PandaID']} ({args.events} events, {args.mode} mode) written to {path}",
-          file=sys.stderr)
+    print(
+        f"demo job {job['PandaID']} ({args.events} events, {args.mode} mode) written to {path}",
+        file=sys.stderr,
+    )
     if args.setup_only:
         return EXIT_OK
     args.workdir = str(workdir)
@@ -178,7 +197,3 @@ def _cmd_plugins() -> int:
         state = "loads" if info.loads else f"FAILS: {info.error}"
         print(f"{info.family + ' / ' + info.name:<{width}} {state:<6} {info.origin}")
     return EXIT_OK if all(i.loads for i in infos) else EXIT_ERROR
-
-
-
-

@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hpcpilot.config.schema import Settings
 from hpcpilot.model.errors import HpcPilotError
@@ -19,6 +20,11 @@ from hpcpilot.parallel import run as par
 from hpcpilot.runtime.logs import setup_logging
 from hpcpilot.runtime.signals import SignalFlag
 from hpcpilot.runtime.terminal import StatusPrinter
+
+if TYPE_CHECKING:  # rank 0's modules stay out of the workers' import path
+    from hpcpilot.comm.base import Communicator
+    from hpcpilot.parallel.coordinator import Coordinator
+    from hpcpilot.runtime.journal import Journal
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +68,19 @@ def run_pilot(load: Callable[[], object]) -> int:
 
 def _run_role(world: par.World, settings: Settings, printer: StatusPrinter | None) -> int:
     layout = WorkLayout(Path(settings.run.workdir).resolve())
-    buffer = setup_logging(rank=world.rank, host=world.host, level=settings.run.log_level,
-                           log_file=layout.rank_log(world.rank), printer=printer)
+    buffer = setup_logging(
+        rank=world.rank,
+        host=world.host,
+        level=settings.run.log_level,
+        log_file=layout.rank_log(world.rank),
+        printer=printer,
+    )
     signals = SignalFlag()
     signals.install()
     if world.rank != 0:
-        worker = par.make_worker(world, par.worker_transport(world), settings, layout,
-                                 buffer.drain if buffer else tuple)
+        worker = par.make_worker(
+            world, par.worker_transport(world), settings, layout, buffer.drain if buffer else tuple
+        )
         par.run_worker(worker, settings, signals)
         return EXIT_OK
     assert printer is not None
@@ -79,13 +91,13 @@ def _run_role(world: par.World, settings: Settings, printer: StatusPrinter | Non
     journal = _journal(layout)
     if world.size == 1:
         link = par.local_link()
-        coordinator = Coordinator(link.coordinator, settings, layout, communicator, journal,
-                                  printer.show)
+        coordinator = Coordinator(link.coordinator, settings, layout, communicator, journal, printer.show)
         worker = par.make_worker(world, link.worker, settings, layout, tuple)
         par.run_single(coordinator, worker, settings, signals)
     else:
-        coordinator = Coordinator(par.coordinator_transport(world), settings, layout,
-                                  communicator, journal, printer.show)
+        coordinator = Coordinator(
+            par.coordinator_transport(world), settings, layout, communicator, journal, printer.show
+        )
         par.run_coordinator(world, coordinator, settings, signals)
     printer.finish()
     journal.close()
@@ -93,7 +105,7 @@ def _run_role(world: par.World, settings: Settings, printer: StatusPrinter | Non
     return _conclude(coordinator, layout)
 
 
-def _communicator(settings: Settings, layout: WorkLayout) -> object:
+def _communicator(settings: Settings, layout: WorkLayout) -> Communicator:
     from hpcpilot.comm.base import Communicator
     from hpcpilot.plugins import load_plugin
 
@@ -101,18 +113,16 @@ def _communicator(settings: Settings, layout: WorkLayout) -> object:
     return cls(settings, layout)
 
 
-def _journal(layout: WorkLayout) -> object:
+def _journal(layout: WorkLayout) -> Journal:
     from hpcpilot.runtime.journal import Journal
 
     return Journal(layout.journal)
 
 
-def _conclude(coordinator: object, layout: WorkLayout) -> int:
-    from hpcpilot.parallel.coordinator import Coordinator
+def _conclude(coordinator: Coordinator, layout: WorkLayout) -> int:
     from hpcpilot.parallel.status import format_summary
     from hpcpilot.runtime.atomic import write_json_atomic
 
-    assert isinstance(coordinator, Coordinator)
     summary = coordinator.summary()
     write_json_atomic(layout.summary, summary)
     sys.stdout.write(format_summary(summary))

@@ -87,6 +87,9 @@ def plugin_names(family: str) -> list[str]:
 def load_plugin(family: str, name: str, base: type[T]) -> type[T]:
     """Load the plugin ``name`` of ``family`` and check that it subclasses ``base``.
 
+    ``name`` is an entry-point name of the family, or an import path ``package.module:Class`` for a
+    plugin that is not installed as a distribution (a site's own code on ``PYTHONPATH``).
+
     Raises
     ------
     PluginError
@@ -94,6 +97,8 @@ def load_plugin(family: str, name: str, base: type[T]) -> type[T]:
         (a missing optional dependency names the extra to install), or if it is not a ``base``.
     """
     fam = _family(family)
+    if ":" in name:
+        return _check_base(family, name, _import_path(family, name), base, name)
     points = _entry_points(fam)
     if name not in points:
         raise PluginError(
@@ -113,10 +118,24 @@ def load_plugin(family: str, name: str, base: type[T]) -> type[T]:
         raise PluginError(
             f"{family} plugin {name!r} failed to load: {exc}", context={"entry_point": point.value}
         ) from exc
+    return _check_base(family, name, obj, base, point.value)
+
+
+def _import_path(family: str, path: str) -> object:
+    module_name, _, attr = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise PluginError(
+            f"{family} plugin {path!r} cannot be imported: {exc}", context={"import_path": path}
+        ) from exc
+
+
+def _check_base(family: str, name: str, obj: object, base: type[T], origin: str) -> type[T]:
     if not (isinstance(obj, type) and issubclass(obj, base)):
         raise PluginError(
             f"{family} plugin {name!r} is not a subclass of {base.__qualname__}",
-            context={"entry_point": point.value},
+            context={"entry_point": origin},
         )
     return obj
 

@@ -64,10 +64,15 @@ class LocalCommunicator(Communicator):
                 bad.append(BadJob(_int_or_none(key), exc))
                 continue
             if str(job.panda_id) != key:
-                bad.append(BadJob(_int_or_none(key), JobDefinitionError(
-                    f"key {key!r} differs from the job's PandaID {job.panda_id}",
-                    context={"source": source, "field": "PandaID"},
-                )))
+                bad.append(
+                    BadJob(
+                        _int_or_none(key),
+                        JobDefinitionError(
+                            f"key {key!r} differs from the job's PandaID {job.panda_id}",
+                            context={"source": source, "field": "PandaID"},
+                        ),
+                    )
+                )
                 continue
             jobs.append(job)
         return JobBatch(tuple(jobs), tuple(bad), exhausted=not self._pending)

@@ -128,9 +128,7 @@ def _schema() -> dict[str, tuple[type, dict[str, type]]]:
         for item in dataclasses.fields(cls):
             kind = hints[item.name]
             if kind not in _SUPPORTED_TYPES:
-                raise TypeError(
-                    f"unsupported settings type {kind!r} for {section.name}.{item.name}"
-                )
+                raise TypeError(f"unsupported settings type {kind!r} for {section.name}.{item.name}")
             keys[item.name] = kind
         schema[section.name] = (cls, keys)
     return schema
@@ -246,9 +244,7 @@ def _read_yaml(path: Path) -> dict[str, object]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(
-            f"{path}: the top level must be a mapping of section names, got {_describe(data)}"
-        )
+        raise ConfigError(f"{path}: the top level must be a mapping of section names, got {_describe(data)}")
     return data
 
 
@@ -264,8 +260,7 @@ def _file_layer(path: Path, kind: str) -> _Layer:
             continue
         if not isinstance(body, dict):
             raise ConfigError(
-                f"{source}: section '{section_name}' must be a mapping of keys, "
-                f"got {_describe(body)}"
+                f"{source}: section '{section_name}' must be a mapping of keys, got {_describe(body)}"
             )
         for key, value in body.items():
             typed = _validate(section_name, str(key), value, source, text=False)
@@ -295,9 +290,7 @@ def _env_layer(env: Mapping[str, str]) -> _Layer:
         typed = _validate(section, key, env[name], f"environment variable {name}", text=True)
         dotted = f"{section}.{key}"
         if dotted in setters:
-            raise ConfigError(
-                f"environment variables {setters[dotted]} and {name} both set '{dotted}'"
-            )
+            raise ConfigError(f"environment variables {setters[dotted]} and {name} both set '{dotted}'")
         setters[dotted] = name
         layer[dotted] = (typed, f"env:{name}")
     return layer
@@ -363,9 +356,7 @@ def available_sites(env: Mapping[str, str] | None = None) -> list[str]:
     list[str]
         Every ``<name>`` of a ``<name>.yaml`` file in any of the directories.
     """
-    names = {
-        path.stem for d in site_config_dirs(env) for path in d.glob("*.yaml") if path.is_file()
-    }
+    names = {path.stem for d in site_config_dirs(env) for path in d.glob("*.yaml") if path.is_file()}
     return sorted(names)
 
 
@@ -515,8 +506,5 @@ def format_config(loaded: LoadedConfig) -> str:
     ]
     name_width = max(len(name) for name, _, _ in rows)
     value_width = max(len(value) for _, value, _ in rows)
-    lines = [
-        f"{name:<{name_width}} = {value:<{value_width}}   [{origin}]"
-        for name, value, origin in rows
-    ]
+    lines = [f"{name:<{name_width}} = {value:<{value_width}}   [{origin}]" for name, value, origin in rows]
     return "\n".join(lines) + "\n"

@@ -48,16 +48,32 @@ def demo_job(
     python
         The interpreter that runs the payload.
     """
-    args = ["-m", "hpcpilot.demo.simulate", "--seed", str(seed),
-            "--sleep-per-event", str(sleep_per_event)]
+    args = [
+        "-m",
+        "hpcpilot.demo.simulate",
+        "--seed",
+        str(seed),
+        "--sleep-per-event",
+        str(sleep_per_event),
+    ]
     failing = ",".join(str(e) for e in fail_events)
     if failing:
         args += ["--fail-events", failing, "--fail-mode", fail_mode]
     if mode == "streaming":
         args.append("--stream")
     elif mode == "per_range":
-        args += ["--range-id", "{eventRangeID}", "--first", "{startEvent}", "--last", "{lastEvent}",
-                 "--output", "{outputFile}", "--lfn", "{LFN}"]
+        args += [
+            "--range-id",
+            "{eventRangeID}",
+            "--first",
+            "{startEvent}",
+            "--last",
+            "{lastEvent}",
+            "--output",
+            "{outputFile}",
+            "--lfn",
+            "{LFN}",
+        ]
     else:
         raise ValueError(f"unknown demo mode {mode!r}: streaming or per_range")
     return {

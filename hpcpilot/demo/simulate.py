@@ -213,9 +213,7 @@ def simulate_event(seed: int, event_number: int) -> npt.NDArray[np.void]:
     return particles
 
 
-def summarize_event(
-    particles: npt.NDArray[np.void], seed: int
-) -> tuple[int, int, float, float, int]:
+def summarize_event(particles: npt.NDArray[np.void], seed: int) -> tuple[int, int, float, float, int]:
     """Return an event's row of the ``events`` dataset from its particles."""
     pt = np.hypot(particles["px"], particles["py"])
     return (
@@ -324,9 +322,7 @@ def run_range(
     _check_events(request)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     plan.check(request)
-    events, particles = simulate_range(
-        seed, request.first, request.last, sleep_per_event=sleep_per_event
-    )
+    events, particles = simulate_range(seed, request.first, request.last, sleep_per_event=sleep_per_event)
     write_output(request, seed, events, particles)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     log.info(
@@ -412,9 +408,7 @@ def failed_reply(range_id: str | None, diag: str) -> dict[str, Any]:
     }
 
 
-def handle_line(
-    line: str, *, seed: int, plan: FailurePlan, sleep_per_event: float = 0.0
-) -> dict[str, Any]:
+def handle_line(line: str, *, seed: int, plan: FailurePlan, sleep_per_event: float = 0.0) -> dict[str, Any]:
     """Process one streaming request line and return the reply; never raises for a bad range."""
     try:
         message = json.loads(line)
@@ -535,9 +529,7 @@ def _run_one(request: RangeRequest, args: argparse.Namespace, plan: FailurePlan)
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the payload; return the process exit code."""
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO, format="%(asctime)s simulate %(message)s"
-    )
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s simulate %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
     plan = FailurePlan(events=args.fail_events, mode=args.fail_mode)
@@ -545,9 +537,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_one(_range_request(parser, args), args, plan)
     replies, sys.stdout = sys.stdout, sys.stderr  # stray prints must not corrupt the replies
     try:
-        run_stream(
-            sys.stdin, replies, seed=args.seed, plan=plan, sleep_per_event=args.sleep_per_event
-        )
+        run_stream(sys.stdin, replies, seed=args.seed, plan=plan, sleep_per_event=args.sleep_per_event)
     finally:
         sys.stdout = replies
     return EXIT_OK

@@ -63,9 +63,7 @@ class RangeId:
         return cls(*(int(g) for g in match.groups()))
 
     def __str__(self) -> str:
-        return (
-            f"{self.task_id}-{self.panda_id}-{self.file_id}-{self.process_id}-{self.attempt_nr}"
-        )
+        return f"{self.task_id}-{self.panda_id}-{self.file_id}-{self.process_id}-{self.attempt_nr}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from hpcpilot.runtime.journal import Journal
 
 log = logging.getLogger(__name__)
 
-_SIGNAL_CODES = {
+_SIGNAL_CODES: dict[int, ErrorCode] = {
     signal.SIGTERM: ErrorCode.SIGTERM,
     signal.SIGUSR1: ErrorCode.SIGUSR1,
     signal.SIGINT: ErrorCode.SIGINT,
@@ -173,8 +173,11 @@ class Coordinator:
     def _book_range(self, rank: int, result: RangeResult) -> None:
         outcome = self.books.record_range(rank, result)
         if outcome is None:
-            log.warning("ignoring a result for range %s from rank %d: not assigned there",
-                        result.range_id, rank)
+            log.warning(
+                "ignoring a result for range %s from rank %d: not assigned there",
+                result.range_id,
+                rank,
+            )
             return
         self._journal_outcome(outcome)
         self._unreported[result.panda_id].append(result)
@@ -186,18 +189,34 @@ class Coordinator:
         if outcome.state is RangeState.FINISHED:
             out = r.output
             self.journal.append(
-                "finished", job=r.panda_id, id=r.range_id, attempt=outcome.attempt,
-                path=out.path if out else None, fsize=out.fsize if out else None,
-                adler32=out.adler32 if out else None, nevents=r.n_events,
+                "finished",
+                job=r.panda_id,
+                id=r.range_id,
+                attempt=outcome.attempt,
+                path=out.path if out else None,
+                fsize=out.fsize if out else None,
+                adler32=out.adler32 if out else None,
+                nevents=r.n_events,
             )
             return
         code = int(r.error_code) if r.error_code is not None else None
-        self.journal.append("failed", job=r.panda_id, id=r.range_id, attempt=outcome.attempt,
-                            code=code, diag=r.error_diag[-300:])
+        self.journal.append(
+            "failed",
+            job=r.panda_id,
+            id=r.range_id,
+            attempt=outcome.attempt,
+            code=code,
+            diag=r.error_diag[-300:],
+        )
         if outcome.state is RangeState.FATAL:
             self.journal.append("fatal", job=r.panda_id, id=r.range_id, code=code)
-            log.warning("range %s of job %d is fatal after %d attempts: %s",
-                        r.range_id, r.panda_id, outcome.attempt, r.error_diag[-200:])
+            log.warning(
+                "range %s of job %d is fatal after %d attempts: %s",
+                r.range_id,
+                r.panda_id,
+                outcome.attempt,
+                r.error_diag[-200:],
+            )
 
     # --- handing out work ---------------------------------------------------------------------
 
@@ -237,8 +256,11 @@ class Coordinator:
     def _queue_target(self) -> int:
         cores = self.books.total_cores or len(self.transport.worker_ranks)
         per_worker = self.settings.parallel.batch_size
-        return max(2 * cores * (1 + self.settings.eventservice.prefetch_per_slot),
-                   per_worker * len(self.transport.worker_ranks), 16)
+        return max(
+            2 * cores * (1 + self.settings.eventservice.prefetch_per_slot),
+            per_worker * len(self.transport.worker_ranks),
+            16,
+        )
 
     def _fetch_work(self, now: float) -> bool:
         progress = self._fetch_jobs() if not self.jobs_exhausted else False
@@ -269,12 +291,24 @@ class Coordinator:
         for bad in batch.bad:
             log.error("bad job definition: %s", bad.error)
             if bad.panda_id is not None:
-                self.comm.report_job(JobReport(bad.panda_id, JobState.FAILED, int(bad.error.code),
-                                               str(bad.error), start_time=time.time(),
-                                               end_time=time.time()))
+                self.comm.report_job(
+                    JobReport(
+                        bad.panda_id,
+                        JobState.FAILED,
+                        int(bad.error.code),
+                        str(bad.error),
+                        start_time=time.time(),
+                        end_time=time.time(),
+                    )
+                )
                 self.journal.append("job", job=bad.panda_id, state="failed", code=int(bad.error.code))
-                self._bad_jobs.append({"PandaID": bad.panda_id, "error_code": int(bad.error.code),
-                                       "error_diag": str(bad.error)})
+                self._bad_jobs.append(
+                    {
+                        "PandaID": bad.panda_id,
+                        "error_code": int(bad.error.code),
+                        "error_diag": str(bad.error),
+                    }
+                )
         for job in batch.jobs:
             self._add_job(job)
         return bool(batch.jobs or batch.bad)
@@ -283,10 +317,16 @@ class Coordinator:
         book = self.books.add_job(job)
         job_dir = self.layout.job_dir(job.panda_id)
         self.layout.payload_log_dir(job.panda_id).mkdir(parents=True, exist_ok=True)
-        log.info("job %d: %s, %d core(s) per payload, in %s", job.panda_id,
-                 "event service" if job.event_service else "plain", job.core_count, job_dir)
-        self.comm.report_job(JobReport(job.panda_id, JobState.STARTING,
-                                       start_time=time.time(), core_count=job.core_count))
+        log.info(
+            "job %d: %s, %d core(s) per payload, in %s",
+            job.panda_id,
+            "event service" if job.event_service else "plain",
+            job.core_count,
+            job_dir,
+        )
+        self.comm.report_job(
+            JobReport(job.panda_id, JobState.STARTING, start_time=time.time(), core_count=job.core_count)
+        )
         self.journal.append("job", job=job.panda_id, state=book.state.value)
 
     def _fetch_ranges(self, book: JobBook, n: int) -> bool:
@@ -329,8 +369,13 @@ class Coordinator:
             self._finish_job(book)
             return
         inputs = [
-            MergeInput(Path(e.result.output.path), rid, e.event_range.start_event,
-                       e.event_range.last_event, e.result.output.adler32)
+            MergeInput(
+                Path(e.result.output.path),
+                rid,
+                e.event_range.start_event,
+                e.event_range.last_event,
+                e.result.output.adler32,
+            )
             for rid, e in book.ranges.items()
             if e.state is RangeState.FINISHED and e.result is not None and e.result.output is not None
         ]
@@ -338,11 +383,17 @@ class Coordinator:
             self._finish_job(book)
             return
         book.phase = JobPhase.MERGING
-        log.info("job %d: merging %d range outputs into %s with %s", job.panda_id, len(inputs),
-                 target.name, merger)
+        log.info(
+            "job %d: merging %d range outputs into %s with %s",
+            job.panda_id,
+            len(inputs),
+            target.name,
+            merger,
+        )
         try:
             self._merges[job.panda_id] = MergeProcess(
-                merger, inputs, target, self.layout.payload_log_dir(job.panda_id))
+                merger, inputs, target, self.layout.payload_log_dir(job.panda_id)
+            )
         except (OSError, HpcPilotError) as exc:
             book.error_code, book.error_diag = ErrorCode.PAYLOAD_EXECUTION_FAILURE, str(exc)
             self._finish_job(book)
@@ -375,8 +426,9 @@ class Coordinator:
             elif book.finished == 0:
                 book.state = JobState.FAILED
                 book.error_code = ErrorCode.ES_FATAL if book.fatal else ErrorCode.ES_NO_EVENTS
-                book.error_diag = (f"all {book.fatal} ranges failed" if book.fatal
-                                   else "the job had no event ranges")
+                book.error_diag = (
+                    f"all {book.fatal} ranges failed" if book.fatal else "the job had no event ranges"
+                )
             else:
                 book.state = JobState.FINISHED
                 if book.fatal:
@@ -385,20 +437,40 @@ class Coordinator:
         self.comm.report_job(self._report(book))
         code = int(book.error_code) if book.error_code is not None else 0
         self.journal.append("job", job=job.panda_id, state=book.state.value, code=code)
-        log.info("job %d %s%s", job.panda_id, book.state.value,
-                 f" (error {code}: {book.error_diag})" if code else "")
+        log.info(
+            "job %d %s%s",
+            job.panda_id,
+            book.state.value,
+            f" (error {code}: {book.error_diag})" if code else "",
+        )
 
     def _report(self, book: JobBook) -> JobReport:
-        outputs = tuple({"type": "output", "path": o.path, "fsize": o.fsize, "adler32": o.adler32}
-                        for o in book.outputs)
-        ranges = {"total": len(book.ranges), "finished": book.finished, "fatal": book.fatal,
-                  "failed_attempts": book.failed_attempts} if book.job.event_service else {}
+        outputs = tuple(
+            {"type": "output", "path": o.path, "fsize": o.fsize, "adler32": o.adler32} for o in book.outputs
+        )
+        ranges = (
+            {
+                "total": len(book.ranges),
+                "finished": book.finished,
+                "fatal": book.fatal,
+                "failed_attempts": book.failed_attempts,
+            }
+            if book.job.event_service
+            else {}
+        )
         return JobReport(
-            panda_id=book.job.panda_id, state=book.state,
+            panda_id=book.job.panda_id,
+            state=book.state,
             error_code=int(book.error_code) if book.error_code is not None else None,
-            error_diag=book.error_diag, exit_code=book.exit_code, n_events=book.n_events,
-            ranges=ranges, outputs=outputs, start_time=book.started, end_time=book.ended,
-            cpu_s=book.cpu_s, wall_s=(book.ended or time.time()) - book.started,
+            error_diag=book.error_diag,
+            exit_code=book.exit_code,
+            n_events=book.n_events,
+            ranges=ranges,
+            outputs=outputs,
+            start_time=book.started,
+            end_time=book.ended,
+            cpu_s=book.cpu_s,
+            wall_s=(book.ended or time.time()) - book.started,
             core_count=book.job.core_count,
         )
 
@@ -495,9 +567,18 @@ class Coordinator:
         cores = books.total_cores
         busy = sum(w.busy_core_s for w in books.workers.values())
         jobs = [self._job_summary(b) for b in books.jobs.values()]
-        jobs.extend({"PandaID": b["PandaID"], "kind": "invalid", "state": "failed",
-                     "error_code": b["error_code"], "error_diag": b["error_diag"],
-                     "outputs": [], "n_events": 0} for b in self._bad_jobs)
+        jobs.extend(
+            {
+                "PandaID": b["PandaID"],
+                "kind": "invalid",
+                "state": "failed",
+                "error_code": b["error_code"],
+                "error_diag": b["error_diag"],
+                "outputs": [],
+                "n_events": 0,
+            }
+            for b in self._bad_jobs
+        )
         not_done = sum(b.queued + b.in_flight for b in books.jobs.values() if b.job.event_service)
         return {
             "workdir": str(self.layout.root),
@@ -526,14 +607,19 @@ class Coordinator:
             "error_code": int(book.error_code) if book.error_code is not None else 0,
             "error_diag": book.error_diag,
             "n_events": book.n_events,
-            "outputs": [{"path": o.path, "fsize": o.fsize, "adler32": o.adler32}
-                        for o in book.outputs],
+            "outputs": [{"path": o.path, "fsize": o.fsize, "adler32": o.adler32} for o in book.outputs],
         }
         if book.job.event_service:
-            entry["ranges"] = {"total": len(book.ranges), "finished": book.finished,
-                               "fatal": book.fatal, "failed_attempts": book.failed_attempts}
-            outs = [e.result.output for e in book.ranges.values()
-                    if e.result is not None and e.result.output is not None
-                    and e.state is RangeState.FINISHED]
+            entry["ranges"] = {
+                "total": len(book.ranges),
+                "finished": book.finished,
+                "fatal": book.fatal,
+                "failed_attempts": book.failed_attempts,
+            }
+            outs = [
+                e.result.output
+                for e in book.ranges.values()
+                if e.result is not None and e.result.output is not None and e.state is RangeState.FINISHED
+            ]
             entry["range_outputs"] = {"count": len(outs), "bytes": sum(o.fsize for o in outs)}
         return entry

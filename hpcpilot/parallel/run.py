@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,9 @@ from hpcpilot.parallel.worker import Worker
 from hpcpilot.runtime.signals import SignalFlag
 
 log = logging.getLogger(__name__)
+
+#: Seconds between printing the reason of an abort and aborting, so the launcher forwards the line.
+ABORT_GRACE_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -84,16 +88,15 @@ def guarded(world: World, body: Callable[[], int]) -> int:
     try:
         return body()
     except Exception as exc:
-        message = (f"hpcpilot: unexpected {type(exc).__name__} on rank {world.rank} "
-                   f"({world.host}): {exc}")
+        message = f"hpcpilot: unexpected {type(exc).__name__} on rank {world.rank} ({world.host}): {exc}"
         log.critical("%s\n%s", message, traceback.format_exc())
         print(message, file=sys.stderr, flush=True)
+        time.sleep(ABORT_GRACE_S)  # let the launcher forward that line before MPI_Abort
         world.abort(1)
         return 1
 
 
-def run_coordinator(world: World, coordinator: Coordinator, settings: Settings,
-                    signals: SignalFlag) -> None:
+def run_coordinator(world: World, coordinator: Coordinator, settings: Settings, signals: SignalFlag) -> None:
     """Rank 0's loop, for a world of more than one rank."""
     backoff = Backoff(settings.parallel.spin_s, settings.parallel.max_sleep_s)
     while not coordinator.done:
@@ -118,8 +121,7 @@ def run_worker(worker: Worker, settings: Settings, signals: SignalFlag) -> None:
             backoff.idle(worker.wake_in_s())
 
 
-def run_single(coordinator: Coordinator, worker: Worker, settings: Settings,
-               signals: SignalFlag) -> None:
+def run_single(coordinator: Coordinator, worker: Worker, settings: Settings, signals: SignalFlag) -> None:
     """World size 1: the coordinator and one worker take turns in this process."""
     backoff = Backoff(settings.parallel.spin_s, settings.parallel.max_sleep_s)
     while not coordinator.done:
@@ -135,8 +137,13 @@ def run_single(coordinator: Coordinator, worker: Worker, settings: Settings,
             backoff.idle(worker.wake_in_s())
 
 
-def make_worker(world: World, transport: Any, settings: Settings, layout: WorkLayout,
-                drain_logs: Callable[[], tuple[str, ...]]) -> Worker:
+def make_worker(
+    world: World,
+    transport: Any,
+    settings: Settings,
+    layout: WorkLayout,
+    drain_logs: Callable[[], tuple[str, ...]],
+) -> Worker:
     """A worker for this rank's node."""
     node = NodeInfo(world.rank, world.host, node_cores(settings))
     return Worker(transport, settings, layout, node, os.environ, drain_logs)

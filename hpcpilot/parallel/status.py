@@ -54,7 +54,7 @@ class RateMeter:
 
 def format_duration(seconds: float) -> str:
     """``75`` -> ``1m15s``; ``3725`` -> ``1h02m``."""
-    s = int(round(seconds))
+    s = round(seconds)
     if s < 60:
         return f"{s}s"
     if s < 3600:
@@ -105,8 +105,9 @@ def format_summary(summary: dict[str, Any], max_files: int = 8) -> str:
         f"jobs           : {len(summary['jobs'])}",
     ]
     for job in summary["jobs"]:
-        state = job["state"] + (f" (error {job['error_code']}: {job['error_diag']})"
-                                if job["error_code"] else "")
+        state = job["state"] + (
+            f" (error {job['error_code']}: {job['error_diag']})" if job["error_code"] else ""
+        )
         lines.append(f"  job {job['PandaID']}: {state}")
         if job["kind"] == "event service":
             r = job["ranges"]

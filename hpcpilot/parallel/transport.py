@@ -92,7 +92,7 @@ class LocalLink:
 
 
 class _LocalCoordinatorEnd:
-    worker_ranks = (0,)
+    worker_ranks: tuple[int, ...] = (0,)
 
     def __init__(self, link: LocalLink) -> None:
         self._link = link

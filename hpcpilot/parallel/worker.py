@@ -186,9 +186,9 @@ class Worker:
     def _slot_for(self, job: Job) -> _Slot | None:
         """An idle slot for ``job``: an idle runner of it, a new one, or None (after freeing one)."""
         for slot in self.slots:
-            if slot.panda_id == job.panda_id and not slot.closing and not slot.runner.busy:
-                if job.event_service:
-                    return slot
+            reusable = job.event_service and slot.panda_id == job.panda_id
+            if reusable and not slot.closing and not slot.runner.busy:
+                return slot
         held = sum(s.cores for s in self.slots)
         if held + job.core_count <= self.node.cores or not self.slots:
             return self._new_slot(job)

@@ -1,0 +1,1 @@
+"""Running payloads: the runner family (per-range, streaming, plain, sleep), exit codes, merging."""

@@ -193,9 +193,10 @@ def substitute(argv: list[str], values: Mapping[str, str]) -> list[str]:
     """Replace ``{name}`` placeholders in every argument; other braces are left alone."""
     out = []
     for arg in argv:
+        filled = arg
         for name, value in values.items():
-            arg = arg.replace("{" + name + "}", value)
-        out.append(arg)
+            filled = filled.replace("{" + name + "}", value)
+        out.append(filled)
     return out
 
 

@@ -196,9 +196,7 @@ def scan_input(item: MergeInput, specs: dict[str, DatasetSpec]) -> ScannedInput:
     """
     layout = read_layout(item)
     if set(layout) != set(specs):
-        raise _input_error(
-            item, f"has datasets {sorted(layout)}, the first input has {sorted(specs)}"
-        )
+        raise _input_error(item, f"has datasets {sorted(layout)}, the first input has {sorted(specs)}")
     for name, expected in specs.items():
         actual = layout[name][0]
         if actual != expected:

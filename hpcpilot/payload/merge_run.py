@@ -54,18 +54,23 @@ class MergeProcess:
         Where ``merge.out`` / ``merge.err`` and the input list go.
     """
 
-    def __init__(
-        self, merger: str, inputs: Sequence[MergeInput], output: Path, log_dir: Path
-    ) -> None:
+    def __init__(self, merger: str, inputs: Sequence[MergeInput], output: Path, log_dir: Path) -> None:
         self.output = output
         self._out = log_dir / "merge.out"
         self._err = log_dir / "merge.err"
         listing = log_dir / "merge_inputs.json"
-        write_json_atomic(
-            listing, [{**asdict(i), "path": str(i.path)} for i in inputs], indent=None
-        )
-        argv = [sys.executable, "-m", "hpcpilot.payload.merge_cli", "--merger", merger,
-                "--inputs", str(listing), "--output", str(output)]
+        write_json_atomic(listing, [{**asdict(i), "path": str(i.path)} for i in inputs], indent=None)
+        argv = [
+            sys.executable,
+            "-m",
+            "hpcpilot.payload.merge_cli",
+            "--merger",
+            merger,
+            "--inputs",
+            str(listing),
+            "--output",
+            str(output),
+        ]
         with self._out.open("wb") as out, self._err.open("wb") as err:
             self._proc = ProcessGroup(argv, cwd=log_dir, env=os.environ, stdout=out, stderr=err)
 

@@ -65,12 +65,13 @@ class PerRangeRunner(SlotRunner):
             os.write(err_fd, header.encode())
             self._err_offset = os.lseek(err_fd, 0, os.SEEK_END)
             env = payload_env(self.context, {"HPCPILOT_RANGE_ID": values["eventRangeID"]})
-            self._proc = ProcessGroup(
-                argv, cwd=self.context.job_dir, env=env, stdout=out_fd, stderr=err_fd
-            )
+            self._proc = ProcessGroup(argv, cwd=self.context.job_dir, env=env, stdout=out_fd, stderr=err_fd)
         except (OSError, HpcPilotError) as exc:
             self._failed_start = failed_range(
-                item, ErrorCode.SETUP_FAILURE, f"cannot start payload {argv[0]!r}: {exc}", self._started
+                item,
+                ErrorCode.SETUP_FAILURE,
+                f"cannot start payload {argv[0]!r}: {exc}",
+                self._started,
             )
         finally:
             os.close(out_fd)

@@ -86,7 +86,10 @@ class PlainRunner(SlotRunner):
         if info.returncode != 0:
             code, diag = error_for_exit(info.returncode)
             if limit and time.monotonic() - self._started > limit:
-                code, diag = ErrorCode.REACHED_MAX_TIME, f"payload exceeded its time limit of {limit} s"
+                code, diag = (
+                    ErrorCode.REACHED_MAX_TIME,
+                    f"payload exceeded its time limit of {limit} s",
+                )
             tail = tail_of_file(self._err_path, 0, 500)
             return [
                 self._result(

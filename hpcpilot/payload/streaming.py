@@ -12,6 +12,7 @@ the payload to exit. It is the language-agnostic cousin of AthenaMP's yampl rang
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -93,10 +94,8 @@ class StreamingRunner(SlotRunner):
     def close(self) -> None:
         """Close the payload's stdin: it finishes and exits; :meth:`poll` reaps it."""
         if self._proc is not None and self._proc.popen.stdin is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._proc.popen.stdin.close()
-            except OSError:
-                pass
             self._close_deadline = time.monotonic() + self.context.settings.kill_grace_s
 
     def kill(self, reason: ErrorCode, diag: str) -> list[ItemResult]:
@@ -186,7 +185,10 @@ class StreamingRunner(SlotRunner):
         item, self._item = self._item, None
         code, diag = error_for_exit(info.returncode)
         if code is None:
-            code, diag = ErrorCode.PAYLOAD_EXECUTION_FAILURE, "payload exited without reporting the range"
+            code, diag = (
+                ErrorCode.PAYLOAD_EXECUTION_FAILURE,
+                "payload exited without reporting the range",
+            )
         tail = tail_of_file(self._err_path, 0, 500)
         diag = f"{diag}: {tail}" if tail else diag
         return [*results, failed_range(item, code, diag, self._started, info.cpu_s)]

@@ -5,6 +5,7 @@ The pilot only ever signals process groups it created here; it never kills by na
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -123,10 +124,8 @@ class ProcessGroup:
         return time.monotonic() - self.started
 
     def _signal_group(self, signum: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def tail_of_file(path: Path, start: int = 0, limit: int = 2000) -> str:

@@ -255,9 +255,7 @@ def test_conflicting_env_spellings_rejected() -> None:
         ("payload:\n  timeout_s: -1\n", "payload.timeout_s", "must be >= 0"),
     ],
 )
-def test_bad_yaml_values_name_file_and_key(
-    tmp_path: Path, yaml_text: str, key: str, reason: str
-) -> None:
+def test_bad_yaml_values_name_file_and_key(tmp_path: Path, yaml_text: str, key: str, reason: str) -> None:
     path = write(tmp_path / "bad.yaml", yaml_text)
     with pytest.raises(ConfigError) as info:
         check_config_file(path)
@@ -506,9 +504,7 @@ def test_format_config_lists_every_key_with_origin(site_file: Path) -> None:
 
 
 def test_format_config_value_spelling() -> None:
-    loaded = LoadedConfig(
-        settings=load_config(env={}, overrides={"run.workdir": ""}).settings, origins={}
-    )
+    loaded = LoadedConfig(settings=load_config(env={}, overrides={"run.workdir": ""}).settings, origins={})
     text = format_config(loaded)
     assert "run.workdir" in text
     assert "= ''" in text

@@ -71,9 +71,7 @@ def test_per_range_output_has_the_range_events(tmp_path: Path) -> None:
     assert (events["n_particles"] >= 1).all()
     assert (events["seed"] == 7).all()
     assert events["n_particles"].sum() == len(particles)
-    np.testing.assert_array_equal(
-        np.unique(particles["event_number"]), np.arange(3, 13, dtype=np.int64)
-    )
+    np.testing.assert_array_equal(np.unique(particles["event_number"]), np.arange(3, 13, dtype=np.int64))
     p2 = particles["px"] ** 2 + particles["py"] ** 2 + particles["pz"] ** 2
     np.testing.assert_allclose(particles["e"] ** 2, p2 + particles["m"] ** 2)
     assert set(np.unique(particles["m"])) <= {0.1396, 0.4937, 0.9383}

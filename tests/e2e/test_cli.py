@@ -1,0 +1,135 @@
+"""The command line as a user meets it: config, plugins, bad input, and runs without MPI."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from hpcpilot.demo.jobs import demo_job
+from tests.conftest import REPO, RunPilot, journal, summary, write_jobs
+
+NO_MPI = {"HPCPILOT_NO_MPI": "1"}
+
+
+def test_config_show_names_each_layer(run_pilot: RunPilot, tmp_path: Path) -> None:
+    user = tmp_path / "user.yaml"
+    user.write_text("eventservice:\n  max_attempts: 5\n")
+    result = run_pilot(
+        ["config", "show", "--site", "local", "--set", "parallel.batch_size=8"],
+        env={"HPCPILOT_CONFIG": str(user), "HPCPILOT_NODE__CORES": "3"},
+    )
+    assert result.returncode == 0, result.stderr
+    lines = {line.split("=")[0].strip(): line for line in result.stdout.splitlines() if "=" in line}
+    assert "[cli:--set parallel.batch_size]" in lines["parallel.batch_size"]
+    assert "5" in lines["eventservice.max_attempts"] and "user:" in lines["eventservice.max_attempts"]
+    assert "env:HPCPILOT_NODE__CORES" in lines["node.cores"]
+    assert "site:" in lines["payload.kill_grace_s"] and "local.yaml" in lines["payload.kill_grace_s"]
+    assert "[default]" in lines["run.max_jobs"]
+
+
+def test_config_errors_are_clear_and_exit_2(run_pilot: RunPilot, tmp_path: Path) -> None:
+    result = run_pilot(["run", "--workdir", str(tmp_path), "--set", "eventservice.max_atempts=3"], env=NO_MPI)
+    assert result.returncode == 2
+    assert "max_atempts" in result.stderr and "did you mean" in result.stderr
+    assert "Traceback" not in result.stderr
+    missing = run_pilot(["run", "--workdir", str(tmp_path / "nope")], env=NO_MPI)
+    assert missing.returncode == 2 and "is not a directory" in missing.stderr
+
+
+def test_config_check_all_site_configs(run_pilot: RunPilot, tmp_path: Path) -> None:
+    files = sorted(str(p) for p in (REPO / "site_configs").glob("*.yaml"))
+    assert files
+    result = run_pilot(["config", "check", *files])
+    assert result.returncode == 0, result.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("node:\n  corez: 4\n")
+    result = run_pilot(["config", "check", str(bad)])
+    assert result.returncode == 2 and "corez" in result.stdout and "bad.yaml" in result.stdout
+
+
+def test_plugins_lists_every_family(run_pilot: RunPilot) -> None:
+    result = run_pilot(["plugins"])
+    assert result.returncode == 0, result.stdout
+    for needle in (
+        "communicators / local",
+        "payloads / per_range",
+        "payloads / streaming",
+        "payloads / plain",
+        "payloads / sleep",
+        "mergers / hdf5",
+    ):
+        assert needle in result.stdout
+
+
+def test_missing_job_file_is_a_clear_error(run_pilot: RunPilot, tmp_path: Path) -> None:
+    result = run_pilot(["run", "--workdir", str(tmp_path)], env=NO_MPI, timeout=60)
+    assert result.returncode == 2
+    assert "cannot read HPCJobs.json" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_demo_without_mpi_merges_every_event_once(run_pilot: RunPilot, tmp_path: Path) -> None:
+    result = run_pilot(
+        ["demo", "--workdir", str(tmp_path), "--events", "120", "--sleep-per-event", "0"],
+        env=NO_MPI,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "hpcpilot summary" in result.stdout and "adler32" in result.stdout
+    s = summary(tmp_path)
+    assert s["workers"] == 1 and s["ranges"]["finished"] == 12
+    [job] = s["jobs"]
+    merged = Path(job["outputs"][0]["path"])
+    with h5py.File(merged) as f:
+        events = f["events"]["event_number"]
+        assert sorted(events.tolist()) == list(range(1, 121))
+        assert len(f["ranges"]) == 12
+    rerun = run_pilot(["demo", "--workdir", str(tmp_path)], env=NO_MPI)
+    assert rerun.returncode == 2 and "--force" in rerun.stderr
+
+
+def test_bad_job_fails_alone(run_pilot: RunPilot, tmp_path: Path) -> None:
+    good = demo_job(panda_id=11, n_events=20, sleep_per_event=0)
+    bad = {"PandaID": 12, "transformation": sys.executable, "coreCount": "lots"}
+    no_events = {
+        "PandaID": 13,
+        "transformation": sys.executable,
+        "eventService": "True",
+        "outFiles": "x.h5",
+    }
+    write_jobs(tmp_path, [good, bad, no_events])
+    result = run_pilot(["run", "--workdir", str(tmp_path)], env=NO_MPI)
+    assert result.returncode == 3, result.stderr  # some job failed, the run itself did not
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["11"]["jobStatus"] == "finished" and results["11"]["nEvents"] == 20
+    assert results["12"]["jobStatus"] == "failed" and results["12"]["pilotErrorCode"] == 1008
+    assert "coreCount" in results["12"]["pilotErrorDiag"]
+    assert results["13"]["jobStatus"] == "failed" and results["13"]["pilotErrorCode"] == 1238
+    assert "Traceback" not in result.stderr
+
+
+def test_range_feed_file_is_used(run_pilot: RunPilot, tmp_path: Path) -> None:
+    job = demo_job(panda_id=21, n_events=1000, sleep_per_event=0)
+    write_jobs(tmp_path, [job])
+    feed = [
+        {
+            "eventRangeID": f"42-21-1-{i}-1",
+            "startEvent": 5 * i + 1,
+            "lastEvent": 5 * i + 5,
+            "LFN": "",
+            "GUID": "",
+            "scope": "",
+        }
+        for i in range(3)
+    ]
+    feed.append({"eventRangeID": "42-21-1-9-1", "startEvent": "bad", "lastEvent": 1})
+    (tmp_path / "JobsEventRanges.json").write_text(json.dumps({"21": feed}))
+    result = run_pilot(["run", "--workdir", str(tmp_path)], env=NO_MPI)
+    assert result.returncode == 0, result.stderr
+    assert "malformed event range" in result.stderr and "startEvent" in result.stderr
+    finished = sorted(r["id"] for r in journal(tmp_path) if r["ev"] == "finished")
+    assert finished == ["42-21-1-0-1", "42-21-1-1-1", "42-21-1-2-1"]
+    with h5py.File(tmp_path / "21" / "HITS.demo._000001.h5") as f:
+        assert np.array_equal(np.sort(f["events"]["event_number"]), np.arange(1, 16))

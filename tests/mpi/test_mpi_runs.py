@@ -1,0 +1,152 @@
+"""End-to-end runs under mpiexec at 1, 2 and 4 ranks: the acceptance tests of the MPI pilot."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from hpcpilot.demo.jobs import demo_job
+from tests.conftest import RunPilot, journal, summary, write_jobs
+
+pytestmark = pytest.mark.mpi
+RANKS = [1, 2, 4]
+
+
+def merged_events(path: Path) -> np.ndarray:
+    with h5py.File(path) as f:
+        return np.asarray(f["events"]["event_number"])
+
+
+def range_events(rid: str, per_range: int) -> set[int]:
+    k = int(rid.split("-")[3])
+    return set(range((k - 1) * per_range + 1, k * per_range + 1))
+
+
+@pytest.mark.parametrize("ranks", RANKS)
+def test_per_range_job_with_failing_ranges(
+    run_pilot: RunPilot, mpiexec: Path, tmp_path: Path, ranks: int
+) -> None:
+    job = demo_job(panda_id=31, n_events=200, mode="per_range", sleep_per_event=0, fail_events=[25, 77])
+    write_jobs(tmp_path, [job])
+    result = run_pilot(
+        ["run", "--workdir", str(tmp_path), "--set", "eventservice.max_attempts=2"], ranks=ranks
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = journal(tmp_path)
+    finished = Counter(r["id"] for r in records if r["ev"] == "finished")
+    fatal = {r["id"] for r in records if r["ev"] == "fatal"}
+    failed = Counter(r["id"] for r in records if r["ev"] == "failed")
+    assert set(finished.values()) == {1}, "a range finished more than once"
+    assert fatal == {"42-31-1-3-1", "42-31-1-8-1"}  # the ranges holding events 25 and 77
+    assert all(failed[rid] == 2 for rid in fatal)  # retried once, then fatal
+    assert len(finished) + len(fatal) == 20 and not set(finished) & fatal
+    expected = set(range(1, 201)) - range_events("42-31-1-3-1", 10) - range_events("42-31-1-8-1", 10)
+    events = merged_events(tmp_path / "31" / "HITS.demo._000001.h5")
+    assert len(events) == len(expected) and set(events.tolist()) == expected
+    s = summary(tmp_path)
+    assert s["workers"] == max(ranks - 1, 1)
+    assert s["ranges"] == {
+        "total": 20,
+        "finished": 18,
+        "fatal": 2,
+        "failed_attempts": 4,
+        "not_done": 0,
+    }
+    workers = {r["rank"] for r in records if r["ev"] == "assigned"}
+    assert workers == ({0} if ranks == 1 else set(range(1, ranks)))
+
+
+@pytest.mark.parametrize("ranks", RANKS)
+def test_streaming_job_retries_then_finishes(
+    run_pilot: RunPilot, mpiexec: Path, tmp_path: Path, ranks: int
+) -> None:
+    job = demo_job(
+        panda_id=32,
+        n_events=300,
+        mode="streaming",
+        sleep_per_event=0,
+        fail_events=[5, 150],
+        fail_mode="first",
+    )
+    write_jobs(tmp_path, [job])
+    result = run_pilot(["run", "--workdir", str(tmp_path)], ranks=ranks)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = journal(tmp_path)
+    finished = Counter(r["id"] for r in records if r["ev"] == "finished")
+    retried = {r["id"] for r in records if r["ev"] == "failed"}
+    assert retried == {"42-32-1-1-1", "42-32-1-15-1"}
+    assert len(finished) == 30 and set(finished.values()) == {1}
+    events = merged_events(tmp_path / "32" / "HITS.demo._000001.h5")
+    assert np.array_equal(np.sort(events), np.arange(1, 301))
+    with h5py.File(tmp_path / "32" / "HITS.demo._000001.h5") as f:
+        assert sorted(f["ranges"]) == sorted(finished)
+
+
+@pytest.mark.parametrize("ranks", RANKS)
+def test_plain_jobs_are_distributed(run_pilot: RunPilot, mpiexec: Path, tmp_path: Path, ranks: int) -> None:
+    script = "import os, time; time.sleep(0.5); open('out.txt', 'w').write(os.environ['HPCPILOT_SLOT'])"
+    jobs = [
+        {
+            "PandaID": 100 + i,
+            "transformation": sys.executable,
+            "jobPars": f'-c "{script}"',
+            "coreCount": 1,
+            "outFiles": "out.txt,log.tgz",
+            "logFile": "log.tgz",
+        }
+        for i in range(6)
+    ]
+    jobs.append(
+        {
+            "PandaID": 199,
+            "transformation": sys.executable,
+            "jobPars": "-c 'raise SystemExit(4)'",
+            "outFiles": "out.txt",
+        }
+    )
+    write_jobs(tmp_path, jobs)
+    result = run_pilot(["run", "--workdir", str(tmp_path), "--set", "node.cores=2"], ranks=ranks)
+    assert result.returncode == 3, result.stderr[-3000:]  # job 199 fails, the rest finish
+    s = summary(tmp_path)
+    states = {j["PandaID"]: j for j in s["jobs"]}
+    assert all(states[100 + i]["state"] == "finished" for i in range(6))
+    assert states[199]["state"] == "failed" and states[199]["error_code"] == 1305
+    slots = {(tmp_path / str(100 + i) / "out.txt").read_text() for i in range(6)}
+    ranks_used = {slot.split("-")[0] for slot in slots}
+    assigned = {r["rank"] for r in journal(tmp_path) if r["ev"] == "assigned"}
+    if ranks == 4:
+        assert len(assigned) == 3 and len(ranks_used) == 3  # every worker got plain jobs
+    else:
+        assert assigned == {max(ranks - 1, 0)}
+    for i in range(6):
+        [out] = states[100 + i]["outputs"]
+        assert out["fsize"] == len((tmp_path / str(100 + i) / "out.txt").read_bytes())
+
+
+@pytest.mark.parametrize("ranks", [2, 4])
+def test_worker_exception_aborts_the_job_promptly(
+    run_pilot: RunPilot, mpiexec: Path, tmp_path: Path, ranks: int
+) -> None:
+    write_jobs(tmp_path, [demo_job(panda_id=41, n_events=50, sleep_per_event=0)])
+    start = time.monotonic()
+    result = run_pilot(
+        [
+            "run",
+            "--workdir",
+            str(tmp_path),
+            "--set",
+            "eventservice.mode=tests.plugins.crashing:CrashingRunner",
+        ],
+        ranks=ranks,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert time.monotonic() - start < 60
+    assert "unexpected RuntimeError on rank" in result.stderr
+    assert "injected crash in a worker" in result.stderr

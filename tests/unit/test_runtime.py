@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import zlib
+from pathlib import Path
+
+from hpcpilot.data.checksums import adler32_of_file, md5_of_file
+from hpcpilot.model.errors import ErrorCode
+from hpcpilot.payload.exitcodes import error_for_exit
+from hpcpilot.runtime.atomic import write_json_atomic
+from hpcpilot.runtime.journal import Journal, read_journal
+from hpcpilot.runtime.process import ProcessGroup
+
+
+def test_journal_batches_and_survives_a_torn_line(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    journal = Journal(path)
+    journal.append("finished", job=1, id="a")
+    journal.append("failed", job=1, id="b", code=1305)
+    assert journal.pending == 2 and not path.read_text()  # nothing written before the flush
+    journal.flush()
+    assert journal.pending == 0 and journal.records_written == 2
+    with path.open("a") as handle:
+        handle.write('{"t": 1, "ev": "finis')  # a crash in the middle of a write
+    records = list(read_journal(path))
+    assert [(r["ev"], r["id"]) for r in records] == [("finished", "a"), ("failed", "b")]
+    journal.close()
+    assert list(read_journal(tmp_path / "missing.jsonl")) == []
+
+
+def test_atomic_json_replaces_without_leftovers(tmp_path: Path) -> None:
+    target = tmp_path / "f.json"
+    write_json_atomic(target, {"a": 1})
+    write_json_atomic(target, {"a": 2})
+    assert json.loads(target.read_text()) == {"a": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.json"]
+
+
+def test_checksums(tmp_path: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    assert adler32_of_file(path) == f"{zlib.adler32(data) & 0xFFFFFFFF:08x}"
+    import hashlib
+
+    assert md5_of_file(path) == hashlib.md5(data).hexdigest()
+
+
+def test_exit_codes_map_to_panda_codes() -> None:
+    assert error_for_exit(0) == (None, "")
+    assert error_for_exit(-signal.SIGTERM)[0] is ErrorCode.SIGTERM
+    assert error_for_exit(-signal.SIGSEGV)[0] is ErrorCode.SIGSEGV
+    assert error_for_exit(128 + signal.SIGINT)[0] is ErrorCode.SIGINT
+    assert error_for_exit(-signal.SIGKILL)[0] is ErrorCode.KILL_SIGNAL
+    code, diag = error_for_exit(3)
+    assert code is ErrorCode.PAYLOAD_EXECUTION_FAILURE and "code 3" in diag
+
+
+def test_process_group_stop_kills_the_whole_tree(tmp_path: Path) -> None:
+    pidfile = tmp_path / "grandchild.pid"
+    script = (
+        "import subprocess, sys, time\n"
+        f"p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        f"open({str(pidfile)!r}, 'w').write(str(p.pid))\n"
+        "time.sleep(60)\n"
+    )
+    with open(os.devnull, "wb") as null:
+        group = ProcessGroup(
+            [sys.executable, "-c", script], cwd=tmp_path, env=os.environ, stdout=null, stderr=null
+        )
+    deadline = time.monotonic() + 10
+    while not pidfile.exists() or not pidfile.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    grandchild = int(pidfile.read_text())
+    assert group.poll() is None
+    info = group.stop(grace_s=2.0)
+    assert info.returncode == -signal.SIGTERM
+    deadline = time.monotonic() + 5
+    while _alive(grandchild):  # the grandchild got the group's SIGTERM too (reaped by init)
+        assert time.monotonic() < deadline, "grandchild survived the group kill"
+        time.sleep(0.01)
+
+
+def test_process_group_escalates_to_sigkill(tmp_path: Path) -> None:
+    script = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print(1, flush=True); time.sleep(60)"
+    )
+    out = tmp_path / "out"
+    with out.open("wb") as handle:
+        group = ProcessGroup(
+            [sys.executable, "-c", script],
+            cwd=tmp_path,
+            env=os.environ,
+            stdout=handle,
+            stderr=handle,
+        )
+    while not out.read_text():
+        time.sleep(0.01)
+    start = time.monotonic()
+    info = group.stop(grace_s=0.2)
+    assert info.returncode == -signal.SIGKILL
+    assert time.monotonic() - start < 5
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
