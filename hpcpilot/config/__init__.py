@@ -1,14 +1,13 @@
-"""Configuration: the settings tree (:mod:`.schema`) and its layered loader (:mod:`.loader`)."""
+"""Configuration: the settings tree (:mod:`.schema`) and its layered loader (:mod:`.loader`).
 
-from hpcpilot.config.loader import (
-    LoadedConfig,
-    available_sites,
-    check_config_file,
-    format_config,
-    load_config,
-    settings_to_dict,
-    site_config_dirs,
-)
+The loader (and with it PyYAML) is imported only when one of its names is used: worker ranks receive
+their settings from rank 0 and never load it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
 from hpcpilot.config.schema import (
     EventServiceSettings,
     LocalSettings,
@@ -17,6 +16,18 @@ from hpcpilot.config.schema import (
     PayloadSettings,
     RunSettings,
     Settings,
+)
+
+_LOADER_NAMES = frozenset(
+    {
+        "LoadedConfig",
+        "available_sites",
+        "check_config_file",
+        "format_config",
+        "load_config",
+        "settings_to_dict",
+        "site_config_dirs",
+    }
 )
 
 __all__ = [
@@ -35,3 +46,12 @@ __all__ = [
     "settings_to_dict",
     "site_config_dirs",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the loader's names on first use."""
+    if name in _LOADER_NAMES:
+        from hpcpilot.config import loader
+
+        return getattr(loader, name)
+    raise AttributeError(f"module 'hpcpilot.config' has no attribute {name!r}")

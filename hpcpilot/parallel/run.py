@@ -14,11 +14,10 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpcpilot.config.schema import Settings
 from hpcpilot.model.layout import WorkLayout
-from hpcpilot.parallel.coordinator import Coordinator
 from hpcpilot.parallel.messages import NodeInfo
 from hpcpilot.parallel.transport import (
     Backoff,
@@ -28,6 +27,9 @@ from hpcpilot.parallel.transport import (
 )
 from hpcpilot.parallel.worker import Worker
 from hpcpilot.runtime.signals import SignalFlag
+
+if TYPE_CHECKING:  # the coordinator and what it imports stay out of the workers' import path
+    from hpcpilot.parallel.coordinator import Coordinator
 
 log = logging.getLogger(__name__)
 
