@@ -6,7 +6,7 @@ their settings from rank 0 and never load it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpcpilot.config.schema import (
     EventServiceSettings,
@@ -17,6 +17,17 @@ from hpcpilot.config.schema import (
     RunSettings,
     Settings,
 )
+
+if TYPE_CHECKING:
+    from hpcpilot.config.loader import (
+        LoadedConfig,
+        available_sites,
+        check_config_file,
+        format_config,
+        load_config,
+        settings_to_dict,
+        site_config_dirs,
+    )
 
 _LOADER_NAMES = frozenset(
     {
