@@ -499,7 +499,7 @@ class Coordinator:
         open_jobs = books.open_jobs()
         per_slot = min((b.job.core_count for b in open_jobs), default=1)
         for worker in books.workers.values():
-            if worker.node is not None and not worker.stopped:
+            if worker.node is not None:
                 slots += worker.node.cores // per_slot
         done_jobs = sum(1 for b in books.jobs.values() if b.phase is JobPhase.DONE)
         return Progress(

@@ -150,3 +150,41 @@ def test_worker_exception_aborts_the_job_promptly(
     assert time.monotonic() - start < 60
     assert "unexpected RuntimeError on rank" in result.stderr
     assert "injected crash in a worker" in result.stderr
+
+
+def test_sigterm_drains_and_keeps_every_finished_range(mpiexec: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+
+    from tests.conftest import REPO, pilot_env
+
+    write_jobs(tmp_path, [demo_job(panda_id=51, n_events=2000, sleep_per_event=0.02)])
+    argv = [str(mpiexec), "-n", "3", sys.executable, "-m", "hpcpilot", "run", "--workdir", str(tmp_path)]
+    proc = subprocess.Popen(
+        argv, cwd=REPO, env=pilot_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while not any(r["ev"] == "finished" for r in _journal_so_far(tmp_path)):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err[-2000:]
+    assert "received SIGTERM: draining" in err
+    records = journal(tmp_path)
+    finished = [r for r in records if r["ev"] == "finished"]
+    assert finished and all(Path(r["path"]).is_file() for r in finished)
+    s = summary(tmp_path)
+    assert s["drained_by"] == "SIGTERM"
+    assert s["ranges"]["finished"] == len(finished)
+    assert s["ranges"]["finished"] + s["ranges"]["not_done"] == s["ranges"]["total"]
+    [job] = s["jobs"]
+    assert job["state"] == "failed" and job["error_code"] == 1201
+    assert "hpcpilot summary" in out
+
+
+def _journal_so_far(workdir: Path) -> list[dict[str, object]]:
+    try:
+        return journal(workdir)
+    except (FileNotFoundError, ValueError):
+        return []
