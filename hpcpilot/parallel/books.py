@@ -119,6 +119,10 @@ class Books:
         self.max_attempts = max_attempts
         self.batch_size = batch_size
         self.jobs: dict[int, JobBook] = {}
+        self.open: dict[int, JobBook] = {}  # jobs not done yet
+        self.feeding: dict[int, JobBook] = {}  # event-service jobs that may still get ranges
+        self._settled: set[int] = set()  # event-service jobs whose ranges may all be final now
+        self.ranges_known = 0
         self.workers: dict[int, WorkerBook] = {}
         self.range_queue: deque[RangeTask] = deque()
         self.plain_queue: deque[int] = deque()
@@ -134,7 +138,10 @@ class Books:
         """Start keeping the books of a new job."""
         book = JobBook(job=job, started=time.time(), source_exhausted=not job.event_service)
         self.jobs[job.panda_id] = book
-        if not job.event_service:
+        self.open[job.panda_id] = book
+        if job.event_service:
+            self.feeding[job.panda_id] = book
+        else:
             book.phase = JobPhase.QUEUED
             self.plain_queue.append(job.panda_id)
         return book
@@ -150,7 +157,30 @@ class Books:
             self.range_queue.append(RangeTask(panda_id, rng, 1))
             added += 1
         book.queued += added
+        self.ranges_known += added
         return added
+
+    def exhaust(self, book: JobBook) -> None:
+        """The job's range source has no more ranges."""
+        book.source_exhausted = True
+        self.feeding.pop(book.job.panda_id, None)
+        self._settled.add(book.job.panda_id)
+
+    def take_settled(self) -> list[JobBook]:
+        """Event-service jobs still running whose ranges are all final and no more will come."""
+        ready = []
+        for panda_id in self._settled:
+            book = self.jobs[panda_id]
+            if book.phase is JobPhase.RUNNING and book.ranges_done:
+                ready.append(book)
+        self._settled.clear()
+        return ready
+
+    def mark_done(self, book: JobBook) -> None:
+        """The job's final state is decided."""
+        book.phase = JobPhase.DONE
+        self.open.pop(book.job.panda_id, None)
+        self.feeding.pop(book.job.panda_id, None)
 
     # --- workers ------------------------------------------------------------------------------
 
@@ -243,6 +273,8 @@ class Books:
         self.worker(rank).in_flight -= 1
         book.in_flight -= 1
         book.cpu_s += result.cpu_s
+        if book.in_flight == 0:
+            self._settled.add(result.panda_id)
         attempt = entry.attempts
         if result.state is RangeState.FINISHED:
             entry.state, entry.result = RangeState.FINISHED, result
@@ -306,12 +338,12 @@ class Books:
 
     def open_jobs(self) -> list[JobBook]:
         """Jobs not yet done."""
-        return [b for b in self.jobs.values() if b.phase is not JobPhase.DONE]
+        return list(self.open.values())
 
     @property
     def ranges_total(self) -> int:
         """Ranges known so far, all jobs."""
-        return sum(len(b.ranges) for b in self.jobs.values())
+        return self.ranges_known
 
     @property
     def busy_slots(self) -> int:

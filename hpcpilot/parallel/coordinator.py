@@ -265,11 +265,10 @@ class Coordinator:
     def _fetch_work(self, now: float) -> bool:
         progress = self._fetch_jobs() if not self.jobs_exhausted else False
         target = self._queue_target()
-        for book in self.books.open_jobs():
+        for book in list(self.books.feeding.values()):
             if len(self.books.range_queue) >= target:
                 break
-            if book.job.event_service and not book.source_exhausted:
-                progress |= self._fetch_ranges(book, target - len(self.books.range_queue))
+            progress |= self._fetch_ranges(book, target - len(self.books.range_queue))
         self._next_fetch = now + (0.0 if progress else 0.05)
         return progress
 
@@ -334,26 +333,25 @@ class Coordinator:
             batch = self.comm.fetch_ranges(book.job, n)
         except HpcPilotError as exc:
             log.error("job %d: cannot get event ranges: %s", book.job.panda_id, exc)
-            book.source_exhausted = True
+            self.books.exhaust(book)
             book.error_code, book.error_diag = exc.code, str(exc)
             return True
         for error in batch.errors:
             log.error("job %d: skipping a malformed event range: %s", book.job.panda_id, error)
         added = self.books.add_ranges(book.job.panda_id, batch.ranges)
         if batch.exhausted:
-            book.source_exhausted = True
+            self.books.exhaust(book)
         return added > 0 or batch.exhausted
 
     # --- finishing jobs -----------------------------------------------------------------------
 
     def _finish_jobs(self) -> bool:
         progress = False
-        for book in self.books.open_jobs():
-            if book.phase is JobPhase.RUNNING and book.job.event_service and book.ranges_done:
-                self._start_merge_or_finish(book)
-                progress = True
-            elif book.phase is JobPhase.MERGING:
-                progress |= self._poll_merge(book)
+        for book in self.books.take_settled():
+            self._start_merge_or_finish(book)
+            progress = True
+        for panda_id in list(self._merges):
+            progress |= self._poll_merge(self.books.jobs[panda_id])
         return progress
 
     def _start_merge_or_finish(self, book: JobBook) -> None:
@@ -416,7 +414,7 @@ class Coordinator:
     def _finish_job(self, book: JobBook) -> None:
         """Decide the job's final state, report it and journal it."""
         job = book.job
-        book.phase = JobPhase.DONE
+        self.books.mark_done(book)
         book.ended = time.time()
         if job.event_service:
             if book.merged is not None:
@@ -501,7 +499,7 @@ class Coordinator:
         for worker in books.workers.values():
             if worker.node is not None:
                 slots += worker.node.cores // per_slot
-        done_jobs = sum(1 for b in books.jobs.values() if b.phase is JobPhase.DONE)
+        done_jobs = len(books.jobs) - len(books.open)
         return Progress(
             elapsed_s=time.monotonic() - self.started,
             ranges_done=books.ranges_finished + books.ranges_fatal,
@@ -525,7 +523,7 @@ class Coordinator:
         self.books.draining = True
 
     def _all_work_done(self) -> bool:
-        return self.jobs_exhausted and not self.books.open_jobs()
+        return self.jobs_exhausted and not self.books.open
 
     def _maybe_stop(self) -> bool:
         books = self.books

@@ -64,8 +64,10 @@ def test_failed_range_is_retried_then_fatal() -> None:
     assert outcome is not None and outcome.state is RangeState.FATAL
     book = books.jobs[1]
     assert book.fatal == 1 and book.failed_attempts == 2 and books.ranges_fatal == 1
-    book.source_exhausted = True
-    assert book.ranges_done
+    assert books.take_settled() == []  # more ranges may still come
+    books.exhaust(book)
+    assert book.ranges_done and books.take_settled() == [book]
+    assert books.take_settled() == []  # reported once
 
 
 def test_finished_and_stray_results() -> None:
@@ -118,3 +120,16 @@ def test_draining_hands_out_nothing() -> None:
     books.draining = True
     ask(books, 1, want=4)
     assert books.assign(1) is None
+
+
+def test_open_and_feeding_jobs_are_tracked() -> None:
+    books = books_with_worker()
+    es = books.add_job(ES_JOB)
+    plain = books.add_job(Job(panda_id=2))
+    assert set(books.open) == {1, 2} and set(books.feeding) == {1}
+    books.add_ranges(1, ranges(2))
+    assert books.ranges_total == 2
+    books.exhaust(es)
+    assert books.feeding == {} and books.take_settled() == []  # two ranges still queued
+    books.mark_done(plain)
+    assert set(books.open) == {1} and plain.phase is JobPhase.DONE
