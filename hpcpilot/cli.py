@@ -1,6 +1,6 @@
 """The composition root: argv -> settings -> plugins -> the role of this rank.
 
-Commands::
+Commands:
 
     hpcpilot run      [--workdir D] [--site S | --site-config F] [--set section.key=value ...]
     hpcpilot demo     [--workdir D] [--events N] [--mode streaming|per_range] [--setup-only] ...

@@ -1,7 +1,7 @@
 """Composing a run: detect the world, load and broadcast settings, build each rank's role, run it.
 
 Rank 0 alone reads configuration and talks to the workload manager; it broadcasts the settings, so no
-other rank reads a config file. Every rank runs under :func:`hpcpilot.parallel.run.guarded`: an
+other rank reads a config file. Every rank runs under `hpcpilot.parallel.run.guarded`: an
 unexpected exception anywhere is logged with rank and host and aborts the whole MPI job.
 """
 
@@ -37,12 +37,12 @@ def run_pilot(load: Callable[[], object]) -> int:
     Parameters
     ----------
     load
-        Loads the settings; called on rank 0 only. May raise :class:`HpcPilotError`.
+        Loads the settings; called on rank 0 only. May raise `HpcPilotError`.
 
     Returns
     -------
     int
-        The exit code (see :mod:`hpcpilot.cli`).
+        The exit code (see `hpcpilot.cli`).
     """
     world = par.detect_world()
     printer = StatusPrinter(sys.stderr, sys.stderr.isatty()) if world.rank == 0 else None

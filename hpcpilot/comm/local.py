@@ -40,6 +40,7 @@ class LocalCommunicator(Communicator):
         self._ranges_path = layout.root / settings.local.ranges_file
         self._pending: list[tuple[str, Any]] | None = None
         self._feed: dict[str, list[Any]] | None = None
+        self._feed_error: CommunicatorError | None = None
         self._cutters: dict[int, Iterator[EventRange]] = {}
         self._reports: dict[str, dict[str, Any]] = {}
 
@@ -116,17 +117,28 @@ class LocalCommunicator(Communicator):
         write_json_atomic(self.layout.root / "results.json", self._reports)
 
     def _range_feed(self) -> dict[str, list[Any]]:
+        if self._feed_error is not None:
+            raise self._feed_error  # every event-service job fails alike, not just the first
         if self._feed is None:
-            self._feed = {}
-            if self._ranges_path.exists():
-                for key, value in self._read_json(self._ranges_path).items():
-                    if not isinstance(value, list):
-                        raise CommunicatorError(
-                            f"ranges of job {key} must be a list, got {type(value).__name__}",
-                            context={"source": str(self._ranges_path), "field": key},
-                        )
-                    self._feed[key] = list(value)
+            try:
+                self._feed = self._load_feed()
+            except CommunicatorError as exc:
+                self._feed_error = exc
+                raise
         return self._feed
+
+    def _load_feed(self) -> dict[str, list[Any]]:
+        feed: dict[str, list[Any]] = {}
+        if not self._ranges_path.exists():
+            return feed
+        for key, value in self._read_json(self._ranges_path).items():
+            if not isinstance(value, list):
+                raise CommunicatorError(
+                    f"ranges of job {key} must be a list, got {type(value).__name__}",
+                    context={"source": str(self._ranges_path), "field": key},
+                )
+            feed[key] = list(value)
+        return feed
 
     def _from_feed(self, key: str, items: list[Any], n: int) -> RangeBatch:
         taken, items[:] = items[:n], items[n:]

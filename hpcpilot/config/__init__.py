@@ -1,4 +1,4 @@
-"""Configuration: the settings tree (:mod:`.schema`) and its layered loader (:mod:`.loader`).
+"""Configuration: the settings tree (`.schema`) and its layered loader (`.loader`).
 
 The loader (and with it PyYAML) is imported only when one of its names is used: worker ranks receive
 their settings from rank 0 and never load it.

@@ -2,7 +2,7 @@
 
 Layers, lowest first:
 
-1. built-in defaults (the dataclass defaults in :mod:`hpcpilot.config.schema`);
+1. built-in defaults (the dataclass defaults in `hpcpilot.config.schema`);
 2. the site file: ``site_configs/<site>.yaml`` looked up by name, or an explicit path;
 3. the user file: the path in ``$HPCPILOT_CONFIG``, if set;
 4. environment variables ``HPCPILOT_<SECTION>__<KEY>`` (section and key case-insensitive);
@@ -10,7 +10,7 @@ Layers, lowest first:
 
 Files are YAML mappings of section name to a mapping of key to value; their values must already
 have the field's type. Values from the environment and the command line are strings and are parsed.
-Unknown sections and keys are errors, and every error is a :class:`ConfigError` that names the
+Unknown sections and keys are errors, and every error is a `ConfigError` that names the
 source and the key.
 """
 
@@ -81,7 +81,7 @@ class _Rule:
 
 
 _DEFAULT_RULE = _Rule()
-"""Applies to every key not in :data:`_RULES`: numbers must not be negative."""
+"""Applies to every key not in `_RULES`: numbers must not be negative."""
 
 _RULES: Mapping[str, _Rule] = {
     "local.events_per_range": _Rule(minimum=1),
@@ -344,7 +344,7 @@ def site_config_dirs(env: Mapping[str, str] | None = None) -> list[Path]:
 
 
 def available_sites(env: Mapping[str, str] | None = None) -> list[str]:
-    """Return the names of the site files in :func:`site_config_dirs`, sorted.
+    """Return the names of the site files in `site_config_dirs`, sorted.
 
     Parameters
     ----------
@@ -419,7 +419,7 @@ def load_config(
     Parameters
     ----------
     site
-        Name of a site file looked up in :func:`site_config_dirs` (``local`` for
+        Name of a site file looked up in `site_config_dirs` (``local`` for
         ``site_configs/local.yaml``).
     site_file
         Explicit path of the site file; give ``site`` or ``site_file``, not both.
@@ -492,7 +492,7 @@ def format_config(loaded: LoadedConfig) -> str:
     Parameters
     ----------
     loaded
-        The result of :func:`load_config`.
+        The result of `load_config`.
 
     Returns
     -------

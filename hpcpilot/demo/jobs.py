@@ -1,4 +1,4 @@
-"""The demo job: one event-service job running :mod:`hpcpilot.demo.simulate`, in Harvester's shape."""
+"""The demo job: one event-service job running `hpcpilot.demo.simulate`, in Harvester's shape."""
 
 from __future__ import annotations
 

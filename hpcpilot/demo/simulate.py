@@ -18,8 +18,8 @@ streaming
     Blank lines are ignored; end of input ends the process with exit 0. Only replies go to stdout,
     everything else to stderr.
 
-The output file has the datasets ``events`` (:data:`EVENT_DTYPE`) and ``particles``
-(:data:`PARTICLE_DTYPE`) and the file attributes ``eventRangeID``, ``startEvent``, ``lastEvent``,
+The output file has the datasets ``events`` (`EVENT_DTYPE`) and ``particles``
+(`PARTICLE_DTYPE`) and the file attributes ``eventRangeID``, ``startEvent``, ``lastEvent``,
 ``nEvents``, ``seed``, ``LFN`` and ``generator``. Datasets are created without time stamps, so the
 same range with the same seed gives a byte-identical file. Files are written atomically.
 """
@@ -197,7 +197,7 @@ def simulate_event(seed: int, event_number: int) -> npt.NDArray[np.void]:
     Returns
     -------
     numpy.ndarray
-        The event's particles, with dtype :data:`PARTICLE_DTYPE`.
+        The event's particles, with dtype `PARTICLE_DTYPE`.
     """
     rng = np.random.default_rng([seed, event_number])
     n = max(1, int(rng.poisson(MEAN_PARTICLES)))
@@ -242,7 +242,7 @@ def simulate_range(
     Returns
     -------
     tuple of numpy.ndarray
-        ``(events, particles)`` with dtypes :data:`EVENT_DTYPE` and :data:`PARTICLE_DTYPE`.
+        ``(events, particles)`` with dtypes `EVENT_DTYPE` and `PARTICLE_DTYPE`.
     """
     events = np.zeros(last - first + 1, dtype=EVENT_DTYPE)
     chunks: list[npt.NDArray[np.void]] = []
@@ -337,7 +337,7 @@ def run_range(
 
 
 def _check_events(request: RangeRequest) -> None:
-    """Raise :class:`PayloadError` unless ``0 <= first <= last``."""
+    """Raise `PayloadError` unless ``0 <= first <= last``."""
     if request.first < 0 or request.last < request.first:
         raise PayloadError(
             f"range {request.range_id}: need 0 <= startEvent <= lastEvent, "
@@ -347,7 +347,7 @@ def _check_events(request: RangeRequest) -> None:
 
 
 def parse_request(message: Any) -> RangeRequest:
-    """Turn one streaming request (a decoded JSON object) into a :class:`RangeRequest`.
+    """Turn one streaming request (a decoded JSON object) into a `RangeRequest`.
 
     Raises
     ------

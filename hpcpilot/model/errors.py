@@ -1,7 +1,7 @@
 """PanDA pilot error codes and the hpcpilot exception tree.
 
 The numbers are the PanDA pilot's own (the server and the monitor depend on them). Exceptions carry an
-:class:`ErrorCode`, a context dict and whether retrying can help; they are turned into
+`ErrorCode`, a context dict and whether retrying can help; they are turned into
 ``pilotErrorCode``/``pilotErrorDiag`` only where a report leaves the program.
 """
 

@@ -2,8 +2,8 @@
 
 The server (and Harvester, which passes it on unchanged) sends a flat dict of strings. Per-file facts come
 as aligned comma-separated lists (``inFiles``/``GUID``/``fsize``/``checksum``/...), which may hold ``NULL``
-entries. :func:`parse_job` turns such a dict into a :class:`Job`, or raises a
-:class:`~hpcpilot.model.errors.JobDefinitionError` that names the source, the job and the field.
+entries. `parse_job` turns such a dict into a `Job`, or raises a
+`hpcpilot.model.errors.JobDefinitionError` that names the source, the job and the field.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Where things live in a work directory (Harvester's access point). Path arithmetic only, no I/O.
 
-::
+The layout:
 
     <workdir>/
       HPCJobs.json            job definitions in (local communicator, Harvester's shape)

@@ -1,6 +1,6 @@
 """Event ranges: what the server serves, their identifiers, and what became of them.
 
-A range as served (PROTOCOLS.md section 3)::
+A range as served (PROTOCOLS.md section 3):
 
     {"eventRangeID": "<taskID>-<PandaID>-<fileID>-<processID>-<attemptNr>",
      "startEvent": 1, "lastEvent": 1, "LFN": "EVNT...pool.root.1", "GUID": "...", "scope": "..."}

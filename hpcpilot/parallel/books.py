@@ -225,10 +225,13 @@ class Books:
         while self.plain_queue and worker.free_cores > 0:
             panda_id = self.plain_queue.popleft()
             book = self.jobs[panda_id]
-            if book.job.core_count > worker.free_cores:
+            cores = book.job.core_count
+            whole_node = worker.node is not None and worker.free_cores >= worker.node.cores
+            if cores > worker.free_cores and not whole_node:
                 skipped.append(panda_id)
                 continue
-            worker.free_cores -= book.job.core_count
+            # a job larger than the node gets a whole idle node rather than never running
+            worker.free_cores = max(worker.free_cores - cores, 0)
             worker.want_cores -= book.job.core_count
             book.phase = JobPhase.RUNNING
             book.state = JobState.RUNNING

@@ -1,6 +1,6 @@
 """The coordinator (rank 0): gets work from the workload manager, hands it out, keeps the books.
 
-An event loop driven by :meth:`Coordinator.step`: receive worker updates, book their results, answer
+An event loop driven by `Coordinator.step`: receive worker updates, book their results, answer
 their requests, keep the range queue topped up from the communicator, finish jobs (merge, report), flush
 the journal, show the status line, and stop the workers when all is done or a drain was asked for.
 """

@@ -1,7 +1,7 @@
 """The messages between the coordinator (rank 0) and the node workers, each with an explicit tag.
 
 All are frozen dataclasses, pickled by mpi4py. Traffic is batched: a worker reports many results and
-asks for many ranges in one :class:`WorkerUpdate`; the coordinator answers with one :class:`Assignment`.
+asks for many ranges in one `WorkerUpdate`; the coordinator answers with one `Assignment`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Running the pilot's roles over MPI (or in one process) and aborting the world on any failure.
 
-``mpi4py`` is imported here and in :mod:`hpcpilot.parallel.transport` only. Without it, or without a
+``mpi4py`` is imported here and in `hpcpilot.parallel.transport` only. Without it, or without a
 launcher, the world has one rank: the coordinator and one worker share the process.
 """
 
@@ -26,6 +26,7 @@ from hpcpilot.parallel.transport import (
     MpiWorkerTransport,
 )
 from hpcpilot.parallel.worker import Worker
+from hpcpilot.runtime.process import kill_all
 from hpcpilot.runtime.signals import SignalFlag
 
 if TYPE_CHECKING:  # the coordinator and what it imports stay out of the workers' import path
@@ -93,6 +94,9 @@ def guarded(world: World, body: Callable[[], int]) -> int:
         message = f"hpcpilot: unexpected {type(exc).__name__} on rank {world.rank} ({world.host}): {exc}"
         log.critical("%s\n%s", message, traceback.format_exc())
         print(message, file=sys.stderr, flush=True)
+        killed = kill_all()
+        if killed:
+            log.critical("killed %d payload process group(s) before aborting", killed)
         time.sleep(ABORT_GRACE_S)  # let the launcher forward that line before MPI_Abort
         world.abort(1)
         return 1

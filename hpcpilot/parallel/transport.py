@@ -1,7 +1,7 @@
 """Moving messages between ranks: over MPI, or in-process when the world has one rank.
 
 Every MPI library here spins a full core in a blocking receive, so nothing here blocks: receivers poll
-(``improbe``) and the loops that call them sleep with :class:`Backoff` when there is nothing to do.
+(``improbe``) and the loops that call them sleep with `Backoff` when there is nothing to do.
 Sends are non-blocking (``isend``) and their requests are reaped lazily, so a slow worker never stalls
 the coordinator.
 """

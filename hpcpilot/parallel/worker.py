@@ -58,7 +58,7 @@ _Queued = RangeTask | int  # a range, or the PandaID of a plain job
 
 
 class Worker:
-    """One node's worker: an event loop driven by :meth:`step`.
+    """One node's worker: an event loop driven by `step`.
 
     Parameters
     ----------
@@ -93,6 +93,7 @@ class Worker:
         self.drain_logs = drain_logs
         self.jobs: dict[int, Job] = {}
         self.queue: deque[_Queued] = deque()
+        self.queued_cores = 0
         self.slots: list[_Slot] = []
         self.range_results: list[RangeResult] = []
         self.payload_results: list[PayloadResult] = []
@@ -161,6 +162,8 @@ class Worker:
                 self.jobs[job.panda_id] = job
             self.queue.extend(message.ranges)
             self.queue.extend(message.plain)
+            self.queued_cores += sum(self.jobs[t.panda_id].core_count for t in message.ranges)
+            self.queued_cores += sum(self.jobs[p].core_count for p in message.plain)
             for panda_id in message.finished_jobs:
                 self._close_job(panda_id)
         elif isinstance(message, Stop):
@@ -179,6 +182,7 @@ class Worker:
             if slot is None:
                 break
             self.queue.popleft()
+            self.queued_cores -= self.jobs[panda_id].core_count
             self._submit(slot, entry)
             progress = True
         return progress
@@ -273,8 +277,7 @@ class Worker:
     def _load(self) -> tuple[int, int, int]:
         """(cores running items, cores of queued items, items running)."""
         running = [s for s in self.slots if s.runner.busy]
-        queued = sum(self._cores_of(e) for e in self.queue)
-        return sum(s.cores for s in running), queued, len(running)
+        return sum(s.cores for s in running), self.queued_cores, len(running)
 
     def _maybe_send(self) -> bool:
         running_cores, queued_cores, busy = self._load()
@@ -325,17 +328,13 @@ class Worker:
         returned = tuple(e for e in self.queue if isinstance(e, RangeTask))
         returned_plain = tuple(e for e in self.queue if isinstance(e, int))
         self.queue.clear()
+        self.queued_cores = 0
         _, _, busy = self._load()
         bye = WorkerBye(self._update(0, 0, busy), returned, returned_plain, self.busy_core_s)
         self.transport.send(bye)
         self.transport.flush()
         self.done = True
         return True
-
-    def kill_all(self, reason: ErrorCode, diag: str) -> None:
-        """Kill every payload now (their items fail with ``reason``); used on abort paths."""
-        for slot in self.slots:
-            self._collect(slot, slot.runner.kill(reason, diag))
 
 
 def _with_pfn(rng: EventRange, pfn: str) -> EventRange:

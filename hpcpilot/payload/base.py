@@ -1,4 +1,4 @@
-"""The payload family: a :class:`SlotRunner` runs one job's work items on one slot of a node.
+"""The payload family: a `SlotRunner` runs one job's work items on one slot of a node.
 
 A slot is ``job.core_count`` cores of the worker's node. A runner is created for one job; the worker
 submits items to it one at a time and polls it from its event loop, so every method here returns at
@@ -102,12 +102,12 @@ class SlotRunner(ABC):
 
     @property
     def closed(self) -> bool:
-        """Whether the runner holds no process any more (after :meth:`close` or :meth:`kill`)."""
+        """Whether the runner holds no process any more (after `close` or `kill`)."""
         return True
 
     @abstractmethod
     def submit(self, item: WorkItem) -> None:
-        """Start ``item``; only called when not :attr:`busy`."""
+        """Start ``item``; only called when not `busy`."""
 
     @abstractmethod
     def poll(self) -> list[ItemResult]:

@@ -23,7 +23,7 @@ def error_for_exit(returncode: int) -> tuple[ErrorCode | None, str]:
     Parameters
     ----------
     returncode
-        The exit code, or minus the signal that killed the process (as :mod:`subprocess` reports it).
+        The exit code, or minus the signal that killed the process (as `subprocess` reports it).
         Codes 129-192 are read as a shell's ``128 + signal``.
 
     Returns

@@ -1,6 +1,6 @@
 """Run a merger in its own process: ``python -m hpcpilot.payload.merge_cli``.
 
-Usage::
+Usage:
 
     python -m hpcpilot.payload.merge_cli --merger NAME --inputs LISTFILE --output PATH
 
@@ -17,40 +17,28 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from hpcpilot.data.checksums import adler32_of_file
-from hpcpilot.model.errors import HpcPilotError, PayloadError, PluginError
+from hpcpilot.model.errors import HpcPilotError, PayloadError
 from hpcpilot.payload.merge import MergeInput, Merger
+from hpcpilot.plugins import load_plugin
 
 #: Entry-point group of merger plugins.
-MERGER_GROUP = "hpcpilot.mergers"
 #: Exit code when the merge fails.
 EXIT_MERGE_FAILED = 2
 
 
 def load_merger(name: str) -> Merger:
-    """Instantiate the merger registered as ``name`` in the ``hpcpilot.mergers`` group.
+    """Instantiate the merger ``name``: an ``hpcpilot.mergers`` entry point or a ``module:Class`` path.
 
     Raises
     ------
     PluginError
-        If no such entry point exists, it cannot be loaded, or it is not a :class:`Merger` class.
+        If no such merger exists, it cannot be loaded, or it is not a `Merger` class.
     """
-    found = entry_points(group=MERGER_GROUP, name=name)
-    if not found:
-        known = sorted(ep.name for ep in entry_points(group=MERGER_GROUP))
-        raise PluginError(f"no merger named {name!r} (known: {', '.join(known) or 'none'})")
-    entry = next(iter(found))
-    try:
-        cls = entry.load()
-    except Exception as exc:
-        raise PluginError(f"cannot load merger {name!r} ({entry.value}): {exc}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, Merger)):
-        raise PluginError(f"merger {name!r} ({entry.value}) is not a Merger subclass")
-    return cls()
+    return load_plugin("mergers", name, Merger)()
 
 
 def read_inputs(list_file: Path) -> list[MergeInput]:

@@ -139,7 +139,7 @@ def _check_range_ids(inputs: Sequence[MergeInput]) -> None:
 
 @contextmanager
 def _reading(item: MergeInput) -> Iterator[None]:
-    """Turn errors reading ``item`` inside the block into :class:`PayloadError` naming the file."""
+    """Turn errors reading ``item`` inside the block into `PayloadError` naming the file."""
     try:
         yield
     except (OSError, KeyError, ValueError, TypeError) as exc:
@@ -148,7 +148,7 @@ def _reading(item: MergeInput) -> Iterator[None]:
 
 @contextmanager
 def _open_input(item: MergeInput) -> Iterator[Any]:
-    """Open an input for reading; a missing or unreadable file raises :class:`PayloadError`."""
+    """Open an input for reading; a missing or unreadable file raises `PayloadError`."""
     with _reading(item):
         handle = h5py.File(item.path, "r")
     with handle:

@@ -1,7 +1,7 @@
 """Streaming event-service payloads: one long-lived process per slot, ranges over stdin/stdout.
 
 The pilot writes one JSON object per line on the payload's stdin, the range as served plus
-``outputFile``; the payload answers with one JSON line per range on stdout::
+``outputFile``; the payload answers with one JSON line per range on stdout:
 
     {"eventRangeID": "...", "status": "finished", "outputFile": "...", "nEvents": 10, "cpu": 1.2}
     {"eventRangeID": "...", "status": "failed", "errorCode": 1305, "errorDiag": "..."}
@@ -50,6 +50,7 @@ class StreamingRunner(SlotRunner):
         self._item: WorkItem | None = None
         self._started = 0.0
         self._close_deadline: float | None = None
+        self._timed_out = False
         self._reader: threading.Thread | None = None
         self._pending: list[ItemResult] = []
 
@@ -92,7 +93,7 @@ class StreamingRunner(SlotRunner):
         return results
 
     def close(self) -> None:
-        """Close the payload's stdin: it finishes and exits; :meth:`poll` reaps it."""
+        """Close the payload's stdin: it finishes and exits; `poll` reaps it."""
         if self._proc is not None and self._proc.popen.stdin is not None:
             with contextlib.suppress(OSError):
                 self._proc.popen.stdin.close()
@@ -135,6 +136,7 @@ class StreamingRunner(SlotRunner):
         )
         self._reader.start()
         self._close_deadline = None
+        self._timed_out = False
         self._proc = proc
         return proc
 
@@ -170,6 +172,11 @@ class StreamingRunner(SlotRunner):
         if self._close_deadline is not None and time.monotonic() > self._close_deadline:
             self._proc.terminate(self.context.settings.kill_grace_s)
             self._close_deadline = None
+        limit = self.context.settings.timeout_s
+        overdue = limit and self._item is not None and time.monotonic() - self._started > limit
+        if overdue and not self._timed_out:
+            self._proc.terminate(self.context.settings.kill_grace_s)
+            self._timed_out = True
         info = self._proc.poll()
         if info is None:
             return []
@@ -184,7 +191,10 @@ class StreamingRunner(SlotRunner):
             return results
         item, self._item = self._item, None
         code, diag = error_for_exit(info.returncode)
-        if code is None:
+        if self._timed_out:
+            limit = self.context.settings.timeout_s
+            code, diag = ErrorCode.REACHED_MAX_TIME, f"range exceeded the time limit of {limit} s"
+        elif code is None:
             code, diag = (
                 ErrorCode.PAYLOAD_EXECUTION_FAILURE,
                 "payload exited without reporting the range",

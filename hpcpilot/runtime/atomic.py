@@ -30,12 +30,12 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically; see :func:`write_bytes_atomic`."""
+    """Write ``text`` (UTF-8) to ``path`` atomically; see `write_bytes_atomic`."""
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json_atomic(path: Path, data: Any, *, indent: int | None = 1) -> None:
-    """Write ``data`` as JSON to ``path`` atomically; see :func:`write_bytes_atomic`."""
+    """Write ``data`` as JSON to ``path`` atomically; see `write_bytes_atomic`."""
     write_text_atomic(path, json.dumps(data, indent=indent, sort_keys=False) + "\n")
 
 

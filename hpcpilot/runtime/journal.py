@@ -1,7 +1,7 @@
 """Rank 0's journal: an append-only JSON-lines file of every range's state changes.
 
 Records are buffered and written in batches (one write + fsync per flush, never one per range). A
-reader tolerates a torn last line, which is all a crash can leave behind. Record shapes::
+reader tolerates a torn last line, which is all a crash can leave behind. Record shapes:
 
     {"t": 1732480000.1, "ev": "assigned", "job": 1001, "rank": 3, "ids": ["...", ...]}
     {"t": ..., "ev": "finished", "job": 1001, "id": "...", "path": "...", "fsize": 123, "adler32": "..."}
@@ -38,7 +38,7 @@ class Journal:
         self.records_written = 0
 
     def append(self, event: str, **fields: Any) -> None:
-        """Queue one record; it reaches the file at the next :meth:`flush`."""
+        """Queue one record; it reaches the file at the next `flush`."""
         record = {"t": round(time.time(), 3), "ev": event, **fields}
         self._buffer.append(json.dumps(record, separators=(",", ":")))
 

@@ -2,7 +2,7 @@
 
 Rank 0 logs to stderr (sharing the terminal with the status line) and to ``logs/rank-0000.log``; each
 worker logs to ``logs/rank-NNNN.log`` and forwards its warnings to rank 0 through a
-:class:`WarningBuffer`, so 512 ranks never write 512 streams onto one stdout.
+`WarningBuffer`, so 512 ranks never write 512 streams onto one stdout.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+#: Every process group started here and not yet reaped: killed on an abort (see `kill_all`).
+_LIVE: set[ProcessGroup] = set()
+
 
 @dataclass(frozen=True, slots=True)
 class ExitInfo:
@@ -72,6 +75,7 @@ class ProcessGroup:
             close_fds=True,
         )
         self.pid = self.popen.pid
+        _LIVE.add(self)
         self.exit: ExitInfo | None = None
         self._kill_deadline: float | None = None
 
@@ -87,11 +91,12 @@ class ProcessGroup:
             return None
         returncode = os.waitstatus_to_exitcode(status)
         self.popen.returncode = returncode
+        _LIVE.discard(self)
         self.exit = ExitInfo(returncode, usage.ru_utime + usage.ru_stime)
         return self.exit
 
     def terminate(self, grace_s: float) -> None:
-        """Send SIGTERM to the group; :meth:`poll` sends SIGKILL if it still lives after ``grace_s``."""
+        """Send SIGTERM to the group; `poll` sends SIGKILL if it still lives after ``grace_s``."""
         if self.exit is not None:
             return
         self._signal_group(signal.SIGTERM)
@@ -126,6 +131,18 @@ class ProcessGroup:
     def _signal_group(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signum)
+
+
+def kill_all() -> int:
+    """SIGKILL every process group this process started and has not reaped; returns how many.
+
+    Payloads run in their own sessions, so an MPI abort of the pilot would not reach them: the abort
+    path calls this first. Only groups started here are touched.
+    """
+    groups = list(_LIVE)
+    for group in groups:
+        group._signal_group(signal.SIGKILL)
+    return len(groups)
 
 
 def tail_of_file(path: Path, start: int = 0, limit: int = 2000) -> str:

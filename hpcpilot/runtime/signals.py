@@ -9,7 +9,7 @@ DRAIN_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT, signal.SIGXCPU)
 
 
 class SignalFlag:
-    """Records drain signals instead of dying from them; the event loops poll :meth:`take`."""
+    """Records drain signals instead of dying from them; the event loops poll `take`."""
 
     def __init__(self) -> None:
         self._pending: int | None = None

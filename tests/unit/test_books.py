@@ -133,3 +133,14 @@ def test_open_and_feeding_jobs_are_tracked() -> None:
     assert books.feeding == {} and books.take_settled() == []  # two ranges still queued
     books.mark_done(plain)
     assert set(books.open) == {1} and plain.phase is JobPhase.DONE
+
+
+def test_plain_job_larger_than_the_node_gets_a_whole_idle_node() -> None:
+    books = books_with_worker(cores=4)
+    books.add_job(Job(panda_id=20, core_count=8))
+    ask(books, 1, want=12, free=3)
+    assert books.assign(1) is None  # not while anything else holds the node
+    ask(books, 1, want=12, free=4)
+    given = books.assign(1)
+    assert given is not None and given.plain == (20,)
+    assert books.worker(1).free_cores == 0

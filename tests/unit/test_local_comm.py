@@ -128,3 +128,12 @@ def test_job_reports_are_written_atomically(tmp_path: Path) -> None:
     assert data["7"]["jobStatus"] == "failed" and data["7"]["pilotErrorCode"] == 1305
     assert data["8"]["nEvents"] == 10
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_unreadable_range_feed_fails_every_job_alike(tmp_path: Path) -> None:
+    (tmp_path / "JobsEventRanges.json").write_text("{not json")
+    c = comm(tmp_path)
+    for panda_id in (5, 6):
+        job = Job(panda_id=panda_id, event_service=True, n_events_per_input_file=10)
+        with pytest.raises(CommunicatorError, match=r"JobsEventRanges\.json is not valid JSON"):
+            c.fetch_ranges(job, 10)

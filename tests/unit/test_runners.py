@@ -197,3 +197,13 @@ def test_sleep_runner_rejects_a_non_number(tmp_path: Path) -> None:
 
     with pytest.raises(PayloadError, match="jobPars"):
         SleepRunner(context(tmp_path, Job(panda_id=6, job_pars="soon", event_service=True)))
+
+
+def test_streaming_range_over_the_time_limit_is_killed(tmp_path: Path) -> None:
+    job = es_job('-c "import sys, time; sys.stdin.readline(); time.sleep(60)"')
+    runner = StreamingRunner(context(tmp_path, job, timeout_s=0.3))
+    runner.submit(range_item(tmp_path, job, 1))
+    start = time.monotonic()
+    [result] = wait(runner)
+    assert isinstance(result, RangeResult) and result.error_code is ErrorCode.REACHED_MAX_TIME
+    assert time.monotonic() - start < 10 and runner.closed

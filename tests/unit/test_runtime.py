@@ -114,3 +114,24 @@ def _alive(pid: int) -> bool:
             return handle.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_kill_all_ends_every_live_group_it_started(tmp_path: Path) -> None:
+    from hpcpilot.runtime import process
+
+    with open(os.devnull, "wb") as null:
+        groups = [
+            ProcessGroup(
+                [sys.executable, "-c", "import time; time.sleep(60)"],
+                cwd=tmp_path,
+                env=os.environ,
+                stdout=null,
+                stderr=null,
+            )
+            for _ in range(2)
+        ]
+    assert process.kill_all() >= 2
+    for group in groups:
+        info = group.wait(10)
+        assert info is not None and info.returncode == -signal.SIGKILL
+    assert not any(g in process._LIVE for g in groups)  # reaped groups are forgotten
