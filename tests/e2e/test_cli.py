@@ -133,3 +133,11 @@ def test_range_feed_file_is_used(run_pilot: RunPilot, tmp_path: Path) -> None:
     assert finished == ["42-21-1-0-1", "42-21-1-1-1", "42-21-1-2-1"]
     with h5py.File(tmp_path / "21" / "HITS.demo._000001.h5") as f:
         assert np.array_equal(np.sort(f["events"]["event_number"]), np.arange(1, 16))
+
+
+def test_run_without_a_launcher_uses_a_singleton_mpi_world(run_pilot: RunPilot, tmp_path: Path) -> None:
+    write_jobs(tmp_path, [demo_job(panda_id=61, n_events=30, sleep_per_event=0)])
+    result = run_pilot(["run", "--workdir", str(tmp_path)])  # mpi4py imported, no mpiexec
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "hpcpilot on 1 rank(s)" in result.stderr
+    assert summary(tmp_path)["ranges"]["finished"] == 3
