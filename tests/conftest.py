@@ -83,6 +83,16 @@ def journal(workdir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
+def finished_ranges(records: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
+    """(range id, output path) of every range the journal records as finished, in order."""
+    return [
+        (rid, path)
+        for r in records
+        if r["ev"] == "finished"
+        for rid, path in zip(r["ids"], r["paths"], strict=True)
+    ]
+
+
 def summary(workdir: Path) -> dict[str, Any]:
     """The run's summary.json."""
     data: dict[str, Any] = json.loads((workdir / "summary.json").read_text())

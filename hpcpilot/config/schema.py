@@ -106,6 +106,8 @@ class ParallelSettings:
         How long an idle loop polls without sleeping.
     max_sleep_s
         Longest sleep of an idle loop (the back-off ceiling).
+    idle_hot_s
+        For this long after the last progress an idle loop sleeps at most 1 ms (work is likely).
     journal_flush_s
         Longest a journal record waits in memory on rank 0.
     """
@@ -114,6 +116,7 @@ class ParallelSettings:
     report_interval_s: float = 0.5
     spin_s: float = 0.0002
     max_sleep_s: float = 0.02
+    idle_hot_s: float = 0.1
     journal_flush_s: float = 1.0
 
 

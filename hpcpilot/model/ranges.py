@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpcpilot.model.errors import RangeDefinitionError
+from hpcpilot.model.wire import compact_pickle
 
 _RANGE_ID = re.compile(r"^(\d+)-(\d+)-(\d+)-(\d+)-(\d+)$")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]+$")
@@ -66,6 +67,7 @@ class RangeId:
         return f"{self.task_id}-{self.panda_id}-{self.file_id}-{self.process_id}-{self.attempt_nr}"
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class EventRange:
     """One event range of an event-service job.

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 from hpcpilot.model.errors import ErrorCode
 from hpcpilot.model.ranges import RangeState
+from hpcpilot.model.wire import compact_pickle
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class OutputFile:
     """A file a payload produced: where it is, how big, and its adler32.
@@ -27,6 +29,7 @@ class OutputFile:
     adler32: str
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class RangeResult:
     """What became of one attempt at one event range.
@@ -64,6 +67,7 @@ class RangeResult:
     cpu_s: float = 0.0
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class PayloadResult:
     """What became of one run of a plain (not event-service) job's payload.

@@ -85,25 +85,6 @@ class WorkerBook:
     busy_core_s: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class RangeOutcome:
-    """What recording one range result decided.
-
-    Attributes
-    ----------
-    result
-        The worker's result.
-    state
-        FINISHED, FAILED (will be retried) or FATAL (given up).
-    attempt
-        The attempt the result was for.
-    """
-
-    result: RangeResult
-    state: RangeState
-    attempt: int
-
-
 class Books:
     """All of the coordinator's state.
 
@@ -264,10 +245,12 @@ class Books:
 
     # --- results in ---------------------------------------------------------------------------
 
-    def record_range(self, rank: int, result: RangeResult) -> RangeOutcome | None:
+    def record_range(self, rank: int, result: RangeResult) -> RangeState | None:
         """Book a range result; a failed range is requeued or declared fatal.
 
-        Returns None for a result that does not match an assigned range (a duplicate or stray).
+        Returns what the range became (FINISHED, FAILED: requeued, or FATAL), or None for a result
+        that does not match an assigned range (a duplicate or stray). The attempt it was for stays
+        in the range's entry (``attempts``) until the range is handed out again.
         """
         book = self.jobs.get(result.panda_id)
         entry = book.ranges.get(result.range_id) if book else None
@@ -284,18 +267,18 @@ class Books:
             book.finished += 1
             book.n_events += result.n_events
             self.ranges_finished += 1
-            return RangeOutcome(result, RangeState.FINISHED, attempt)
+            return RangeState.FINISHED
         book.failed_attempts += 1
         self.ranges_failed_attempts += 1
         if attempt >= self.max_attempts:
             entry.state, entry.result = RangeState.FATAL, result
             book.fatal += 1
             self.ranges_fatal += 1
-            return RangeOutcome(result, RangeState.FATAL, attempt)
+            return RangeState.FATAL
         entry.state = RangeState.QUEUED
         book.queued += 1
         self.range_queue.append(RangeTask(result.panda_id, entry.event_range, attempt + 1))
-        return RangeOutcome(result, RangeState.FAILED, attempt)
+        return RangeState.FAILED
 
     def record_payload(self, rank: int, result: PayloadResult) -> JobBook | None:
         """Book a plain job's result; returns its books, or None for a stray result."""

@@ -23,7 +23,7 @@ from hpcpilot.model.layout import WorkLayout
 from hpcpilot.model.ranges import RangeState
 from hpcpilot.model.results import RangeResult
 from hpcpilot.model.states import JobState
-from hpcpilot.parallel.books import Books, JobBook, JobPhase, RangeOutcome
+from hpcpilot.parallel.books import Books, JobBook, JobPhase
 from hpcpilot.parallel.messages import Assignment, Message, Stop, WorkerBye, WorkerUpdate
 from hpcpilot.parallel.status import Progress, RateMeter, format_status
 from hpcpilot.parallel.transport import CoordinatorTransport
@@ -32,6 +32,9 @@ from hpcpilot.payload.merge_run import MergeProcess, choose_merger
 from hpcpilot.runtime.journal import Journal
 
 log = logging.getLogger(__name__)
+
+#: Seconds before a range source that had nothing is asked again.
+FETCH_RETRY_S = 0.05
 
 _SIGNAL_CODES: dict[int, ErrorCode] = {
     signal.SIGTERM: ErrorCode.SIGTERM,
@@ -142,8 +145,8 @@ class Coordinator:
             log.debug("rank %d on %s: %d cores", rank, update.node.host, update.node.cores)
         for line in update.logs:
             log.warning("[rank %d] %s", rank, line)
-        for result in update.ranges:
-            self._book_range(rank, result)
+        if update.ranges:
+            self._book_ranges(rank, update.ranges)
         for payload in update.payloads:
             book = self.books.record_payload(rank, payload)
             if book is not None:
@@ -170,51 +173,49 @@ class Coordinator:
         if bye.returned_plain:
             self.books.return_plain(bye.returned_plain, rank)
 
-    def _book_range(self, rank: int, result: RangeResult) -> None:
-        outcome = self.books.record_range(rank, result)
-        if outcome is None:
-            log.warning(
-                "ignoring a result for range %s from rank %d: not assigned there",
-                result.range_id,
-                rank,
-            )
-            return
-        self._journal_outcome(outcome)
-        self._unreported[result.panda_id].append(result)
-        if outcome.state is RangeState.FATAL:
-            self._unreported_fatal[result.panda_id].append(result.range_id)
-
-    def _journal_outcome(self, outcome: RangeOutcome) -> None:
-        r = outcome.result
-        if outcome.state is RangeState.FINISHED:
-            out = r.output
+    def _book_ranges(self, rank: int, results: tuple[RangeResult, ...]) -> None:
+        """Book a worker's range results; journal the finished ones as one record per job."""
+        finished: dict[int, list[RangeResult]] = defaultdict(list)
+        record = self.books.record_range
+        for result in results:
+            state = record(rank, result)
+            if state is None:
+                log.warning(
+                    "ignoring a result for range %s from rank %d: not assigned there", result.range_id, rank
+                )
+                continue
+            self._unreported[result.panda_id].append(result)
+            if state is RangeState.FINISHED:
+                finished[result.panda_id].append(result)
+            else:
+                self._journal_failure(result, state)
+        for panda_id, done in finished.items():
+            outputs = [r.output for r in done]
             self.journal.append(
                 "finished",
-                job=r.panda_id,
-                id=r.range_id,
-                attempt=outcome.attempt,
-                path=out.path if out else None,
-                fsize=out.fsize if out else None,
-                adler32=out.adler32 if out else None,
-                nevents=r.n_events,
+                job=panda_id,
+                rank=rank,
+                ids=[r.range_id for r in done],
+                paths=[o.path if o else None for o in outputs],
+                fsize=[o.fsize if o else None for o in outputs],
+                adler32=[o.adler32 if o else None for o in outputs],
+                nevents=[r.n_events for r in done],
             )
-            return
+
+    def _journal_failure(self, r: RangeResult, state: RangeState) -> None:
+        attempt = self.books.jobs[r.panda_id].ranges[r.range_id].attempts
         code = int(r.error_code) if r.error_code is not None else None
         self.journal.append(
-            "failed",
-            job=r.panda_id,
-            id=r.range_id,
-            attempt=outcome.attempt,
-            code=code,
-            diag=r.error_diag[-300:],
+            "failed", job=r.panda_id, id=r.range_id, attempt=attempt, code=code, diag=r.error_diag[-300:]
         )
-        if outcome.state is RangeState.FATAL:
+        if state is RangeState.FATAL:
+            self._unreported_fatal[r.panda_id].append(r.range_id)
             self.journal.append("fatal", job=r.panda_id, id=r.range_id, code=code)
             log.warning(
                 "range %s of job %d is fatal after %d attempts: %s",
                 r.range_id,
                 r.panda_id,
-                outcome.attempt,
+                attempt,
                 r.error_diag[-200:],
             )
 
@@ -263,13 +264,22 @@ class Coordinator:
         )
 
     def _fetch_work(self, now: float) -> bool:
+        """Get jobs, and ranges when the queue is below half its target (then fill it up).
+
+        Only a source that was asked and had nothing is asked again later (``FETCH_RETRY_S``); a full
+        queue is looked at again on the next step.
+        """
         progress = self._fetch_jobs() if not self.jobs_exhausted else False
         target = self._queue_target()
-        for book in list(self.books.feeding.values()):
-            if len(self.books.range_queue) >= target:
-                break
-            progress |= self._fetch_ranges(book, target - len(self.books.range_queue))
-        self._next_fetch = now + (0.0 if progress else 0.05)
+        queue = self.books.range_queue
+        asked = False
+        if len(queue) * 2 < target:
+            for book in list(self.books.feeding.values()):
+                if len(queue) >= target:
+                    break
+                asked = True
+                progress |= self._fetch_ranges(book, target - len(queue))
+        self._next_fetch = now + (FETCH_RETRY_S if asked and not progress else 0.0)
         return progress
 
     def _fetch_jobs(self) -> bool:

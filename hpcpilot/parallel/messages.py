@@ -12,6 +12,7 @@ from typing import ClassVar
 from hpcpilot.model.job import Job
 from hpcpilot.model.ranges import EventRange
 from hpcpilot.model.results import PayloadResult, RangeResult
+from hpcpilot.model.wire import compact_pickle
 
 TAG_UPDATE = 11
 TAG_ASSIGNMENT = 12
@@ -19,6 +20,7 @@ TAG_STOP = 13
 TAG_BYE = 14
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class NodeInfo:
     """A worker's node, sent once in its first update.
@@ -38,6 +40,7 @@ class NodeInfo:
     cores: int
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class RangeTask:
     """One event range handed to a worker.
@@ -57,6 +60,7 @@ class RangeTask:
     attempt: int
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class WorkerUpdate:
     """Worker -> coordinator: results since the last update, and how much more work is wanted.
@@ -89,6 +93,7 @@ class WorkerUpdate:
     logs: tuple[str, ...] = ()
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class Assignment:
     """Coordinator -> worker: work to do.
@@ -112,6 +117,7 @@ class Assignment:
     finished_jobs: tuple[int, ...] = ()
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class Stop:
     """Coordinator -> worker: finish.
@@ -127,6 +133,7 @@ class Stop:
     drain: bool
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class WorkerBye:
     """Worker -> coordinator, its last message: final results and what it gives back.

@@ -102,9 +102,14 @@ def guarded(world: World, body: Callable[[], int]) -> int:
         return 1
 
 
+def _backoff(settings: Settings) -> Backoff:
+    p = settings.parallel
+    return Backoff(p.spin_s, p.max_sleep_s, p.idle_hot_s)
+
+
 def run_coordinator(world: World, coordinator: Coordinator, settings: Settings, signals: SignalFlag) -> None:
     """Rank 0's loop, for a world of more than one rank."""
-    backoff = Backoff(settings.parallel.spin_s, settings.parallel.max_sleep_s)
+    backoff = _backoff(settings)
     while not coordinator.done:
         signum = signals.take()
         if signum is not None:
@@ -117,7 +122,7 @@ def run_coordinator(world: World, coordinator: Coordinator, settings: Settings, 
 
 def run_worker(worker: Worker, settings: Settings, signals: SignalFlag) -> None:
     """A worker rank's loop."""
-    backoff = Backoff(settings.parallel.spin_s, settings.parallel.max_sleep_s)
+    backoff = _backoff(settings)
     while not worker.done:
         if signals.take() is not None:
             worker.request_drain()
@@ -129,7 +134,7 @@ def run_worker(worker: Worker, settings: Settings, signals: SignalFlag) -> None:
 
 def run_single(coordinator: Coordinator, worker: Worker, settings: Settings, signals: SignalFlag) -> None:
     """World size 1: the coordinator and one worker take turns in this process."""
-    backoff = Backoff(settings.parallel.spin_s, settings.parallel.max_sleep_s)
+    backoff = _backoff(settings)
     while not coordinator.done:
         signum = signals.take()
         if signum is not None:

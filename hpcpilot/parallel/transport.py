@@ -46,7 +46,11 @@ class WorkerTransport(Protocol):
 
 
 class Backoff:
-    """Idle strategy: spin for ``spin_s``, then sleep, doubling the sleep up to ``max_sleep_s``.
+    """Idle strategy: spin, then short sleeps while work is likely, then sleeps doubling to a ceiling.
+
+    Two loops that back off independently feed each other's latency (a sleeping worker sends
+    nothing, so rank 0 sleeps longer too), so for ``hot_s`` after the last progress no sleep is
+    longer than ``HOT_SLEEP_S``; only a loop idle for longer backs off to ``max_sleep_s``.
 
     Parameters
     ----------
@@ -54,13 +58,17 @@ class Backoff:
         How long to keep polling without sleeping after the last progress.
     max_sleep_s
         The longest single sleep.
+    hot_s
+        How long after the last progress sleeps stay at most ``HOT_SLEEP_S``.
     """
 
     MIN_SLEEP_S = 50e-6
+    HOT_SLEEP_S = 0.001
 
-    def __init__(self, spin_s: float, max_sleep_s: float) -> None:
+    def __init__(self, spin_s: float, max_sleep_s: float, hot_s: float = 0.1) -> None:
         self.spin_s = spin_s
         self.max_sleep_s = max_sleep_s
+        self.hot_s = hot_s
         self._idle_since: float | None = None
         self._sleep = self.MIN_SLEEP_S
 
@@ -74,9 +82,12 @@ class Backoff:
         now = time.monotonic()
         if self._idle_since is None:
             self._idle_since = now
-        if now - self._idle_since < self.spin_s:
+        idle_for = now - self._idle_since
+        if idle_for < self.spin_s:
             return
         delay = self._sleep if cap_s is None else min(self._sleep, max(cap_s, 0.0))
+        if idle_for < self.hot_s:
+            delay = min(delay, self.HOT_SLEEP_S)
         time.sleep(delay)
         self._sleep = min(self._sleep * 2, self.max_sleep_s)
 

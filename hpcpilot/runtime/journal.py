@@ -4,7 +4,8 @@ Records are buffered and written in batches (one write + fsync per flush, never 
 reader tolerates a torn last line, which is all a crash can leave behind. Record shapes:
 
     {"t": 1732480000.1, "ev": "assigned", "job": 1001, "rank": 3, "ids": ["...", ...]}
-    {"t": ..., "ev": "finished", "job": 1001, "id": "...", "path": "...", "fsize": 123, "adler32": "..."}
+    {"t": ..., "ev": "finished", "job": 1001, "rank": 3, "ids": ["...", ...], "paths": [...],
+     "fsize": [...], "adler32": [...], "nevents": [...]}      (aligned lists, one record per report)
     {"t": ..., "ev": "failed", "job": 1001, "id": "...", "attempt": 1, "code": 1305, "diag": "..."}
     {"t": ..., "ev": "fatal", "job": 1001, "id": "...", "code": 1305}
     {"t": ..., "ev": "returned", "job": 1001, "ids": [...]}

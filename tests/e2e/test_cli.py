@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 
 from hpcpilot.demo.jobs import demo_job
-from tests.conftest import REPO, RunPilot, journal, summary, write_jobs
+from tests.conftest import REPO, RunPilot, finished_ranges, journal, summary, write_jobs
 
 NO_MPI = {"HPCPILOT_NO_MPI": "1"}
 
@@ -129,7 +129,7 @@ def test_range_feed_file_is_used(run_pilot: RunPilot, tmp_path: Path) -> None:
     result = run_pilot(["run", "--workdir", str(tmp_path)], env=NO_MPI)
     assert result.returncode == 0, result.stderr
     assert "malformed event range" in result.stderr and "startEvent" in result.stderr
-    finished = sorted(r["id"] for r in journal(tmp_path) if r["ev"] == "finished")
+    finished = sorted(rid for rid, _ in finished_ranges(journal(tmp_path)))
     assert finished == ["42-21-1-0-1", "42-21-1-1-1", "42-21-1-2-1"]
     with h5py.File(tmp_path / "21" / "HITS.demo._000001.h5") as f:
         assert np.array_equal(np.sort(f["events"]["event_number"]), np.arange(1, 16))

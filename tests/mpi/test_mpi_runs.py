@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from hpcpilot.demo.jobs import demo_job
-from tests.conftest import RunPilot, journal, summary, write_jobs
+from tests.conftest import RunPilot, finished_ranges, journal, summary, write_jobs
 
 pytestmark = pytest.mark.mpi
 RANKS = [1, 2, 4]
@@ -39,7 +39,7 @@ def test_per_range_job_with_failing_ranges(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     records = journal(tmp_path)
-    finished = Counter(r["id"] for r in records if r["ev"] == "finished")
+    finished = Counter(rid for rid, _ in finished_ranges(records))
     fatal = {r["id"] for r in records if r["ev"] == "fatal"}
     failed = Counter(r["id"] for r in records if r["ev"] == "failed")
     assert set(finished.values()) == {1}, "a range finished more than once"
@@ -78,7 +78,7 @@ def test_streaming_job_retries_then_finishes(
     result = run_pilot(["run", "--workdir", str(tmp_path)], ranks=ranks)
     assert result.returncode == 0, result.stderr[-3000:]
     records = journal(tmp_path)
-    finished = Counter(r["id"] for r in records if r["ev"] == "finished")
+    finished = Counter(rid for rid, _ in finished_ranges(records))
     retried = {r["id"] for r in records if r["ev"] == "failed"}
     assert retried == {"42-32-1-1-1", "42-32-1-15-1"}
     assert len(finished) == 30 and set(finished.values()) == {1}
@@ -172,8 +172,8 @@ def test_sigterm_drains_and_keeps_every_finished_range(mpiexec: Path, tmp_path: 
     assert proc.returncode == 3, err[-2000:]
     assert "received SIGTERM: draining" in err
     records = journal(tmp_path)
-    finished = [r for r in records if r["ev"] == "finished"]
-    assert finished and all(Path(r["path"]).is_file() for r in finished)
+    finished = finished_ranges(records)
+    assert finished and all(Path(str(path)).is_file() for _, path in finished)
     s = summary(tmp_path)
     assert s["drained_by"] == "SIGTERM"
     assert s["ranges"]["finished"] == len(finished)
