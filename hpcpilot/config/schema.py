@@ -108,6 +108,9 @@ class ParallelSettings:
         Longest sleep of an idle loop (the back-off ceiling).
     idle_hot_s
         For this long after the last progress an idle loop sleeps at most 1 ms (work is likely).
+    yield_s
+        While an answer is due (a worker waiting for work, rank 0 with work out), an idle loop polls
+        this long with ``sched_yield`` before it sleeps, so a round trip costs no sleep.
     journal_flush_s
         Longest a journal record waits in memory on rank 0.
     """
@@ -117,6 +120,7 @@ class ParallelSettings:
     spin_s: float = 0.0002
     max_sleep_s: float = 0.02
     idle_hot_s: float = 0.1
+    yield_s: float = 0.0
     journal_flush_s: float = 1.0
 
 

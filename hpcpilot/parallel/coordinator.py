@@ -97,6 +97,7 @@ class Coordinator:
         self._next_fetch = 0.0
         self._rate = RateMeter()
         self._bad_jobs: list[dict[str, Any]] = []
+        self._queue_target = self._target()
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -121,6 +122,11 @@ class Coordinator:
         progress |= self._maybe_stop()
         return progress
 
+    @property
+    def expecting(self) -> bool:
+        """Whether messages are due soon: work is out on the workers."""
+        return bool(self.books.open) and not self.stop_sent
+
     def request_drain(self, signum: int) -> None:
         """A signal asked the run to end: start nothing new, let running work finish, report."""
         if self.drain_code is None:
@@ -142,6 +148,7 @@ class Coordinator:
         worker = self.books.worker(rank)
         if update.node is not None:
             worker.node = update.node
+            self._queue_target = self._target()
             log.debug("rank %d on %s: %d cores", rank, update.node.host, update.node.cores)
         for line in update.logs:
             log.warning("[rank %d] %s", rank, line)
@@ -191,10 +198,10 @@ class Coordinator:
                 self._journal_failure(result, state)
         for panda_id, done in finished.items():
             outputs = [r.output for r in done]
-            self.journal.append(
+            self.journal.collect(
                 "finished",
-                job=panda_id,
-                rank=rank,
+                panda_id,
+                rank,
                 ids=[r.range_id for r in done],
                 paths=[o.path if o else None for o in outputs],
                 fsize=[o.fsize if o else None for o in outputs],
@@ -230,14 +237,16 @@ class Coordinator:
         if finished:
             assignment = Assignment(assignment.jobs, assignment.ranges, assignment.plain, finished)
         self.transport.send(rank, assignment)
-        if assignment.ranges:
-            by_job: dict[int, list[str]] = defaultdict(list)
-            for task in assignment.ranges:
-                by_job[task.panda_id].append(task.event_range.range_id)
-            for panda_id, ids in by_job.items():
-                self.journal.append("assigned", job=panda_id, rank=rank, ids=ids)
+        ranges = assignment.ranges
+        if ranges:
+            first = ranges[0].panda_id
+            if all(t.panda_id == first for t in ranges):
+                self.journal.collect("assigned", first, rank, ids=[t.event_range.range_id for t in ranges])
+            else:
+                for task in ranges:
+                    self.journal.collect("assigned", task.panda_id, rank, ids=[task.event_range.range_id])
         for panda_id in assignment.plain:
-            self.journal.append("assigned", job=panda_id, rank=rank, ids=[])
+            self.journal.collect("assigned", panda_id, rank, ids=[])
         return True
 
     def _serve_hungry(self) -> bool:
@@ -254,7 +263,8 @@ class Coordinator:
         worker.known_jobs.difference_update(finished)
         return finished
 
-    def _queue_target(self) -> int:
+    def _target(self) -> int:
+        """How many ranges rank 0 keeps queued: enough for every slot's prefetch, twice over."""
         cores = self.books.total_cores or len(self.transport.worker_ranks)
         per_worker = self.settings.parallel.batch_size
         return max(
@@ -270,7 +280,7 @@ class Coordinator:
         queue is looked at again on the next step.
         """
         progress = self._fetch_jobs() if not self.jobs_exhausted else False
-        target = self._queue_target()
+        target = self._queue_target
         queue = self.books.range_queue
         asked = False
         if len(queue) * 2 < target:

@@ -104,7 +104,7 @@ def guarded(world: World, body: Callable[[], int]) -> int:
 
 def _backoff(settings: Settings) -> Backoff:
     p = settings.parallel
-    return Backoff(p.spin_s, p.max_sleep_s, p.idle_hot_s)
+    return Backoff(p.spin_s, p.max_sleep_s, p.idle_hot_s, p.yield_s)
 
 
 def run_coordinator(world: World, coordinator: Coordinator, settings: Settings, signals: SignalFlag) -> None:
@@ -117,7 +117,7 @@ def run_coordinator(world: World, coordinator: Coordinator, settings: Settings, 
         if coordinator.step():
             backoff.progress()
         else:
-            backoff.idle()
+            backoff.idle(expecting=coordinator.expecting)
 
 
 def run_worker(worker: Worker, settings: Settings, signals: SignalFlag) -> None:
@@ -129,7 +129,7 @@ def run_worker(worker: Worker, settings: Settings, signals: SignalFlag) -> None:
         if worker.step():
             backoff.progress()
         else:
-            backoff.idle(worker.wake_in_s())
+            backoff.idle(worker.wake_in_s(), expecting=worker.request_outstanding)
 
 
 def run_single(coordinator: Coordinator, worker: Worker, settings: Settings, signals: SignalFlag) -> None:

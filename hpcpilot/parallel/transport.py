@@ -8,6 +8,7 @@ the coordinator.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from typing import Any, Protocol
@@ -46,29 +47,37 @@ class WorkerTransport(Protocol):
 
 
 class Backoff:
-    """Idle strategy: spin, then short sleeps while work is likely, then sleeps doubling to a ceiling.
+    """Idle strategy: spin, yield while an answer is due, short sleeps, then sleeps to a ceiling.
 
-    Two loops that back off independently feed each other's latency (a sleeping worker sends
-    nothing, so rank 0 sleeps longer too), so for ``hot_s`` after the last progress no sleep is
-    longer than ``HOT_SLEEP_S``; only a loop idle for longer backs off to ``max_sleep_s``.
+    * for ``spin_s`` after the last progress: poll without pause;
+    * while an answer is expected (a worker waiting for its assignment, rank 0 with work out), for
+      ``yield_s`` more: poll, giving the CPU to any other runnable process between polls
+      (``sched_yield``), so a round trip costs microseconds, not a sleep;
+    * until ``hot_s`` after the last progress: sleeps of at most ``HOT_SLEEP_S`` (two loops that back
+      off on their own feed each other's latency: a sleeping worker sends nothing, so rank 0 sleeps
+      longer too);
+    * after that, sleeps doubling up to ``max_sleep_s``: an idle rank costs almost no CPU.
 
     Parameters
     ----------
     spin_s
-        How long to keep polling without sleeping after the last progress.
+        How long to keep polling without pause after the last progress.
     max_sleep_s
         The longest single sleep.
     hot_s
         How long after the last progress sleeps stay at most ``HOT_SLEEP_S``.
+    yield_s
+        How long to poll with ``sched_yield`` while an answer is expected.
     """
 
     MIN_SLEEP_S = 50e-6
     HOT_SLEEP_S = 0.001
 
-    def __init__(self, spin_s: float, max_sleep_s: float, hot_s: float = 0.1) -> None:
+    def __init__(self, spin_s: float, max_sleep_s: float, hot_s: float = 0.1, yield_s: float = 0.005) -> None:
         self.spin_s = spin_s
         self.max_sleep_s = max_sleep_s
         self.hot_s = hot_s
+        self.yield_s = yield_s
         self._idle_since: float | None = None
         self._sleep = self.MIN_SLEEP_S
 
@@ -77,13 +86,19 @@ class Backoff:
         self._idle_since = None
         self._sleep = self.MIN_SLEEP_S
 
-    def idle(self, cap_s: float | None = None) -> None:
-        """Nothing happened: spin or sleep (at most ``cap_s`` when given)."""
+    def idle(self, cap_s: float | None = None, *, expecting: bool = False) -> None:
+        """Nothing happened: spin, yield or sleep (at most ``cap_s`` when given).
+
+        ``expecting`` says an answer is due soon (see the class description).
+        """
         now = time.monotonic()
         if self._idle_since is None:
             self._idle_since = now
         idle_for = now - self._idle_since
         if idle_for < self.spin_s:
+            return
+        if expecting and idle_for < self.spin_s + self.yield_s:
+            os.sched_yield()
             return
         delay = self._sleep if cap_s is None else min(self._sleep, max(cap_s, 0.0))
         if idle_for < self.hot_s:

@@ -1,11 +1,14 @@
 """Rank 0's journal: an append-only JSON-lines file of every range's state changes.
 
-Records are buffered and written in batches (one write + fsync per flush, never one per range). A
-reader tolerates a torn last line, which is all a crash can leave behind. Record shapes:
+Records are buffered and written in batches (one write + fsync per flush, never one per range). The
+frequent events (ranges handed out, ranges finished) are *collected*: entries of the same event, job
+and rank are gathered into one record with aligned lists until the next flush, its ``t`` the time of
+the first entry and ``t_end`` of the last. A reader tolerates a torn last line, which is all a crash
+can leave behind. Record shapes:
 
-    {"t": 1732480000.1, "ev": "assigned", "job": 1001, "rank": 3, "ids": ["...", ...]}
-    {"t": ..., "ev": "finished", "job": 1001, "rank": 3, "ids": ["...", ...], "paths": [...],
-     "fsize": [...], "adler32": [...], "nevents": [...]}      (aligned lists, one record per report)
+    {"t": 1732480000.1, "t_end": ..., "ev": "assigned", "job": 1001, "rank": 3, "ids": ["...", ...]}
+    {"t": ..., "t_end": ..., "ev": "finished", "job": 1001, "rank": 3, "ids": ["...", ...],
+     "paths": [...], "fsize": [...], "adler32": [...], "nevents": [...]}      (aligned lists)
     {"t": ..., "ev": "failed", "job": 1001, "id": "...", "attempt": 1, "code": 1305, "diag": "..."}
     {"t": ..., "ev": "fatal", "job": 1001, "id": "...", "code": 1305}
     {"t": ..., "ev": "returned", "job": 1001, "ids": [...]}
@@ -36,20 +39,49 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._buffer: list[str] = []
+        self._groups: dict[tuple[str, int, int], dict[str, Any]] = {}
         self.records_written = 0
 
     def append(self, event: str, **fields: Any) -> None:
-        """Queue one record; it reaches the file at the next `flush`."""
+        """Queue one record; it reaches the file at the next `flush`, after every collected group."""
+        self._close_groups()
         record = {"t": round(time.time(), 3), "ev": event, **fields}
         self._buffer.append(json.dumps(record, separators=(",", ":")))
 
+    def collect(self, event: str, job: int, rank: int, **columns: list[Any]) -> None:
+        """Add entries to the group record of (``event``, ``job``, ``rank``): each column is extended.
+
+        Every call for one group must give the same columns, of equal lengths.
+        """
+        now = round(time.time(), 3)
+        key = (event, job, rank)
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = {
+                "t": now,
+                "t_end": now,
+                "ev": event,
+                "job": job,
+                "rank": rank,
+                **{name: [] for name in columns},
+            }
+        group["t_end"] = now
+        for name, values in columns.items():
+            group[name].extend(values)
+
+    def _close_groups(self) -> None:
+        for group in self._groups.values():
+            self._buffer.append(json.dumps(group, separators=(",", ":")))
+        self._groups.clear()
+
     @property
     def pending(self) -> int:
-        """Records waiting for the next flush."""
-        return len(self._buffer)
+        """Records waiting for the next flush (open groups included)."""
+        return len(self._buffer) + len(self._groups)
 
     def flush(self) -> None:
-        """Write every queued record in one write, then fsync."""
+        """Write every queued record and collected group in one write, then fsync."""
+        self._close_groups()
         if not self._buffer:
             return
         data = ("\n".join(self._buffer) + "\n").encode()

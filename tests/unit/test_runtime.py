@@ -135,3 +135,26 @@ def test_kill_all_ends_every_live_group_it_started(tmp_path: Path) -> None:
         info = group.wait(10)
         assert info is not None and info.returncode == -signal.SIGKILL
     assert not any(g in process._LIVE for g in groups)  # reaped groups are forgotten
+
+
+def test_journal_collects_frequent_events_into_group_records(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.jsonl")
+    journal.collect("assigned", 1, 2, ids=["a", "b"])
+    journal.collect("finished", 1, 2, ids=["a"], fsize=[10])
+    journal.collect("assigned", 1, 2, ids=["c"])
+    journal.collect("finished", 1, 3, ids=["b"], fsize=[20])
+    assert journal.pending == 3
+    journal.append("failed", job=1, id="c")  # groups are closed first: the file keeps the order
+    journal.collect("finished", 1, 2, ids=["d"], fsize=[5])
+    journal.flush()
+    records = list(read_journal(tmp_path / "j.jsonl"))
+    assert [(r["ev"], r.get("rank"), r.get("ids", r.get("id"))) for r in records] == [
+        ("assigned", 2, ["a", "b", "c"]),
+        ("finished", 2, ["a"]),
+        ("finished", 3, ["b"]),
+        ("failed", None, "c"),
+        ("finished", 2, ["d"]),
+    ]
+    assert records[0]["t"] <= records[0]["t_end"]
+    assert records[2]["fsize"] == [20]
+    journal.close()

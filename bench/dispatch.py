@@ -1,0 +1,700 @@
+"""Dispatch benchmark: hpcpilot against a bare mpi4py dispatcher and ``MPIPoolExecutor``.
+
+Usage::
+
+    .venv/bin/python bench/dispatch.py [--ranks 8] [--quick] [--json OUT] [--only PART ...]
+                                       [--set SECTION.KEY=VALUE ...]
+
+Every run is a separate ``mpiexec -n RANKS`` (the ``mpiexec`` next to ``sys.executable``) on the same
+workload: N ranges, each "processed" by sleeping a fixed payload time, one slot per worker rank.
+
+* hpcpilot: an event-service job with the in-process ``sleep`` payload (``jobPars`` = seconds),
+  ``node.cores=1``, one event per range; timed from its journal (first ``assigned`` to last
+  ``finished`` record), and ``summary.json``'s utilisation besides.
+* bare: ``bench/bare_dispatcher.py``, blocking pickled send/recv, the yardstick.
+* pool: ``bench/pool_workload.py`` under ``python -m mpi4py.futures`` (``executor.map``).
+
+Parts: ``throughput`` (0 s payloads at batch sizes 1, 8, 64), ``utilisation`` (10 ms and 100 ms
+payloads), ``idle`` (CPU of worker ranks that have nothing to do). A run that would last too long on a
+slow system is cut after ``max_dispatch_s`` of dispatching (hpcpilot: SIGUSR1 to rank 0, which drains)
+and its rate is measured on the ranges done. Prints markdown tables with PASS/FAIL against the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from hpcpilot.config.schema import ParallelSettings
+
+BENCH_DIR = Path(__file__).resolve().parent
+PYTHON = sys.executable
+MPIEXEC = str(Path(sys.executable).parent / "mpiexec")
+PANDA_ID = 7001
+RUN_TIMEOUT_S = 300.0
+BATCHES = (1, 8, 64)
+UTIL_PAYLOADS = (0.01, 0.1)
+SYSTEMS = ("hpcpilot", "bare", "pool")
+PARTS = ("throughput", "utilisation", "idle")
+DEFAULT_BATCH = ParallelSettings().batch_size  # hpcpilot's default, used in the utilisation part
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes of the runs.
+
+    Attributes
+    ----------
+    ranks
+        MPI ranks per run (rank 0 dispatches; the others are workers).
+    throughput_n
+        Ranges per run at each batch size (0 s payloads).
+    max_dispatch_s
+        Dispatching stops after this many seconds (slow systems); the rate is taken on what was done.
+    util_per_worker
+        Ranges per worker at each payload time of the utilisation part.
+    idle_payload_s
+        The one range of the idle part lasts this long.
+    idle_window_s
+        CPU is sampled over this window while that range runs.
+    hpcpilot_settings
+        Extra ``--set`` overrides for every hpcpilot run (to try tunings); applied last.
+    """
+
+    ranks: int
+    throughput_n: dict[int, int]
+    max_dispatch_s: float
+    util_per_worker: dict[float, int]
+    idle_payload_s: float
+    idle_window_s: float
+    hpcpilot_settings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def workers(self) -> int:
+        """Worker ranks."""
+        return self.ranks - 1
+
+
+def make_plan(ranks: int, quick: bool, hpcpilot_settings: dict[str, str]) -> Plan:
+    """The full plan (about 2-3 minutes at 8 ranks) or the quick one (under a minute)."""
+    if quick:
+        return Plan(
+            ranks,
+            {1: 20_000, 8: 100_000, 64: 500_000},
+            1.5,
+            {0.01: 150, 0.1: 15},
+            3.0,
+            1.5,
+            hpcpilot_settings,
+        )
+    return Plan(
+        ranks, {1: 100_000, 8: 600_000, 64: 3_000_000}, 4.0, {0.01: 600, 0.1: 60}, 5.0, 3.0, hpcpilot_settings
+    )
+
+
+@dataclass(frozen=True)
+class Run:
+    """One measured run.
+
+    Attributes
+    ----------
+    system, batch, payload_s
+        What ran.
+    n_planned, n_done
+        Ranges in the workload and ranges finished (fewer if the run was cut).
+    wall_s
+        First dispatch to last result.
+    rate
+        ``n_done / wall_s``.
+    utilisation
+        Payload seconds over ``workers * wall_s``.
+    summary_utilisation
+        hpcpilot only: ``summary.json``'s figure (whole run, startup and shutdown included).
+    """
+
+    system: str
+    batch: int
+    payload_s: float
+    n_planned: int
+    n_done: int
+    wall_s: float
+    rate: float
+    utilisation: float
+    summary_utilisation: float | None = None
+
+
+@dataclass
+class IdleCpu:
+    """CPU fractions (of one core) of each rank while only some ranks have work.
+
+    Attributes
+    ----------
+    system
+        What ran.
+    per_rank
+        Rank -> CPU fraction over the window.
+    busy_ranks
+        Worker ranks that held a range.
+    window_in_busy_period
+        Whether the sampling window lay between the range's assignment and its end (hpcpilot only:
+        from the journal), so that the idle ranks were idle, not finishing, all along.
+    """
+
+    system: str
+    per_rank: dict[int, float]
+    busy_ranks: list[int] = field(default_factory=list)
+    window_in_busy_period: bool | None = None
+
+    @property
+    def idle(self) -> list[float]:
+        """CPU fractions of the idle worker ranks (all workers if the busy one is unknown)."""
+        skip = {0, *self.busy_ranks}
+        return [v for r, v in sorted(self.per_rank.items()) if r not in skip]
+
+    @property
+    def idle_max(self) -> float:
+        """The busiest idle worker."""
+        return max(self.idle, default=0.0)
+
+    @property
+    def idle_median(self) -> float:
+        """The median idle worker."""
+        return statistics.median(self.idle) if self.idle else 0.0
+
+
+# --- launching -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A temporary directory, removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def start(cmd: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
+    """Start an MPI run in its own session, output to ``log``."""
+    with log.open("wb") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def finish(proc: subprocess.Popen[bytes], log: Path, ok_codes: tuple[int, ...] = (0,)) -> None:
+    """Wait for a run; on timeout kill its process group; on a bad exit show its log and fail."""
+    try:
+        code = proc.wait(timeout=RUN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        code = -1
+    if code not in ok_codes:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{proc.args!r} exited {code}:\n{tail}")
+
+
+def rank_processes(proc: subprocess.Popen[bytes], ranks: int, timeout_s: float = 30.0) -> dict[int, Any]:
+    """The python processes of an MPI run, by rank (``PMI_RANK`` in their environment)."""
+    deadline = time.monotonic() + timeout_s
+    found: dict[int, Any] = {}
+    while len(found) < ranks and time.monotonic() < deadline and proc.poll() is None:
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            try:
+                rank = child.environ().get("PMI_RANK")
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            if rank is not None and "python" in child.name():
+                found[int(rank)] = child
+        time.sleep(0.05)
+    return found
+
+
+def read_out(path: Path) -> dict[str, Any]:
+    """The JSON result a bare or pool run wrote."""
+    result: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return result
+
+
+# --- hpcpilot -----------------------------------------------------------------------------------
+
+
+def sleep_job(n: int, payload_s: float) -> dict[str, Any]:
+    """An event-service job of ``n`` one-event ranges of the ``sleep`` payload."""
+    return {
+        "PandaID": PANDA_ID,
+        "taskID": 1,
+        "jobsetID": 1,
+        "attemptNr": 1,
+        "transformation": "sleep",
+        "jobPars": repr(payload_s),
+        "eventService": "True",
+        "coreCount": 1,
+        "nEventsPerInputFile": n,
+        "outFiles": "out.dat,log.tgz",
+        "logFile": "log.tgz",
+    }
+
+
+def hpcpilot_cmd(plan: Plan, workdir: Path, settings: dict[str, str]) -> list[str]:
+    """The mpiexec line of one hpcpilot run."""
+    base = {
+        "eventservice.mode": "sleep",
+        "node.cores": "1",
+        "local.events_per_range": "1",
+        "run.status_interval_s": "1000",
+        **settings,
+        **plan.hpcpilot_settings,
+    }
+    sets = [arg for key, value in base.items() for arg in ("--set", f"{key}={value}")]
+    return [MPIEXEC, "-n", str(plan.ranks), PYTHON, "-m", "hpcpilot", "run", "--workdir", str(workdir), *sets]
+
+
+def throughput_settings(batch: int) -> dict[str, str]:
+    """hpcpilot settings for the dispatch-throughput runs at one batch size."""
+    return {
+        "parallel.batch_size": str(batch),
+        "eventservice.prefetch_per_slot": str(batch),
+        "parallel.report_interval_s": "0.01",
+    }
+
+
+def journal_records(workdir: Path) -> list[dict[str, Any]]:
+    """The run's journal records."""
+    path = workdir / "journal.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def first_assigned(workdir: Path) -> bool:
+    """Whether the journal (flushed about once a second) shows a range handed out yet."""
+    path = workdir / "journal.jsonl"
+    try:
+        with path.open("rb") as handle:
+            return b'"ev":"assigned"' in handle.read(1 << 16)
+    except FileNotFoundError:
+        return False
+
+
+def cut_after(proc: subprocess.Popen[bytes], plan: Plan, workdir: Path, max_s: float) -> None:
+    """Send SIGUSR1 (drain) to rank 0 once work has been dispatched for ``max_s`` seconds.
+
+    Without rank 0's process the signal goes to mpiexec, which forwards it to every rank.
+    """
+    rank0 = rank_processes(proc, plan.ranks).get(0) or psutil.Process(proc.pid)
+    started: float | None = None
+    while proc.poll() is None:
+        now = time.monotonic()
+        if started is None and first_assigned(workdir):
+            started = now
+        if started is not None and now - started >= max_s:
+            rank0.send_signal(signal.SIGUSR1)
+            return
+        time.sleep(0.05)
+
+
+def run_hpcpilot(
+    plan: Plan, n: int, payload_s: float, batch: int, settings: dict[str, str], max_s: float = 0.0
+) -> Run:
+    """One hpcpilot run; cut (drained) after ``max_s`` seconds of dispatching when given."""
+    with scratch_dir("bench-hpcpilot-") as workdir:
+        (workdir / "HPCJobs.json").write_text(json.dumps({str(PANDA_ID): sleep_job(n, payload_s)}))
+        log = workdir / "bench.log"
+        proc = start(hpcpilot_cmd(plan, workdir, settings), log)
+        if max_s:
+            cut_after(proc, plan, workdir, max_s)
+        finish(proc, log, ok_codes=(0, 3) if max_s else (0,))
+        summary = json.loads((workdir / "summary.json").read_text(encoding="utf-8"))
+        return hpcpilot_result(plan, journal_records(workdir), summary, n, payload_s, batch)
+
+
+def hpcpilot_result(
+    plan: Plan, records: list[dict[str, Any]], summary: dict[str, Any], n: int, payload_s: float, batch: int
+) -> Run:
+    """Timing from the journal: first ``assigned`` to last ``finished`` record."""
+    assigned = [r["t"] for r in records if r["ev"] == "assigned"]
+    finished = [r.get("t_end", r["t"]) for r in records if r["ev"] == "finished"]
+    wall = max(finished) - min(assigned) if finished and assigned else 0.0
+    done = sum(len(r["ids"]) for r in records if r["ev"] == "finished")  # one record per report
+    return Run(
+        system="hpcpilot",
+        batch=batch,
+        payload_s=payload_s,
+        n_planned=n,
+        n_done=done,
+        wall_s=wall,
+        rate=done / wall if wall > 0 else 0.0,
+        utilisation=done * payload_s / (plan.workers * wall) if wall > 0 else 0.0,
+        summary_utilisation=float(summary["utilisation"]),
+    )
+
+
+# --- bare dispatcher and MPIPoolExecutor ---------------------------------------------------------
+
+
+def yardstick_cmd(
+    system: str, plan: Plan, n: int, batch: int, payload_s: float, max_s: float, out: Path
+) -> list[str]:
+    """The mpiexec line of a bare or pool run."""
+    options = {"--n": n, "--batch": batch, "--payload": payload_s, "--max-s": max_s, "--out": out}
+    args = [str(arg) for item in options.items() for arg in item]
+    if system == "bare":
+        script = [str(BENCH_DIR / "bare_dispatcher.py")]
+    else:
+        script = ["-m", "mpi4py.futures", str(BENCH_DIR / "pool_workload.py")]
+    return [MPIEXEC, "-n", str(plan.ranks), PYTHON, *script, *args]
+
+
+def run_yardstick(system: str, plan: Plan, n: int, batch: int, payload_s: float, max_s: float = 0.0) -> Run:
+    """One run of the bare dispatcher or of the pool."""
+    with scratch_dir(f"bench-{system}-") as tmp:
+        out, log = tmp / "result.json", tmp / "bench.log"
+        finish(start(yardstick_cmd(system, plan, n, batch, payload_s, max_s, out), log), log)
+        r = read_out(out)
+    return Run(
+        system=system,
+        batch=batch,
+        payload_s=payload_s,
+        n_planned=n,
+        n_done=int(r["n"]),
+        wall_s=float(r["wall_s"]),
+        rate=float(r["rate"]),
+        utilisation=float(r["utilisation"]),
+    )
+
+
+def run_system(
+    system: str,
+    plan: Plan,
+    n: int,
+    payload_s: float,
+    batch: int,
+    hpcpilot_settings: dict[str, str],
+    max_s: float = 0.0,
+) -> Run:
+    """One run of any of the three systems."""
+    if system == "hpcpilot":
+        return run_hpcpilot(plan, n, payload_s, batch, hpcpilot_settings, max_s)
+    return run_yardstick(system, plan, n, batch, payload_s, max_s)
+
+
+# --- the parts -----------------------------------------------------------------------------------
+
+
+def progress(run: Run) -> None:
+    """One line per run on stderr."""
+    print(
+        f"  {run.system:8s} batch {run.batch:3d} payload {run.payload_s * 1000:5.0f} ms: "
+        f"{run.n_done}/{run.n_planned} ranges in {run.wall_s:.2f} s, {run.rate:,.0f}/s, "
+        f"utilisation {run.utilisation:.1%}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def throughput_part(plan: Plan) -> list[Run]:
+    """0 s payloads at each batch size, every system."""
+    runs = []
+    for batch in BATCHES:
+        for system in SYSTEMS:
+            run = run_system(
+                system,
+                plan,
+                plan.throughput_n[batch],
+                0.0,
+                batch,
+                throughput_settings(batch),
+                plan.max_dispatch_s,
+            )
+            progress(run)
+            runs.append(run)
+    return runs
+
+
+def utilisation_part(plan: Plan) -> list[Run]:
+    """10 ms and 100 ms payloads: hpcpilot with its defaults, bare and pool at batch size 1."""
+    runs = []
+    for payload_s in UTIL_PAYLOADS:
+        n = plan.util_per_worker[payload_s] * plan.workers
+        for system in SYSTEMS:
+            batch = DEFAULT_BATCH if system == "hpcpilot" else 1
+            run = run_system(system, plan, n, payload_s, batch, {})
+            progress(run)
+            runs.append(run)
+    return runs
+
+
+def sample_cpu(procs: dict[int, Any]) -> dict[int, float]:
+    """User + system CPU seconds of each rank so far."""
+    out = {}
+    for rank, proc in procs.items():
+        times = proc.cpu_times()
+        out[rank] = times.user + times.system
+    return out
+
+
+def cpu_window(
+    proc: subprocess.Popen[bytes], plan: Plan, ready: Callable[[], bool]
+) -> tuple[dict[int, float], tuple[float, float]]:
+    """Each rank's CPU fraction over ``plan.idle_window_s`` once ``ready()`` holds, and the window."""
+    procs = rank_processes(proc, plan.ranks)
+    deadline = time.monotonic() + 30.0
+    while not ready() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    before, t0 = sample_cpu(procs), time.time()
+    time.sleep(plan.idle_window_s)
+    after, t1 = sample_cpu(procs), time.time()
+    return {rank: (after[rank] - before[rank]) / (t1 - t0) for rank in sorted(procs)}, (t0, t1)
+
+
+def inside(window: tuple[float, float], records: list[dict[str, Any]]) -> bool:
+    """Whether ``window`` lies between the first ``assigned`` and the last ``finished`` record."""
+    assigned = [r["t"] for r in records if r["ev"] == "assigned"]
+    finished = [r.get("t_end", r["t"]) for r in records if r["ev"] == "finished"]
+    return bool(assigned and finished) and min(assigned) <= window[0] and window[1] <= max(finished)
+
+
+def idle_hpcpilot(plan: Plan) -> IdleCpu:
+    """hpcpilot with one long range: one worker busy, the others idle."""
+    with scratch_dir("bench-idle-hpcpilot-") as workdir:
+        job = sleep_job(1, plan.idle_payload_s)
+        (workdir / "HPCJobs.json").write_text(json.dumps({str(PANDA_ID): job}))
+        log = workdir / "bench.log"
+        proc = start(hpcpilot_cmd(plan, workdir, {}), log)
+        per_rank, window = cpu_window(proc, plan, lambda: first_assigned(workdir))
+        finish(proc, log)
+        records = journal_records(workdir)
+    busy = [int(r["rank"]) for r in records if r["ev"] == "assigned"]
+    return IdleCpu("hpcpilot", per_rank, busy, inside(window, records))
+
+
+def idle_bare(plan: Plan) -> IdleCpu:
+    """The bare dispatcher with one long range: its waiting ranks spin in a blocking recv."""
+    with scratch_dir("bench-idle-bare-") as tmp:
+        out, log = tmp / "result.json", tmp / "bench.log"
+        proc = start(yardstick_cmd("bare", plan, 1, 1, plan.idle_payload_s, 0.0, out), log)
+        settle = time.monotonic() + 1.0
+        per_rank, _ = cpu_window(proc, plan, lambda: time.monotonic() >= settle)
+        finish(proc, log)
+        busy = [int(r) for r in read_out(out)["busy_ranks"]]
+    return IdleCpu("bare", per_rank, busy)
+
+
+def idle_part(plan: Plan) -> list[IdleCpu]:
+    """CPU of idle worker ranks, hpcpilot and the bare dispatcher."""
+    results = [idle_hpcpilot(plan), idle_bare(plan)]
+    for r in results:
+        print(
+            f"  {r.system:8s} idle: "
+            + " ".join(f"r{k}={v:.1%}" for k, v in r.per_rank.items())
+            + f" busy={r.busy_ranks} window in busy period: {r.window_in_busy_period}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return results
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def verdict(ok: bool) -> str:
+    """PASS or FAIL."""
+    return "PASS" if ok else "FAIL"
+
+
+def find(runs: list[Run], system: str, payload_s: float, batch: int | None = None) -> Run | None:
+    """The run of ``system`` at that payload (and batch size)."""
+    for run in runs:
+        if run.system == system and run.payload_s == payload_s and batch in (None, run.batch):
+            return run
+    return None
+
+
+def throughput_table(runs: list[Run]) -> tuple[list[str], dict[str, bool]]:
+    """Markdown table of the throughput part, and its targets."""
+    lines = [
+        "| batch | hpcpilot ranges/s | bare ranges/s | pool ranges/s | ranges done (h/b/p) "
+        "| hpcpilot/bare | >= 80 % |",
+        "|---:|---:|---:|---:|---:|---:|:---:|",
+    ]
+    targets = {}
+    for batch in BATCHES:
+        h, b, p = (find(runs, s, 0.0, batch) for s in SYSTEMS)
+        if h is None or b is None or p is None:
+            continue
+        ratio = h.rate / b.rate if b.rate else 0.0
+        targets[f"dispatch batch {batch} >= 80% of bare"] = ratio >= 0.8
+        lines.append(
+            f"| {batch} | {h.rate:,.0f} | {b.rate:,.0f} | {p.rate:,.0f} "
+            f"| {h.n_done:,}/{b.n_done:,}/{p.n_done:,} | {ratio:.1%} "
+            f"| {verdict(ratio >= 0.8)} |"
+        )
+    return lines, targets
+
+
+def utilisation_table(runs: list[Run]) -> tuple[list[str], dict[str, bool]]:
+    """Markdown table of the utilisation part, and its targets."""
+    lines = [
+        "| payload | ranges | hpcpilot (journal window) | hpcpilot (summary.json) | bare | pool "
+        "| target | result |",
+        "|---:|---:|---:|---:|---:|---:|---|:---:|",
+    ]
+    targets = {}
+    for payload_s in UTIL_PAYLOADS:
+        h, b, p = (find(runs, s, payload_s) for s in SYSTEMS)
+        if h is None or b is None or p is None:
+            continue
+        if payload_s >= 0.1:
+            name, ok = ">= 95 %", h.utilisation >= 0.95
+        else:
+            name, ok = "> pool", h.utilisation > p.utilisation
+        targets[f"utilisation {payload_s * 1000:.0f} ms {name}"] = ok
+        lines.append(
+            f"| {payload_s * 1000:.0f} ms | {h.n_planned:,} | {h.utilisation:.1%} "
+            f"| {h.summary_utilisation or 0.0:.1%} | {b.utilisation:.1%} "
+            f"| {p.utilisation:.1%} | {name} | {verdict(ok)} |"
+        )
+    return lines, targets
+
+
+def idle_table(results: list[IdleCpu]) -> tuple[list[str], dict[str, bool]]:
+    """Markdown table of the idle part, and its target (hpcpilot only; the bare one is for contrast)."""
+    lines = [
+        "| system | rank 0 | busy worker | idle workers: median | idle workers: max | < 5 % |",
+        "|---|---:|---:|---:|---:|:---:|",
+    ]
+    targets = {}
+    for r in results:
+        busy = max((r.per_rank.get(b, 0.0) for b in r.busy_ranks), default=0.0)
+        ok = r.idle_max < 0.05
+        mark = verdict(ok)
+        if r.system == "hpcpilot":
+            targets["idle worker CPU < 5% of a core"] = ok
+            if r.window_in_busy_period is False:
+                mark += " (window not inside the busy period: rerun)"
+        else:
+            mark = f"({mark})"
+        lines.append(
+            f"| {r.system} | {r.per_rank.get(0, 0.0):.1%} | {busy:.1%} "
+            f"| {r.idle_median:.1%} | {r.idle_max:.1%} | {mark} |"
+        )
+    return lines, targets
+
+
+def report(plan: Plan, runs: list[Run], idle: list[IdleCpu]) -> tuple[str, dict[str, bool]]:
+    """The markdown report and every target's outcome."""
+    out: list[str] = [f"## Dispatch benchmark: {plan.ranks} ranks ({plan.workers} workers)", ""]
+    targets: dict[str, bool] = {}
+    sections = [
+        ("Dispatch throughput, 0 ms payloads", throughput_table(runs)),
+        ("Slot utilisation", utilisation_table(runs)),
+        ("CPU of idle ranks (fraction of one core)", idle_table(idle)),
+    ]
+    for title, (lines, found) in sections:
+        if len(lines) > 2:
+            out += [f"### {title}", "", *lines, ""]
+            targets.update(found)
+    out += ["### Targets", ""] + [f"- {verdict(ok)}: {name}" for name, ok in targets.items()]
+    return "\n".join(out) + "\n", targets
+
+
+def hpcpilot_source() -> str:
+    """Where the ranks' ``python -m hpcpilot`` imports hpcpilot from (the current directory first)."""
+    code = "import hpcpilot; print(hpcpilot.__file__)"
+    done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=False)
+    return done.stdout.strip() or done.stderr.strip()[-200:]
+
+
+def machine() -> dict[str, Any]:
+    """Where the benchmark ran."""
+    from mpi4py import MPI
+
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "mpi": MPI.Get_library_version().splitlines()[0].strip(),
+        "hpcpilot": hpcpilot_source(),
+    }
+
+
+def run_parts(plan: Plan, parts: Sequence[str]) -> tuple[list[Run], list[IdleCpu]]:
+    """Run the chosen parts in order."""
+    runs: list[Run] = []
+    idle: list[IdleCpu] = []
+    if "throughput" in parts:
+        runs += throughput_part(plan)
+    if "utilisation" in parts:
+        runs += utilisation_part(plan)
+    if "idle" in parts:
+        idle = idle_part(plan)
+    return runs, idle
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ranks", type=int, default=8, help="MPI ranks per run (default 8)")
+    parser.add_argument("--quick", action="store_true", help="smaller workloads (under a minute)")
+    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="run only these parts")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="extra hpcpilot setting for every hpcpilot run (repeatable; to try tunings)",
+    )
+    args = parser.parse_args(argv)
+    if any("=" not in item for item in args.set):
+        parser.error("--set takes SECTION.KEY=VALUE")
+    if args.ranks < 2:
+        parser.error("--ranks must be at least 2")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; print the report; exit 0 (targets are reported, not enforced)."""
+    args = parse_args(argv)
+    plan = make_plan(args.ranks, args.quick, dict(item.split("=", 1) for item in args.set))
+    started, load_before = time.monotonic(), os.getloadavg()[0]
+    runs, idle = run_parts(plan, args.only)
+    text, targets = report(plan, runs, idle)
+    load = {"before": load_before, "after": os.getloadavg()[0]}
+    info = machine()
+    print(
+        text + f"\n(total bench time {time.monotonic() - started:.0f} s; 1-minute load average "
+        f"{load['before']:.1f} before, {load['after']:.1f} after; hpcpilot from {info['hpcpilot']})"
+    )
+    if args.json:
+        data = {
+            "machine": info,
+            "load_average": load,
+            "plan": asdict(plan) | {"quick": args.quick},
+            "runs": [asdict(r) for r in runs],
+            "idle": [asdict(r) | {"idle_max": r.idle_max, "idle_median": r.idle_median} for r in idle],
+            "targets": targets,
+        }
+        args.json.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

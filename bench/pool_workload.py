@@ -1,0 +1,85 @@
+"""The same workload on ``mpi4py.futures.MPIPoolExecutor``.
+
+Run as ``mpiexec -n RANKS python -m mpi4py.futures bench/pool_workload.py ...``: rank 0 runs this
+script, the other ranks are the pool's workers. ``executor.map(task, range(n), chunksize=batch)`` with
+a task that sleeps ``--payload`` seconds (no sleep for 0). Writes the same JSON result as
+``bare_dispatcher.py`` to ``--out``; the clock starts once the pool is up (``bootup``). With
+``--max-s`` the results taken after that many seconds are counted and the rest is cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from itertools import repeat
+from pathlib import Path
+
+from mpi4py.futures import MPIPoolExecutor
+
+
+def task(index: int, payload_s: float) -> int:
+    """One range: wait ``payload_s`` seconds."""
+    if payload_s > 0:
+        time.sleep(payload_s)
+    return index
+
+
+def run_map(
+    executor: MPIPoolExecutor, n: int, batch: int, payload_s: float, max_s: float
+) -> tuple[int, float]:
+    """Map ``n`` tasks; return (results taken, seconds from the map call to the last one taken).
+
+    After ``max_s`` seconds (0: no limit) no more results are taken and the rest are cancelled.
+    """
+    start = last = time.perf_counter()
+    done = 0
+    buffer = 16 * executor.num_workers  # chunks in flight: submitting all n up front is slow
+    for _ in executor.map(task, range(n), repeat(payload_s, n), chunksize=batch, buffersize=buffer):
+        done += 1
+        last = time.perf_counter()
+        if max_s and last - start > max_s:
+            executor.shutdown(wait=False, cancel_futures=True)
+            break
+    return done, last - start
+
+
+def parse_args() -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, required=True, help="ranges (tasks)")
+    parser.add_argument("--batch", type=int, default=1, help="map's chunksize")
+    parser.add_argument("--payload", type=float, default=0.0, help="seconds per task")
+    parser.add_argument(
+        "--max-s", type=float, default=0.0, help="stop taking results after this many seconds (0: no limit)"
+    )
+    parser.add_argument("--out", type=Path, help="where to write the JSON result")
+    return parser.parse_args()
+
+
+def main() -> None:
+    """Map the workload over the pool and write the result."""
+    args = parse_args()
+    with MPIPoolExecutor() as executor:
+        executor.bootup(wait=True)
+        workers = executor.num_workers
+        done, wall = run_map(executor, args.n, args.batch, args.payload, args.max_s)
+    result = {
+        "system": "pool",
+        "n": done,
+        "workers": workers,
+        "batch": args.batch,
+        "payload_s": args.payload,
+        "wall_s": wall,
+        "rate": done / wall if wall > 0 else 0.0,
+        "utilisation": done * args.payload / (workers * wall) if wall > 0 else 0.0,
+    }
+    text = json.dumps(result)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
+
+
+if __name__ == "__main__":
+    main()
