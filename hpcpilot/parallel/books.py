@@ -29,7 +29,7 @@ class JobPhase(enum.Enum):
     DONE = "done"  # final state reported
 
 
-@dataclass
+@dataclass(slots=True)
 class RangeEntry:
     """One range's bookkeeping."""
 

@@ -12,7 +12,6 @@ import signal
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from hpcpilot.comm.base import Communicator, JobReport
@@ -25,9 +24,10 @@ from hpcpilot.model.results import RangeResult
 from hpcpilot.model.states import JobState
 from hpcpilot.parallel.books import Books, JobBook, JobPhase
 from hpcpilot.parallel.messages import Assignment, Message, Stop, WorkerBye, WorkerUpdate
+from hpcpilot.parallel.outcome import job_report, merge_inputs, settle_event_service
 from hpcpilot.parallel.status import Progress, RateMeter, format_status
+from hpcpilot.parallel.summary import run_summary
 from hpcpilot.parallel.transport import CoordinatorTransport
-from hpcpilot.payload.merge import MergeInput
 from hpcpilot.payload.merge_run import MergeProcess, choose_merger
 from hpcpilot.runtime.journal import Journal
 
@@ -386,17 +386,7 @@ class Coordinator:
         if merger is None or target is None:
             self._finish_job(book)
             return
-        inputs = [
-            MergeInput(
-                Path(e.result.output.path),
-                rid,
-                e.event_range.start_event,
-                e.event_range.last_event,
-                e.result.output.adler32,
-            )
-            for rid, e in book.ranges.items()
-            if e.state is RangeState.FINISHED and e.result is not None and e.result.output is not None
-        ]
+        inputs = merge_inputs(book)
         if not inputs:
             self._finish_job(book)
             return
@@ -437,22 +427,9 @@ class Coordinator:
         self.books.mark_done(book)
         book.ended = time.time()
         if job.event_service:
-            if book.merged is not None:
-                book.outputs.append(book.merged)
-            if book.error_code is not None:
-                book.state = JobState.FAILED
-            elif book.finished == 0:
-                book.state = JobState.FAILED
-                book.error_code = ErrorCode.ES_FATAL if book.fatal else ErrorCode.ES_NO_EVENTS
-                book.error_diag = (
-                    f"all {book.fatal} ranges failed" if book.fatal else "the job had no event ranges"
-                )
-            else:
-                book.state = JobState.FINISHED
-                if book.fatal:
-                    book.error_diag = f"{book.fatal} of {len(book.ranges)} ranges fatal"
+            settle_event_service(book)
         self._flush_ranges(job.panda_id)
-        self.comm.report_job(self._report(book))
+        self.comm.report_job(job_report(book))
         code = int(book.error_code) if book.error_code is not None else 0
         self.journal.append("job", job=job.panda_id, state=book.state.value, code=code)
         log.info(
@@ -460,36 +437,6 @@ class Coordinator:
             job.panda_id,
             book.state.value,
             f" (error {code}: {book.error_diag})" if code else "",
-        )
-
-    def _report(self, book: JobBook) -> JobReport:
-        outputs = tuple(
-            {"type": "output", "path": o.path, "fsize": o.fsize, "adler32": o.adler32} for o in book.outputs
-        )
-        ranges = (
-            {
-                "total": len(book.ranges),
-                "finished": book.finished,
-                "fatal": book.fatal,
-                "failed_attempts": book.failed_attempts,
-            }
-            if book.job.event_service
-            else {}
-        )
-        return JobReport(
-            panda_id=book.job.panda_id,
-            state=book.state,
-            error_code=int(book.error_code) if book.error_code is not None else None,
-            error_diag=book.error_diag,
-            exit_code=book.exit_code,
-            n_events=book.n_events,
-            ranges=ranges,
-            outputs=outputs,
-            start_time=book.started,
-            end_time=book.ended,
-            cpu_s=book.cpu_s,
-            wall_s=(book.ended or time.time()) - book.started,
-            core_count=book.job.core_count,
         )
 
     # --- periodic work ------------------------------------------------------------------------
@@ -580,64 +527,11 @@ class Coordinator:
 
     def summary(self) -> dict[str, Any]:
         """The end-of-run summary (written to ``summary.json`` and printed)."""
-        books = self.books
-        wall = (self.ended or time.monotonic()) - self.started
-        cores = books.total_cores
-        busy = sum(w.busy_core_s for w in books.workers.values())
-        jobs = [self._job_summary(b) for b in books.jobs.values()]
-        jobs.extend(
-            {
-                "PandaID": b["PandaID"],
-                "kind": "invalid",
-                "state": "failed",
-                "error_code": b["error_code"],
-                "error_diag": b["error_diag"],
-                "outputs": [],
-                "n_events": 0,
-            }
-            for b in self._bad_jobs
+        return run_summary(
+            self.books,
+            workdir=str(self.layout.root),
+            wall_s=(self.ended or time.monotonic()) - self.started,
+            bad_jobs=self._bad_jobs,
+            drained_by=self.drain_code.name if self.drain_code else None,
+            error=str(self.fatal_error) if self.fatal_error else None,
         )
-        not_done = sum(b.queued + b.in_flight for b in books.jobs.values() if b.job.event_service)
-        return {
-            "workdir": str(self.layout.root),
-            "wall_s": round(wall, 3),
-            "workers": len(books.workers),
-            "cores": cores,
-            "utilisation": round(busy / (cores * wall), 4) if cores and wall > 0 else 0.0,
-            "busy_core_s": round(busy, 3),
-            "ranges": {
-                "total": books.ranges_total,
-                "finished": books.ranges_finished,
-                "fatal": books.ranges_fatal,
-                "failed_attempts": books.ranges_failed_attempts,
-                "not_done": not_done,
-            },
-            "drained_by": self.drain_code.name if self.drain_code else None,
-            "error": str(self.fatal_error) if self.fatal_error else None,
-            "jobs": jobs,
-        }
-
-    def _job_summary(self, book: JobBook) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "PandaID": book.job.panda_id,
-            "kind": "event service" if book.job.event_service else "plain",
-            "state": book.state.value,
-            "error_code": int(book.error_code) if book.error_code is not None else 0,
-            "error_diag": book.error_diag,
-            "n_events": book.n_events,
-            "outputs": [{"path": o.path, "fsize": o.fsize, "adler32": o.adler32} for o in book.outputs],
-        }
-        if book.job.event_service:
-            entry["ranges"] = {
-                "total": len(book.ranges),
-                "finished": book.finished,
-                "fatal": book.fatal,
-                "failed_attempts": book.failed_attempts,
-            }
-            outs = [
-                e.result.output
-                for e in book.ranges.values()
-                if e.result is not None and e.result.output is not None and e.state is RangeState.FINISHED
-            ]
-            entry["range_outputs"] = {"count": len(outs), "bytes": sum(o.fsize for o in outs)}
-        return entry

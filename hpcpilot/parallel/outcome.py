@@ -1,0 +1,86 @@
+"""A job's outcome from its books: final state, report, merge inputs. Pure functions, no I/O."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from hpcpilot.comm.base import JobReport
+from hpcpilot.model.errors import ErrorCode
+from hpcpilot.model.ranges import RangeState
+from hpcpilot.model.results import OutputFile
+from hpcpilot.model.states import JobState
+from hpcpilot.parallel.books import JobBook
+from hpcpilot.payload.merge import MergeInput
+
+
+def settle_event_service(book: JobBook) -> None:
+    """Decide an event-service job's final state from its ranges (and merge, if any).
+
+    Finished if at least one range finished and nothing else failed the job (fatal ranges are noted
+    in the diagnosis); failed with 1228 (ES fatal) when every range failed, 1238 (no events) when it
+    had none, or with the error already set on its books (a merge or range-source failure).
+    """
+    if book.merged is not None:
+        book.outputs.append(book.merged)
+    if book.error_code is not None:
+        book.state = JobState.FAILED
+    elif book.finished == 0:
+        book.state = JobState.FAILED
+        book.error_code = ErrorCode.ES_FATAL if book.fatal else ErrorCode.ES_NO_EVENTS
+        book.error_diag = f"all {book.fatal} ranges failed" if book.fatal else "the job had no event ranges"
+    else:
+        book.state = JobState.FINISHED
+        if book.fatal:
+            book.error_diag = f"{book.fatal} of {len(book.ranges)} ranges fatal"
+
+
+def range_counts(book: JobBook) -> dict[str, int]:
+    """An event-service job's ranges by outcome (empty for a plain job)."""
+    if not book.job.event_service:
+        return {}
+    return {
+        "total": len(book.ranges),
+        "finished": book.finished,
+        "fatal": book.fatal,
+        "failed_attempts": book.failed_attempts,
+    }
+
+
+def finished_outputs(book: JobBook) -> list[tuple[str, OutputFile]]:
+    """(range id, output) of every finished range that wrote an output, in the order ranges came."""
+    return [
+        (rid, e.result.output)
+        for rid, e in book.ranges.items()
+        if e.state is RangeState.FINISHED and e.result is not None and e.result.output is not None
+    ]
+
+
+def merge_inputs(book: JobBook) -> list[MergeInput]:
+    """The per-range outputs of a job, with their provenance, for a merger."""
+    inputs = []
+    for rid, out in finished_outputs(book):
+        rng = book.ranges[rid].event_range
+        inputs.append(MergeInput(Path(out.path), rid, rng.start_event, rng.last_event, out.adler32))
+    return inputs
+
+
+def job_report(book: JobBook) -> JobReport:
+    """The report of a job's current state for the workload manager."""
+    return JobReport(
+        panda_id=book.job.panda_id,
+        state=book.state,
+        error_code=int(book.error_code) if book.error_code is not None else None,
+        error_diag=book.error_diag,
+        exit_code=book.exit_code,
+        n_events=book.n_events,
+        ranges=range_counts(book),
+        outputs=tuple(
+            {"type": "output", "path": o.path, "fsize": o.fsize, "adler32": o.adler32} for o in book.outputs
+        ),
+        start_time=book.started,
+        end_time=book.ended,
+        cpu_s=book.cpu_s,
+        wall_s=(book.ended or time.time()) - book.started,
+        core_count=book.job.core_count,
+    )

@@ -1,0 +1,89 @@
+"""The end-of-run summary (``summary.json``) from the coordinator's books. Pure, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from hpcpilot.parallel.books import Books, JobBook
+from hpcpilot.parallel.outcome import finished_outputs, range_counts
+
+
+def run_summary(
+    books: Books,
+    *,
+    workdir: str,
+    wall_s: float,
+    bad_jobs: Sequence[dict[str, Any]],
+    drained_by: str | None,
+    error: str | None,
+) -> dict[str, Any]:
+    """The summary of a run: time, utilisation, ranges, and every job with its outputs.
+
+    Parameters
+    ----------
+    books
+        The coordinator's books at the end of the run.
+    workdir
+        The work directory.
+    wall_s
+        The run's wall-clock seconds.
+    bad_jobs
+        Job definitions that could not be parsed (``PandaID``, ``error_code``, ``error_diag``).
+    drained_by
+        The signal that drained the run, if one did.
+    error
+        The error that ended the run, if one did.
+    """
+    cores = books.total_cores
+    busy = sum(w.busy_core_s for w in books.workers.values())
+    jobs = [job_summary(b) for b in books.jobs.values()]
+    jobs.extend(
+        {
+            "PandaID": b["PandaID"],
+            "kind": "invalid",
+            "state": "failed",
+            "error_code": b["error_code"],
+            "error_diag": b["error_diag"],
+            "outputs": [],
+            "n_events": 0,
+        }
+        for b in bad_jobs
+    )
+    not_done = sum(b.queued + b.in_flight for b in books.jobs.values() if b.job.event_service)
+    return {
+        "workdir": workdir,
+        "wall_s": round(wall_s, 3),
+        "workers": len(books.workers),
+        "cores": cores,
+        "utilisation": round(busy / (cores * wall_s), 4) if cores and wall_s > 0 else 0.0,
+        "busy_core_s": round(busy, 3),
+        "ranges": {
+            "total": books.ranges_total,
+            "finished": books.ranges_finished,
+            "fatal": books.ranges_fatal,
+            "failed_attempts": books.ranges_failed_attempts,
+            "not_done": not_done,
+        },
+        "drained_by": drained_by,
+        "error": error,
+        "jobs": jobs,
+    }
+
+
+def job_summary(book: JobBook) -> dict[str, Any]:
+    """One job's part of the summary."""
+    entry: dict[str, Any] = {
+        "PandaID": book.job.panda_id,
+        "kind": "event service" if book.job.event_service else "plain",
+        "state": book.state.value,
+        "error_code": int(book.error_code) if book.error_code is not None else 0,
+        "error_diag": book.error_diag,
+        "n_events": book.n_events,
+        "outputs": [{"path": o.path, "fsize": o.fsize, "adler32": o.adler32} for o in book.outputs],
+    }
+    if book.job.event_service:
+        entry["ranges"] = range_counts(book)
+        outs = [out for _, out in finished_outputs(book)]
+        entry["range_outputs"] = {"count": len(outs), "bytes": sum(o.fsize for o in outs)}
+    return entry
