@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -42,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from hpcpilot.model.errors import ErrorCode, PayloadError
-from hpcpilot.runtime.atomic import fsync_directory
+from hpcpilot.runtime.atomic import atomic_path
 
 log = logging.getLogger("hpcpilot.demo.simulate")
 
@@ -263,22 +262,13 @@ def write_output(
 ) -> None:
     """Write a range's output file atomically.
 
-    The file is written as ``.<name>.tmp.<pid>`` in the output's directory, closed, fsynced and
-    renamed over the output; the temporary file is removed on failure.
+    The file is written beside the output under a temporary name, closed, fsynced and renamed over
+    the output (`hpcpilot.runtime.atomic.atomic_path`); the temporary file is removed on failure.
     """
-    path = request.output
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as handle:
-            handle.create_dataset("events", data=events, track_times=False)
-            handle.create_dataset("particles", data=particles, track_times=False)
-            _set_attributes(handle.attrs, request, seed, len(events))
-        _fsync_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_directory(path.parent)
+    with atomic_path(request.output) as tmp, h5py.File(tmp, "w") as handle:
+        handle.create_dataset("events", data=events, track_times=False)
+        handle.create_dataset("particles", data=particles, track_times=False)
+        _set_attributes(handle.attrs, request, seed, len(events))
 
 
 def _set_attributes(attrs: Any, request: RangeRequest, seed: int, n_events: int) -> None:
@@ -290,15 +280,6 @@ def _set_attributes(attrs: Any, request: RangeRequest, seed: int, n_events: int)
     attrs["seed"] = np.int64(seed)
     attrs["LFN"] = request.lfn
     attrs["generator"] = GENERATOR
-
-
-def _fsync_file(path: Path) -> None:
-    """Flush a closed file's content to disk."""
-    fd = os.open(path, os.O_RDWR)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def run_range(

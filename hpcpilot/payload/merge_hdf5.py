@@ -14,7 +14,6 @@ The file attributes are ``nRanges``, ``nEvents`` and ``merger``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ import numpy as np
 
 from hpcpilot.model.errors import PayloadError
 from hpcpilot.payload.merge import MergeInput, Merger
-from hpcpilot.runtime.atomic import fsync_directory
+from hpcpilot.runtime.atomic import atomic_path
 
 #: Value of the output's ``merger`` attribute.
 MERGER_NAME = "hpcpilot.payload.merge_hdf5"
@@ -214,28 +213,11 @@ def scan_input(item: MergeInput, specs: dict[str, DatasetSpec]) -> ScannedInput:
 def _atomic_hdf5(output: Path) -> Iterator[Any]:
     """Yield an HDF5 file open for writing that replaces ``output`` only once complete.
 
-    The file is written as ``.<name>.tmp.<pid>`` next to ``output``, closed, fsynced and renamed;
-    it is removed if anything fails.
+    The file is written beside ``output`` under a temporary name, closed, fsynced and renamed
+    (`hpcpilot.runtime.atomic.atomic_path`); it is removed if anything fails.
     """
-    tmp = output.with_name(f".{output.name}.tmp.{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as handle:
-            yield handle
-        _fsync_file(tmp)
-        os.replace(tmp, output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_directory(output.parent)
-
-
-def _fsync_file(path: Path) -> None:
-    """Flush a closed file's content to disk."""
-    fd = os.open(path, os.O_RDWR)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with atomic_path(output) as tmp, h5py.File(tmp, "w") as handle:
+        yield handle
 
 
 def _write_merged(handle: Any, specs: dict[str, DatasetSpec], scanned: list[ScannedInput]) -> None:
