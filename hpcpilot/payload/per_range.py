@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import time
-
-from hpcpilot.model.errors import ErrorCode, HpcPilotError
+from hpcpilot.model.errors import ErrorCode
 from hpcpilot.payload.base import (
     ItemResult,
     SlotContext,
-    SlotRunner,
     WorkItem,
     failed_range,
     finished_range,
     job_argv,
-    open_log,
     payload_env,
     range_values,
     substitute,
 )
-from hpcpilot.payload.exitcodes import error_for_exit
-from hpcpilot.runtime.process import ProcessGroup, tail_of_file
+from hpcpilot.payload.process_runner import ProcessRunner
+from hpcpilot.runtime.process import ExitInfo
 
 
-class PerRangeRunner(SlotRunner):
+class PerRangeRunner(ProcessRunner):
     """Runs the job's command once per range, with ``{eventRangeID}``, ``{outputFile}``, ... filled in.
 
     stdout and stderr of every run on this slot are appended to ``<slot>.out`` / ``<slot>.err`` in the
@@ -32,83 +27,25 @@ class PerRangeRunner(SlotRunner):
     """
 
     def __init__(self, context: SlotContext) -> None:
-        super().__init__(context)
+        log_dir, name = context.log_dir, context.slot_name
+        super().__init__(context, log_dir / f"{name}.out", log_dir / f"{name}.err")
         self._argv = job_argv(context.job)
-        self._out_path = context.log_dir / f"{context.slot_name}.out"
-        self._err_path = context.log_dir / f"{context.slot_name}.err"
-        self._item: WorkItem | None = None
-        self._proc: ProcessGroup | None = None
-        self._err_offset = 0
-        self._started = 0.0
-        self._failed_start: ItemResult | None = None
 
-    @property
-    def busy(self) -> bool:
-        """Whether a range's process is running (or its failure is still to be collected)."""
-        return self._item is not None
-
-    @property
-    def closed(self) -> bool:
-        """Whether no process is left."""
-        return self._proc is None
-
-    def submit(self, item: WorkItem) -> None:
-        """Start the payload process for ``item``'s range."""
-        self._item = item
-        self._started = time.monotonic()
+    def command(self, item: WorkItem) -> tuple[list[str], dict[str, str]]:
+        """The job's command with the range's placeholders filled in."""
         values = range_values(item)
-        argv = substitute(self._argv, values)
-        header = f"=== range {values['eventRangeID']} attempt {item.attempt} argv {argv}\n"
-        out_fd, err_fd = open_log(self._out_path), open_log(self._err_path)
-        try:
-            os.write(out_fd, header.encode())
-            os.write(err_fd, header.encode())
-            self._err_offset = os.lseek(err_fd, 0, os.SEEK_END)
-            env = payload_env(self.context, {"HPCPILOT_RANGE_ID": values["eventRangeID"]})
-            self._proc = ProcessGroup(argv, cwd=self.context.job_dir, env=env, stdout=out_fd, stderr=err_fd)
-        except (OSError, HpcPilotError) as exc:
-            self._failed_start = failed_range(
-                item,
-                ErrorCode.SETUP_FAILURE,
-                f"cannot start payload {argv[0]!r}: {exc}",
-                self._started,
-            )
-        finally:
-            os.close(out_fd)
-            os.close(err_fd)
+        env = payload_env(self.context, {"HPCPILOT_RANGE_ID": values["eventRangeID"]})
+        return substitute(self._argv, values), env
 
-    def poll(self) -> list[ItemResult]:
-        """Collect the range if its process ended; enforce the payload time limit."""
-        if self._item is None:
-            return []
-        if self._failed_start is not None:
-            result, self._failed_start, self._item = self._failed_start, None, None
-            return [result]
-        assert self._proc is not None
-        limit = self.context.settings.timeout_s
-        if limit and self._proc.elapsed_s > limit and self._proc.exit is None:
-            self._proc.terminate(self.context.settings.kill_grace_s)
-        info = self._proc.poll()
-        if info is None:
-            return []
-        item, self._item, self._proc = self._item, None, None
-        if info.returncode == 0:
-            return [finished_range(item, self._started, info.cpu_s, None)]
-        code, diag = error_for_exit(info.returncode)
-        assert code is not None
-        if limit and time.monotonic() - self._started > limit:
-            code, diag = ErrorCode.REACHED_MAX_TIME, f"payload exceeded its time limit of {limit} s"
-        tail = tail_of_file(self._err_path, self._err_offset, 500)
-        return [failed_range(item, code, f"{diag}: {tail}" if tail else diag, self._started, info.cpu_s)]
+    def header(self, item: WorkItem, argv: list[str]) -> str:
+        """``=== range <id> attempt <n> argv [...]``."""
+        assert item.event_range is not None
+        return f"=== range {item.event_range.range_id} attempt {item.attempt} argv {argv}\n"
 
-    def kill(self, reason: ErrorCode, diag: str) -> list[ItemResult]:
-        """Kill the running range's process group; the range fails with ``reason``."""
-        if self._item is None:
-            return []
-        item, self._item = self._item, None
-        if self._proc is not None:
-            info = self._proc.stop(self.context.settings.kill_grace_s)
-            self._proc = None
-            return [failed_range(item, reason, diag, self._started, info.cpu_s)]
-        self._failed_start = None
-        return [failed_range(item, reason, diag, self._started)]
+    def succeeded(self, item: WorkItem, info: ExitInfo) -> ItemResult:
+        """Finished if the range's output exists (checksummed), else failed with 1165."""
+        return finished_range(item, self.started, info.cpu_s, None)
+
+    def failed(self, item: WorkItem, code: ErrorCode, diag: str, info: ExitInfo | None = None) -> ItemResult:
+        """The range failed with ``code``."""
+        return failed_range(item, code, diag, self.started, info.cpu_s if info else 0.0)

@@ -1,0 +1,124 @@
+"""The common life of runners that start one process per item (per-range and plain payloads).
+
+Start the process in its own process group with its output in log files; poll it without blocking;
+stop it after ``payload.timeout_s``; kill it on demand; turn a failure to start into a failed item.
+Subclasses say how to start an item and what its end means.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from abc import abstractmethod
+from pathlib import Path
+
+from hpcpilot.model.errors import ErrorCode, HpcPilotError
+from hpcpilot.payload.base import ItemResult, SlotContext, SlotRunner, WorkItem, open_log
+from hpcpilot.payload.exitcodes import error_for_exit
+from hpcpilot.runtime.process import ExitInfo, ProcessGroup, tail_of_file
+
+
+class ProcessRunner(SlotRunner):
+    """A runner that runs each item as one process, one item at a time.
+
+    Parameters
+    ----------
+    context
+        Where the runner runs.
+    out_path, err_path
+        The log files the processes' stdout and stderr are appended to.
+    """
+
+    def __init__(self, context: SlotContext, out_path: Path, err_path: Path) -> None:
+        super().__init__(context)
+        self.out_path = out_path
+        self.err_path = err_path
+        self._item: WorkItem | None = None
+        self._proc: ProcessGroup | None = None
+        self._started = 0.0
+        self._err_offset = 0
+        self._start_failure: ItemResult | None = None
+
+    @property
+    def busy(self) -> bool:
+        """Whether an item is running (or its failure to start is still to be collected)."""
+        return self._item is not None
+
+    @property
+    def closed(self) -> bool:
+        """Whether no process is left."""
+        return self._proc is None
+
+    def submit(self, item: WorkItem) -> None:
+        """Start ``item``'s process; a failure to start fails the item (setup failure, 1110)."""
+        self._item = item
+        self._started = time.monotonic()
+        out_fd, err_fd = open_log(self.out_path), open_log(self.err_path)
+        try:
+            argv, env = self.command(item)
+            header = self.header(item, argv)
+            if header:
+                os.write(out_fd, header.encode())
+                os.write(err_fd, header.encode())
+            self._err_offset = os.lseek(err_fd, 0, os.SEEK_END)
+            self._proc = ProcessGroup(argv, cwd=self.context.job_dir, env=env, stdout=out_fd, stderr=err_fd)
+        except (OSError, HpcPilotError) as exc:
+            self._start_failure = self.failed(item, ErrorCode.SETUP_FAILURE, f"cannot start payload: {exc}")
+        finally:
+            os.close(out_fd)
+            os.close(err_fd)
+
+    def poll(self) -> list[ItemResult]:
+        """The item's result once its process has ended; stops a process over its time limit."""
+        if self._item is None:
+            return []
+        if self._start_failure is not None:
+            result, self._start_failure, self._item = self._start_failure, None, None
+            return [result]
+        assert self._proc is not None
+        limit = self.context.settings.timeout_s
+        timed_out = bool(limit) and time.monotonic() - self._started > limit
+        if timed_out and self._proc.exit is None:
+            self._proc.terminate(self.context.settings.kill_grace_s)
+        info = self._proc.poll()
+        if info is None:
+            return []
+        item, self._item, self._proc = self._item, None, None
+        if info.returncode == 0:
+            return [self.succeeded(item, info)]
+        code, diag = error_for_exit(info.returncode)
+        assert code is not None
+        if timed_out:
+            code, diag = ErrorCode.REACHED_MAX_TIME, f"payload exceeded its time limit of {limit} s"
+        tail = tail_of_file(self.err_path, self._err_offset, 500)
+        return [self.failed(item, code, f"{diag}: {tail}" if tail else diag, info)]
+
+    def kill(self, reason: ErrorCode, diag: str) -> list[ItemResult]:
+        """Kill the running item's process group; the item fails with ``reason``."""
+        if self._item is None:
+            return []
+        item, self._item, self._start_failure = self._item, None, None
+        info = self._proc.stop(self.context.settings.kill_grace_s) if self._proc else None
+        self._proc = None
+        return [self.failed(item, reason, diag, info)]
+
+    @property
+    def started(self) -> float:
+        """When the current (or last) item started (``time.monotonic``)."""
+        return self._started
+
+    @abstractmethod
+    def command(self, item: WorkItem) -> tuple[list[str], dict[str, str]]:
+        """The argv and environment of ``item``'s process."""
+
+    def header(self, item: WorkItem, argv: list[str]) -> str:
+        """A line written into both logs before the process starts ("" for none)."""
+        return ""
+
+    @abstractmethod
+    def succeeded(self, item: WorkItem, info: ExitInfo) -> ItemResult:
+        """The result of an item whose process exited 0."""
+
+    @abstractmethod
+    def failed(self, item: WorkItem, code: ErrorCode, diag: str, info: ExitInfo | None = None) -> ItemResult:
+        """The result of an item that failed with ``code`` (``info``: how its process ended, if it ran)."""
