@@ -48,8 +48,14 @@ def pilot_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 RunPilot = Callable[..., subprocess.CompletedProcess[str]]
 
 
+@pytest.fixture(scope="session")
+def launcher_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """TMPDIR for launched runs: MPICH's mpiexec leaves an hwloc file in TMPDIR on every launch."""
+    return tmp_path_factory.mktemp("launcher-tmp")
+
+
 @pytest.fixture
-def run_pilot() -> RunPilot:
+def run_pilot(launcher_tmp: Path) -> RunPilot:
     """Run ``python -m hpcpilot ARGS`` (under ``mpiexec -n RANKS`` when ranks is given)."""
 
     def run(
@@ -63,7 +69,13 @@ def run_pilot() -> RunPilot:
         if ranks is not None:
             argv = [str(Path(sys.executable).parent / "mpiexec"), "-n", str(ranks), *argv]
         return subprocess.run(
-            argv, check=False, capture_output=True, text=True, timeout=timeout, env=pilot_env(env), cwd=REPO
+            argv,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=pilot_env({"TMPDIR": str(launcher_tmp), **(env or {})}),
+            cwd=REPO,
         )
 
     return run

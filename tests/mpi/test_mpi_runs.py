@@ -152,7 +152,9 @@ def test_worker_exception_aborts_the_job_promptly(
     assert "injected crash in a worker" in result.stderr
 
 
-def test_sigterm_drains_and_keeps_every_finished_range(mpiexec: Path, tmp_path: Path) -> None:
+def test_sigterm_drains_and_keeps_every_finished_range(
+    mpiexec: Path, tmp_path: Path, launcher_tmp: Path
+) -> None:
     import signal
     import subprocess
 
@@ -161,7 +163,12 @@ def test_sigterm_drains_and_keeps_every_finished_range(mpiexec: Path, tmp_path: 
     write_jobs(tmp_path, [demo_job(panda_id=51, n_events=2000, sleep_per_event=0.02)])
     argv = [str(mpiexec), "-n", "3", sys.executable, "-m", "hpcpilot", "run", "--workdir", str(tmp_path)]
     proc = subprocess.Popen(
-        argv, cwd=REPO, env=pilot_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        argv,
+        cwd=REPO,
+        env=pilot_env({"TMPDIR": str(launcher_tmp)}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 60
     while not any(r["ev"] == "finished" for r in _journal_so_far(tmp_path)):
