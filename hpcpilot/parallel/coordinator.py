@@ -168,6 +168,10 @@ class Coordinator:
     def _on_bye(self, rank: int, bye: WorkerBye) -> None:
         self._on_update(rank, bye.update)
         worker = self.books.worker(rank)
+        if not self.stop_sent:
+            log.warning(
+                "rank %d stopped on its own (a signal reached it): its unstarted work goes to others", rank
+            )
         worker.stopped = True
         worker.busy_core_s = bye.busy_core_s
         worker.busy_slots = 0
@@ -494,10 +498,15 @@ class Coordinator:
 
     def _maybe_stop(self) -> bool:
         books = self.books
+        if not self.stop_sent and not books.draining and all(w.stopped for w in books.workers.values()):
+            log.error("every worker rank has stopped: ending the run")
+            self.drain_code = self.drain_code or ErrorCode.KILL_SIGNAL
+            books.draining = True
         if not self.stop_sent and (books.draining or self._all_work_done()):
             drain = books.draining
             for rank in self.transport.worker_ranks:
-                self.transport.send(rank, Stop(drain=drain))
+                if not books.worker(rank).stopped:
+                    self.transport.send(rank, Stop(drain=drain))
             self.stop_sent = True
             return True
         if self.stop_sent and all(w.stopped for w in books.workers.values()):

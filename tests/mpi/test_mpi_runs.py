@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -9,10 +11,11 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import psutil
 import pytest
 
 from hpcpilot.demo.jobs import demo_job
-from tests.conftest import RunPilot, finished_ranges, journal, summary, write_jobs
+from tests.conftest import REPO, RunPilot, finished_ranges, journal, pilot_env, summary, write_jobs
 
 pytestmark = pytest.mark.mpi
 RANKS = [1, 2, 4]
@@ -155,11 +158,6 @@ def test_worker_exception_aborts_the_job_promptly(
 def test_sigterm_drains_and_keeps_every_finished_range(
     mpiexec: Path, tmp_path: Path, launcher_tmp: Path
 ) -> None:
-    import signal
-    import subprocess
-
-    from tests.conftest import REPO, pilot_env
-
     write_jobs(tmp_path, [demo_job(panda_id=51, n_events=2000, sleep_per_event=0.02)])
     argv = [str(mpiexec), "-n", "3", sys.executable, "-m", "hpcpilot", "run", "--workdir", str(tmp_path)]
     proc = subprocess.Popen(
@@ -195,3 +193,72 @@ def _journal_so_far(workdir: Path) -> list[dict[str, object]]:
         return journal(workdir)
     except (FileNotFoundError, ValueError):
         return []
+
+
+def _rank_process(launcher: subprocess.Popen[str], rank: int) -> psutil.Process:
+    """The pilot process of one MPI rank (found by PMI_RANK among the launcher's descendants)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for child in psutil.Process(launcher.pid).children(recursive=True):
+            try:
+                if child.environ().get("PMI_RANK") == str(rank) and "hpcpilot" in child.cmdline():
+                    return child
+            except psutil.Error:
+                continue
+        time.sleep(0.1)
+    raise AssertionError(f"rank {rank} not found")
+
+
+def _start_and_wait_for_work(
+    mpiexec: Path, workdir: Path, launcher_tmp: Path, ranks: int
+) -> subprocess.Popen[str]:
+    write_jobs(workdir, [demo_job(panda_id=71, n_events=600, sleep_per_event=0.02)])
+    argv = [
+        str(mpiexec),
+        "-n",
+        str(ranks),
+        sys.executable,
+        "-m",
+        "hpcpilot",
+        "run",
+        "--workdir",
+        str(workdir),
+    ]
+    proc = subprocess.Popen(
+        argv,
+        cwd=REPO,
+        env=pilot_env({"TMPDIR": str(launcher_tmp)}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not finished_ranges(_journal_so_far(workdir)):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    return proc
+
+
+def test_a_worker_that_gets_sigterm_hands_its_work_to_the_others(
+    mpiexec: Path, tmp_path: Path, launcher_tmp: Path
+) -> None:
+    proc = _start_and_wait_for_work(mpiexec, tmp_path, launcher_tmp, ranks=3)
+    _rank_process(proc, 1).send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert "rank 1 stopped on its own" in err
+    done = Counter(rid for rid, _ in finished_ranges(journal(tmp_path)))
+    assert len(done) == 60 and set(done.values()) == {1}  # everything, exactly once
+    events = merged_events(tmp_path / "71" / "HITS.demo._000001.h5")
+    assert np.array_equal(np.sort(events), np.arange(1, 601))
+
+
+def test_the_run_ends_when_its_only_worker_stops(mpiexec: Path, tmp_path: Path, launcher_tmp: Path) -> None:
+    proc = _start_and_wait_for_work(mpiexec, tmp_path, launcher_tmp, ranks=2)
+    _rank_process(proc, 1).send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)  # no hang until the walltime
+    assert proc.returncode == 3, err[-2000:]
+    assert "every worker rank has stopped" in err
+    s = summary(tmp_path)
+    assert s["drained_by"] == "KILL_SIGNAL" and s["ranges"]["finished"] > 0
+    assert s["ranges"]["finished"] + s["ranges"]["not_done"] == 60
