@@ -99,7 +99,8 @@ class ParallelSettings:
     Attributes
     ----------
     batch_size
-        Most ranges in one assignment, and most results in one report.
+        Most ranges in one assignment; a worker with no request out reports as soon as it holds this
+        many results.
     report_interval_s
         Longest a finished range's result waits at a worker before it is sent.
     spin_s

@@ -98,6 +98,8 @@ class Coordinator:
         self._rate = RateMeter()
         self._bad_jobs: list[dict[str, Any]] = []
         self._queue_target = self._target()
+        self.messages_in = 0
+        self.messages_out = 0
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -106,6 +108,7 @@ class Coordinator:
         progress = False
         for rank, message in self.transport.poll(256):
             self._on_message(rank, message)
+            self.messages_in += 1
             progress = True
         now = time.monotonic()
         if not self.books.draining:
@@ -241,6 +244,7 @@ class Coordinator:
         if finished:
             assignment = Assignment(assignment.jobs, assignment.ranges, assignment.plain, finished)
         self.transport.send(rank, assignment)
+        self.messages_out += 1
         ranges = assignment.ranges
         if ranges:
             first = ranges[0].panda_id
@@ -543,4 +547,5 @@ class Coordinator:
             bad_jobs=self._bad_jobs,
             drained_by=self.drain_code.name if self.drain_code else None,
             error=str(self.fatal_error) if self.fatal_error else None,
+            messages={"in": self.messages_in, "out": self.messages_out},
         )

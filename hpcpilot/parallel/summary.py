@@ -17,6 +17,7 @@ def run_summary(
     bad_jobs: Sequence[dict[str, Any]],
     drained_by: str | None,
     error: str | None,
+    messages: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The summary of a run: time, utilisation, ranges, and every job with its outputs.
 
@@ -34,6 +35,8 @@ def run_summary(
         The signal that drained the run, if one did.
     error
         The error that ended the run, if one did.
+    messages
+        Messages rank 0 received from and sent to workers (``in``, ``out``).
     """
     cores = books.total_cores
     busy = sum(w.busy_core_s for w in books.workers.values())
@@ -65,6 +68,7 @@ def run_summary(
             "failed_attempts": books.ranges_failed_attempts,
             "not_done": not_done,
         },
+        "messages": messages or {"in": 0, "out": 0},
         "drained_by": drained_by,
         "error": error,
         "jobs": jobs,

@@ -289,10 +289,11 @@ class Worker:
             and capacity - running_cores - queued_cores > 0
         )
         n_results = len(self.range_results) + len(self.payload_results)
+        # While a request is out, results wait to ride on the next one (report_interval_s at most);
+        # otherwise a full batch, or a worker with nothing left to run, sends them at once.
         due = n_results and (
-            n_results >= self._batch
-            or time.monotonic() - self.oldest_result >= self.settings.parallel.report_interval_s
-            or (busy == 0 and not self.queue)
+            time.monotonic() - self.oldest_result >= self.settings.parallel.report_interval_s
+            or (not self.request_outstanding and (n_results >= self._batch or (busy == 0 and not self.queue)))
         )
         if not (wants or due or not self.hello_sent):
             return False
