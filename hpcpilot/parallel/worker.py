@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from hpcpilot.config.schema import Settings
-from hpcpilot.model.errors import ErrorCode, HpcPilotError
+from hpcpilot.model.errors import HpcPilotError
 from hpcpilot.model.job import Job
 from hpcpilot.model.layout import WorkLayout
 from hpcpilot.model.ranges import EventRange
@@ -203,7 +203,7 @@ class Worker:
                 break
         return None
 
-    def _new_slot(self, job: Job) -> _Slot | None:
+    def _new_slot(self, job: Job) -> _Slot:
         used = {s.index for s in self.slots}
         index = next(i for i in range(len(used) + 1) if i not in used)
         context = SlotContext(
@@ -269,10 +269,6 @@ class Worker:
                 slot.runner.close()
 
     # --- reporting ----------------------------------------------------------------------------
-
-    def _cores_of(self, entry: _Queued) -> int:
-        panda_id = entry.panda_id if isinstance(entry, RangeTask) else entry
-        return self.jobs[panda_id].core_count
 
     def _load(self) -> tuple[int, int, int]:
         """(cores running items, cores of queued items, items running)."""
@@ -355,7 +351,7 @@ class _FailingRunner(SlotRunner):
         return bool(self._results)
 
     def submit(self, item: WorkItem) -> None:
-        code = self._error.code if isinstance(self._error.code, ErrorCode) else ErrorCode.SETUP_FAILURE
+        code = self._error.code
         if item.event_range is not None:
             self._results.append(failed_range(item, code, str(self._error), time.monotonic()))
         else:

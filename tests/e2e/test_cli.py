@@ -99,7 +99,8 @@ def test_bad_job_fails_alone(run_pilot: RunPilot, tmp_path: Path) -> None:
         "eventService": "True",
         "outFiles": "x.h5",
     }
-    write_jobs(tmp_path, [good, bad, no_events])
+    no_command = {"PandaID": 14, "eventService": "True", "nEventsPerInputFile": 20, "outFiles": "y.h5"}
+    write_jobs(tmp_path, [good, bad, no_events, no_command])
     result = run_pilot(["run", "--workdir", str(tmp_path)], env=NO_MPI)
     assert result.returncode == 3, result.stderr  # some job failed, the run itself did not
     results = json.loads((tmp_path / "results.json").read_text())
@@ -107,6 +108,10 @@ def test_bad_job_fails_alone(run_pilot: RunPilot, tmp_path: Path) -> None:
     assert results["12"]["jobStatus"] == "failed" and results["12"]["pilotErrorCode"] == 1008
     assert "coreCount" in results["12"]["pilotErrorDiag"]
     assert results["13"]["jobStatus"] == "failed" and results["13"]["pilotErrorCode"] == 1238
+    # a payload that cannot be set up fails each range (1110) until they are fatal: the job fails 1228
+    assert results["14"]["jobStatus"] == "failed" and results["14"]["pilotErrorCode"] == 1228
+    failures = [r for r in journal(tmp_path) if r["ev"] == "failed" and r["job"] == 14]
+    assert failures and {r["code"] for r in failures} == {1110}
     assert "Traceback" not in result.stderr
 
 
