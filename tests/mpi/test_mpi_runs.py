@@ -262,3 +262,30 @@ def test_the_run_ends_when_its_only_worker_stops(mpiexec: Path, tmp_path: Path, 
     s = summary(tmp_path)
     assert s["drained_by"] == "KILL_SIGNAL" and s["ranges"]["finished"] > 0
     assert s["ranges"]["finished"] + s["ranges"]["not_done"] == 60
+
+
+@pytest.mark.parametrize("ranks", [1, 4])
+def test_mixed_jobs_share_the_nodes(run_pilot: RunPilot, mpiexec: Path, tmp_path: Path, ranks: int) -> None:
+    streaming = demo_job(panda_id=81, n_events=150, mode="streaming", sleep_per_event=0.001)
+    per_range = demo_job(panda_id=82, n_events=100, mode="per_range", sleep_per_event=0)
+    per_range["coreCount"] = 2  # two cores per payload: one slot per 2-core worker
+    plain = [
+        {
+            "PandaID": 90 + i,
+            "transformation": sys.executable,
+            "jobPars": "-c \"open('o.txt', 'w').write('x')\"",
+            "outFiles": "o.txt",
+        }
+        for i in range(3)
+    ]
+    write_jobs(tmp_path, [streaming, per_range, *plain])
+    result = run_pilot(["run", "--workdir", str(tmp_path), "--set", "node.cores=2"], ranks=ranks)
+    assert result.returncode == 0, result.stderr[-3000:]
+    s = summary(tmp_path)
+    assert all(j["state"] == "finished" for j in s["jobs"]), s["jobs"]
+    done = Counter(rid for rid, _ in finished_ranges(journal(tmp_path)))
+    assert len(done) == 25 and set(done.values()) == {1}
+    assert np.array_equal(np.sort(merged_events(tmp_path / "81" / "HITS.demo._000001.h5")), np.arange(1, 151))
+    assert np.array_equal(np.sort(merged_events(tmp_path / "82" / "HITS.demo._000001.h5")), np.arange(1, 101))
+    env_dump = (tmp_path / "82" / "logs").glob("*.err")
+    assert any("=== range" in p.read_text() for p in env_dump)
