@@ -146,3 +146,25 @@ def test_run_without_a_launcher_uses_a_singleton_mpi_world(run_pilot: RunPilot, 
     assert result.returncode == 0, result.stderr[-2000:]
     assert "hpcpilot on 1 rank(s)" in result.stderr
     assert summary(tmp_path)["ranges"]["finished"] == 3
+
+
+def test_a_failed_merge_fails_its_job_and_keeps_the_range_outputs(
+    run_pilot: RunPilot, tmp_path: Path
+) -> None:
+    write_jobs(tmp_path, [demo_job(panda_id=71, n_events=30, sleep_per_event=0)])
+    result = run_pilot(
+        [
+            "run",
+            "--workdir",
+            str(tmp_path),
+            "--set",
+            "eventservice.merger=tests.plugins.failing_merger:FailingMerger",
+        ],
+        env=NO_MPI,
+    )
+    assert result.returncode == 3, result.stderr[-2000:]
+    [job] = summary(tmp_path)["jobs"]
+    assert job["state"] == "failed" and job["error_code"] == 1305
+    assert "merge failed" in job["error_diag"] and "injected failure" in job["error_diag"]
+    assert job["range_outputs"]["count"] == 3  # the per-range outputs are still there
+    assert all(Path(str(p)).is_file() for _, p in finished_ranges(journal(tmp_path)))
