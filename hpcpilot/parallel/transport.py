@@ -154,7 +154,37 @@ class _LocalWorkerEnd:
         return None
 
 
-class MpiCoordinatorTransport:
+class _MpiEnd:
+    """What both MPI ends share: non-blocking sends, reaped lazily, all waited for by `flush`.
+
+    Parameters
+    ----------
+    comm
+        The MPI communicator (``MPI.COMM_WORLD``).
+    reap_at
+        How many sends may be pending before the completed ones are reaped.
+    """
+
+    def __init__(self, comm: Any, reap_at: int) -> None:
+        from mpi4py import MPI
+
+        self._mpi = MPI
+        self._comm = comm
+        self._sends: list[Any] = []
+        self._reap_at = reap_at
+
+    def _isend(self, dest: int, message: Message) -> None:
+        self._sends.append(self._comm.isend(message, dest=dest, tag=message.TAG))
+        if len(self._sends) >= self._reap_at:
+            self._sends = [r for r in self._sends if not r.Test()]
+
+    def flush(self) -> None:
+        """Wait for every pending send."""
+        self._mpi.Request.Waitall(self._sends)
+        self._sends.clear()
+
+
+class MpiCoordinatorTransport(_MpiEnd):
     """Rank 0's end over MPI.
 
     Parameters
@@ -164,12 +194,8 @@ class MpiCoordinatorTransport:
     """
 
     def __init__(self, comm: Any) -> None:
-        from mpi4py import MPI
-
-        self._mpi = MPI
-        self._comm = comm
-        self._status = MPI.Status()
-        self._sends: list[Any] = []
+        super().__init__(comm, reap_at=32)
+        self._status = self._mpi.Status()
         self.worker_ranks = tuple(range(1, comm.Get_size()))
 
     def poll(self, limit: int) -> list[tuple[int, Message]]:
@@ -184,18 +210,11 @@ class MpiCoordinatorTransport:
         return out
 
     def send(self, rank: int, message: Message) -> None:
-        """Start a non-blocking send."""
-        self._sends.append(self._comm.isend(message, dest=rank, tag=message.TAG))
-        if len(self._sends) >= 32:
-            self._sends = [r for r in self._sends if not r.Test()]
-
-    def flush(self) -> None:
-        """Wait for every pending send."""
-        self._mpi.Request.Waitall(self._sends)
-        self._sends.clear()
+        """Start a non-blocking send to one worker."""
+        self._isend(rank, message)
 
 
-class MpiWorkerTransport:
+class MpiWorkerTransport(_MpiEnd):
     """A worker's end over MPI.
 
     Parameters
@@ -205,11 +224,7 @@ class MpiWorkerTransport:
     """
 
     def __init__(self, comm: Any) -> None:
-        from mpi4py import MPI
-
-        self._mpi = MPI
-        self._comm = comm
-        self._sends: list[Any] = []
+        super().__init__(comm, reap_at=8)
         self.rank: int = comm.Get_rank()
 
     def poll(self) -> Message | None:
@@ -222,11 +237,4 @@ class MpiWorkerTransport:
 
     def send(self, message: Message) -> None:
         """Start a non-blocking send to rank 0."""
-        self._sends.append(self._comm.isend(message, dest=0, tag=message.TAG))
-        if len(self._sends) >= 8:
-            self._sends = [r for r in self._sends if not r.Test()]
-
-    def flush(self) -> None:
-        """Wait for every pending send."""
-        self._mpi.Request.Waitall(self._sends)
-        self._sends.clear()
+        self._isend(0, message)

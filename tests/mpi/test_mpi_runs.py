@@ -158,20 +158,7 @@ def test_worker_exception_aborts_the_job_promptly(
 def test_sigterm_drains_and_keeps_every_finished_range(
     mpiexec: Path, tmp_path: Path, launcher_tmp: Path
 ) -> None:
-    write_jobs(tmp_path, [demo_job(panda_id=51, n_events=2000, sleep_per_event=0.02)])
-    argv = [str(mpiexec), "-n", "3", sys.executable, "-m", "hpcpilot", "run", "--workdir", str(tmp_path)]
-    proc = subprocess.Popen(
-        argv,
-        cwd=REPO,
-        env=pilot_env({"TMPDIR": str(launcher_tmp)}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while not any(r["ev"] == "finished" for r in _journal_so_far(tmp_path)):
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.2)
+    proc = _start_and_wait_for_work(mpiexec, tmp_path, launcher_tmp, ranks=3, n_events=2000)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 3, err[-2000:]
@@ -210,9 +197,10 @@ def _rank_process(launcher: subprocess.Popen[str], rank: int) -> psutil.Process:
 
 
 def _start_and_wait_for_work(
-    mpiexec: Path, workdir: Path, launcher_tmp: Path, ranks: int
+    mpiexec: Path, workdir: Path, launcher_tmp: Path, ranks: int, n_events: int = 600
 ) -> subprocess.Popen[str]:
-    write_jobs(workdir, [demo_job(panda_id=71, n_events=600, sleep_per_event=0.02)])
+    """Start a run of a demo job with 20 ms events; return once some range has finished."""
+    write_jobs(workdir, [demo_job(panda_id=71, n_events=n_events, sleep_per_event=0.02)])
     argv = [
         str(mpiexec),
         "-n",
