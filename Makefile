@@ -16,6 +16,9 @@ MPI_EXTRA ?= mpich
 MPIEXEC ?= $(BIN)/mpiexec
 RANKS ?= 4
 DEMO_DIR ?= demo-run
+# mpiexec hands rank 0 a pipe, not the terminal: redraw the status line in place when make's own
+# stderr is a terminal
+STATUS_MODE ?= $(shell [ -t 2 ] && echo redraw || echo lines)
 
 .PHONY: venv run test lint docs bench clean
 
@@ -33,7 +36,7 @@ $(VENV)/.installed: pyproject.toml
 run: venv
 	rm -rf $(DEMO_DIR)
 	$(BIN)/python -m hpcpilot demo --workdir $(DEMO_DIR) --setup-only
-	$(MPIEXEC) -n $(RANKS) $(BIN)/python -m hpcpilot run --workdir $(DEMO_DIR)
+	$(MPIEXEC) -n $(RANKS) $(BIN)/python -m hpcpilot run --workdir $(DEMO_DIR) --set run.status_mode=$(STATUS_MODE)
 
 test: venv
 	$(BIN)/python -m pytest

@@ -45,7 +45,6 @@ def run_pilot(load: Callable[[], object]) -> int:
         The exit code (see `hpcpilot.cli`).
     """
     world = par.detect_world()
-    printer = StatusPrinter(sys.stderr, sys.stderr.isatty()) if world.rank == 0 else None
     settings, error = None, None
     if world.rank == 0:
         try:
@@ -63,11 +62,18 @@ def run_pilot(load: Callable[[], object]) -> int:
         if world.rank == 0:
             print(f"hpcpilot: configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    return par.guarded(world, lambda: _run_role(world, settings, printer))
+    return par.guarded(world, lambda: _run_role(world, settings))
 
 
-def _run_role(world: par.World, settings: Settings, printer: StatusPrinter | None) -> int:
+def _status_printer(settings: Settings) -> StatusPrinter:
+    mode = settings.run.status_mode
+    redraw = mode == "redraw" or (mode == "auto" and sys.stderr.isatty())
+    return StatusPrinter(sys.stderr, redraw)
+
+
+def _run_role(world: par.World, settings: Settings) -> int:
     layout = WorkLayout(Path(settings.run.workdir).resolve())
+    printer = _status_printer(settings) if world.rank == 0 else None
     buffer = setup_logging(
         rank=world.rank,
         host=world.host,

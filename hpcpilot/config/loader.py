@@ -89,6 +89,7 @@ _RULES: Mapping[str, _Rule] = {
     "eventservice.prefetch_per_slot": _Rule(minimum=1),
     "parallel.batch_size": _Rule(minimum=1),
     "run.log_level": _Rule(choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+    "run.status_mode": _Rule(choices=("auto", "redraw", "lines")),
 }
 
 

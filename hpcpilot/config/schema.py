@@ -23,7 +23,12 @@ class RunSettings:
     max_jobs
         Stop taking jobs after this many (0: no limit).
     status_interval_s
-        Seconds between two status lines on rank 0.
+        Seconds between two updates of rank 0's status line.
+    status_mode
+        How the status line is shown: ``redraw`` (one line rewritten in place, for a terminal),
+        ``lines`` (plain lines, every 2 s at first, every 10 s after 30 s, every minute after 10 min:
+        for logs), or ``auto`` (``redraw`` if rank 0's stderr is a terminal, else ``lines``; under
+        ``mpiexec``/``srun`` it is a pipe even when the launcher's output is a terminal).
     log_level
         Logging level of the pilot's own loggers (DEBUG, INFO, WARNING, ERROR).
     """
@@ -32,6 +37,7 @@ class RunSettings:
     communicator: str = "local"
     max_jobs: int = 0
     status_interval_s: float = 1.0
+    status_mode: str = "auto"
     log_level: str = "INFO"
 
 

@@ -6,6 +6,15 @@ import time
 from typing import TextIO
 
 
+def plain_interval_s(elapsed_s: float) -> float:
+    """Seconds between two plain status lines: 2 in the first 30 s, 10 until 10 min, then 60."""
+    if elapsed_s < 30:
+        return 2.0
+    if elapsed_s < 600:
+        return 10.0
+    return 60.0
+
+
 class StatusPrinter:
     """Shows status lines on ``stream``.
 
@@ -13,54 +22,58 @@ class StatusPrinter:
     ----------
     stream
         Where to write (rank 0's stderr).
-    is_tty
-        Redraw one line in place (True), or print a full line every ``plain_interval_s`` (False).
-    plain_interval_s
-        Seconds between two lines when not on a terminal.
+    redraw
+        Rewrite one line in place (for a terminal), or print plain lines at the pace of
+        `plain_interval_s` (for a log).
     """
 
-    def __init__(self, stream: TextIO, is_tty: bool, plain_interval_s: float = 10.0) -> None:
+    def __init__(self, stream: TextIO, redraw: bool) -> None:
         self.stream = stream
-        self.is_tty = is_tty
-        self.plain_interval_s = plain_interval_s
+        self.redraw_in_place = redraw
         self._line = ""
         self._shown = False
-        self._last_plain = 0.0
+        self._started = time.monotonic()
+        self._last_plain: float | None = None
+        self._printed = ""
 
     def show(self, line: str) -> None:
         """Show a new status line."""
         self._line = line
-        if self.is_tty:
+        if self.redraw_in_place:
             self.stream.write("\r\033[K" + line)
             self.stream.flush()
             self._shown = True
-        elif time.monotonic() - self._last_plain >= self.plain_interval_s:
-            self._print_plain()
+            return
+        now = time.monotonic()
+        last = self._last_plain
+        if last is None or now - last >= plain_interval_s(now - self._started):
+            self._print_plain(now)
 
     def clear(self) -> None:
         """Remove the line from the terminal (before a log record is written)."""
-        if self.is_tty and self._shown:
+        if self.redraw_in_place and self._shown:
             self.stream.write("\r\033[K")
             self._shown = False
 
     def redraw(self) -> None:
         """Put the line back after a log record."""
-        if self.is_tty and self._line:
+        if self.redraw_in_place and self._line:
             self.stream.write(self._line)
             self.stream.flush()
             self._shown = True
 
     def finish(self) -> None:
         """Leave the last status line on its own line."""
-        if self.is_tty:
+        if self.redraw_in_place:
             if self._shown:
                 self.stream.write("\n")
                 self.stream.flush()
                 self._shown = False
-        elif self._line:
-            self._print_plain()
+        elif self._line and self._line != self._printed:
+            self._print_plain(time.monotonic())
 
-    def _print_plain(self) -> None:
+    def _print_plain(self, now: float) -> None:
         self.stream.write(f"status: {self._line}\n")
         self.stream.flush()
-        self._last_plain = time.monotonic()
+        self._last_plain = now
+        self._printed = self._line
