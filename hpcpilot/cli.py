@@ -19,9 +19,14 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hpcpilot import __version__
 from hpcpilot.model.errors import ConfigError
+
+if TYPE_CHECKING:  # the loader (and PyYAML) is imported on rank 0 only, when settings are loaded
+    from hpcpilot.config.loader import LoadedConfig
+    from hpcpilot.config.schema import Settings
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -102,8 +107,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
     return overrides
 
 
-def load_settings(args: argparse.Namespace) -> object:
-    """Load the layered settings for ``args`` (rank 0 only); returns a LoadedConfig."""
+def load_settings(args: argparse.Namespace) -> LoadedConfig:
+    """Load the layered settings for ``args`` (rank 0 only)."""
     from hpcpilot.config.loader import load_config
 
     return load_config(site=args.site, site_file=args.site_config, overrides=_overrides(args))
@@ -127,11 +132,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_pilot(lambda: _settings_for_run(args))
 
 
-def _settings_for_run(args: argparse.Namespace) -> object:
-    from hpcpilot.config.loader import LoadedConfig
-
+def _settings_for_run(args: argparse.Namespace) -> Settings:
     loaded = load_settings(args)
-    assert isinstance(loaded, LoadedConfig)
     workdir = Path(loaded.settings.run.workdir)
     if not workdir.is_dir():
         raise ConfigError(f"run.workdir: {workdir} is not a directory ({loaded.origins['run.workdir']})")
@@ -165,7 +167,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    from hpcpilot.config.loader import LoadedConfig, check_config_file, format_config
+    from hpcpilot.config.loader import check_config_file, format_config
 
     if args.config_command == "show":
         try:
@@ -173,7 +175,6 @@ def _cmd_config(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             print(f"hpcpilot: configuration error: {exc}", file=sys.stderr)
             return EXIT_CONFIG
-        assert isinstance(loaded, LoadedConfig)
         sys.stdout.write(format_config(loaded))
         return EXIT_OK
     status = EXIT_OK

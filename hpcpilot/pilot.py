@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_JOBS_FAILED = 0, 1, 2, 3
 
 
-def run_pilot(load: Callable[[], object]) -> int:
+def run_pilot(load: Callable[[], Settings]) -> int:
     """Run the pilot on this rank.
 
     Parameters
@@ -48,9 +48,7 @@ def run_pilot(load: Callable[[], object]) -> int:
     settings, error = None, None
     if world.rank == 0:
         try:
-            loaded = load()
-            assert isinstance(loaded, Settings)
-            settings = loaded
+            settings = load()
             layout = WorkLayout(Path(settings.run.workdir).resolve())
             layout.log_dir.mkdir(parents=True, exist_ok=True)
         except HpcPilotError as exc:
