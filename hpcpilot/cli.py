@@ -22,16 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpcpilot import __version__
-from hpcpilot.model.errors import ConfigError
+from hpcpilot.model.errors import ConfigError, ExitCode
 
 if TYPE_CHECKING:  # the loader (and PyYAML) is imported on rank 0 only, when settings are loaded
     from hpcpilot.config.loader import LoadedConfig
     from hpcpilot.config.schema import Settings
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_CONFIG = 2
-EXIT_JOBS_FAILED = 3
 
 log = logging.getLogger("hpcpilot.cli")
 
@@ -155,13 +151,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         path = write_demo(workdir, [job], force=args.force)
     except (ValueError, OSError) as exc:
         print(f"hpcpilot demo: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     print(
         f"demo job {job['PandaID']} ({args.events} events, {args.mode} mode) written to {path}",
         file=sys.stderr,
     )
     if args.setup_only:
-        return EXIT_OK
+        return ExitCode.OK
     args.workdir = str(workdir)
     return _cmd_run(args)
 
@@ -174,16 +170,16 @@ def _cmd_config(args: argparse.Namespace) -> int:
             loaded = load_settings(args)
         except ConfigError as exc:
             print(f"hpcpilot: configuration error: {exc}", file=sys.stderr)
-            return EXIT_CONFIG
+            return ExitCode.CONFIG
         sys.stdout.write(format_config(loaded))
-        return EXIT_OK
-    status = EXIT_OK
+        return ExitCode.OK
+    status = ExitCode.OK
     for path in args.files:
         try:
             check_config_file(path)
         except ConfigError as exc:
             print(f"FAIL {path}: {exc}")
-            status = EXIT_CONFIG
+            status = ExitCode.CONFIG
         else:
             print(f"ok   {path}")
     return status
@@ -197,4 +193,4 @@ def _cmd_plugins() -> int:
     for info in infos:
         state = "loads" if info.loads else f"FAILS: {info.error}"
         print(f"{info.family + ' / ' + info.name:<{width}} {state:<6} {info.origin}")
-    return EXIT_OK if all(i.loads for i in infos) else EXIT_ERROR
+    return ExitCode.OK if all(i.loads for i in infos) else ExitCode.ERROR

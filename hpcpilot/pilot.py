@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpcpilot.config.schema import Settings
-from hpcpilot.model.errors import HpcPilotError
+from hpcpilot.model.errors import ExitCode, HpcPilotError
 from hpcpilot.model.layout import WorkLayout
 from hpcpilot.parallel import run as par
 from hpcpilot.runtime.logs import setup_logging
@@ -27,8 +27,6 @@ if TYPE_CHECKING:  # rank 0's modules stay out of the workers' import path
     from hpcpilot.runtime.journal import Journal
 
 log = logging.getLogger(__name__)
-
-EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_JOBS_FAILED = 0, 1, 2, 3
 
 
 def run_pilot(load: Callable[[], Settings]) -> int:
@@ -59,7 +57,7 @@ def run_pilot(load: Callable[[], Settings]) -> int:
     if error is not None or settings is None:
         if world.rank == 0:
             print(f"hpcpilot: configuration error: {error}", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     return par.guarded(world, lambda: _run_role(world, settings))
 
 
@@ -86,7 +84,7 @@ def _run_role(world: par.World, settings: Settings) -> int:
             world, par.worker_transport(world), settings, layout, buffer.drain if buffer else tuple
         )
         par.run_worker(worker, settings, signals)
-        return EXIT_OK
+        return ExitCode.OK
     assert printer is not None
     log.info("hpcpilot on %d rank(s), work directory %s", world.size, layout.root)
     from hpcpilot.parallel.coordinator import Coordinator
@@ -132,7 +130,7 @@ def _conclude(coordinator: Coordinator, layout: WorkLayout) -> int:
     sys.stdout.write(format_summary(summary))
     sys.stdout.flush()
     if coordinator.fatal_error is not None:
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     if any(job["state"] != "finished" for job in summary["jobs"]):
-        return EXIT_JOBS_FAILED
-    return EXIT_OK
+        return ExitCode.JOBS_FAILED
+    return ExitCode.OK

@@ -61,6 +61,15 @@ class ErrorCode(enum.IntEnum):
     NO_JOBS_IN_PANDA = 1385
 
 
+class ExitCode(enum.IntEnum):
+    """Exit codes of ``hpcpilot run`` and ``hpcpilot demo`` (and of every rank's process)."""
+
+    OK = 0  #: every job finished (or the command succeeded)
+    ERROR = 1  #: an unexpected error; the MPI job was aborted
+    CONFIG = 2  #: bad configuration, unusable work directory, or no jobs could be read
+    JOBS_FAILED = 3  #: the run ended normally but some job failed or was cut short
+
+
 class HpcPilotError(Exception):
     """Root of every error hpcpilot raises on purpose.
 

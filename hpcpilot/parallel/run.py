@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hpcpilot.config.schema import Settings
+from hpcpilot.model.errors import ExitCode
 from hpcpilot.model.layout import WorkLayout
 from hpcpilot.parallel.messages import NodeInfo
 from hpcpilot.parallel.transport import (
@@ -98,8 +99,8 @@ def guarded(world: World, body: Callable[[], int]) -> int:
         if killed:
             log.critical("killed %d payload process group(s) before aborting", killed)
         time.sleep(ABORT_GRACE_S)  # let the launcher forward that line before MPI_Abort
-        world.abort(1)
-        return 1
+        world.abort(ExitCode.ERROR)
+        return ExitCode.ERROR
 
 
 def _backoff(settings: Settings) -> Backoff:
