@@ -16,13 +16,13 @@ Rank 0 writes one JSON object to ``--out``: ``n``, ``workers``, ``batch``, ``pay
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mpi4py import MPI
+from run_result import emit_result
 
 
 def parse_args() -> argparse.Namespace:
@@ -114,22 +114,16 @@ def main() -> None:
     workers = comm.Get_size() - 1
     tally = coordinate(comm, args.n, args.batch, args.max_s)
     wall, done = tally.last - tally.first, tally.done
-    result = {
-        "system": "bare",
-        "n": done,
-        "busy_ranks": sorted(tally.busy_ranks),
-        "workers": workers,
-        "batch": args.batch,
-        "payload_s": args.payload,
-        "wall_s": wall,
-        "rate": done / wall if wall > 0 else 0.0,
-        "utilisation": done * args.payload / (workers * wall) if wall > 0 else 0.0,
-    }
-    text = json.dumps(result)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
-    else:
-        print(text)
+    emit_result(
+        "bare",
+        done=done,
+        wall=wall,
+        workers=workers,
+        batch=args.batch,
+        payload_s=args.payload,
+        out=args.out,
+        busy_ranks=sorted(tally.busy_ranks),
+    )
 
 
 if __name__ == "__main__":

@@ -10,12 +10,12 @@ a task that sleeps ``--payload`` seconds (no sleep for 0). Writes the same JSON 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from itertools import repeat
 from pathlib import Path
 
 from mpi4py.futures import MPIPoolExecutor
+from run_result import emit_result
 
 
 def task(index: int, payload_s: float) -> int:
@@ -64,21 +64,15 @@ def main() -> None:
         executor.bootup(wait=True)
         workers = executor.num_workers
         done, wall = run_map(executor, args.n, args.batch, args.payload, args.max_s)
-    result = {
-        "system": "pool",
-        "n": done,
-        "workers": workers,
-        "batch": args.batch,
-        "payload_s": args.payload,
-        "wall_s": wall,
-        "rate": done / wall if wall > 0 else 0.0,
-        "utilisation": done * args.payload / (workers * wall) if wall > 0 else 0.0,
-    }
-    text = json.dumps(result)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
-    else:
-        print(text)
+    emit_result(
+        "pool",
+        done=done,
+        wall=wall,
+        workers=workers,
+        batch=args.batch,
+        payload_s=args.payload,
+        out=args.out,
+    )
 
 
 if __name__ == "__main__":

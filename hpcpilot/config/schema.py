@@ -105,8 +105,8 @@ class ParallelSettings:
     Attributes
     ----------
     batch_size
-        Most ranges in one assignment; a worker with no request out reports as soon as it holds this
-        many results.
+        Most ranges in one assignment; a busy worker with no request out reports as soon as it holds
+        this many results (an idle worker reports at once).
     report_interval_s
         Longest a finished range's result waits at a worker before it is sent.
     spin_s

@@ -285,11 +285,12 @@ class Worker:
             and capacity - running_cores - queued_cores > 0
         )
         n_results = len(self.range_results) + len(self.payload_results)
-        # While a request is out, results wait to ride on the next one (report_interval_s at most);
-        # otherwise a full batch, or a worker with nothing left to run, sends them at once.
+        # A worker with nothing left to run reports at once (outputs are reported as soon as they
+        # exist); a full batch waits for the next request while one is out; report_interval_s caps it.
         due = n_results and (
-            time.monotonic() - self.oldest_result >= self.settings.parallel.report_interval_s
-            or (not self.request_outstanding and (n_results >= self._batch or (busy == 0 and not self.queue)))
+            (busy == 0 and not self.queue)
+            or time.monotonic() - self.oldest_result >= self.settings.parallel.report_interval_s
+            or (n_results >= self._batch and not self.request_outstanding)
         )
         if not (wants or due or not self.hello_sent):
             return False

@@ -1,0 +1,97 @@
+"""The worker loop, driven in process through a LocalLink."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from hpcpilot.config.schema import EventServiceSettings, ParallelSettings, Settings
+from hpcpilot.model.job import FileSpec, Job
+from hpcpilot.model.layout import WorkLayout
+from hpcpilot.model.ranges import EventRange, RangeState
+from hpcpilot.parallel.messages import Assignment, NodeInfo, RangeTask, WorkerUpdate
+from hpcpilot.parallel.transport import LocalLink
+from hpcpilot.parallel.worker import Worker
+
+JOB = Job(
+    panda_id=5, transformation="sleep", job_pars="0", event_service=True, output_files=(FileSpec("o.dat"),)
+)
+
+
+def worker(tmp_path: Path, batch: int = 64) -> tuple[Worker, LocalLink]:
+    (tmp_path / "5" / "logs").mkdir(parents=True)
+    settings = Settings(
+        eventservice=EventServiceSettings(mode="sleep"),
+        parallel=ParallelSettings(batch_size=batch, report_interval_s=30.0),
+    )
+    link = LocalLink()
+    return Worker(link.worker, settings, WorkLayout(tmp_path), NodeInfo(1, "n1", 2), os.environ), link
+
+
+def updates(link: LocalLink) -> list[WorkerUpdate]:
+    out = [m for m in link.to_coordinator if isinstance(m, WorkerUpdate)]
+    link.to_coordinator.clear()
+    return out
+
+
+def run_steps(w: Worker, seconds: float = 0.2) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        w.step()
+
+
+def task(i: int) -> RangeTask:
+    return RangeTask(5, EventRange(f"1-5-1-{i}-1", i, i), 1)
+
+
+def test_first_update_says_hello_and_asks_for_prefetch(tmp_path: Path) -> None:
+    w, link = worker(tmp_path)
+    w.step()
+    [hello] = updates(link)
+    assert hello.node == NodeInfo(1, "n1", 2)
+    assert hello.want_cores == 2 * (1 + 2)  # cores x (1 + prefetch_per_slot)
+    assert w.request_outstanding
+
+
+def test_an_idle_worker_reports_at_once_even_with_a_request_out(tmp_path: Path) -> None:
+    w, link = worker(tmp_path)
+    w.step()
+    updates(link)
+    link.to_worker.append(Assignment((JOB,), (task(1),)))
+    run_steps(w)
+    sent = updates(link)
+    finished = [r for u in sent for r in u.ranges]
+    assert [r.range_id for r in finished] == ["1-5-1-1-1"]
+    assert finished[0].state is RangeState.FINISHED
+    assert w.request_outstanding  # it asked for more while the range ran, and got no answer yet
+
+
+def test_a_busy_worker_holds_results_until_it_asks_again(tmp_path: Path) -> None:
+    w, link = worker(tmp_path, batch=1)
+    w.step()
+    updates(link)
+    long_job = Job(
+        panda_id=5,
+        transformation="sleep",
+        job_pars="30",
+        event_service=True,
+        output_files=(FileSpec("o.dat"),),
+    )
+    quick = Job(
+        panda_id=6,
+        transformation="sleep",
+        job_pars="0",
+        event_service=True,
+        output_files=(FileSpec("o.dat"),),
+    )
+    (tmp_path / "6" / "logs").mkdir(parents=True)
+    link.to_worker.append(
+        Assignment((long_job, quick), (task(1), RangeTask(6, EventRange("1-6-1-1-1", 1, 1), 1)))
+    )
+    run_steps(w)
+    held = [r for u in updates(link) for r in u.ranges]
+    assert held == []  # one slot still busy, a request out: the finished range waits for it
+    link.to_worker.append(Assignment((), ()))  # the answer: nothing more
+    run_steps(w)
+    assert [r.range_id for u in updates(link) for r in u.ranges] == ["1-6-1-1-1"]
