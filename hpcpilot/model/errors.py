@@ -154,9 +154,3 @@ class PayloadError(HpcPilotError):
     """A payload could not be started or failed."""
 
     default_code = ErrorCode.PAYLOAD_EXECUTION_FAILURE
-
-
-class ParallelError(HpcPilotError):
-    """The MPI layer met a protocol violation or an unexpected message."""
-
-    default_code = ErrorCode.MESSAGE_HANDLING_FAILURE

@@ -108,7 +108,6 @@ class Books:
         self.range_queue: deque[RangeTask] = deque()
         self.plain_queue: deque[int] = deque()
         self.draining = False
-        self.started = time.time()
         self.ranges_finished = 0
         self.ranges_fatal = 0
         self.ranges_failed_attempts = 0
@@ -213,7 +212,7 @@ class Books:
                 continue
             # a job larger than the node gets a whole idle node rather than never running
             worker.free_cores = max(worker.free_cores - cores, 0)
-            worker.want_cores -= book.job.core_count
+            worker.want_cores -= cores
             book.phase = JobPhase.RUNNING
             book.state = JobState.RUNNING
             book.in_flight = 1

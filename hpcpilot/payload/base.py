@@ -120,10 +120,6 @@ class SlotRunner(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """No more items will come: end any long-lived process gently (never blocks)."""
 
-    def kill(self, reason: ErrorCode, diag: str) -> list[ItemResult]:
-        """Stop at once (process group killed after the grace period); the in-flight item fails."""
-        return []
-
 
 def payload_env(context: SlotContext, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a payload: the base environment plus the job's facts."""

@@ -93,15 +93,6 @@ class ProcessRunner(SlotRunner):
         tail = tail_of_file(self.err_path, self._err_offset, 500)
         return [self.failed(item, code, f"{diag}: {tail}" if tail else diag, info)]
 
-    def kill(self, reason: ErrorCode, diag: str) -> list[ItemResult]:
-        """Kill the running item's process group; the item fails with ``reason``."""
-        if self._item is None:
-            return []
-        item, self._item, self._start_failure = self._item, None, None
-        info = self._proc.stop(self.context.settings.kill_grace_s) if self._proc else None
-        self._proc = None
-        return [self.failed(item, reason, diag, info)]
-
     @property
     def started(self) -> float:
         """When the current (or last) item started (``time.monotonic``)."""

@@ -11,7 +11,7 @@ import time
 from hpcpilot.model.errors import ErrorCode, PayloadError
 from hpcpilot.model.ranges import RangeState
 from hpcpilot.model.results import RangeResult
-from hpcpilot.payload.base import ItemResult, SlotContext, SlotRunner, WorkItem, failed_range
+from hpcpilot.payload.base import ItemResult, SlotContext, SlotRunner, WorkItem
 
 
 class SleepRunner(SlotRunner):
@@ -55,13 +55,6 @@ class SleepRunner(SlotRunner):
                 wall_s=time.monotonic() - self._started,
             )
         ]
-
-    def kill(self, reason: ErrorCode, diag: str) -> list[ItemResult]:
-        """Abandon the waiting range; it fails with ``reason``."""
-        if self._item is None:
-            return []
-        item, self._item = self._item, None
-        return [failed_range(item, reason, diag, self._started)]
 
     def wake_in_s(self) -> float | None:
         """Seconds until the in-flight range finishes; lets the worker sleep exactly that long."""

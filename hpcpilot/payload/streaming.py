@@ -99,18 +99,6 @@ class StreamingRunner(SlotRunner):
                 self._proc.popen.stdin.close()
             self._close_deadline = time.monotonic() + self.context.settings.kill_grace_s
 
-    def kill(self, reason: ErrorCode, diag: str) -> list[ItemResult]:
-        """Kill the payload's process group; the in-flight range fails with ``reason``."""
-        results, self._pending = self._pending, []
-        cpu = 0.0
-        if self._proc is not None:
-            cpu = self._proc.stop(self.context.settings.kill_grace_s).cpu_s
-            self._proc = None
-        if self._item is not None:
-            results.append(failed_range(self._item, reason, diag, self._started, cpu))
-            self._item = None
-        return results
-
     def _start(self) -> ProcessGroup:
         out_fd, err_fd = open_log(self._out_path), open_log(self._err_path)
         try:
