@@ -18,24 +18,17 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+import yardstick
 from mpi4py import MPI
-from run_result import emit_result
 
 
 def parse_args() -> argparse.Namespace:
     """The command line."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, required=True, help="ranges to dispatch")
-    parser.add_argument("--batch", type=int, default=1, help="most ids per reply")
-    parser.add_argument("--payload", type=float, default=0.0, help="seconds per range")
-    parser.add_argument(
-        "--max-s", type=float, default=0.0, help="stop handing out work after this many seconds (0: no limit)"
+    return yardstick.parse_args(
+        __doc__, ranges="ranges to dispatch", batch="most ids per reply", stop="stop handing out work"
     )
-    parser.add_argument("--out", type=Path, help="where rank 0 writes its JSON result")
-    return parser.parse_args()
 
 
 @dataclass
@@ -114,7 +107,7 @@ def main() -> None:
     workers = comm.Get_size() - 1
     tally = coordinate(comm, args.n, args.batch, args.max_s)
     wall, done = tally.last - tally.first, tally.done
-    emit_result(
+    yardstick.emit_result(
         "bare",
         done=done,
         wall=wall,

@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import time
 from itertools import repeat
-from pathlib import Path
 
+import yardstick
 from mpi4py.futures import MPIPoolExecutor
-from run_result import emit_result
 
 
 def task(index: int, payload_s: float) -> int:
@@ -46,15 +45,9 @@ def run_map(
 
 def parse_args() -> argparse.Namespace:
     """The command line."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, required=True, help="ranges (tasks)")
-    parser.add_argument("--batch", type=int, default=1, help="map's chunksize")
-    parser.add_argument("--payload", type=float, default=0.0, help="seconds per task")
-    parser.add_argument(
-        "--max-s", type=float, default=0.0, help="stop taking results after this many seconds (0: no limit)"
+    return yardstick.parse_args(
+        __doc__, ranges="ranges (tasks)", batch="map's chunksize", stop="stop taking results"
     )
-    parser.add_argument("--out", type=Path, help="where to write the JSON result")
-    return parser.parse_args()
 
 
 def main() -> None:
@@ -64,7 +57,7 @@ def main() -> None:
         executor.bootup(wait=True)
         workers = executor.num_workers
         done, wall = run_map(executor, args.n, args.batch, args.payload, args.max_s)
-    emit_result(
+    yardstick.emit_result(
         "pool",
         done=done,
         wall=wall,
