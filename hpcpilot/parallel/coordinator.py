@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from hpcpilot.comm.base import Communicator, JobReport
+from hpcpilot.comm.base import BadJob, Communicator, JobReport
 from hpcpilot.config.schema import Settings
 from hpcpilot.model.errors import CommunicatorError, ErrorCode, HpcPilotError
 from hpcpilot.model.job import Job
@@ -316,29 +316,22 @@ class Coordinator:
             return False
         self.jobs_exhausted = batch.exhausted
         for bad in batch.bad:
-            log.error("bad job definition: %s", bad.error)
-            if bad.panda_id is not None:
-                self.comm.report_job(
-                    JobReport(
-                        bad.panda_id,
-                        JobState.FAILED,
-                        int(bad.error.code),
-                        str(bad.error),
-                        start_time=time.time(),
-                        end_time=time.time(),
-                    )
-                )
-                self.journal.append("job", job=bad.panda_id, state="failed", code=int(bad.error.code))
-                self._bad_jobs.append(
-                    {
-                        "PandaID": bad.panda_id,
-                        "error_code": int(bad.error.code),
-                        "error_diag": str(bad.error),
-                    }
-                )
+            self._fail_bad_job(bad)
         for job in batch.jobs:
             self._add_job(job)
         return bool(batch.jobs or batch.bad)
+
+    def _fail_bad_job(self, bad: BadJob) -> None:
+        """A job definition that could not be parsed fails alone (reported when its PandaID is known)."""
+        log.error("bad job definition: %s", bad.error)
+        if bad.panda_id is None:
+            return
+        code, diag, now = int(bad.error.code), str(bad.error), time.time()
+        self.comm.report_job(
+            JobReport(bad.panda_id, JobState.FAILED, code, diag, start_time=now, end_time=now)
+        )
+        self.journal.append("job", job=bad.panda_id, state="failed", code=code)
+        self._bad_jobs.append({"PandaID": bad.panda_id, "error_code": code, "error_diag": diag})
 
     def _add_job(self, job: Job) -> None:
         book = self.books.add_job(job)
