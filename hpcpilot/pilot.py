@@ -17,6 +17,7 @@ from hpcpilot.config.schema import Settings
 from hpcpilot.model.errors import ExitCode, HpcPilotError
 from hpcpilot.model.layout import WorkLayout
 from hpcpilot.parallel import run as par
+from hpcpilot.parallel.transport import LocalLink, MpiCoordinatorTransport, MpiWorkerTransport
 from hpcpilot.runtime.logs import setup_logging
 from hpcpilot.runtime.signals import SignalFlag
 from hpcpilot.runtime.terminal import StatusPrinter
@@ -81,7 +82,7 @@ def _run_role(world: par.World, settings: Settings) -> int:
     signals.install()
     if world.rank != 0:
         worker = par.make_worker(
-            world, par.worker_transport(world), settings, layout, buffer.drain if buffer else tuple
+            world, MpiWorkerTransport(world.comm), settings, layout, buffer.drain if buffer else tuple
         )
         par.run_worker(worker, settings, signals)
         return ExitCode.OK
@@ -92,15 +93,15 @@ def _run_role(world: par.World, settings: Settings) -> int:
     communicator = _communicator(settings, layout)
     journal = _journal(layout)
     if world.size == 1:
-        link = par.local_link()
+        link = LocalLink()
         coordinator = Coordinator(link.coordinator, settings, layout, communicator, journal, printer.show)
         worker = par.make_worker(world, link.worker, settings, layout, tuple)
         par.run_single(coordinator, worker, settings, signals)
     else:
         coordinator = Coordinator(
-            par.coordinator_transport(world), settings, layout, communicator, journal, printer.show
+            MpiCoordinatorTransport(world.comm), settings, layout, communicator, journal, printer.show
         )
-        par.run_coordinator(world, coordinator, settings, signals)
+        par.run_coordinator(coordinator, settings, signals)
     printer.finish()
     journal.close()
     communicator.close()

@@ -20,12 +20,7 @@ from hpcpilot.config.schema import Settings
 from hpcpilot.model.errors import ExitCode
 from hpcpilot.model.layout import WorkLayout
 from hpcpilot.parallel.messages import NodeInfo
-from hpcpilot.parallel.transport import (
-    Backoff,
-    LocalLink,
-    MpiCoordinatorTransport,
-    MpiWorkerTransport,
-)
+from hpcpilot.parallel.transport import Backoff
 from hpcpilot.parallel.worker import Worker
 from hpcpilot.runtime.process import kill_all
 from hpcpilot.runtime.signals import SignalFlag
@@ -108,7 +103,7 @@ def _backoff(settings: Settings) -> Backoff:
     return Backoff(p.spin_s, p.max_sleep_s, p.idle_hot_s, p.yield_s)
 
 
-def run_coordinator(world: World, coordinator: Coordinator, settings: Settings, signals: SignalFlag) -> None:
+def run_coordinator(coordinator: Coordinator, settings: Settings, signals: SignalFlag) -> None:
     """Rank 0's loop, for a world of more than one rank."""
     backoff = _backoff(settings)
     while not coordinator.done:
@@ -159,18 +154,3 @@ def make_worker(
     """A worker for this rank's node."""
     node = NodeInfo(world.rank, world.host, node_cores(settings))
     return Worker(transport, settings, layout, node, os.environ, drain_logs)
-
-
-def coordinator_transport(world: World) -> MpiCoordinatorTransport:
-    """Rank 0's MPI transport."""
-    return MpiCoordinatorTransport(world.comm)
-
-
-def worker_transport(world: World) -> MpiWorkerTransport:
-    """A worker's MPI transport."""
-    return MpiWorkerTransport(world.comm)
-
-
-def local_link() -> LocalLink:
-    """The in-process link of a world of one rank."""
-    return LocalLink()
