@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -87,12 +88,8 @@ class LocalCommunicator(Communicator):
         cutter = self._cutters.get(job.panda_id)
         if cutter is None:
             cutter = self._cutters[job.panda_id] = cut_ranges(job, self.settings.local.events_per_range)
-        ranges = []
-        for rng in cutter:
-            ranges.append(rng)
-            if len(ranges) >= n:
-                break
-        return RangeBatch(tuple(ranges), exhausted=len(ranges) < n)
+        ranges = tuple(islice(cutter, n))
+        return RangeBatch(ranges, exhausted=len(ranges) < n)
 
     def report_ranges(self, job: Job, results: Sequence[RangeResult], fatal: Sequence[str]) -> None:
         """Nothing to do: the journal in the work directory already holds every range's state."""
@@ -114,7 +111,7 @@ class LocalCommunicator(Communicator):
             "coreCount": report.core_count,
             "timestamp": time.time(),
         }
-        write_json_atomic(self.layout.root / "results.json", self._reports)
+        write_json_atomic(self.layout.results, self._reports)
 
     def _range_feed(self) -> dict[str, list[Any]]:
         if self._feed_error is not None:

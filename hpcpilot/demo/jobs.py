@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from hpcpilot.model.layout import WorkLayout
 from hpcpilot.runtime.atomic import write_json_atomic
 
 DEMO_PANDA_ID = 1001
@@ -108,19 +109,16 @@ def write_demo(workdir: Path, jobs: Iterable[dict[str, Any]], *, force: bool = F
         earlier run's files are removed first.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    journal = workdir / "journal.jsonl"
-    if journal.exists():
+    layout = WorkLayout(workdir)
+    if layout.journal.exists():
         if not force:
-            raise FileExistsError(f"{workdir} already holds a run ({journal.name}); use --force")
-        for name in ("journal.jsonl", "results.json", "summary.json", "logs"):
-            path = workdir / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink(missing_ok=True)
+            raise FileExistsError(f"{workdir} already holds a run ({layout.journal.name}); use --force")
+        for path in (layout.journal, layout.results, layout.summary):
+            path.unlink(missing_ok=True)
+        shutil.rmtree(layout.log_dir, ignore_errors=True)
     job_list = list(jobs)
     for job in job_list:
-        shutil.rmtree(workdir / str(job["PandaID"]), ignore_errors=True)
+        shutil.rmtree(layout.job_dir(int(job["PandaID"])), ignore_errors=True)
     path = workdir / "HPCJobs.json"
     write_json_atomic(path, {str(j["PandaID"]): j for j in job_list})
     return path

@@ -43,6 +43,11 @@ class WorkLayout:
         return self.root / "journal.jsonl"
 
     @property
+    def results(self) -> Path:
+        """The local communicator's job reports (JSON)."""
+        return self.root / "results.json"
+
+    @property
     def summary(self) -> Path:
         """The end-of-run summary (JSON)."""
         return self.root / "summary.json"
