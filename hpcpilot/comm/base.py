@@ -7,6 +7,7 @@ Plugins register under the ``hpcpilot.communicators`` entry-point group.
 
 from __future__ import annotations
 
+import enum
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -74,6 +75,32 @@ class RangeBatch:
     errors: tuple[HpcPilotError, ...] = ()
 
 
+class CommandKind(enum.Enum):
+    """What the workload manager (or an operator) asks of a job or of the whole run."""
+
+    SOFTKILL = "softkill"  # take no new ranges/jobs, let running work finish, end normally
+    TOBEKILLED = "tobekilled"  # stop now: the job fails with 1144 (killed by PanDA)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A command received from the workload manager.
+
+    Attributes
+    ----------
+    kind
+        What to do.
+    panda_id
+        The job it is for, or None for the whole run (every job, and no new ones).
+    source
+        Where it came from (a file path, a server call), for the log.
+    """
+
+    kind: CommandKind
+    panda_id: int | None = None
+    source: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class JobReport:
     """A job's state as reported to the workload manager (heartbeat or final).
@@ -100,6 +127,12 @@ class JobReport:
         CPU and wall-clock seconds used.
     core_count
         Cores per payload.
+    log
+        The job's log tarball (``path``, ``fsize``, ``adler32``) once it exists.
+    metrics
+        Resource figures where known, under PanDA's names (``maxRSS``, ``totRBYTES``, ...).
+    host
+        The node the report comes from (rank 0's host).
     """
 
     panda_id: int
@@ -115,6 +148,9 @@ class JobReport:
     cpu_s: float = 0.0
     wall_s: float = 0.0
     core_count: int = 1
+    log: dict[str, object] | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    host: str = ""
 
 
 class Communicator(ABC):
@@ -126,7 +162,15 @@ class Communicator(ABC):
         The effective settings.
     layout
         The work directory's layout.
+
+    Attributes
+    ----------
+    heartbeat_s
+        Seconds between two ``running`` reports of every open job (0: none). The coordinator sends
+        them; a subclass sets this from its settings.
     """
+
+    heartbeat_s: float = 0.0
 
     def __init__(self, settings: Settings, layout: WorkLayout) -> None:
         self.settings = settings
@@ -142,11 +186,28 @@ class Communicator(ABC):
 
     @abstractmethod
     def report_ranges(self, job: Job, results: Sequence[RangeResult], fatal: Sequence[str]) -> None:
-        """Report a batch of range outcomes (finished outputs, failures, ids declared fatal)."""
+        """Report a batch of range outcomes.
+
+        ``results`` holds every outcome since the last call, including failed attempts that the
+        coordinator has queued again: a communicator reports only the finished ones (with their
+        outputs) and the ids in ``fatal`` (ranges that used all their attempts), never a failed attempt
+        that will be retried here.
+        """
 
     @abstractmethod
     def report_job(self, report: JobReport) -> None:
         """Report a job's state (heartbeat, or final when the state is final)."""
+
+    def poll(self) -> tuple[Command, ...]:
+        """Do periodic work (heartbeat files, delayed writes, replies) and return commands received.
+
+        Called on every step of the coordinator's loop: it must return in microseconds when there is
+        nothing to do (rate-limit any file-system or network look-ups).
+        """
+        return ()
+
+    def set_slots(self, slots: int) -> None:  # noqa: B027 - optional hook
+        """Learn how many payload slots the run has (called whenever it changes): sizes requests."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Flush and release whatever the communicator holds; called once at the end."""

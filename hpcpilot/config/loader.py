@@ -90,6 +90,13 @@ _RULES: Mapping[str, _Rule] = {
     "parallel.batch_size": _Rule(minimum=1),
     "run.log_level": _Rule(choices=("DEBUG", "INFO", "WARNING", "ERROR")),
     "run.status_mode": _Rule(choices=("auto", "redraw", "lines")),
+    "eventservice.exhausted_status": _Rule(choices=("failed", "fatal")),
+    "harvester.job_spec_format": _Rule(choices=("json", "cgi")),
+    "harvester.poll_s": _Rule(minimum=0.01),
+    "panda.api": _Rule(choices=("v1", "legacy")),
+    "panda.retries": _Rule(minimum=1),
+    "panda.timeout_s": _Rule(minimum=0.1),
+    "panda.outbox_max": _Rule(minimum=1),
 }
 
 

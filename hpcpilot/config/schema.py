@@ -61,6 +61,111 @@ class LocalSettings:
 
 
 @dataclass(frozen=True)
+class HarvesterSettings:
+    """The ``harvester`` communicator: Harvester's shared-file protocol in the access point.
+
+    Attributes
+    ----------
+    config_file
+        Harvester's configuration file (``panda_harvester.cfg``): the file names are read from its
+        ``[payload_interaction]`` section; names it does not set keep their usual values.
+    job_spec_format
+        ``json`` or ``cgi`` (urlencoded), as Harvester's messenger ``jobSpecFileFormat``.
+    request_jobs
+        Whether the queue lets the worker ask for more jobs (``worker_requestjob.json``) for idle slots.
+    job_wait_s
+        How long an idle run waits for requested jobs before it concludes that none will come.
+    request_threshold
+        Ask for more ranges of a job when fewer than this many are cached here (0: 4 per slot).
+    request_ranges
+        ``nRanges`` of one request (0: 8 per slot).
+    poll_s
+        Seconds between two looks at the access point (new jobs, ranges, kill files).
+    report_interval_s
+        Longest a range's outcome waits before ``event_status.dump.json`` is written.
+    heartbeat_s
+        Seconds between two ``running`` worker attributes of every job, and touches of the heartbeat file.
+    pack_ranges
+        Pack each batch of per-range outputs into one tar file, declared as ``zip_output``.
+    softkill_file, kill_file
+        Files an operator creates in the access point: softkill (no new work, finish what runs, end
+        normally) and tobekilled (stop now, jobs fail with 1144). Content: nothing, or
+        ``{"PandaIDs": [...]}`` to name jobs.
+    """
+
+    config_file: str = ""
+    job_spec_format: str = "json"
+    request_jobs: bool = False
+    job_wait_s: float = 600.0
+    request_threshold: int = 0
+    request_ranges: int = 0
+    poll_s: float = 1.0
+    report_interval_s: float = 5.0
+    heartbeat_s: float = 60.0
+    pack_ranges: bool = False
+    softkill_file: str = "pilot_softkill.json"
+    kill_file: str = "pilot_tobekilled.json"
+
+
+@dataclass(frozen=True)
+class PandaSettings:
+    """The ``panda`` communicator: the PanDA server over HTTPS.
+
+    Attributes
+    ----------
+    url
+        The server's base URL (``https://host:25443``).
+    api
+        ``v1`` (``/api/v1/...``) or ``legacy`` (``/server/panda/...``).
+    site_name, computing_element, prod_source_label, resource_type
+        What ``acquire_jobs`` asks for.
+    harvester_id, worker_id
+        Sent with job requests when set.
+    proxy
+        X.509 proxy (certificate and key in one file) used as client certificate (default:
+        ``$X509_USER_PROXY``).
+    token_file
+        File holding an OIDC token sent as ``Authorization: Bearer`` (instead of a proxy).
+    origin
+        The ``Origin`` header sent with a token (the VO, e.g. ``atlas``).
+    ca_path
+        CA certificates: a directory (``$X509_CERT_DIR``) or a bundle file; empty: the system's.
+    timeout_s
+        Timeout of one HTTP call.
+    retries
+        Attempts of one call before it is put back in the outbox.
+    backoff_s, backoff_max_s
+        First and longest pause between attempts (doubling, with jitter).
+    heartbeat_s
+        Seconds between two ``running`` updates of every job.
+    outbox_max
+        Most updates kept on disk while the server is unreachable.
+    gzip
+        Send request bodies gzipped.
+    """
+
+    url: str = ""
+    api: str = "v1"
+    site_name: str = ""
+    computing_element: str = ""
+    prod_source_label: str = "managed"
+    resource_type: str = ""
+    harvester_id: str = ""
+    worker_id: str = ""
+    proxy: str = ""
+    token_file: str = ""
+    origin: str = ""
+    ca_path: str = ""
+    timeout_s: float = 60.0
+    retries: int = 3
+    backoff_s: float = 2.0
+    backoff_max_s: float = 300.0
+    heartbeat_s: float = 1800.0
+    outbox_max: int = 100000
+    gzip: bool = True
+
+
+@dataclass(frozen=True)
 class EventServiceSettings:
     """How event-service jobs are run.
 
@@ -77,12 +182,16 @@ class EventServiceSettings:
     merger
         How per-range outputs become one output per job: ``auto`` (by the output's extension),
         ``none``, or an ``hpcpilot.mergers`` plugin name (``hdf5``).
+    exhausted_status
+        How a range that used all its attempts here is reported to the workload manager: ``failed``
+        (the server may retry it elsewhere) or ``fatal`` (never retried).
     """
 
     mode: str = "auto"
     max_attempts: int = 3
     prefetch_per_slot: int = 2
     merger: str = "auto"
+    exhausted_status: str = "failed"
 
 
 @dataclass(frozen=True)
@@ -156,6 +265,8 @@ class Settings:
 
     run: RunSettings = field(default_factory=RunSettings)
     local: LocalSettings = field(default_factory=LocalSettings)
+    harvester: HarvesterSettings = field(default_factory=HarvesterSettings)
+    panda: PandaSettings = field(default_factory=PandaSettings)
     eventservice: EventServiceSettings = field(default_factory=EventServiceSettings)
     node: NodeSettings = field(default_factory=NodeSettings)
     parallel: ParallelSettings = field(default_factory=ParallelSettings)
