@@ -22,13 +22,18 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]+$")
 
 
 class RangeState(enum.Enum):
-    """Where a range stands. The wire statuses are ``running``, ``finished``, ``failed``, ``fatal``."""
+    """Where a range stands. The wire statuses are ``running``, ``finished``, ``failed``, ``fatal``.
+
+    ``dropped`` is local only: a range this pilot took but will not process (its job was soft-killed
+    or killed); it is not reported, so the server hands it out again.
+    """
 
     QUEUED = "queued"
     ASSIGNED = "running"
     FINISHED = "finished"
     FAILED = "failed"
     FATAL = "fatal"
+    DROPPED = "dropped"
 
     @property
     def is_final(self) -> bool:

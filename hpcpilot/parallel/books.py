@@ -63,6 +63,7 @@ class JobBook:
     exit_code: int | None = None
     outputs: list[OutputFile] = field(default_factory=list)
     merged: OutputFile | None = None
+    log: OutputFile | None = None
 
     @property
     def ranges_done(self) -> bool:
@@ -145,6 +146,23 @@ class Books:
         book.source_exhausted = True
         self.feeding.pop(book.job.panda_id, None)
         self._settled.add(book.job.panda_id)
+
+    def drop_queued(self, book: JobBook) -> list[str]:
+        """Stop handing out a job's work: remove its queued ranges (and itself, if a queued plain job).
+
+        Returns the ids of the ranges removed; the job settles once its work in flight is back.
+        """
+        panda_id = book.job.panda_id
+        kept = deque(t for t in self.range_queue if t.panda_id != panda_id)
+        dropped = [t.event_range.range_id for t in self.range_queue if t.panda_id == panda_id]
+        self.range_queue = kept
+        for rid in dropped:
+            book.ranges[rid].state = RangeState.DROPPED
+        book.queued = 0
+        if panda_id in self.plain_queue:
+            self.plain_queue.remove(panda_id)
+        self.exhaust(book)
+        return dropped
 
     def take_settled(self) -> list[JobBook]:
         """Event-service jobs still running whose ranges are all final and no more will come."""

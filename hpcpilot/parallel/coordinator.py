@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from hpcpilot.comm.base import BadJob, Communicator, JobReport
+from hpcpilot.comm.base import BadJob, Command, CommandKind, Communicator, JobReport
 from hpcpilot.config.schema import Settings
+from hpcpilot.data.archive import make_tarball
 from hpcpilot.model.errors import CommunicatorError, ErrorCode, HpcPilotError
 from hpcpilot.model.job import Job
 from hpcpilot.model.layout import WorkLayout
 from hpcpilot.model.ranges import RangeState
-from hpcpilot.model.results import RangeResult
+from hpcpilot.model.results import OutputFile, RangeResult
 from hpcpilot.model.states import JobState
 from hpcpilot.parallel.books import Books, JobBook, JobPhase
 from hpcpilot.parallel.messages import Assignment, Message, Stop, WorkerBye, WorkerUpdate
@@ -95,6 +97,9 @@ class Coordinator:
         self._next_flush = 0.0
         self._next_status = 0.0
         self._next_fetch = 0.0
+        self._next_heartbeat = time.monotonic() + communicator.heartbeat_s
+        self._slots = 0
+        self._host = socket.gethostname()
         self._rate = RateMeter()
         self._bad_jobs: list[dict[str, Any]] = []
         self._queue_target = self._target()
@@ -110,6 +115,9 @@ class Coordinator:
             self._on_message(rank, message)
             self.messages_in += 1
             progress = True
+        for command in self.comm.poll():
+            self._on_command(command)
+            progress = True
         now = time.monotonic()
         if not self.books.draining:
             if now >= self._next_fetch:
@@ -122,6 +130,9 @@ class Coordinator:
         if now >= self._next_status:
             self._status(now)
             self._next_status = now + self.settings.run.status_interval_s
+        if self.comm.heartbeat_s and now >= self._next_heartbeat:
+            self._heartbeat()
+            self._next_heartbeat = now + self.comm.heartbeat_s
         progress |= self._maybe_stop()
         return progress
 
@@ -152,6 +163,7 @@ class Coordinator:
         if update.node is not None:
             worker.node = update.node
             self._queue_target = self._target()
+            self._update_slots()
             log.debug("rank %d on %s: %d cores", rank, update.node.host, update.node.cores)
         for line in update.logs:
             log.warning("[rank %d] %s", rank, line)
@@ -232,6 +244,55 @@ class Coordinator:
                 attempt,
                 r.error_diag[-200:],
             )
+
+    # --- commands from the workload manager ---------------------------------------------------
+
+    def _on_command(self, command: Command) -> None:
+        """Carry out a softkill or tobekilled, for one job or for the whole run."""
+        what = f"job {command.panda_id}" if command.panda_id is not None else "the whole run"
+        log.warning("%s for %s (%s)", command.kind.value, what, command.source or "workload manager")
+        if command.panda_id is None:
+            self.jobs_exhausted = True
+            if command.kind is CommandKind.TOBEKILLED:
+                self.drain_code = self.drain_code or ErrorCode.KILLED_BY_PANDA
+                self.books.draining = True
+                return
+            for open_book in self.books.open_jobs():
+                self._stop_taking(open_book, command)
+            return
+        book = self.books.open.get(command.panda_id)
+        if book is None:
+            log.warning(
+                "%s for job %d ignored: no such job is running here", command.kind.value, command.panda_id
+            )
+            return
+        self._stop_taking(book, command)
+
+    def _stop_taking(self, book: JobBook, command: Command) -> None:
+        """No new work for a job; a killed job fails with 1144 once its work in flight is back."""
+        panda_id = book.job.panda_id
+        dropped = self.books.drop_queued(book)
+        if dropped:
+            self.journal.append("dropped", job=panda_id, ids=dropped)
+        if command.kind is CommandKind.TOBEKILLED:
+            book.error_code = ErrorCode.KILLED_BY_PANDA
+            book.error_diag = f"killed by the workload manager (tobekilled, {command.source or 'server'})"
+        if not book.job.event_service and book.in_flight == 0 and book.phase is JobPhase.QUEUED:
+            book.error_code = book.error_code or ErrorCode.KILLED_BY_PANDA
+            book.error_diag = book.error_diag or f"{command.kind.value} before the job started"
+            book.state = JobState.FAILED
+            self._finish_job(book)
+
+    def _heartbeat(self) -> None:
+        """Report every open job's current state (``running`` heartbeats)."""
+        for book in self.books.open_jobs():
+            self.comm.report_job(job_report(book, self._host))
+
+    def _update_slots(self) -> None:
+        slots = self.books.total_cores
+        if slots != self._slots:
+            self._slots = slots
+            self.comm.set_slots(slots)
 
     # --- handing out work ---------------------------------------------------------------------
 
@@ -430,7 +491,8 @@ class Coordinator:
         if job.event_service:
             settle_event_service(book)
         self._flush_ranges(job.panda_id)
-        self.comm.report_job(job_report(book))
+        book.log = self._log_tarball(book)
+        self.comm.report_job(job_report(book, self._host))
         code = int(book.error_code) if book.error_code is not None else 0
         self.journal.append("job", job=job.panda_id, state=book.state.value, code=code)
         log.info(
@@ -439,6 +501,20 @@ class Coordinator:
             book.state.value,
             f" (error {code}: {book.error_diag})" if code else "",
         )
+
+    def _log_tarball(self, book: JobBook) -> OutputFile | None:
+        """Pack the job's payload logs into its ``logFile`` (when the job names one)."""
+        spec = book.job.log_file
+        if spec is None:
+            return None
+        job_dir = self.layout.job_dir(book.job.panda_id)
+        try:
+            return make_tarball(
+                job_dir / spec.lfn, [(self.layout.payload_log_dir(book.job.panda_id), "logs")]
+            )
+        except OSError as exc:
+            log.warning("job %d: cannot write the log tarball %s: %s", book.job.panda_id, spec.lfn, exc)
+            return None
 
     # --- periodic work ------------------------------------------------------------------------
 

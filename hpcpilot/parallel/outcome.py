@@ -65,8 +65,9 @@ def merge_inputs(book: JobBook) -> list[MergeInput]:
     return inputs
 
 
-def job_report(book: JobBook) -> JobReport:
-    """The report of a job's current state for the workload manager."""
+def job_report(book: JobBook, host: str = "") -> JobReport:
+    """The report of a job's current state for the workload manager, sent from ``host``."""
+    log = book.log
     return JobReport(
         panda_id=book.job.panda_id,
         state=book.state,
@@ -83,4 +84,6 @@ def job_report(book: JobBook) -> JobReport:
         cpu_s=book.cpu_s,
         wall_s=(book.ended or time.time()) - book.started,
         core_count=book.job.core_count,
+        log={"type": "log", "path": log.path, "fsize": log.fsize, "adler32": log.adler32} if log else None,
+        host=host,
     )

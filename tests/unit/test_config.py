@@ -65,7 +65,7 @@ def test_env_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_settings_to_dict_in_schema_order() -> None:
     data = settings_to_dict(Settings())
-    assert list(data) == ["run", "local", "eventservice", "node", "parallel", "payload"]
+    assert list(data) == ["run", "local", "harvester", "panda", "eventservice", "node", "parallel", "payload"]
     assert data["parallel"]["batch_size"] == 64
     data["parallel"]["batch_size"] = 1
     assert Settings().parallel.batch_size == 64
