@@ -2,7 +2,8 @@
 
 Commands:
 
-    hpcpilot run      [--workdir D] [--site S | --site-config F] [--set section.key=value ...]
+    hpcpilot run      [--workdir D] [--site S | --site-config F] [--harvester-config F]
+                      [--set section.key=value ...]
     hpcpilot demo     [--workdir D] [--events N] [--mode streaming|per_range] [--setup-only] ...
     hpcpilot config show  [same options as run]
     hpcpilot config check FILE...
@@ -79,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _settings_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", help="work directory (default: the current directory)")
+    parser.add_argument(
+        "--harvester-config",
+        metavar="PATH",
+        help="Harvester's configuration file: file names from its [payload_interaction] section",
+    )
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--site", help="site configuration by name (site_configs/<SITE>.yaml)")
     group.add_argument("--site-config", type=Path, help="site configuration file")
@@ -100,6 +106,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
         overrides[key.strip()] = value
     if args.workdir is not None:
         overrides["run.workdir"] = args.workdir
+    if args.harvester_config is not None:
+        overrides["harvester.config_file"] = str(Path(args.harvester_config).resolve())
     return overrides
 
 
@@ -133,6 +141,10 @@ def _settings_for_run(args: argparse.Namespace) -> Settings:
     workdir = Path(loaded.settings.run.workdir)
     if not workdir.is_dir():
         raise ConfigError(f"run.workdir: {workdir} is not a directory ({loaded.origins['run.workdir']})")
+    if loaded.settings.run.communicator == "harvester":
+        from hpcpilot.comm.harvester import load_file_names
+
+        load_file_names(loaded.settings.harvester.config_file)  # a bad file stops the run here, cleanly
     return loaded.settings
 
 

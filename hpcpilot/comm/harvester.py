@@ -1,0 +1,578 @@
+"""The ``harvester`` communicator: Harvester's shared-file protocol in the access point (PROTOCOLS.md §1).
+
+Harvester writes job specs and range feeds into the access point (the work directory) and reads what
+the pilot writes there, each on its own polling period (minutes in production). This communicator:
+
+* consumes every file it reads by renaming it first (``<name>.reading``, then ``<name>.read``), so
+  nothing is read twice and a file Harvester is still writing is completed in place and read again on
+  the next look (a file still unreadable after `MAX_TRIES` looks is set aside as ``<name>.bad``);
+* keeps a deep cache of ranges per job and writes ``worker_requestevents.json`` when the cache falls
+  below a threshold that grows with the rate ranges are used times the delay Harvester took to answer
+  the last request, so slots never starve;
+* declares outputs in ``event_status.dump.json`` in batches: it takes the unconsumed file by renaming
+  it (Harvester consumes it the same way, so exactly one side wins), writes old and new entries to a
+  fresh file atomically, and starts over when Harvester has taken the previous one;
+* writes ``worker_attributes.json`` (starting, running heartbeats, final), ``jobReport.json``, touches
+  ``worker_heartbeat.json``, and writes ``kill_worker.json`` at the end;
+* turns an operator's ``pilot_softkill.json`` / ``pilot_tobekilled.json`` into commands.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tarfile
+import time
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hpcpilot.comm.base import (
+    BadJob,
+    Command,
+    CommandKind,
+    Communicator,
+    JobBatch,
+    JobReport,
+    RangeBatch,
+)
+from hpcpilot.comm.harvester_files import (
+    HarvesterFiles,
+    dump_text,
+    es_output_entry,
+    event_request,
+    file_entry,
+    job_report_document,
+    parse_harvester_config,
+    parse_job_spec,
+    parse_json_object,
+    parse_kill_file,
+    parse_panda_ids,
+    status_entry,
+    worker_attributes,
+)
+from hpcpilot.config.schema import Settings
+from hpcpilot.data.checksums import adler32_of_file
+from hpcpilot.model.errors import CommunicatorError, ConfigError, HpcPilotError, JobDefinitionError
+from hpcpilot.model.job import Job, parse_job
+from hpcpilot.model.layout import WorkLayout
+from hpcpilot.model.ranges import EventRange, RangeState, parse_range
+from hpcpilot.model.results import OutputFile, RangeResult
+from hpcpilot.runtime.atomic import atomic_path, fsync_directory, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+#: Looks at a file that cannot be parsed before it is set aside as ``<name>.bad``.
+MAX_TRIES = 5
+
+_BATCH_ID_VARIABLES = ("SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID", "COBALT_JOBID", "FLUX_JOB_ID")
+
+
+def load_file_names(config_file: str) -> HarvesterFiles:
+    """The protocol's file names: from Harvester's configuration file if one is given.
+
+    Raises
+    ------
+    ConfigError
+        If the file cannot be read or parsed (names ``harvester.config_file`` and the file).
+    """
+    if not config_file:
+        return HarvesterFiles()
+    path = Path(config_file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"harvester.config_file: cannot read {path}: {exc.strerror}") from None
+    try:
+        names, notes = parse_harvester_config(text, source=str(path))
+    except CommunicatorError as exc:
+        raise ConfigError(f"harvester.config_file: {exc}") from None
+    for note in notes:
+        log.warning("%s", note)
+    return names
+
+
+class _Consumer:
+    """Reads a file Harvester writes, once: rename, parse, retry while it may be half written."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.reading = path.with_name(path.name + ".reading")
+        self.tries = 0
+
+    @property
+    def pending(self) -> bool:
+        """Whether a taken file could not be parsed yet."""
+        return self.reading.exists()
+
+    def take(self) -> str | None:
+        """The text of the file if there is one to read (taking it first), else None."""
+        if not self.reading.exists():
+            try:
+                os.rename(self.path, self.reading)
+            except FileNotFoundError:
+                return None
+            self.tries = 0
+        try:
+            return self.reading.read_text(encoding="utf-8")
+        except OSError as exc:
+            log.warning("cannot read %s: %s", self.reading, exc.strerror)
+            return None
+
+    def done(self) -> None:
+        """The content was used: keep it as ``<name>.read``."""
+        os.replace(self.reading, self.path.with_name(self.path.name + ".read"))
+
+    def failed(self, error: HpcPilotError) -> None:
+        """The content could not be parsed: retry later, or set it aside after `MAX_TRIES` looks."""
+        self.tries += 1
+        if self.tries < MAX_TRIES:
+            log.warning(
+                "%s cannot be parsed yet (still being written?), will look again: %s", self.path, error
+            )
+            return
+        bad = self.path.with_name(self.path.name + ".bad")
+        os.replace(self.reading, bad)
+        log.error(
+            "%s is still not valid after %d looks, set aside as %s: %s", self.path, self.tries, bad, error
+        )
+        self.tries = 0
+
+
+class HarvesterCommunicator(Communicator):
+    """Talks to Harvester through files in the access point (the work directory)."""
+
+    def __init__(self, settings: Settings, layout: WorkLayout) -> None:
+        super().__init__(settings, layout)
+        self.cfg = settings.harvester
+        self.names = load_file_names(self.cfg.config_file)
+        self.heartbeat_s = self.cfg.heartbeat_s
+        self.ap = layout.root
+        self.batch_id = next((os.environ[v] for v in _BATCH_ID_VARIABLES if os.environ.get(v)), None)
+        self.started = time.monotonic()
+        # jobs
+        self.jobs: dict[int, Job] = {}
+        self.job_ap: dict[int, Path] = {}
+        self._spec_top = _Consumer(self.ap / self.names.jobSpecFile)
+        self._ids_file = _Consumer(self.ap / self.names.pandaIDsFile)
+        self._spec_sub: dict[int, _Consumer] = {}
+        self._listed: list[int] = []  # PandaIDs listed whose spec has not been read yet
+        self._new_jobs: list[Job] = []
+        self._new_bad: list[BadJob] = []
+        self._open_cores: dict[int, int] = {}
+        self._job_request_t: float | None = None
+        # ranges
+        self._feed = _Consumer(self.ap / self.names.eventRangesFile)
+        self._cache: dict[int, deque[Any]] = {}
+        self._ended: set[int] = set()
+        self._request_t: float | None = None
+        self._latency_s = 0.0
+        self._taken = 0
+        self._rate = 0.0
+        self._rate_t = time.monotonic()
+        self._slots = 0
+        # reports
+        self._dump_new: dict[int, list[str]] = {}
+        self._dump_old: dict[int, list[str]] = {}
+        self._dump_since: float | None = None
+        self._zip_seq = 0
+        self._commands: list[Command] = []
+        self._next_scan = 0.0
+        self._next_heartbeat = 0.0
+
+    # --- the periodic look at the access point ----------------------------------------------
+
+    def poll(self) -> tuple[Command, ...]:
+        """Look at the access point when due; write due reports; touch the heartbeat file."""
+        now = time.monotonic()
+        if now >= self._next_scan:
+            self._scan(now)
+        if self._dump_since is not None and now - self._dump_since >= self.cfg.report_interval_s:
+            self._write_dumps()
+        if self.heartbeat_s and now >= self._next_heartbeat:
+            self._next_heartbeat = now + self.heartbeat_s
+            write_json_atomic(self.ap / self.names.heartbeatFile, {"time": time.time()}, indent=None)
+        commands, self._commands = tuple(self._commands), []
+        return commands
+
+    def set_slots(self, slots: int) -> None:
+        """Size range and job requests from the run's slots."""
+        self._slots = slots
+
+    def _scan(self, now: float) -> None:
+        self._next_scan = now + self.cfg.poll_s
+        self._scan_jobs()
+        self._scan_ranges(now)
+        self._scan_kill_files()
+        self._request_ranges(now)
+        self._request_jobs(now)
+
+    # --- jobs ---------------------------------------------------------------------------------
+
+    def fetch_jobs(self, n: int) -> JobBatch:
+        """Hand out jobs read from the access point (up to ``n``) and those that could not be read."""
+        now = time.monotonic()
+        if now >= self._next_scan:
+            self._scan(now)
+        jobs, self._new_jobs = self._new_jobs[:n], self._new_jobs[n:]
+        bad, self._new_bad = self._new_bad, []
+        for job in jobs:
+            self._open_cores[job.panda_id] = job.core_count
+        for item in bad:
+            if item.panda_id is not None:
+                self.job_ap.setdefault(item.panda_id, self.ap / str(item.panda_id))
+        return JobBatch(tuple(jobs), tuple(bad), exhausted=self._jobs_exhausted(now))
+
+    def _jobs_exhausted(self, now: float) -> bool:
+        if self._new_jobs or self._listed or self._spec_top.pending or self._ids_file.pending:
+            return False
+        max_jobs = self.settings.run.max_jobs
+        if max_jobs and len(self.jobs) >= max_jobs:
+            return True
+        if self.cfg.request_jobs:
+            asked = self._job_request_t
+            return not self._open_cores and asked is not None and now - asked >= self.cfg.job_wait_s
+        return bool(self.jobs) or now - self.started >= self.cfg.job_wait_s
+
+    def _scan_jobs(self) -> None:
+        text = self._spec_top.take()
+        if text is not None:
+            self._read_spec(self._spec_top, text, top=True)
+        text = self._ids_file.take()
+        if text is not None:
+            try:
+                ids = parse_panda_ids(text, source=str(self._ids_file.path))
+            except CommunicatorError as exc:
+                self._ids_file.failed(exc)
+            else:
+                self._ids_file.done()
+                self._listed.extend(i for i in ids if i not in self.jobs and i not in self._listed)
+                self._job_request_t = None
+        for panda_id in list(self._listed):
+            self._read_listed(panda_id)
+
+    def _read_listed(self, panda_id: int) -> None:
+        """Read the spec of a PandaID listed in ``worker_pandaids.json`` from its own directory."""
+        if panda_id in self.jobs:
+            self._listed.remove(panda_id)
+            return
+        consumer = self._spec_sub.setdefault(
+            panda_id, _Consumer(self.ap / str(panda_id) / self.names.jobSpecFile)
+        )
+        text = consumer.take()
+        if text is not None:
+            self._read_spec(consumer, text, top=False)
+            if panda_id in self.jobs:
+                self._listed.remove(panda_id)
+            return
+        if self._spec_top.pending:
+            return  # the top-level spec may still bring it
+        self._listed.remove(panda_id)
+        self._new_bad.append(
+            BadJob(
+                panda_id,
+                JobDefinitionError(
+                    f"PandaID {panda_id} is listed in {self.names.pandaIDsFile} but has no job spec",
+                    context={"source": str(consumer.path), "field": "PandaID"},
+                ),
+            )
+        )
+
+    def _read_spec(self, consumer: _Consumer, text: str, *, top: bool) -> None:
+        source = str(consumer.path)
+        try:
+            raw_jobs = parse_job_spec(text, fmt=self.cfg.job_spec_format, source=source)
+        except CommunicatorError as exc:
+            consumer.failed(exc)
+            return
+        consumer.done()
+        for key, raw in raw_jobs.items():
+            self._add_job(key, raw, source=f"{source}[{key!r}]", own_dir=not top or len(raw_jobs) > 1)
+
+    def _add_job(self, key: str, raw: Any, *, source: str, own_dir: bool) -> None:
+        panda_id = _int_or_none(key)
+        try:
+            job = parse_job(raw, source=source)
+            if job.panda_id != panda_id:
+                raise JobDefinitionError(
+                    f"key {key!r} differs from the job's PandaID {job.panda_id}",
+                    context={"source": source, "field": "PandaID"},
+                )
+        except JobDefinitionError as exc:
+            self._new_bad.append(BadJob(panda_id, exc))
+            return
+        if job.panda_id in self.jobs:
+            log.warning("job %d was fed again (%s): ignored", job.panda_id, source)
+            return
+        self.jobs[job.panda_id] = job
+        self.job_ap[job.panda_id] = self.ap / str(job.panda_id) if own_dir else self.ap
+        self._new_jobs.append(job)
+        unknown = self._cache.get(job.panda_id)
+        if unknown:
+            log.info("job %d: %d ranges fed before its spec are now used", job.panda_id, len(unknown))
+
+    def _request_jobs(self, now: float) -> None:
+        """Ask for jobs for idle slots when the queue allows it (one request out at a time)."""
+        if not self.cfg.request_jobs or self._slots <= 0 or self._new_jobs or self._listed:
+            return
+        path = self.ap / self.names.jobRequestFile
+        if self._job_request_t is not None and path.exists():
+            return
+        max_jobs = self.settings.run.max_jobs
+        per_job = max((j.core_count for j in self.jobs.values()), default=1)
+        free = (self._slots - sum(self._open_cores.values())) // max(per_job, 1)
+        if max_jobs:
+            free = min(free, max_jobs - len(self.jobs))
+        if free <= 0:
+            return
+        write_json_atomic(path, {"nJobs": free}, indent=None)
+        if self._job_request_t is None:
+            self._job_request_t = now
+        log.info("asked Harvester for %d job(s) (%s)", free, path.name)
+
+    # --- ranges -------------------------------------------------------------------------------
+
+    def fetch_ranges(self, job: Job, n: int) -> RangeBatch:
+        """Up to ``n`` cached ranges of ``job``; exhausted once Harvester sent its empty list."""
+        now = time.monotonic()
+        if now >= self._next_scan:
+            self._scan(now)
+        cache = self._cache.get(job.panda_id)
+        ranges: list[EventRange] = []
+        errors: list[HpcPilotError] = []
+        source = str(self._feed.path)
+        while cache and len(ranges) < n:
+            try:
+                ranges.append(parse_range(cache.popleft(), source=f"{source}[{job.panda_id}]"))
+            except HpcPilotError as exc:
+                errors.append(exc)
+        self._taken += len(ranges)
+        exhausted = job.panda_id in self._ended and not cache
+        return RangeBatch(tuple(ranges), exhausted=exhausted, errors=tuple(errors))
+
+    def _scan_ranges(self, now: float) -> None:
+        text = self._feed.take()
+        if text is None:
+            return
+        try:
+            feed = parse_json_object(text, source=str(self._feed.path))
+        except CommunicatorError as exc:
+            self._feed.failed(exc)
+            return
+        self._feed.done()
+        if self._request_t is not None:
+            self._latency_s = now - self._request_t
+            self._request_t = None
+        added = 0
+        for key, items in feed.items():
+            panda_id = _int_or_none(key)
+            if panda_id is None or not isinstance(items, list):
+                log.error(
+                    "%s: entry %r skipped: expected a PandaID and a list of ranges, got %s",
+                    self._feed.path,
+                    key,
+                    type(items).__name__,
+                )
+                continue
+            if panda_id not in self.jobs:
+                log.warning(
+                    "%s: %d range(s) for job %s, which is not (yet) known here: kept for it",
+                    self._feed.path,
+                    len(items),
+                    key,
+                )
+            if not items:
+                self._ended.add(panda_id)
+            self._cache.setdefault(panda_id, deque()).extend(items)
+            added += len(items)
+        log.info("took %d range(s) from %s", added, self._feed.path.name)
+
+    def _update_rate(self, now: float) -> None:
+        elapsed = now - self._rate_t
+        if elapsed >= 5.0:
+            current = self._taken / elapsed
+            self._rate = current if not self._rate else 0.5 * self._rate + 0.5 * current
+            self._taken, self._rate_t = 0, now
+
+    def request_sizes(self) -> tuple[int, int]:
+        """``(threshold, nRanges)``: ask for more when a job has fewer than threshold ranges cached.
+
+        The threshold is ``harvester.request_threshold`` (default 4 per slot), raised to cover 1.5 times
+        the delay Harvester took to answer the last request at the rate ranges are being used; a
+        request asks for ``harvester.request_ranges`` (default 8 per slot), at least twice the threshold.
+        """
+        slots = max(self._slots, 1)
+        base = self.cfg.request_threshold or 4 * slots
+        threshold = max(base, int(self._rate * self._latency_s * 1.5))
+        size = max(self.cfg.request_ranges or 8 * slots, 2 * threshold)
+        return threshold, size
+
+    def _request_ranges(self, now: float) -> None:
+        self._update_rate(now)
+        path = self.ap / self.names.eventRequestFile
+        if self._request_t is not None and path.exists():
+            return  # Harvester has not answered the last request yet
+        threshold, size = self.request_sizes()
+        request = {
+            str(pid): event_request(job, size)
+            for pid, job in self.jobs.items()
+            if job.event_service
+            and pid not in self._ended
+            and pid in self._open_cores
+            and len(self._cache.get(pid, ())) < threshold
+        }
+        if not request:
+            return
+        write_json_atomic(path, request, indent=None)
+        self._request_t = now
+        log.info("asked Harvester for %d range(s) of job(s) %s", size, ", ".join(request))
+
+    # --- commands -----------------------------------------------------------------------------
+
+    def _scan_kill_files(self) -> None:
+        for name, kind in (
+            (self.cfg.kill_file, CommandKind.TOBEKILLED),
+            (self.cfg.softkill_file, CommandKind.SOFTKILL),
+        ):
+            consumer = _Consumer(self.ap / name)
+            text = consumer.take()
+            if text is None:
+                continue
+            consumer.done()
+            try:
+                ids = parse_kill_file(text, source=str(consumer.path))
+            except CommunicatorError as exc:
+                log.error("%s (applied to the whole run)", exc)
+                ids = None
+            if ids is None:
+                self._commands.append(Command(kind, None, str(consumer.path)))
+            else:
+                self._commands.extend(Command(kind, pid, str(consumer.path)) for pid in ids)
+
+    # --- reports ------------------------------------------------------------------------------
+
+    def report_ranges(self, job: Job, results: Sequence[RangeResult], fatal: Sequence[str]) -> None:
+        """Queue the batch's finished outputs and exhausted ranges for ``event_status.dump.json``."""
+        finished = [r for r in results if r.state is RangeState.FINISHED]
+        packed = self._pack(job, finished) if self.cfg.pack_ranges else None
+        entries: list[dict[str, Any]] = []
+        for result in finished:
+            if result.output is None:
+                entries.append(status_entry(result.range_id, "finished"))
+            elif packed is not None:
+                entries.append(es_output_entry(result, packed, str(uuid.uuid4()), zip_path=packed.path))
+            else:
+                entries.append(es_output_entry(result, result.output, str(uuid.uuid4())))
+        status = self.settings.eventservice.exhausted_status
+        entries.extend(status_entry(rid, status) for rid in fatal)
+        self._queue_entries(job.panda_id, entries)
+
+    def _pack(self, job: Job, finished: list[RangeResult]) -> OutputFile | None:
+        """Pack the batch's range outputs into one tar file (``zip_output``)."""
+        outputs = [Path(r.output.path) for r in finished if r.output is not None]
+        if not outputs:
+            return None
+        self._zip_seq += 1
+        dest = self.layout.job_dir(job.panda_id) / f"{job.panda_id}.es_outputs.{self._zip_seq:06d}.tar"
+        with atomic_path(dest) as tmp, tarfile.open(tmp, "w") as tar:
+            for path in outputs:
+                tar.add(path, arcname=path.name)
+        return OutputFile(str(dest), dest.stat().st_size, adler32_of_file(dest))
+
+    def _queue_entries(self, panda_id: int, entries: list[dict[str, Any]]) -> None:
+        if not entries:
+            return
+        self._dump_new.setdefault(panda_id, []).extend(json.dumps(e) for e in entries)
+        if self._dump_since is None:
+            self._dump_since = time.monotonic()
+
+    def _write_dumps(self) -> None:
+        for panda_id in list(self._dump_new):
+            self._write_dump(panda_id)
+        self._dump_since = None
+
+    def _write_dump(self, panda_id: int) -> None:
+        """Merge new entries into the job's unconsumed dump file, or start a fresh one; atomically.
+
+        The unconsumed file is taken by renaming it, as Harvester does: if the rename fails, Harvester
+        has taken it (its entries are consumed); if it succeeds, its entries are ours to rewrite.
+        """
+        new = self._dump_new.pop(panda_id, [])
+        if not new:
+            return
+        path = self.job_ap.get(panda_id, self.ap) / self.names.eventStatusDumpJsonFile
+        path.parent.mkdir(parents=True, exist_ok=True)
+        claimed = path.with_name(path.name + ".pilot")
+        old: list[str] = []
+        if claimed.exists():  # left by an interrupted write: its entries were never seen by Harvester
+            old = self._entries_of(claimed, panda_id)
+        try:
+            os.rename(path, claimed)
+            old = old or self._dump_old.get(panda_id, [])
+        except FileNotFoundError:
+            pass
+        entries = old + new
+        with atomic_path(path) as tmp:
+            tmp.write_text(dump_text({str(panda_id): entries}), encoding="utf-8")
+        claimed.unlink(missing_ok=True)
+        fsync_directory(path.parent)
+        self._dump_old[panda_id] = entries
+
+    @staticmethod
+    def _entries_of(path: Path, panda_id: int) -> list[str]:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return [json.dumps(e) for e in data.get(str(panda_id), [])]
+        except (OSError, ValueError, AttributeError) as exc:
+            log.error("cannot recover the entries of %s: %s", path, exc)
+            return []
+
+    def report_job(self, report: JobReport) -> None:
+        """Write the job's worker attributes; when final, first its outputs, log and job report."""
+        panda_id = report.panda_id
+        job = self.jobs.get(panda_id)
+        job_ap = self.job_ap.get(panda_id, self.ap / str(panda_id))
+        job_ap.mkdir(parents=True, exist_ok=True)
+        if report.state.is_final:
+            files = [
+                file_entry("output", str(o["path"]), o["fsize"], o["adler32"], str(uuid.uuid4()))
+                for o in report.outputs
+            ]
+            if report.log is not None:
+                log_guid = job.log_file.guid if job is not None and job.log_file is not None else None
+                files.append(
+                    file_entry(
+                        "log",
+                        str(report.log["path"]),
+                        report.log["fsize"],
+                        report.log["adler32"],
+                        log_guid or str(uuid.uuid4()),
+                    )
+                )
+            self._queue_entries(panda_id, files)
+            self._write_dump(panda_id)
+            write_json_atomic(job_ap / self.names.jobReportFile, job_report_document(report))
+            self._open_cores.pop(panda_id, None)
+        write_json_atomic(
+            job_ap / self.names.workerAttributesFile, worker_attributes(report, job, self.batch_id)
+        )
+
+    def close(self) -> None:
+        """Write what is pending, then ``kill_worker.json``: this worker is done."""
+        self._write_dumps()
+        unused = {pid: len(c) for pid, c in self._cache.items() if c}
+        for pid, count in unused.items():
+            log.warning("%d range(s) of job %d were received but not processed (not reported)", count, pid)
+        for name in (self.names.eventRequestFile, self.names.jobRequestFile):
+            (self.ap / name).unlink(missing_ok=True)
+        write_json_atomic(self.ap / self.names.killWorkerFile, {"time": time.time()}, indent=None)
+
+
+def _int_or_none(text: str) -> int | None:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None
