@@ -143,3 +143,30 @@ def test_plain_job_larger_than_the_node_gets_a_whole_idle_node() -> None:
     given = books.assign(1)
     assert given is not None and given.plain == (20,)
     assert books.worker(1).free_cores == 0
+
+
+def test_drop_queued_stops_a_job_and_it_settles_when_work_in_flight_is_back() -> None:
+    books = books_with_worker(batch=2)
+    books.add_job(ES_JOB)
+    other = Job(panda_id=2, event_service=True)
+    books.add_job(other)
+    books.add_ranges(1, ranges(4))
+    books.add_ranges(2, (EventRange("1-2-1-1-1", 1, 1),))
+    ask(books, 1, want=2)
+    taken = books.assign(1)
+    assert taken is not None and len(taken.ranges) == 2
+    dropped = books.drop_queued(books.jobs[1])
+    assert dropped == ["1-1-1-3-1", "1-1-1-4-1"]
+    assert [t.panda_id for t in books.range_queue] == [2]  # the other job's work stays queued
+    assert books.jobs[1].ranges["1-1-1-3-1"].state is RangeState.DROPPED
+    assert 1 not in books.feeding and books.take_settled() == []  # two ranges still in flight
+    for task in taken.ranges:
+        books.record_range(1, RangeResult(1, task.event_range.range_id, RangeState.FINISHED))
+    assert [b.job.panda_id for b in books.take_settled()] == [1]
+
+
+def test_drop_queued_removes_a_queued_plain_job() -> None:
+    books = books_with_worker()
+    books.add_job(Job(panda_id=5))
+    assert books.drop_queued(books.jobs[5]) == []
+    assert not books.plain_queue

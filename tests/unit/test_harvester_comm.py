@@ -1,0 +1,265 @@
+"""The harvester communicator in one process: the access point driven by hand, as Harvester would."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hpcpilot.comm.base import CommandKind, JobReport
+from hpcpilot.comm.harvester import HarvesterCommunicator, load_file_names
+from hpcpilot.comm.harvester_files import (
+    HarvesterFiles,
+    parse_harvester_config,
+    parse_job_spec,
+    worker_attributes,
+)
+from hpcpilot.config.schema import HarvesterSettings, Settings
+from hpcpilot.model.errors import CommunicatorError, ConfigError
+from hpcpilot.model.layout import WorkLayout
+from hpcpilot.model.ranges import RangeState
+from hpcpilot.model.results import OutputFile, RangeResult
+from hpcpilot.model.states import JobState
+
+PID = 4242
+
+
+def job_dict(panda_id: int = PID, *, es: bool = True) -> dict[str, Any]:
+    return {
+        "PandaID": panda_id,
+        "taskID": 7,
+        "jobsetID": 3,
+        "attemptNr": 1,
+        "transformation": "sim.sh",
+        "jobPars": "--in %IN",
+        "coreCount": 1,
+        "eventService": "True" if es else "False",
+        "outFiles": "HITS.pool.root,log.tgz",
+        "logFile": "log.tgz",
+        "logGUID": "0f0f0f0f-0000-0000-0000-000000000001",
+    }
+
+
+def rng(i: int, panda_id: int = PID) -> dict[str, Any]:
+    return {
+        "eventRangeID": f"7-{panda_id}-1-{i}-1",
+        "startEvent": i,
+        "lastEvent": i,
+        "LFN": "EVNT.pool.root",
+        "GUID": "g",
+        "scope": "mc",
+    }
+
+
+def make(ap: Path, **harvester: Any) -> HarvesterCommunicator:
+    values = {"poll_s": 0.01, "report_interval_s": 0.0, "heartbeat_s": 0.0, **harvester}
+    settings = Settings(harvester=HarvesterSettings(**values))
+    return HarvesterCommunicator(settings, WorkLayout(ap))
+
+
+def scan(comm: HarvesterCommunicator) -> None:
+    time.sleep(0.012)
+    comm.poll()
+
+
+def test_config_names_and_fallbacks(tmp_path: Path) -> None:
+    text = "[payload_interaction]\njobSpecFile = pandaJobData.out\neventRangesFile = ranges.json\n"
+    names, notes = parse_harvester_config(text, source="h.cfg")
+    assert names.jobSpecFile == "pandaJobData.out"
+    assert names.eventRangesFile == "ranges.json"
+    assert names.workerAttributesFile == HarvesterFiles().workerAttributesFile
+    assert notes == []
+    names, notes = parse_harvester_config("[master]\nuname = x\n", source="h.cfg")
+    assert names == HarvesterFiles() and "no [payload_interaction]" in notes[0]
+    with pytest.raises(CommunicatorError, match="plain file name"):
+        parse_harvester_config("[payload_interaction]\njobSpecFile = ../x\n", source="h.cfg")
+    with pytest.raises(ConfigError, match=r"harvester\.config_file"):
+        load_file_names(str(tmp_path / "missing.cfg"))
+
+
+def test_cgi_job_spec() -> None:
+    jobs = parse_job_spec("PandaID=12&eventService=True&coreCount=2", fmt="cgi", source="s")
+    assert jobs == {"12": {"PandaID": "12", "eventService": "True", "coreCount": "2"}}
+    with pytest.raises(CommunicatorError, match="PandaID"):
+        parse_job_spec("a=1", fmt="cgi", source="s")
+
+
+def test_jobs_consumed_once_and_many_to_one_layout(tmp_path: Path) -> None:
+    for pid in (11, 12):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "HPCJobs.json").write_text(json.dumps({str(pid): job_dict(pid, es=False)}))
+    (tmp_path / "worker_pandaids.json").write_text("[11, 12, 13]")
+    comm = make(tmp_path, job_wait_s=0.0)
+    batch = comm.fetch_jobs(10)
+    assert sorted(j.panda_id for j in batch.jobs) == [11, 12]
+    assert [b.panda_id for b in batch.bad] == [13]
+    assert "no job spec" in str(batch.bad[0].error)
+    assert batch.exhausted
+    assert not (tmp_path / "worker_pandaids.json").exists()
+    assert (tmp_path / "11" / "HPCJobs.json.read").exists()
+    scan(comm)
+    assert comm.fetch_jobs(10).jobs == ()
+    comm.report_job(JobReport(11, JobState.RUNNING, start_time=time.time()))
+    attrs = json.loads((tmp_path / "11" / "worker_attributes.json").read_text())
+    assert attrs["jobStatus"] == "running" and "endTime" not in attrs
+
+
+def test_half_written_feed_is_read_when_complete(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "HPCJobs.json").write_text(json.dumps({str(PID): job_dict()}))
+    comm = make(tmp_path)
+    (job,) = comm.fetch_jobs(5).jobs
+    whole = json.dumps({str(PID): [rng(1), rng(2)]})
+    feed = tmp_path / "JobsEventRanges.json"
+    feed.write_text(whole[: len(whole) // 2])
+    with caplog.at_level(logging.WARNING):
+        scan(comm)
+    assert "JobsEventRanges.json cannot be parsed yet" in caplog.text
+    assert comm.fetch_ranges(job, 10).ranges == ()
+    # Harvester goes on writing into the file it opened: the taken file completes in place
+    (tmp_path / "JobsEventRanges.json.reading").write_text(whole)
+    scan(comm)
+    batch = comm.fetch_ranges(job, 10)
+    assert [r.range_id for r in batch.ranges] == [f"7-{PID}-1-1-1", f"7-{PID}-1-2-1"]
+    assert not batch.exhausted
+
+
+def test_garbage_feed_is_set_aside(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "HPCJobs.json").write_text(json.dumps({str(PID): job_dict()}))
+    comm = make(tmp_path)
+    comm.fetch_jobs(5)
+    (tmp_path / "JobsEventRanges.json").write_text("garbage{")
+    with caplog.at_level(logging.ERROR):
+        for _ in range(6):
+            scan(comm)
+    assert (tmp_path / "JobsEventRanges.json.bad").read_text() == "garbage{"
+    assert "set aside" in caplog.text
+
+
+def test_requests_early_and_empty_list_ends(tmp_path: Path) -> None:
+    (tmp_path / "HPCJobs.json").write_text(json.dumps({str(PID): job_dict()}))
+    (tmp_path / "JobsEventRanges.json").write_text(json.dumps({str(PID): [rng(i) for i in range(1, 4)]}))
+    comm = make(tmp_path, request_threshold=5, request_ranges=20)
+    comm.set_slots(2)
+    (job,) = comm.fetch_jobs(5).jobs
+    scan(comm)
+    request = json.loads((tmp_path / "worker_requestevents.json").read_text())
+    assert request == {str(PID): {"pandaID": PID, "taskID": 7, "jobsetID": 3, "nRanges": 20}}
+    assert len(comm.fetch_ranges(job, 2).ranges) == 2
+    # Harvester answers: the feed, then the request removed; an empty list ends the job's ranges
+    (tmp_path / "JobsEventRanges.json").write_text(json.dumps({str(PID): [], "999": [rng(1, 999)]}))
+    (tmp_path / "worker_requestevents.json").unlink()
+    scan(comm)
+    batch = comm.fetch_ranges(job, 10)
+    assert len(batch.ranges) == 1 and batch.exhausted
+    assert not (tmp_path / "worker_requestevents.json").exists()
+
+
+def test_dump_merges_into_unconsumed_file_and_restarts_after_harvester_took_it(tmp_path: Path) -> None:
+    (tmp_path / "HPCJobs.json").write_text(json.dumps({str(PID): job_dict()}))
+    comm = make(tmp_path, report_interval_s=0.0)
+    (job,) = comm.fetch_jobs(5).jobs
+    job_dir = tmp_path / str(PID)
+    job_dir.mkdir()
+
+    def result(i: int) -> RangeResult:
+        path = job_dir / f"HITS.pool.root.7-{PID}-1-{i}-1"
+        path.write_bytes(b"x" * i)
+        out = OutputFile(str(path), i, f"{zlib.adler32(b'x' * i):08x}")
+        return RangeResult(PID, f"7-{PID}-1-{i}-1", RangeState.FINISHED, out, n_events=1)
+
+    dump = tmp_path / "event_status.dump.json"
+    comm.report_ranges(job, [result(1), result(2)], [])
+    comm.poll()
+    comm.report_ranges(
+        job, [result(3), RangeResult(PID, f"7-{PID}-1-9-1", RangeState.FAILED)], [f"7-{PID}-1-8-1"]
+    )
+    comm.poll()
+    entries = json.loads(dump.read_text())[str(PID)]
+    assert [e["eventRangeID"] for e in entries] == [f"7-{PID}-1-{i}-1" for i in (1, 2, 3, 8)]
+    assert entries[0]["type"] == "es_output" and entries[0]["fsize"] == 1
+    assert entries[3] == {"eventRangeID": f"7-{PID}-1-8-1", "eventStatus": "failed"}
+    os.rename(dump, str(dump) + ".read")  # Harvester takes it
+    comm.report_ranges(job, [result(4)], [])
+    comm.poll()
+    assert [e["eventRangeID"] for e in json.loads(dump.read_text())[str(PID)]] == [f"7-{PID}-1-4-1"]
+
+
+def test_packed_ranges_are_zip_output(tmp_path: Path) -> None:
+    (tmp_path / "HPCJobs.json").write_text(json.dumps({str(PID): job_dict()}))
+    comm = make(tmp_path, pack_ranges=True)
+    (job,) = comm.fetch_jobs(5).jobs
+    (tmp_path / str(PID)).mkdir()
+    results = []
+    for i in (1, 2):
+        path = tmp_path / str(PID) / f"out.{i}"
+        path.write_bytes(b"y" * 10)
+        results.append(
+            RangeResult(PID, f"7-{PID}-1-{i}-1", RangeState.FINISHED, OutputFile(str(path), 10, "0"))
+        )
+    comm.report_ranges(job, results, [])
+    comm.poll()
+    entries = json.loads((tmp_path / "event_status.dump.json").read_text())[str(PID)]
+    assert {e["type"] for e in entries} == {"zip_output"} and {e["isZip"] for e in entries} == {1}
+    tar = Path(entries[0]["path"])
+    assert entries[0]["fsize"] == tar.stat().st_size
+    assert entries[0]["chksum"] == f"{zlib.adler32(tar.read_bytes()):08x}"
+
+
+def test_final_report_order_and_kill_worker(tmp_path: Path) -> None:
+    (tmp_path / "HPCJobs.json").write_text(json.dumps({str(PID): job_dict()}))
+    comm = make(tmp_path)
+    comm.fetch_jobs(5)
+    now = time.time()
+    report = JobReport(
+        PID,
+        JobState.FAILED,
+        error_code=1144,
+        error_diag="killed",
+        start_time=now - 5,
+        end_time=now,
+        outputs=({"type": "output", "path": "/x/HITS", "fsize": 3, "adler32": "00000001"},),
+        log={"type": "log", "path": "/x/log.tgz", "fsize": 4, "adler32": "00000002"},
+        host="nid001",
+    )
+    comm.report_job(report)
+    dump = json.loads((tmp_path / "event_status.dump.json").read_text())[str(PID)]
+    assert [(e["type"], e["path"]) for e in dump] == [("output", "/x/HITS"), ("log", "/x/log.tgz")]
+    assert dump[1]["guid"] == "0f0f0f0f-0000-0000-0000-000000000001"
+    attrs = json.loads((tmp_path / "worker_attributes.json").read_text())
+    assert attrs["jobStatus"] == "failed" and attrs["pilotErrorCode"] == 1144
+    assert attrs["node"] == "nid001" and attrs["endTime"]
+    assert json.loads((tmp_path / "jobReport.json").read_text())["exitCode"] == 1144
+    comm.close()
+    assert (tmp_path / "kill_worker.json").exists()
+
+
+def test_kill_files_become_commands(tmp_path: Path) -> None:
+    comm = make(tmp_path)
+    (tmp_path / "pilot_softkill.json").write_text("")
+    (tmp_path / "pilot_tobekilled.json").write_text(json.dumps({"PandaIDs": [5, "6"]}))
+    time.sleep(0.012)
+    commands = comm.poll()
+    assert {(c.kind, c.panda_id) for c in commands} == {
+        (CommandKind.SOFTKILL, None),
+        (CommandKind.TOBEKILLED, 5),
+        (CommandKind.TOBEKILLED, 6),
+    }
+    scan(comm)
+    assert comm.poll() == ()  # consumed: seen once
+
+
+def test_worker_attributes_carry_protocol_fields() -> None:
+    report = JobReport(
+        1, JobState.FINISHED, n_events=7, cpu_s=2.6, core_count=8, start_time=1.0, end_time=2.0
+    )
+    attrs = worker_attributes(report, None, "123")
+    for key in ("jobStatus", "pilotErrorCode", "cpuConsumptionTime", "coreCount", "startTime", "endTime"):
+        assert key in attrs
+    assert attrs["batchID"] == "123" and attrs["cpuConsumptionTime"] == 3
+    assert attrs["startTime"] == "1970-01-01 00:00:01"
