@@ -179,6 +179,8 @@ class HarvesterCommunicator(Communicator):
         self._dump_old: dict[int, list[str]] = {}
         self._dump_since: float | None = None
         self._zip_seq = 0
+        self.dump_writes = 0
+        self.dump_entries = 0
         self._commands: list[Command] = []
         self._next_scan = 0.0
         self._next_heartbeat = 0.0
@@ -520,6 +522,8 @@ class HarvesterCommunicator(Communicator):
         claimed.unlink(missing_ok=True)
         fsync_directory(path.parent)
         self._dump_old[panda_id] = entries
+        self.dump_writes += 1
+        self.dump_entries += len(new)
 
     @staticmethod
     def _entries_of(path: Path, panda_id: int) -> list[str]:
@@ -563,6 +567,12 @@ class HarvesterCommunicator(Communicator):
     def close(self) -> None:
         """Write what is pending, then ``kill_worker.json``: this worker is done."""
         self._write_dumps()
+        log.info(
+            "declared %d entries in %d write(s) of %s",
+            self.dump_entries,
+            self.dump_writes,
+            self.names.eventStatusDumpJsonFile,
+        )
         unused = {pid: len(c) for pid, c in self._cache.items() if c}
         for pid, count in unused.items():
             log.warning("%d range(s) of job %d were received but not processed (not reported)", count, pid)
