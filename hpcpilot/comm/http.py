@@ -1,0 +1,380 @@
+"""A small HTTPS client for the PanDA server: TLS, credentials, gzip, timeouts, retries.
+
+* **TLS verification** is always on for ``https://`` URLs; no setting turns it off. The CA certificates
+  come from ``panda.ca_path`` (a directory or a bundle file), else ``$X509_CERT_DIR`` when set, else the
+  system's. A plain ``http://`` URL (tests, the server's port 25080) is allowed, with one warning.
+* **Credentials**: a bearer token (``panda.token_file``, else the file named by ``$PANDA_AUTH_TOKEN`` /
+  ``$OIDC_AUTH_TOKEN``, looked up in ``$PANDA_AUTH_DIR`` / ``$OIDC_AUTH_DIR`` when not a path) sent as
+  ``Authorization: Bearer`` with an ``Origin`` header (``panda.origin``, else ``$PANDA_AUTH_ORIGIN`` /
+  ``$OIDC_AUTH_ORIGIN``); otherwise an X.509 proxy (``panda.proxy``, else ``$X509_USER_PROXY``) as client
+  certificate. The token file is read again when it changes (tokens are refreshed). Neither the token
+  nor any header is ever logged.
+* **Bodies** with a JSON content type are gzipped (``Content-Encoding: gzip``) when ``panda.gzip``;
+  gzipped replies are unpacked.
+* **Retries**: `HttpClient.call` makes up to ``panda.retries`` attempts, pausing ``panda.backoff_s``,
+  doubling up to ``panda.backoff_max_s``, with jitter. Connection errors, timeouts, HTTP 5xx/408/429 and
+  replies its parser calls retryable are retried; anything else fails at once.
+
+Every failure is a `CommunicatorError` whose context names the URL path and, when there was one, the
+HTTP status; ``retryable`` says whether trying again later can help.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import logging
+import os
+import random
+import ssl
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from hpcpilot.comm.panda_api import EncodedRequest
+from hpcpilot.config.schema import PandaSettings
+from hpcpilot.model.errors import CommunicatorError, ConfigError, ErrorCode
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: HTTP statuses after which the same request may succeed later.
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True, slots=True)
+class HttpReply:
+    """A reply with a 2xx status.
+
+    Attributes
+    ----------
+    status
+        The HTTP status.
+    body
+        The body, unpacked when it came gzipped.
+    """
+
+    status: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """How the client proves who it is (file paths only: never the secrets themselves).
+
+    Attributes
+    ----------
+    token_file
+        A file holding a bearer token, or empty.
+    origin
+        The ``Origin`` header sent with the token.
+    proxy
+        An X.509 proxy file used as client certificate, or empty.
+    """
+
+    token_file: str = ""
+    origin: str = ""
+    proxy: str = ""
+
+
+def find_credentials(settings: PandaSettings, env: Mapping[str, str]) -> Credentials:
+    """Work out the credentials from the settings, falling back to the usual environment variables.
+
+    Parameters
+    ----------
+    settings
+        The ``panda`` settings.
+    env
+        The environment.
+
+    Returns
+    -------
+    Credentials
+        A token (with its origin) if one is configured, else a proxy if one is, else nothing.
+
+    Raises
+    ------
+    ConfigError
+        If a configured token or proxy file does not exist (the message names the setting or variable).
+    """
+    token = settings.token_file
+    token_source = "panda.token_file"
+    if not token:
+        for var in ("PANDA_AUTH_TOKEN", "OIDC_AUTH_TOKEN"):
+            if env.get(var):
+                token, token_source = _token_path(env[var], env), f"${var}"
+                break
+    if token:
+        if not Path(token).is_file():
+            raise ConfigError(f"{token_source}: token file {token} does not exist")
+        origin = settings.origin or env.get("PANDA_AUTH_ORIGIN") or env.get("OIDC_AUTH_ORIGIN") or ""
+        if not origin:
+            log.warning("a token is configured but no Origin (panda.origin): the server may refuse it")
+        return Credentials(token_file=token, origin=origin)
+    proxy = settings.proxy or env.get("X509_USER_PROXY", "")
+    if proxy and not Path(proxy).is_file():
+        source = "panda.proxy" if settings.proxy else "$X509_USER_PROXY"
+        raise ConfigError(f"{source}: X.509 proxy {proxy} does not exist", code=ErrorCode.NO_PROXY)
+    return Credentials(proxy=proxy)
+
+
+def _token_path(name: str, env: Mapping[str, str]) -> str:
+    """A token named by an environment variable: a path, or a file name in the token directory."""
+    if os.sep in name or Path(name).is_file():
+        return name
+    for var in ("PANDA_AUTH_DIR", "OIDC_AUTH_DIR"):
+        directory = env.get(var)
+        if directory:
+            candidate = Path(directory) / name
+            if candidate.is_file():
+                return str(candidate)
+    return name
+
+
+def ssl_context(ca_path: str, credentials: Credentials, env: Mapping[str, str]) -> ssl.SSLContext:
+    """A client TLS context that verifies the server: CA from ``ca_path``, ``$X509_CERT_DIR`` or the system.
+
+    Raises
+    ------
+    ConfigError
+        If ``ca_path`` does not exist or a certificate cannot be loaded.
+    """
+    cafile: str | None = None
+    capath: str | None = None
+    if ca_path:
+        path = Path(ca_path)
+        if path.is_dir():
+            capath = ca_path
+        elif path.is_file():
+            cafile = ca_path
+        else:
+            raise ConfigError(f"panda.ca_path: {ca_path} is neither a directory nor a file")
+    elif env.get("X509_CERT_DIR") and Path(env["X509_CERT_DIR"]).is_dir():
+        capath = env["X509_CERT_DIR"]
+    try:
+        context = ssl.create_default_context(cafile=cafile, capath=capath)
+        if credentials.proxy and not credentials.token_file:
+            context.load_cert_chain(credentials.proxy)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"panda: cannot set up TLS: {exc}") from None
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+class _Token:
+    """A bearer token read from a file, read again whenever the file changes."""
+
+    def __init__(self, path: str) -> None:
+        self._path = Path(path)
+        self._stamp: tuple[float, int] | None = None
+        self._value = ""
+
+    def value(self) -> str:
+        try:
+            stat = self._path.stat()
+            stamp = (stat.st_mtime, stat.st_size)
+            if stamp != self._stamp:
+                self._value = self._path.read_text(encoding="utf-8").strip()
+                self._stamp = stamp
+        except OSError as exc:
+            raise CommunicatorError(
+                f"cannot read the token file: {exc.strerror}", context={"token_file": str(self._path)}
+            ) from None
+        return self._value
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects are errors: a POST must not silently become a GET elsewhere."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: object,
+        code: int,
+        msg: str,
+        headers: object,
+        newurl: str,
+    ) -> None:
+        return None
+
+
+class HttpClient:
+    """Sends encoded requests to one server.
+
+    Parameters
+    ----------
+    settings
+        The ``panda`` settings (URL, credentials, timeouts, retries).
+    env
+        The environment for the fall-back variables (default: ``os.environ``).
+    rng
+        Source of the jitter (tests pass a seeded one).
+
+    Raises
+    ------
+    ConfigError
+        If the URL is not ``http(s)://host...``, or credentials or CA certificates are unusable.
+    """
+
+    def __init__(
+        self,
+        settings: PandaSettings,
+        env: Mapping[str, str] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        environ = os.environ if env is None else env
+        self.settings = settings
+        parts = urllib.parse.urlsplit(settings.url)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ConfigError(f"panda.url: {settings.url!r} is not an http(s)://host[:port] URL")
+        self.base_url = settings.url.rstrip("/")
+        self._rng = rng or random.Random()
+        self.credentials = find_credentials(settings, environ)
+        self._token = _Token(self.credentials.token_file) if self.credentials.token_file else None
+        handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
+        if parts.scheme == "https":
+            handlers.append(
+                urllib.request.HTTPSHandler(context=ssl_context(settings.ca_path, self.credentials, environ))
+            )
+        else:
+            log.warning("panda.url %s is plain http: nothing is encrypted or verified", self.base_url)
+        self._opener = urllib.request.build_opener(*handlers)
+
+    def call(
+        self,
+        request: EncodedRequest,
+        parse: Callable[[HttpReply], T],
+        *,
+        stop: threading.Event | None = None,
+    ) -> T:
+        """Send a request and parse its reply, retrying what may succeed on another attempt.
+
+        Parameters
+        ----------
+        request
+            The request.
+        parse
+            Turns a reply into the result; a `CommunicatorError` it raises with ``retryable`` set is
+            retried like a transport error.
+        stop
+            When set, pauses between attempts end at once and the last error is raised.
+
+        Returns
+        -------
+        T
+            What ``parse`` returned.
+
+        Raises
+        ------
+        CommunicatorError
+            The last attempt's error, when no attempt succeeded or the error cannot be helped by
+            retrying.
+        """
+        attempts = max(1, self.settings.retries)
+        for attempt in range(1, attempts + 1):
+            try:
+                return parse(self.send(request))
+            except CommunicatorError as exc:
+                if not exc.retryable or attempt == attempts or (stop is not None and stop.is_set()):
+                    raise
+                delay = self.backoff(attempt - 1)
+                log.info(
+                    "%s failed (attempt %d of %d), again in %.1f s: %s",
+                    request.call.value,
+                    attempt,
+                    attempts,
+                    delay,
+                    exc,
+                )
+                if stop is not None:
+                    if stop.wait(delay):
+                        raise
+                else:
+                    threading.Event().wait(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def backoff(self, failures: int) -> float:
+        """The pause after ``failures + 1`` consecutive failures.
+
+        ``backoff_s`` doubling with every failure up to ``backoff_max_s``; the pause is between half of
+        that and all of it (jitter), so that many pilots do not come back at the same moment.
+        """
+        ceiling = min(self.settings.backoff_max_s, self.settings.backoff_s * 2.0 ** min(failures, 30))
+        return float(ceiling * (0.5 + 0.5 * self._rng.random()))
+
+    def send(self, request: EncodedRequest) -> HttpReply:
+        """Make one attempt.
+
+        Raises
+        ------
+        CommunicatorError
+            On a connection error, a timeout, TLS trouble or a non-2xx status; the context names the
+            path and the status.
+        """
+        path = request.target.split("?", 1)[0]
+        headers = dict(request.headers)
+        headers["Accept-Encoding"] = "gzip"
+        headers["User-Agent"] = "hpcpilot"
+        body = request.body
+        if body is not None and self.settings.gzip and headers.get("Content-Type") == "application/json":
+            body = gzip.compress(body)
+            headers["Content-Encoding"] = "gzip"
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token.value()}"
+            if self.credentials.origin:
+                headers["Origin"] = self.credentials.origin
+        req = urllib.request.Request(
+            self.base_url + request.target, data=body, headers=headers, method=request.method
+        )
+        context: dict[str, object] = {"call": request.call.value, "path": path}
+        try:
+            with self._opener.open(req, timeout=self.settings.timeout_s) as response:
+                status = int(response.status)
+                data = response.read()
+                encoding = response.headers.get("Content-Encoding", "")
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            retryable = exc.code in RETRYABLE_STATUSES
+            raise CommunicatorError(
+                f"{request.call.value}: HTTP {exc.code} {exc.reason}",
+                retryable=retryable,
+                context={**context, "status": exc.code},
+            ) from None
+        except urllib.error.URLError as exc:
+            reason = exc.reason
+            if isinstance(reason, ssl.SSLCertVerificationError):
+                raise CommunicatorError(
+                    f"{request.call.value}: the server's certificate is not trusted "
+                    f"({reason.verify_message}); set panda.ca_path to its CA",
+                    context=context,
+                ) from None
+            raise CommunicatorError(
+                f"{request.call.value}: cannot reach {self.base_url}: {reason}",
+                retryable=not isinstance(reason, ssl.SSLError),
+                context=context,
+            ) from None
+        except ssl.SSLCertVerificationError as exc:
+            raise CommunicatorError(
+                f"{request.call.value}: the server's certificate is not trusted ({exc.verify_message})",
+                context=context,
+            ) from None
+        except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
+            raise CommunicatorError(
+                f"{request.call.value}: {type(exc).__name__}: {exc}", retryable=True, context=context
+            ) from None
+        if encoding.lower() == "gzip":
+            try:
+                data = gzip.decompress(data)
+            except (OSError, EOFError) as exc:
+                raise CommunicatorError(
+                    f"{request.call.value}: reply is not valid gzip: {exc}", retryable=True, context=context
+                ) from None
+        log.debug("%s %s: HTTP %d, %d bytes", request.method, path, status, len(data))
+        return HttpReply(status, data)
