@@ -142,6 +142,16 @@ class PandaSettings:
         Most updates kept on disk while the server is unreachable.
     gzip
         Send request bodies gzipped.
+    request_threshold
+        Ask for more ranges of a job when fewer than this many are cached here (0: 4 per slot).
+    request_ranges
+        ``n_ranges`` of one request for ranges (0: 8 per slot).
+    give_up_s
+        How long requests for jobs or ranges keep being retried while the server cannot be reached
+        before the error reaches the run (updates are never given up: they wait in the outbox).
+    close_wait_s
+        At the end of the run, how long the pilot waits for the outbox to empty; what is left stays on
+        disk and is sent by the next run in the same work directory.
     """
 
     url: str = ""
@@ -163,6 +173,10 @@ class PandaSettings:
     heartbeat_s: float = 1800.0
     outbox_max: int = 100000
     gzip: bool = True
+    request_threshold: int = 0
+    request_ranges: int = 0
+    give_up_s: float = 1800.0
+    close_wait_s: float = 60.0
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,710 @@
+"""The ``panda`` communicator: the PanDA server over HTTPS, spoken by rank 0 alone.
+
+All network I/O happens in one background thread owned by the communicator; the coordinator's calls
+only look at what has already arrived, put updates in the outbox and wake the thread, so the
+coordinator's loop never waits for the network.
+
+* **Jobs**: the thread asks ``acquire_jobs`` for as many jobs as there are free slots (``set_slots``
+  tells how many there are; an open event-service job takes every slot, a plain job ``coreCount``
+  slots), never more than ``run.max_jobs`` allows. `fetch_jobs` hands out what has arrived; its batch
+  is exhausted once the server has no job (StatusCode 20, ``No jobs in PanDA``, an empty list) and all
+  arrived jobs are handed out, or when ``run.max_jobs`` is reached.
+* **Ranges**: `fetch_ranges` hands out the job's cached ranges and, when fewer than
+  ``panda.request_threshold`` (default 4 per slot) are left, has the thread ask
+  ``acquire_event_ranges`` for ``panda.request_ranges`` (default 8 per slot). An empty reply means the
+  job has no more ranges.
+* **Updates** go through the durable `hpcpilot.comm.outbox.Outbox` in ``<workdir>/panda_outbox/``:
+  `report_job` puts a heartbeat or the final update there, `report_ranges` one batch of range updates
+  (finished ranges, and ranges that used all their attempts with status
+  ``eventservice.exhausted_status``; a failed attempt that will be retried is not reported). The thread
+  sends them in order; consecutive range batches share one ``update_event_ranges`` call. An update
+  leaves the outbox once the server took it; while the server cannot be reached, updates wait there
+  (retried with back-off, surviving a restart of the pilot).
+* **Commands** (``tobekilled``, ``softkill``) in the replies to ``update_job`` and
+  ``update_event_ranges`` come out of `poll` as `hpcpilot.comm.base.Command`.
+* **Faults**: a call is retried (``panda.retries`` attempts with back-off); requests for jobs and ranges
+  are then tried again later, and only after ``panda.give_up_s`` without success (or at once, for an
+  error that retrying cannot help) does the error reach the run. With ``panda.api = v1``, a server that
+  answers HTTP 404 to a v1 path is spoken to in the legacy API from then on.
+* `close` lets the thread flush the outbox for up to ``panda.close_wait_s``; what is left stays on disk
+  and is sent first by the next run in the same work directory.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hpcpilot.comm.base import BadJob, Command, CommandKind, Communicator, JobBatch, JobReport, RangeBatch
+from hpcpilot.comm.http import HttpClient, HttpReply
+from hpcpilot.comm.outbox import Outbox, OutboxItem, OutboxKind
+from hpcpilot.comm.panda_api import (
+    Api,
+    Call,
+    JobsReply,
+    JobUpdate,
+    RangesReply,
+    RangeUpdate,
+    Request,
+    ServerCommand,
+    UpdateJobReply,
+    acquire_event_ranges,
+    acquire_jobs,
+    decode_reply,
+    output_report,
+    parse_acquire_event_ranges,
+    parse_acquire_jobs,
+    parse_command,
+    parse_update_event_ranges,
+    parse_update_job,
+    update_event_ranges,
+    update_job,
+)
+from hpcpilot.config.schema import Settings
+from hpcpilot.model.errors import CommunicatorError, ConfigError, ErrorCode, HpcPilotError, JobDefinitionError
+from hpcpilot.model.job import Job, parse_job
+from hpcpilot.model.layout import WorkLayout
+from hpcpilot.model.ranges import EventRange, RangeState, parse_range
+from hpcpilot.model.results import RangeResult
+from hpcpilot.model.states import JobState
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+OUTBOX_DIR = "panda_outbox"
+"""The outbox's directory in the work directory."""
+
+MAX_RANGES_PER_CALL = 1000
+"""Most range updates one ``update_event_ranges`` call carries."""
+
+#: Longest the thread sleeps without looking at its work.
+_IDLE_WAIT_S = 1.0
+
+#: Jobs are asked for only while the run asks for them (so a draining run acquires none).
+_JOB_WANT_S = 10.0
+
+#: Variables that hold the batch system's job id, checked in this order.
+BATCH_ID_VARS = ("SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID", "COBALT_JOBID", "FLUX_JOB_ID")
+
+
+def batch_id(env: Mapping[str, str]) -> str:
+    """The batch system's id of this allocation, if a known variable holds it."""
+    return next((env[var] for var in BATCH_ID_VARS if env.get(var)), "")
+
+
+class _Retry:
+    """The failure record of one kind of request (jobs, one job's ranges, the outbox)."""
+
+    __slots__ = ("failing_since", "failures", "next_try")
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.failing_since: float | None = None
+        self.next_try = 0.0
+
+    def succeeded(self) -> bool:
+        """Reset; whether it had been failing."""
+        was = self.failures > 0
+        self.failures = 0
+        self.failing_since = None
+        self.next_try = 0.0
+        return was
+
+
+class _Feed:
+    """The ranges of one event-service job: cached, and what is known about the rest."""
+
+    __slots__ = ("active", "cache", "error", "errors", "exhausted", "job", "retry")
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.cache: deque[EventRange] = deque()
+        self.errors: list[HpcPilotError] = []
+        self.exhausted = False
+        self.active = True
+        self.error: HpcPilotError | None = None
+        self.retry = _Retry()
+
+    def wants(self, threshold: int) -> bool:
+        return self.active and not self.exhausted and self.error is None and len(self.cache) < threshold
+
+
+class PandaCommunicator(Communicator):
+    """Talks to the PanDA server (see the module's description).
+
+    Parameters
+    ----------
+    settings
+        The effective settings (``panda.*`` above all).
+    layout
+        The work directory (the outbox lives there).
+    env
+        The environment for credentials and the batch id (default: ``os.environ``).
+
+    Raises
+    ------
+    ConfigError
+        If ``panda.url`` or ``panda.site_name`` is not set, or the credentials or CA certificates are
+        unusable.
+    """
+
+    def __init__(self, settings: Settings, layout: WorkLayout, env: Mapping[str, str] | None = None) -> None:
+        super().__init__(settings, layout)
+        panda = settings.panda
+        if not panda.url:
+            raise ConfigError("panda.url is not set: the PanDA server's base URL (https://host:25443)")
+        if not panda.site_name:
+            raise ConfigError("panda.site_name is not set: the PanDA queue to ask jobs for")
+        environ = os.environ if env is None else env
+        self.heartbeat_s = panda.heartbeat_s
+        self._client = HttpClient(panda, environ)
+        self._api = Api(panda.api)
+        self._node = socket.gethostname()
+        self._batch_id = batch_id(environ)
+        self._outbox = Outbox(layout.root / OUTBOX_DIR, panda.outbox_max)
+        waiting = len(self._outbox)
+        if waiting:
+            log.info("%d update(s) left by an earlier run go to the PanDA server first", waiting)
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._slots = 1
+        self._job_cache: deque[Job] = deque()
+        self._bad_cache: deque[BadJob] = deque()
+        self._no_more_jobs = False
+        self._job_error: CommunicatorError | None = None
+        self._job_retry = _Retry()
+        self._handed = 0
+        self._jobs_wanted_until = 0.0
+        self._known: dict[int, Job] = {}
+        self._open: dict[int, Job] = {}  # jobs handed out and not finally reported
+        self._feeds: dict[int, _Feed] = {}
+        self._commands: deque[Command] = deque()
+        self._outbox_retry = _Retry()
+        self._closing = False
+        self._crash: BaseException | None = None
+        self._turn = 0
+        self._thread = threading.Thread(target=self._run, name="hpcpilot-panda", daemon=True)
+        self._thread.start()
+
+    # --- the coordinator's side: never waits for the network ----------------------------------
+
+    def fetch_jobs(self, n: int) -> JobBatch:
+        """Hand out up to ``n`` jobs that have arrived; the thread asks for more as slots free up.
+
+        Raises
+        ------
+        CommunicatorError
+            Once, when asking for jobs failed for good (see the module's description).
+        """
+        with self._lock:
+            self._check_crash()
+            if self._job_error is not None:
+                error, self._job_error = self._job_error, None
+                raise error
+            limit = self.settings.run.max_jobs
+            room = max(0, limit - self._handed) if limit else n
+            bad = [self._bad_cache.popleft() for _ in range(min(len(self._bad_cache), n, room))]
+            room -= len(bad)
+            jobs = [self._job_cache.popleft() for _ in range(min(len(self._job_cache), n - len(bad), room))]
+            self._handed += len(jobs) + len(bad)
+            for job in jobs:
+                self._known[job.panda_id] = job
+                self._open[job.panda_id] = job
+            limit_reached = bool(limit) and self._handed >= limit
+            exhausted = limit_reached or (self._no_more_jobs and not self._job_cache and not self._bad_cache)
+            self._jobs_wanted_until = 0.0 if exhausted else time.monotonic() + _JOB_WANT_S
+            self._wake.notify_all()
+        return JobBatch(tuple(jobs), tuple(bad), exhausted=exhausted)
+
+    def fetch_ranges(self, job: Job, n: int) -> RangeBatch:
+        """Hand out up to ``n`` cached ranges of ``job``; the thread keeps the cache filled.
+
+        Raises
+        ------
+        HpcPilotError
+            When asking for the job's ranges failed for good: the job cannot go on.
+        """
+        with self._lock:
+            self._check_crash()
+            feed = self._feeds.get(job.panda_id)
+            if feed is None:
+                feed = self._feeds[job.panda_id] = _Feed(job)
+                self._known.setdefault(job.panda_id, job)
+            if feed.error is not None:
+                error, feed.error = feed.error, None
+                feed.active = False
+                raise error
+            ranges = [feed.cache.popleft() for _ in range(min(n, len(feed.cache)))]
+            errors, feed.errors = feed.errors, []
+            exhausted = feed.exhausted and not feed.cache
+            if feed.wants(self._threshold()):
+                self._wake.notify_all()
+        return RangeBatch(tuple(ranges), exhausted=exhausted, errors=tuple(errors))
+
+    def report_ranges(self, job: Job, results: Sequence[RangeResult], fatal: Sequence[str]) -> None:
+        """Put one batch of range updates in the outbox.
+
+        Reported: the finished ranges, and those that used all their attempts (``fatal``, with status
+        ``eventservice.exhausted_status``); a failed attempt that will be retried is not reported.
+        """
+        updates = [
+            RangeUpdate(r.range_id, "finished", cpu_s=r.cpu_s or None, core_count=job.core_count)
+            for r in results
+            if r.state is RangeState.FINISHED
+        ]
+        failures = {r.range_id: r for r in results if r.state is not RangeState.FINISHED}
+        status = self.settings.eventservice.exhausted_status
+        for range_id in fatal:
+            failure = failures.get(range_id)
+            code = failure.error_code if failure is not None and failure.error_code else ErrorCode.ES_FATAL
+            diag = failure.error_diag if failure is not None and failure.error_diag else "used all attempts"
+            updates.append(RangeUpdate(range_id, status, error_code=int(code), error_diag=diag))
+        if not updates:
+            return
+        self._outbox.put(OutboxKind.RANGES, job.panda_id, {"eventRanges": [u.to_wire() for u in updates]})
+        with self._lock:
+            self._wake.notify_all()
+
+    def report_job(self, report: JobReport) -> None:
+        """Put a heartbeat, or the final update with the output files, in the outbox."""
+        final = report.state.is_final
+        job = self._known.get(report.panda_id)
+        update = JobUpdate(
+            panda_id=report.panda_id,
+            state=report.state,
+            trans_exit_code=report.exit_code,
+            pilot_error_code=report.error_code if report.error_code is not None else (0 if final else None),
+            pilot_error_diag=report.error_diag,
+            node=report.host or self._node,
+            site_name=self.settings.panda.site_name,
+            batch_id=self._batch_id,
+            cpu_s=report.cpu_s if (report.cpu_s or final) else None,
+            core_count=report.core_count,
+            start_time=report.start_time or None,
+            end_time=(report.end_time or time.time()) if final else None,
+            n_events=report.n_events if (report.n_events or final) else None,
+            attempt_nr=job.attempt_nr if job is not None else None,
+            metrics=tuple(report.metrics.items()),
+            output_report=self._output_report(report, job) if final else "",
+        )
+        kind = OutboxKind.FINAL if final else OutboxKind.HEARTBEAT
+        self._outbox.put(kind, report.panda_id, update.to_record())
+        with self._lock:
+            if final:
+                self._open.pop(report.panda_id, None)
+                feed = self._feeds.pop(report.panda_id, None)
+                if feed is not None:
+                    feed.active = False
+            self._wake.notify_all()
+
+    def poll(self) -> tuple[Command, ...]:
+        """The commands that arrived since the last call (``tobekilled``, ``softkill``).
+
+        Raises
+        ------
+        RuntimeError
+            If the communicator's thread died of an unexpected error.
+        """
+        if not self._commands and self._crash is None:
+            return ()
+        with self._lock:
+            self._check_crash()
+            commands = tuple(self._commands)
+            self._commands.clear()
+        return commands
+
+    def set_slots(self, slots: int) -> None:
+        """Learn how many payload slots the run has: sizes job and range requests."""
+        with self._lock:
+            self._slots = max(1, slots)
+            self._wake.notify_all()
+
+    def close(self) -> None:
+        """Let the thread flush the outbox for up to ``panda.close_wait_s``, then stop it.
+
+        What could not be sent stays on disk (a warning says how much) and goes out first with the
+        next run in the same work directory.
+        """
+        deadline = time.monotonic() + self.settings.panda.close_wait_s
+        self._give_back_unstarted_jobs()
+        with self._lock:
+            self._closing = True
+            self._outbox_retry.next_try = 0.0
+            self._wake.notify_all()
+            while len(self._outbox) and self._thread.is_alive() and self._crash is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._wake.wait(min(remaining, 0.5))
+        self._stop.set()
+        with self._lock:
+            self._wake.notify_all()
+        self._thread.join(timeout=self.settings.panda.timeout_s + 5)
+        left = len(self._outbox)
+        if left:
+            log.warning(
+                "%d update(s) could not be sent to the PanDA server: they stay in %s and go out with the "
+                "next run in this work directory",
+                left,
+                self._outbox.directory,
+            )
+
+    def _give_back_unstarted_jobs(self) -> None:
+        """Jobs that arrived but were never handed out are reported failed, so the server retries them."""
+        with self._lock:
+            jobs = list(self._job_cache)
+            self._job_cache.clear()
+            self._no_more_jobs = True
+            self._closing = True
+        self._give_back(jobs)
+
+    def _give_back(self, jobs: Sequence[Job]) -> None:
+        for job in jobs:
+            log.warning("job %d arrived but the run ended before it started: reported failed", job.panda_id)
+            self._known[job.panda_id] = job
+            now = time.time()
+            self.report_job(
+                JobReport(
+                    job.panda_id,
+                    JobState.FAILED,
+                    error_code=int(ErrorCode.GENERAL_ERROR),
+                    error_diag="the pilot ended before the job could start",
+                    start_time=now,
+                    end_time=now,
+                    core_count=job.core_count,
+                )
+            )
+
+    # --- helpers of both sides ------------------------------------------------------------------
+
+    def _check_crash(self) -> None:
+        if self._crash is not None:
+            raise RuntimeError("the PanDA communicator's thread died") from self._crash
+
+    def _threshold(self) -> int:
+        return self.settings.panda.request_threshold or 4 * self._slots
+
+    def _request_size(self) -> int:
+        return self.settings.panda.request_ranges or 8 * self._slots
+
+    def _output_report(self, report: JobReport, job: Job | None) -> str:
+        """The final update's file report: every output, and the log."""
+        files: list[tuple[str, str, int, str]] = []
+        outputs = {spec.lfn: spec for spec in job.output_files} if job is not None else {}
+        for out in report.outputs:
+            lfn = Path(str(out.get("path", ""))).name
+            spec = outputs.get(lfn)
+            guid = spec.guid if spec is not None and spec.guid else str(uuid.uuid4())
+            files.append((lfn, guid, _int(out.get("fsize")), str(out.get("adler32", ""))))
+        if report.log is not None:
+            log_spec = job.log_file if job is not None else None
+            lfn = log_spec.lfn if log_spec is not None else Path(str(report.log.get("path", ""))).name
+            guid = log_spec.guid if log_spec is not None and log_spec.guid else str(uuid.uuid4())
+            files.append((lfn, guid, _int(report.log.get("fsize")), str(report.log.get("adler32", ""))))
+        return output_report(files)
+
+    # --- the thread -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                action = self._next_action()
+                if action is None:
+                    return
+                action()
+        except BaseException as exc:
+            log.critical("the PanDA communicator's thread died: %r", exc, exc_info=True)
+            with self._lock:
+                self._crash = exc
+                self._wake.notify_all()
+
+    def _next_action(self) -> Callable[[], None] | None:
+        """The next call to make, waiting until there is one; None once the thread is to stop."""
+        with self._lock:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                wake = now + _IDLE_WAIT_S
+                actions: list[Callable[[], None]] = []
+                if not self._closing:
+                    n_jobs = self._jobs_to_ask()
+                    if n_jobs > 0:
+                        if now >= self._job_retry.next_try:
+                            actions.append(functools.partial(self._ask_jobs, n_jobs))
+                        wake = min(wake, self._job_retry.next_try)
+                    threshold = self._threshold()
+                    for feed in self._feeds.values():
+                        if feed.wants(threshold):
+                            if now >= feed.retry.next_try:
+                                actions.append(functools.partial(self._ask_ranges, feed))
+                            wake = min(wake, feed.retry.next_try)
+                if len(self._outbox):
+                    if now >= self._outbox_retry.next_try:
+                        actions.append(self._send_updates)
+                    wake = min(wake, self._outbox_retry.next_try)
+                if actions:
+                    self._turn += 1
+                    return actions[self._turn % len(actions)]
+                self._wake.wait(max(0.001, wake - now))
+        return None
+
+    def _jobs_to_ask(self) -> int:
+        """How many jobs to ask for now (0: none); called with the lock held."""
+        if self._no_more_jobs or self._job_error is not None or self._job_cache or self._bad_cache:
+            return 0
+        if time.monotonic() > self._jobs_wanted_until:
+            return 0
+        limit = self.settings.run.max_jobs
+        room = limit - self._handed if limit else self._slots
+        busy = sum(self._slots if job.event_service else job.core_count for job in self._open.values())
+        return max(0, min(self._slots - busy, room))
+
+    def _call(self, build: Callable[[Api], Request], parse: Callable[[Api, Any], T]) -> T:
+        """Make a call (with the client's retries); fall back to the legacy API on a v1 404."""
+        api = self._api
+        request = build(api)
+
+        def parse_reply(reply: HttpReply) -> T:
+            return parse(api, decode_reply(request.call, reply.body))
+
+        try:
+            return self._client.call(request.encode(), parse_reply, stop=self._stop)
+        except CommunicatorError as exc:
+            if api is Api.V1 and exc.context.get("status") == 404:
+                log.warning(
+                    "the PanDA server does not know %s (HTTP 404): using the legacy API from now on",
+                    request.path,
+                )
+                self._api = Api.LEGACY
+                return self._call(build, parse)
+            raise
+
+    def _failed(self, retry: _Retry, exc: CommunicatorError, what: str) -> bool:
+        """Book a failed request for jobs or ranges; whether to give up (lock held)."""
+        now = time.monotonic()
+        if retry.failing_since is None:
+            retry.failing_since = now
+        retry.failures += 1
+        retry.next_try = now + self._client.backoff(self.settings.panda.retries + retry.failures - 1)
+        give_up = not exc.retryable or now - retry.failing_since >= self.settings.panda.give_up_s
+        if give_up:
+            log.error("%s failed: %s", what, exc)
+            retry.failing_since = None
+        elif retry.failures == 1:
+            log.warning(
+                "%s failed, trying again (for up to %g s): %s", what, self.settings.panda.give_up_s, exc
+            )
+        return give_up
+
+    def _ask_jobs(self, n: int) -> None:
+        panda = self.settings.panda
+
+        def build(api: Api) -> Request:
+            return acquire_jobs(
+                api,
+                site_name=panda.site_name,
+                n_jobs=n,
+                node=self._node,
+                computing_element=panda.computing_element,
+                prod_source_label=panda.prod_source_label,
+                resource_type=panda.resource_type,
+                harvester_id=panda.harvester_id,
+                worker_id=panda.worker_id,
+            )
+
+        try:
+            reply: JobsReply = self._call(build, parse_acquire_jobs)
+        except CommunicatorError as exc:
+            with self._lock:
+                if self._failed(self._job_retry, exc, "asking the PanDA server for jobs"):
+                    self._job_error = exc
+                self._wake.notify_all()
+            return
+        source = f"{self._client.base_url} {Call.ACQUIRE_JOBS.value}"
+        jobs: list[Job] = []
+        bad: list[BadJob] = []
+        for raw in reply.jobs:
+            try:
+                jobs.append(parse_job(raw, source=source))
+            except JobDefinitionError as exc:
+                bad.append(BadJob(_panda_id(raw), exc))
+        with self._lock:
+            self._job_retry.succeeded()
+            late = self._closing
+            if not late:
+                self._job_cache.extend(jobs)
+                self._bad_cache.extend(bad)
+            if reply.no_jobs:
+                self._no_more_jobs = True
+                log.info("the PanDA server has no (more) jobs for %s", panda.site_name)
+            else:
+                log.info("got %d job(s) from the PanDA server", len(jobs) + len(bad))
+            self._wake.notify_all()
+        if late:
+            self._give_back(jobs)
+
+    def _ask_ranges(self, feed: _Feed) -> None:
+        job = feed.job
+        size = self._request_size()
+
+        def build(api: Api) -> Request:
+            return acquire_event_ranges(
+                api, panda_id=job.panda_id, jobset_id=job.jobset_id, task_id=job.task_id, n_ranges=size
+            )
+
+        try:
+            raw_ranges: tuple[Any, ...] = self._call(build, parse_acquire_event_ranges)
+        except CommunicatorError as exc:
+            with self._lock:
+                if self._failed(feed.retry, exc, f"job {job.panda_id}: asking for event ranges"):
+                    feed.error = exc
+                self._wake.notify_all()
+            return
+        source = f"{self._client.base_url} {Call.ACQUIRE_EVENT_RANGES.value} PandaID={job.panda_id}"
+        ranges: list[EventRange] = []
+        errors: list[HpcPilotError] = []
+        for raw in raw_ranges:
+            try:
+                ranges.append(parse_range(raw, source=source))
+            except HpcPilotError as exc:
+                errors.append(exc)
+        with self._lock:
+            feed.retry.succeeded()
+            feed.cache.extend(ranges)
+            feed.errors.extend(errors)
+            if not raw_ranges:
+                feed.exhausted = True
+                log.info("job %d: the PanDA server has no more event ranges", job.panda_id)
+            self._wake.notify_all()
+
+    def _send_updates(self) -> None:
+        """Send the oldest update(s) of the outbox in one call."""
+        batch = self._outbox.head(MAX_RANGES_PER_CALL)
+        if not batch:
+            return
+        first = batch[0]
+        try:
+            if first.kind is OutboxKind.RANGES:
+                updates = [RangeUpdate.from_wire(u) for item in batch for u in item.payload["eventRanges"]]
+            else:
+                update = JobUpdate.from_record(first.payload)
+        except (CommunicatorError, KeyError, TypeError) as exc:
+            log.error("outbox item %s is unusable, dropped: %s", first.file_name, exc)
+            self._outbox.remove(batch)
+            return
+        try:
+            if first.kind is OutboxKind.RANGES:
+                ranges_reply: RangesReply = self._call(
+                    lambda api: update_event_ranges(api, updates), parse_update_event_ranges
+                )
+                commands = self._range_reply(updates, ranges_reply)
+            else:
+                job_reply: UpdateJobReply = self._call(lambda api: update_job(api, update), parse_update_job)
+                commands = [(update.panda_id, c) for c in job_reply.commands]
+        except CommunicatorError as exc:
+            self._update_failed(batch, exc)
+            return
+        self._outbox.remove(batch)
+        with self._lock:
+            if self._outbox_retry.succeeded():
+                log.info("the PanDA server takes updates again (%d waiting)", len(self._outbox))
+            for panda_id, command in commands:
+                self._take_command(panda_id, command)
+            self._wake.notify_all()
+
+    def _update_failed(self, batch: tuple[OutboxItem, ...], exc: CommunicatorError) -> None:
+        first = batch[0]
+        what = f"{first.kind.value} update of job {first.panda_id}"
+        if len(batch) > 1:
+            what = (
+                f"{len(batch)} range updates of job(s) {', '.join(sorted({str(i.panda_id) for i in batch}))}"
+            )
+        if exc.context.get("rejected"):
+            log.error("the PanDA server refused the %s for good, dropped: %s", what, exc)
+            self._outbox.remove(batch)
+            with self._lock:
+                self._wake.notify_all()
+            return
+        with self._lock:
+            retry = self._outbox_retry
+            retry.failures += 1
+            delay = self._client.backoff(self.settings.panda.retries + retry.failures - 1)
+            retry.next_try = time.monotonic() + delay
+            if retry.failures == 1 or not exc.retryable:
+                log.warning(
+                    "could not send the %s (%d update(s) wait in the outbox; next try in %.1f s): %s",
+                    what,
+                    len(self._outbox),
+                    delay,
+                    exc,
+                )
+            self._wake.notify_all()
+
+    def _range_reply(
+        self, updates: Sequence[RangeUpdate], reply: RangesReply
+    ) -> list[tuple[int, ServerCommand]]:
+        if len(reply.accepted) != len(updates):
+            log.warning(
+                "update_event_ranges: %d range(s) sent, %d 'Returns' came back",
+                len(updates),
+                len(reply.accepted),
+            )
+        refused = [u.range_id for u, ok in zip(updates, reply.accepted, strict=False) if not ok]
+        if refused:
+            log.warning(
+                "the PanDA server did not take the update of %d range(s): %s%s",
+                len(refused),
+                ", ".join(refused[:10]),
+                " ..." if len(refused) > 10 else "",
+            )
+        return [(panda_id, c) for panda_id, text in reply.commands for c in parse_command(text)]
+
+    def _take_command(self, panda_id: int, command: ServerCommand) -> None:
+        """Turn a server command into a `Command` for the run (lock held)."""
+        source = f"{self._client.base_url} (PanDA server)"
+        if command in {ServerCommand.DEBUG, ServerCommand.DEBUGOFF}:
+            log.info(
+                "job %d: the PanDA server sent '%s': debug mode is not supported, ignored",
+                panda_id,
+                command.value,
+            )
+            return
+        if panda_id not in self._open:
+            log.info(
+                "job %d: '%s' from the PanDA server for a job that is over, ignored", panda_id, command.value
+            )
+            return
+        kind = CommandKind.TOBEKILLED if command is ServerCommand.TOBEKILLED else CommandKind.SOFTKILL
+        log.warning("job %d: the PanDA server sent '%s'", panda_id, command.value)
+        feed = self._feeds.get(panda_id)
+        if feed is not None:
+            feed.active = False
+        self._commands.append(Command(kind, panda_id, source))
+
+
+def _panda_id(raw: object) -> int | None:
+    if isinstance(raw, Mapping):
+        try:
+            return int(raw.get("PandaID"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def _int(value: object) -> int:
+    if isinstance(value, int | float | str):
+        try:
+            return int(value)
+        except ValueError:
+            return 0
+    return 0
