@@ -285,7 +285,7 @@ class HttpClient:
                 if not exc.retryable or attempt == attempts or (stop is not None and stop.is_set()):
                     raise
                 delay = self.backoff(attempt - 1)
-                log.info(
+                log.debug(
                     "%s failed (attempt %d of %d), again in %.1f s: %s",
                     request.call.value,
                     attempt,

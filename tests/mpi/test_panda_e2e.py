@@ -1,0 +1,130 @@
+"""End-to-end runs at 4 MPI ranks against the fake PanDA server (``tests/fakes/panda_server.py``).
+
+The fake runs in the test process; the pilot is started as a site would start it with
+``run.communicator=panda`` and ``panda.url`` pointing at the fake. Short back-off and heartbeat
+settings keep the runs quick.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hpcpilot.data.checksums import adler32_of_file
+from hpcpilot.demo.jobs import DEMO_OUTPUT, demo_job
+from tests.conftest import RunPilot
+from tests.fakes.panda_server import FakePandaServer
+
+pytestmark = pytest.mark.mpi
+RANKS = 4
+QUEUE = "TEST_QUEUE"
+
+
+def pilot_args(fake: FakePandaServer, workdir: Path, *extra: str) -> list[str]:
+    settings = {
+        "run.communicator": "panda",
+        "panda.url": fake.url,
+        "panda.site_name": QUEUE,
+        "panda.timeout_s": "2",
+        "panda.retries": "2",
+        "panda.backoff_s": "0.1",
+        "panda.backoff_max_s": "0.5",
+        "panda.heartbeat_s": "1",
+        "panda.close_wait_s": "30",
+    }
+    args = ["run", "--workdir", str(workdir)]
+    for key, value in settings.items():
+        args += ["--set", f"{key}={value}"]
+    return args + list(extra)
+
+
+def outputs_of(fake: FakePandaServer, panda_id: int) -> dict[str, Any]:
+    final = fake.final_update(panda_id)
+    assert final is not None, f"job {panda_id} has no final update"
+    report: dict[str, Any] = json.loads(final.fields["xml"])
+    return report
+
+
+def check_output(report: dict[str, Any], path: Path) -> None:
+    entry = report[path.name]
+    assert entry["fsize"] == path.stat().st_size
+    assert entry["adler32"] == adler32_of_file(path)
+    assert entry["guid"]
+
+
+def check_event_service_run(fake: FakePandaServer, workdir: Path, panda_id: int, n_ranges: int) -> None:
+    served = {f"42-{panda_id}-1-{k}-1" for k in range(1, n_ranges + 1)}
+    assert fake.finished_ranges() == dict.fromkeys(served, 1)  # every range finished, exactly once
+    states = fake.states(panda_id)
+    assert states[0] == "starting" and states[-1] == "finished" and states.count("finished") == 1
+    assert set(states[1:-1]) <= {"running"}
+    check_output(outputs_of(fake, panda_id), workdir / str(panda_id) / DEMO_OUTPUT)
+    assert not list((workdir / "panda_outbox").glob("*.json")), "updates left unsent"
+    assert fake.violations == []
+
+
+def test_event_service_job(run_pilot: RunPilot, mpiexec: Path, tmp_path: Path) -> None:
+    with FakePandaServer() as fake:
+        fake.add_job(demo_job(panda_id=51, n_events=200, mode="per_range", sleep_per_event=0))
+        result = run_pilot(pilot_args(fake, tmp_path), ranks=RANKS)
+        assert result.returncode == 0, result.stderr[-3000:]
+        check_event_service_run(fake, tmp_path, 51, 20)
+        assert len(fake.calls_of("update_event_ranges")) < 20  # batched, not one call per range
+        final = fake.final_update(51)
+        assert final is not None and final.fields["nEvents"] == 200 and final.fields["siteName"] == QUEUE
+
+
+def test_several_plain_jobs_in_one_run(run_pilot: RunPilot, mpiexec: Path, tmp_path: Path) -> None:
+    script = "import os, time; time.sleep(0.3); open('out.txt', 'w').write(os.environ['HPCPILOT_SLOT'] * 7)"
+    with FakePandaServer(range_reply_shape="dict") as fake:
+        for i in range(6):
+            fake.add_job(
+                {
+                    "PandaID": 300 + i,
+                    "attemptNr": 1,
+                    "transformation": sys.executable,
+                    "jobPars": f'-c "{script}"',
+                    "coreCount": 1,
+                    "outFiles": "out.txt",
+                    "prodSourceLabel": "managed",
+                }
+            )
+        result = run_pilot(pilot_args(fake, tmp_path, "--set", "node.cores=2"), ranks=RANKS)
+        assert result.returncode == 0, result.stderr[-3000:]
+        for i in range(6):
+            panda_id = 300 + i
+            assert fake.states(panda_id)[-1] == "finished"
+            check_output(outputs_of(fake, panda_id), tmp_path / str(panda_id) / "out.txt")
+        assert max(int(c.params["n_jobs"]) for c in fake.calls_of("acquire_jobs")) > 1  # asked per free slot
+        assert fake.calls_of("acquire_jobs")[-1].status == 200  # the run ended on "no jobs"
+        assert fake.violations == []
+
+
+def test_server_errors_and_an_outage_lose_nothing(run_pilot: RunPilot, mpiexec: Path, tmp_path: Path) -> None:
+    with FakePandaServer(range_reply_shape="dict") as fake:
+        fake.add_job(demo_job(panda_id=52, n_events=300, mode="per_range", sleep_per_event=0.01))
+        fake.fail_next(2, 500, call="acquire_event_ranges")
+        fake.fail_next(2, 500, call="update_event_ranges")
+        went_down = threading.Event()
+
+        def outage_after_first_range_update() -> None:
+            deadline = time.monotonic() + 120
+            while not fake.range_updates and time.monotonic() < deadline:
+                time.sleep(0.05)
+            fake.down_for(3.0)
+            went_down.set()
+
+        watcher = threading.Thread(target=outage_after_first_range_update, daemon=True)
+        watcher.start()
+        result = run_pilot(pilot_args(fake, tmp_path), ranks=RANKS)
+        watcher.join(timeout=10)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert went_down.is_set()
+        assert [c.status for c in fake.calls_of("update_event_ranges")][:2] == [500, 500]
+        check_event_service_run(fake, tmp_path, 52, 30)
