@@ -9,17 +9,13 @@ Two generations (PROTOCOLS.md section 2), chosen by ``panda.api``:
   ``Accept: application/json``; the reply is JSON with a ``StatusCode``, or urlencoded
   (``StatusCode=20``) from a server that ignores ``Accept``.
 
-The calls:
+The calls (v1 path under ``/api/v1/``, legacy method under ``/server/panda/``):
 
-=================================  ==========================================  ==========================
-purpose                            v1                                          legacy
-=================================  ==========================================  ==========================
-get jobs                           POST ``pilot/acquire_jobs``                 ``getJob``
-heartbeat / final update           POST ``pilot/update_job``                   ``updateJob``
-get ranges                         POST ``event/acquire_event_ranges``         ``getEventRanges``
-update ranges                      POST ``event/update_event_ranges``          ``updateEventRanges``
-ranges left                        GET ``event/get_available_event_range_count``  ``checkEventsAvailability``
-=================================  ==========================================  ==========================
+* get jobs: POST ``pilot/acquire_jobs`` / ``getJob``;
+* heartbeat and final update: POST ``pilot/update_job`` / ``updateJob``;
+* get ranges: POST ``event/acquire_event_ranges`` / ``getEventRanges``;
+* update ranges: POST ``event/update_event_ranges`` / ``updateEventRanges``;
+* ranges left: GET ``event/get_available_event_range_count`` / ``checkEventsAvailability``.
 
 Only parameter names the server's signature knows are ever sent: an unknown keyword fails the whole call
 on the server.
