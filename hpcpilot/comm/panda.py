@@ -223,8 +223,11 @@ class PandaCommunicator(Communicator):
                 self._open[job.panda_id] = job
             limit_reached = bool(limit) and self._handed >= limit
             exhausted = limit_reached or (self._no_more_jobs and not self._job_cache and not self._bad_cache)
-            self._jobs_wanted_until = 0.0 if exhausted else time.monotonic() + _JOB_WANT_S
-            self._wake.notify_all()
+            now = time.monotonic()
+            was_wanted = now <= self._jobs_wanted_until
+            self._jobs_wanted_until = 0.0 if exhausted else now + _JOB_WANT_S
+            if jobs or bad or not was_wanted:  # the thread has something new to consider
+                self._wake.notify_all()
         return JobBatch(tuple(jobs), tuple(bad), exhausted=exhausted)
 
     def fetch_ranges(self, job: Job, n: int) -> RangeBatch:
@@ -238,6 +241,7 @@ class PandaCommunicator(Communicator):
         with self._lock:
             self._check_crash()
             feed = self._feeds.get(job.panda_id)
+            new = feed is None
             if feed is None:
                 feed = self._feeds[job.panda_id] = _Feed(job)
                 self._known.setdefault(job.panda_id, job)
@@ -248,7 +252,7 @@ class PandaCommunicator(Communicator):
             ranges = [feed.cache.popleft() for _ in range(min(n, len(feed.cache)))]
             errors, feed.errors = feed.errors, []
             exhausted = feed.exhausted and not feed.cache
-            if feed.wants(self._threshold()):
+            if (new or ranges) and feed.wants(self._threshold()):
                 self._wake.notify_all()
         return RangeBatch(tuple(ranges), exhausted=exhausted, errors=tuple(errors))
 

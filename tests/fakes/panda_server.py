@@ -254,6 +254,18 @@ LEGACY_PARAMS: Mapping[str, frozenset[str]] = {
     "get_available_event_range_count": frozenset(["pandaID", "jobsetID", "taskID", "timeout"]),
 }
 
+#: Parameters every request of a call must carry: (v1 names, legacy names).
+REQUIRED_PARAMS: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "acquire_jobs": (("site_name",), ("siteName",)),
+    "update_job": (("job_id", "job_status"), ("jobId", "state")),
+    "acquire_event_ranges": (("job_id", "jobset_id"), ("pandaID", "jobsetID")),
+    "update_event_ranges": (("event_ranges",), ("eventRanges",)),
+    "get_available_event_range_count": (
+        ("job_id", "jobset_id", "task_id"),
+        ("pandaID", "jobsetID", "taskID"),
+    ),
+}
+
 #: v1 parameters whose JSON value must be an integer (the server checks isinstance).
 _V1_INTS = frozenset(
     [
@@ -645,6 +657,9 @@ class FakePandaServer:
         for name in params:
             if name not in known:
                 self._violation(f"{call} ({api}): unknown parameter {name!r}")
+        for name in REQUIRED_PARAMS[call][0 if api == "v1" else 1]:
+            if params.get(name) in (None, ""):
+                self._violation(f"{call} ({api}): required parameter {name!r} is missing")
         if api != "v1" or call == "get_available_event_range_count":
             return
         for name, value in params.items():

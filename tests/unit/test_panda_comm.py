@@ -8,15 +8,19 @@ import ipaddress
 import json
 import logging
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from hpcpilot.comm import panda_api
 from hpcpilot.comm.base import Command, CommandKind, JobReport
 from hpcpilot.comm.http import HttpClient
 from hpcpilot.comm.outbox import Outbox, OutboxKind
@@ -608,3 +612,57 @@ def test_tls_verification_rejects_an_unknown_certificate(make: Factory, tmp_path
         trusting = make(make_settings(fake.url, ca_path=str(cert)))
         assert [j.panda_id for j in get_jobs(trusting)] == [22]
         assert fake.violations == []
+
+
+# --------------------------------------------------------------------------- the fake itself
+
+
+def test_the_fake_records_protocol_violations(fake: FakePandaServer) -> None:
+    def post(path: str, body: bytes, ctype: str) -> None:
+        request = urllib.request.Request(
+            fake.url + path, data=body, headers={"Content-Type": ctype, "Accept": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as reply:
+            reply.read()
+
+    post(
+        "/api/v1/pilot/update_job",
+        json.dumps({"job_status": "done", "colour": "red"}).encode(),
+        "application/json",
+    )
+    post(
+        "/server/panda/updateEventRanges",
+        b"eventRanges=%5B%7B%22eventRangeID%22%3A%20%22x%22%7D%5D",
+        "text/plain",
+    )
+    text = "\n".join(fake.violations)
+    assert "unknown parameter 'colour'" in text
+    assert "required parameter 'job_id' is missing" in text
+    assert "invalid state 'done'" in text
+    assert "not form-encoded" in text
+    assert "lacks eventRangeID/eventStatus" in text
+
+
+def test_the_fake_runs_as_a_process(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(json.dumps([demo_job(panda_id=61, n_events=30)]))
+    record = tmp_path / "record.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.panda_server", "--jobs", str(jobs), "--record", str(record)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().split()[-1]
+        client = HttpClient(PandaSettings(url=url), {})
+        request = panda_api.acquire_jobs(panda_api.Api.V1, site_name=QUEUE, n_jobs=1, node="n")
+        reply = client.call(
+            request.encode(), lambda r: panda_api.parse_acquire_jobs(panda_api.Api.V1, json.loads(r.body))
+        )
+        assert [j["PandaID"] for j in reply.jobs] == [61]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    assert [c["call"] for c in json.loads(record.read_text())["calls"]] == ["acquire_jobs"]
