@@ -188,6 +188,7 @@ class PandaCommunicator(Communicator):
         self._jobs_wanted_until = 0.0
         self._known: dict[int, Job] = {}
         self._open: dict[int, Job] = {}  # jobs handed out and not finally reported
+        self._closed: set[int] = set()  # jobs finally reported
         self._feeds: dict[int, _Feed] = {}
         self._commands: deque[Command] = deque()
         self._outbox_retry = _Retry()
@@ -240,6 +241,8 @@ class PandaCommunicator(Communicator):
         """
         with self._lock:
             self._check_crash()
+            if job.panda_id in self._closed:
+                return RangeBatch(exhausted=True)
             feed = self._feeds.get(job.panda_id)
             new = feed is None
             if feed is None:
@@ -306,6 +309,7 @@ class PandaCommunicator(Communicator):
         self._outbox.put(kind, report.panda_id, update.to_record())
         with self._lock:
             if final:
+                self._closed.add(report.panda_id)
                 self._open.pop(report.panda_id, None)
                 feed = self._feeds.pop(report.panda_id, None)
                 if feed is not None:
