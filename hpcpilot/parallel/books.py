@@ -48,6 +48,7 @@ class JobBook:
     phase: JobPhase = JobPhase.RUNNING
     ranges: dict[str, RangeEntry] = field(default_factory=dict)
     source_exhausted: bool = False
+    stopped: bool = False
     queued: int = 0
     in_flight: int = 0
     finished: int = 0
@@ -159,6 +160,7 @@ class Books:
         for rid in dropped:
             book.ranges[rid].state = RangeState.DROPPED
         book.queued = 0
+        book.stopped = True
         if panda_id in self.plain_queue:
             self.plain_queue.remove(panda_id)
         self.exhaust(book)
@@ -265,7 +267,8 @@ class Books:
     def record_range(self, rank: int, result: RangeResult) -> RangeState | None:
         """Book a range result; a failed range is requeued or declared fatal.
 
-        Returns what the range became (FINISHED, FAILED: requeued, or FATAL), or None for a result
+        Returns what the range became (FINISHED, FAILED: requeued, FATAL, or DROPPED: failed in a job
+        that takes no more work, see `drop_queued`), or None for a result
         that does not match an assigned range (a duplicate or stray). The attempt it was for stays
         in the range's entry (``attempts``) until the range is handed out again.
         """
@@ -287,6 +290,9 @@ class Books:
             return RangeState.FINISHED
         book.failed_attempts += 1
         self.ranges_failed_attempts += 1
+        if book.stopped:  # the job takes no more work: the range is not retried here
+            entry.state, entry.result = RangeState.DROPPED, result
+            return RangeState.DROPPED
         if attempt >= self.max_attempts:
             entry.state, entry.result = RangeState.FATAL, result
             book.fatal += 1
@@ -320,10 +326,14 @@ class Books:
             entry = book.ranges.get(task.event_range.range_id) if book else None
             if book is None or entry is None or entry.state is not RangeState.ASSIGNED:
                 continue
-            entry.state = RangeState.QUEUED
             book.in_flight -= 1
-            book.queued += 1
             worker.in_flight -= 1
+            if book.stopped:
+                entry.state = RangeState.DROPPED
+                self._settled.add(task.panda_id)
+                continue
+            entry.state = RangeState.QUEUED
+            book.queued += 1
             self.range_queue.appendleft(RangeTask(task.panda_id, entry.event_range, task.attempt))
 
     def return_plain(self, panda_ids: tuple[int, ...], rank: int) -> None:

@@ -25,7 +25,7 @@ from hpcpilot.model.ranges import RangeState
 from hpcpilot.model.results import OutputFile, RangeResult
 from hpcpilot.model.states import JobState
 from hpcpilot.parallel.books import Books, JobBook, JobPhase
-from hpcpilot.parallel.messages import Assignment, Message, Stop, WorkerBye, WorkerUpdate
+from hpcpilot.parallel.messages import Assignment, Kill, Message, Stop, WorkerBye, WorkerUpdate
 from hpcpilot.parallel.outcome import job_report, merge_inputs, settle_event_service
 from hpcpilot.parallel.status import Progress, RateMeter, format_status
 from hpcpilot.parallel.summary import run_summary
@@ -234,6 +234,8 @@ class Coordinator:
         self.journal.append(
             "failed", job=r.panda_id, id=r.range_id, attempt=attempt, code=code, diag=r.error_diag[-300:]
         )
+        if state is RangeState.DROPPED:
+            self.journal.append("dropped", job=r.panda_id, ids=[r.range_id])
         if state is RangeState.FATAL:
             self._unreported_fatal[r.panda_id].append(r.range_id)
             self.journal.append("fatal", job=r.panda_id, id=r.range_id, code=code)
@@ -277,6 +279,10 @@ class Coordinator:
         if command.kind is CommandKind.TOBEKILLED:
             book.error_code = ErrorCode.KILLED_BY_PANDA
             book.error_diag = f"killed by the workload manager (tobekilled, {command.source or 'server'})"
+            for worker in self.books.workers.values():
+                if panda_id in worker.known_jobs and not worker.stopped:
+                    self.transport.send(worker.rank, Kill((panda_id,)))
+                    self.messages_out += 1
         if not book.job.event_service and book.in_flight == 0 and book.phase is JobPhase.QUEUED:
             book.error_code = book.error_code or ErrorCode.KILLED_BY_PANDA
             book.error_diag = book.error_diag or f"{command.kind.value} before the job started"
@@ -577,9 +583,10 @@ class Coordinator:
             books.draining = True
         if not self.stop_sent and (books.draining or self._all_work_done()):
             drain = books.draining
+            kill = self.drain_code is ErrorCode.KILLED_BY_PANDA
             for rank in self.transport.worker_ranks:
                 if not books.worker(rank).stopped:
-                    self.transport.send(rank, Stop(drain=drain))
+                    self.transport.send(rank, Stop(drain=drain, kill=kill))
             self.stop_sent = True
             return True
         if self.stop_sent and all(w.stopped for w in books.workers.values()):

@@ -18,6 +18,7 @@ TAG_UPDATE = 11
 TAG_ASSIGNMENT = 12
 TAG_STOP = 13
 TAG_BYE = 14
+TAG_KILL = 15
 
 
 @compact_pickle
@@ -127,10 +128,31 @@ class Stop:
     drain
         False: all work is done, end normally. True: start nothing new, finish what runs, return the
         rest (walltime, signal, soft kill).
+    kill
+        With ``drain``: do not let running items finish, kill them (``tobekilled`` for the whole run);
+        they fail with 1144.
     """
 
     TAG: ClassVar[int] = TAG_STOP
     drain: bool
+    kill: bool = False
+
+
+@compact_pickle
+@dataclass(frozen=True, slots=True)
+class Kill:
+    """Coordinator -> worker: the workload manager killed these jobs (``tobekilled``).
+
+    The worker kills their running items and fails their queued ones, all with 1144.
+
+    Attributes
+    ----------
+    panda_ids
+        The jobs.
+    """
+
+    TAG: ClassVar[int] = TAG_KILL
+    panda_ids: tuple[int, ...]
 
 
 @compact_pickle
@@ -157,4 +179,4 @@ class WorkerBye:
     busy_core_s: float
 
 
-Message = WorkerUpdate | Assignment | Stop | WorkerBye
+Message = WorkerUpdate | Assignment | Stop | Kill | WorkerBye

@@ -14,13 +14,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from hpcpilot.config.schema import Settings
-from hpcpilot.model.errors import HpcPilotError
+from hpcpilot.model.errors import ErrorCode, HpcPilotError
 from hpcpilot.model.job import Job
 from hpcpilot.model.layout import WorkLayout
 from hpcpilot.model.ranges import EventRange
 from hpcpilot.model.results import PayloadResult, RangeResult
 from hpcpilot.parallel.messages import (
     Assignment,
+    Kill,
     Message,
     NodeInfo,
     RangeTask,
@@ -168,8 +169,39 @@ class Worker:
                 self._close_job(panda_id)
         elif isinstance(message, Stop):
             self.stop = message
+            if message.kill:
+                self._kill(None, "the whole run was killed by the workload manager (tobekilled)")
+        elif isinstance(message, Kill):
+            for panda_id in message.panda_ids:
+                self._kill(panda_id, f"job {panda_id} was killed by the workload manager (tobekilled)")
         else:
             log.warning("rank %d ignores unexpected message %s", self.node.rank, type(message).__name__)
+
+    def _kill(self, panda_id: int | None, diag: str) -> None:
+        """Kill the running items of one job, or of all for None; fail a job's queued items.
+
+        For the whole run the queue is not failed: the stopping worker gives it back.
+        """
+        code = ErrorCode.KILLED_BY_PANDA
+        for slot in self.slots:
+            if panda_id is None or slot.panda_id == panda_id:
+                slot.runner.kill(code, diag)
+        if panda_id is None:
+            return
+        kept: deque[_Queued] = deque()
+        for entry in self.queue:
+            if (entry.panda_id if isinstance(entry, RangeTask) else entry) != panda_id:
+                kept.append(entry)
+                continue
+            self.queued_cores -= self.jobs[panda_id].core_count
+            if isinstance(entry, RangeTask):
+                item = WorkItem(self.jobs[panda_id], entry.event_range, None, entry.attempt)
+                self.range_results.append(failed_range(item, code, diag, time.monotonic()))
+            else:
+                self.payload_results.append(PayloadResult(panda_id, False, error_code=code, error_diag=diag))
+            if len(self.range_results) + len(self.payload_results) == 1:
+                self.oldest_result = time.monotonic()
+        self.queue = kept
 
     # --- running work -------------------------------------------------------------------------
 

@@ -120,6 +120,13 @@ class SlotRunner(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """No more items will come: end any long-lived process gently (never blocks)."""
 
+    def kill(self, code: ErrorCode, diag: str) -> None:  # noqa: B027 - optional hook
+        """Stop the in-flight item now; `poll` then reports it failed with ``code`` and ``diag``.
+
+        Process runners send SIGTERM to the item's process group and SIGKILL after
+        ``payload.kill_grace_s``. Never blocks.
+        """
+
 
 def payload_env(context: SlotContext, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a payload: the base environment plus the job's facts."""

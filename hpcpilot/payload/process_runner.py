@@ -38,6 +38,7 @@ class ProcessRunner(SlotRunner):
         self._started = 0.0
         self._err_offset = 0
         self._start_failure: ItemResult | None = None
+        self._killed: tuple[ErrorCode, str] | None = None
 
     @property
     def busy(self) -> bool:
@@ -53,6 +54,7 @@ class ProcessRunner(SlotRunner):
         """Start ``item``'s process; a failure to start fails the item (setup failure, 1110)."""
         self._item = item
         self._started = time.monotonic()
+        self._killed = None
         out_fd, err_fd = open_log(self.out_path), open_log(self.err_path)
         try:
             argv, env = self.command(item)
@@ -90,8 +92,16 @@ class ProcessRunner(SlotRunner):
         assert code is not None
         if timed_out:
             code, diag = ErrorCode.REACHED_MAX_TIME, f"payload exceeded its time limit of {limit} s"
+        if self._killed is not None:
+            code, diag = self._killed
         tail = tail_of_file(self.err_path, self._err_offset, 500)
         return [self.failed(item, code, f"{diag}: {tail}" if tail else diag, info)]
+
+    def kill(self, code: ErrorCode, diag: str) -> None:
+        """Stop the running process group; its item fails with ``code``."""
+        if self._proc is not None and self._proc.exit is None:
+            self._killed = (code, diag)
+            self._proc.terminate(self.context.settings.kill_grace_s)
 
     @property
     def started(self) -> float:

@@ -11,7 +11,7 @@ import time
 from hpcpilot.model.errors import ErrorCode, PayloadError
 from hpcpilot.model.ranges import RangeState
 from hpcpilot.model.results import RangeResult
-from hpcpilot.payload.base import ItemResult, SlotContext, SlotRunner, WorkItem
+from hpcpilot.payload.base import ItemResult, SlotContext, SlotRunner, WorkItem, failed_range
 
 
 class SleepRunner(SlotRunner):
@@ -29,6 +29,7 @@ class SleepRunner(SlotRunner):
             ) from None
         self._item: WorkItem | None = None
         self._started = 0.0
+        self._killed: tuple[ErrorCode, str] | None = None
 
     @property
     def busy(self) -> bool:
@@ -40,9 +41,19 @@ class SleepRunner(SlotRunner):
         self._item = item
         self._started = time.monotonic()
 
+    def kill(self, code: ErrorCode, diag: str) -> None:
+        """End the wait now; the range fails with ``code``."""
+        if self._item is not None:
+            self._killed = (code, diag)
+
     def poll(self) -> list[ItemResult]:
-        """Finish the range once its duration has passed."""
-        if self._item is None or time.monotonic() - self._started < self._duration:
+        """Finish the range once its duration has passed (or fail it at once if it was killed)."""
+        if self._item is None:
+            return []
+        if self._killed is not None:
+            item, self._item, (code, diag), self._killed = self._item, None, self._killed, None
+            return [failed_range(item, code, diag, self._started)]
+        if time.monotonic() - self._started < self._duration:
             return []
         item, self._item = self._item, None
         assert item.event_range is not None
@@ -58,6 +69,6 @@ class SleepRunner(SlotRunner):
 
     def wake_in_s(self) -> float | None:
         """Seconds until the in-flight range finishes; lets the worker sleep exactly that long."""
-        if self._item is None:
+        if self._item is None or self._killed is not None:
             return 0.0
         return max(0.0, self._duration - (time.monotonic() - self._started))

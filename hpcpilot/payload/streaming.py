@@ -51,6 +51,7 @@ class StreamingRunner(SlotRunner):
         self._started = 0.0
         self._close_deadline: float | None = None
         self._timed_out = False
+        self._killed: tuple[ErrorCode, str] | None = None
         self._reader: threading.Thread | None = None
         self._pending: list[ItemResult] = []
 
@@ -99,6 +100,12 @@ class StreamingRunner(SlotRunner):
                 self._proc.popen.stdin.close()
             self._close_deadline = time.monotonic() + self.context.settings.kill_grace_s
 
+    def kill(self, code: ErrorCode, diag: str) -> None:
+        """Stop the payload process; the range in flight fails with ``code``."""
+        if self._proc is not None and self._proc.exit is None:
+            self._killed = (code, diag)
+            self._proc.terminate(self.context.settings.kill_grace_s)
+
     def _start(self) -> ProcessGroup:
         out_fd, err_fd = open_log(self._out_path), open_log(self._err_path)
         try:
@@ -125,6 +132,7 @@ class StreamingRunner(SlotRunner):
         self._reader.start()
         self._close_deadline = None
         self._timed_out = False
+        self._killed = None
         self._proc = proc
         return proc
 
@@ -179,7 +187,9 @@ class StreamingRunner(SlotRunner):
             return results
         item, self._item = self._item, None
         code, diag = error_for_exit(info.returncode)
-        if self._timed_out:
+        if self._killed is not None:
+            code, diag = self._killed
+        elif self._timed_out:
             limit = self.context.settings.timeout_s
             code, diag = ErrorCode.REACHED_MAX_TIME, f"range exceeded the time limit of {limit} s"
         elif code is None:

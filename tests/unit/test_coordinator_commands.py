@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +13,7 @@ from hpcpilot.comm.base import Command, CommandKind, Communicator, JobBatch, Job
 from hpcpilot.config.schema import EventServiceSettings, NodeSettings, Settings
 from hpcpilot.model.job import Job
 from hpcpilot.model.layout import WorkLayout
-from hpcpilot.model.ranges import EventRange
+from hpcpilot.model.ranges import EventRange, RangeState
 from hpcpilot.model.results import RangeResult
 from hpcpilot.model.states import JobState
 from hpcpilot.parallel import run as par
@@ -28,10 +29,15 @@ N_RANGES = 400
 class Scripted(Communicator):
     """One event-service job of sleep ranges; a command once ``after`` ranges were reported."""
 
-    def __init__(self, settings: Settings, layout: WorkLayout, command: Command | None, after: int) -> None:
+    def __init__(
+        self, settings: Settings, layout: WorkLayout, command: Command | None, after: int, payload_s: float
+    ) -> None:
         super().__init__(settings, layout)
         self.heartbeat_s = 0.05
-        self.job = Job(panda_id=9, task_id=1, event_service=True, job_pars="0.01", transformation="sleep")
+        self.job = Job(
+            panda_id=9, task_id=1, event_service=True, job_pars=str(payload_s), transformation="sleep"
+        )
+        self.started = time.monotonic()
         self.left = [EventRange(f"1-9-1-{i}-1", i, i) for i in range(1, N_RANGES + 1)]
         self.command, self.after = command, after
         self.reported: list[str] = []
@@ -47,26 +53,29 @@ class Scripted(Communicator):
         return RangeBatch(tuple(taken), exhausted=not self.left)
 
     def report_ranges(self, job: Job, results: Sequence[RangeResult], fatal: Sequence[str]) -> None:
-        self.reported += [r.range_id for r in results]
+        self.reported += [r.range_id for r in results if r.state is RangeState.FINISHED]
 
     def report_job(self, report: JobReport) -> None:
         self.reports.append(report)
 
     def poll(self) -> tuple[Command, ...]:
-        if self.command is not None and len(self.reported) >= self.after:
+        due = len(self.reported) >= self.after and time.monotonic() - self.started > 0.3
+        if self.command is not None and due:
             command, self.command = self.command, None
             return (command,)
         return ()
 
 
-def run(tmp_path: Path, command: Command | None, after: int = 20) -> tuple[Coordinator, Scripted]:
+def run(
+    tmp_path: Path, command: Command | None, after: int = 20, payload_s: float = 0.01
+) -> tuple[Coordinator, Scripted]:
     settings = Settings(
         eventservice=EventServiceSettings(mode="sleep"),
         node=NodeSettings(cores=2),
     )
     settings = replace(settings, parallel=replace(settings.parallel, journal_flush_s=0.01))
     layout = WorkLayout(tmp_path)
-    comm = Scripted(settings, layout, command, after)
+    comm = Scripted(settings, layout, command, after, payload_s)
     link = LocalLink()
     jnl = Journal(layout.journal)
     coordinator = Coordinator(link.coordinator, settings, layout, comm, jnl, lambda line: None)
@@ -108,3 +117,19 @@ def test_command_for_unknown_job_is_ignored(tmp_path: Path, caplog: pytest.LogCa
     _, comm = run(tmp_path, Command(CommandKind.TOBEKILLED, 12345, "test"))
     assert comm.reports[-1].state is JobState.FINISHED
     assert "no such job" in caplog.text
+
+
+@pytest.mark.parametrize("panda_id", [9, None])
+def test_tobekilled_kills_running_payloads(tmp_path: Path, panda_id: int | None) -> None:
+    started = time.monotonic()
+    _, comm = run(tmp_path, Command(CommandKind.TOBEKILLED, panda_id, "test"), after=0, payload_s=60)
+    assert time.monotonic() - started < 20  # not the 60 s the payloads would take
+    final = comm.reports[-1]
+    assert final.state is JobState.FAILED and final.error_code == 1144
+    assert comm.reported == []  # nothing finished; killed ranges are not reported (the server reassigns)
+    failed = [r for r in journal(tmp_path) if r["ev"] == "failed"]
+    if panda_id is not None:  # per job: running and queued items fail with 1144 and are dropped
+        assert failed and {r["code"] for r in failed} == {1144}
+        assert {r["id"] for r in failed} <= {
+            i for r in journal(tmp_path) if r["ev"] == "dropped" for i in r["ids"]
+        }

@@ -207,3 +207,29 @@ def test_streaming_range_over_the_time_limit_is_killed(tmp_path: Path) -> None:
     [result] = wait(runner)
     assert isinstance(result, RangeResult) and result.error_code is ErrorCode.REACHED_MAX_TIME
     assert time.monotonic() - start < 10 and runner.closed
+
+
+@pytest.mark.parametrize("runner_class", [PerRangeRunner, StreamingRunner])
+def test_kill_stops_the_running_item_with_the_given_code(
+    tmp_path: Path, runner_class: type[SlotRunner]
+) -> None:
+    job = es_job('-c "import sys, time; sys.stdin.readline(); time.sleep(60)"')
+    runner = runner_class(context(tmp_path, job))
+    runner.submit(range_item(tmp_path, job, 1))
+    time.sleep(0.2)
+    assert runner.poll() == []
+    start = time.monotonic()
+    runner.kill(ErrorCode.KILLED_BY_PANDA, "tobekilled")
+    [result] = wait(runner)
+    assert isinstance(result, RangeResult) and result.error_code is ErrorCode.KILLED_BY_PANDA
+    assert result.error_diag.startswith("tobekilled")
+    assert time.monotonic() - start < 10 and runner.closed
+
+
+def test_kill_ends_a_sleep_range_at_once(tmp_path: Path) -> None:
+    job = Job(panda_id=3, job_pars="60", event_service=True)
+    runner = SleepRunner(context(tmp_path, job))
+    runner.submit(range_item(tmp_path, job, 1))
+    runner.kill(ErrorCode.KILLED_BY_PANDA, "tobekilled")
+    [result] = runner.poll()
+    assert isinstance(result, RangeResult) and result.error_code is ErrorCode.KILLED_BY_PANDA
