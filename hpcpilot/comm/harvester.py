@@ -5,7 +5,8 @@ the pilot writes there, each on its own polling period (minutes in production). 
 
 * consumes every file it reads by renaming it first (``<name>.reading``, then ``<name>.read``), so
   nothing is read twice and a file Harvester is still writing is completed in place and read again on
-  the next look (a file still unreadable after `MAX_TRIES` looks is set aside as ``<name>.bad``);
+  the next look (a file still unreadable once it has not changed for `STALE_S` seconds is set aside
+  as ``<name>.bad.<ns>``);
 * keeps a deep cache of ranges per job and writes ``worker_requestevents.json`` when the cache falls
   below a threshold that grows with the rate ranges are used times the delay Harvester took to answer
   the last request, so slots never starve;
@@ -65,8 +66,10 @@ from hpcpilot.runtime.atomic import atomic_path, fsync_directory, write_json_ato
 
 log = logging.getLogger(__name__)
 
-#: Looks at a file that cannot be parsed before it is set aside as ``<name>.bad``.
-MAX_TRIES = 5
+#: A taken file that cannot be parsed is set aside (``<name>.bad.<ns>``) once it has not changed for this
+#: many seconds (Harvester may still be writing it) and was looked at `MAX_TRIES` times.
+STALE_S = 10.0
+MAX_TRIES = 3
 
 _BATCH_ID_VARIABLES = ("SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID", "COBALT_JOBID", "FLUX_JOB_ID")
 
@@ -102,6 +105,8 @@ class _Consumer:
         self.path = path
         self.reading = path.with_name(path.name + ".reading")
         self.tries = 0
+        self._seen: tuple[int, int] | None = None  # (size, mtime) at the last failed look
+        self._changed = 0.0  # when that last changed
 
     @property
     def pending(self) -> bool:
@@ -127,19 +132,36 @@ class _Consumer:
         os.replace(self.reading, self.path.with_name(self.path.name + ".read"))
 
     def failed(self, error: HpcPilotError) -> None:
-        """The content could not be parsed: retry later, or set it aside after `MAX_TRIES` looks."""
+        """The content could not be parsed: look again later; set it aside once it stopped changing."""
         self.tries += 1
-        if self.tries < MAX_TRIES:
+        try:
+            stat = self.reading.stat()
+        except OSError:
+            return
+        seen, now = (stat.st_size, stat.st_mtime_ns), time.monotonic()
+        if seen != self._seen:
+            self._seen, self._changed = seen, now
+        if self.tries == 1:
             log.warning(
                 "%s cannot be parsed yet (still being written?), will look again: %s", self.path, error
             )
+        if self.tries < MAX_TRIES or now - self._changed < STALE_S:
             return
-        bad = self.path.with_name(self.path.name + ".bad")
+        bad = self.path.with_name(f"{self.path.name}.bad.{time.time_ns()}")
         os.replace(self.reading, bad)
         log.error(
-            "%s is still not valid after %d looks, set aside as %s: %s", self.path, self.tries, bad, error
+            "%s is not valid and has not changed for %.0f s: set aside as %s: %s",
+            self.path,
+            now - self._changed,
+            bad.name,
+            error,
         )
-        self.tries = 0
+        self.tries, self._seen = 0, None
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a file is there to be read (new, or taken and not parsed yet)."""
+        return self.reading.exists() or self.path.exists()
 
 
 class HarvesterCommunicator(Communicator):
@@ -323,6 +345,8 @@ class HarvesterCommunicator(Communicator):
         path = self.ap / self.names.jobRequestFile
         if self._job_request_t is not None and path.exists():
             return
+        if self._spec_top.waiting or self._ids_file.waiting:
+            return  # an answer is not read yet
         max_jobs = self.settings.run.max_jobs
         per_job = max((j.core_count for j in self.jobs.values()), default=1)
         free = (self._slots - sum(self._open_cores.values())) // max(per_job, 1)
@@ -417,6 +441,8 @@ class HarvesterCommunicator(Communicator):
         path = self.ap / self.names.eventRequestFile
         if self._request_t is not None and path.exists():
             return  # Harvester has not answered the last request yet
+        if self._feed.waiting:
+            return  # its answer is not read yet: a new answer would overwrite it
         threshold, size = self.request_sizes()
         request = {
             str(pid): event_request(job, size)

@@ -106,6 +106,7 @@ class Worker:
         self.done = False
         self.busy_core_s = 0.0
         self._runner_classes: dict[str, type[SlotRunner]] = {}
+        self._inputs: dict[tuple[int, str], str] = {}
         self._prefetch = settings.eventservice.prefetch_per_slot
         self._batch = settings.parallel.batch_size
 
@@ -271,12 +272,26 @@ class Worker:
         if isinstance(entry, RangeTask):
             rng = entry.event_range
             if rng.lfn and not rng.pfn:
-                rng = _with_pfn(rng, str(self.layout.job_dir(job.panda_id) / rng.lfn))
+                rng = _with_pfn(rng, self._input_path(job.panda_id, rng.lfn))
             item = WorkItem(job, rng, self.layout.range_output(job, rng), entry.attempt)
         else:
             item = WorkItem(job, None, None)
         slot.started = time.monotonic()
         slot.runner.submit(item)
+
+    def _input_path(self, panda_id: int, lfn: str) -> str:
+        """Where a range's input file is: the job directory, else the top of the work directory.
+
+        With one job per Harvester worker its inputs are linked at the top. Looked up once per file.
+        """
+        key = (panda_id, lfn)
+        path = self._inputs.get(key)
+        if path is None:
+            in_job_dir = self.layout.job_dir(panda_id) / lfn
+            at_top = self.layout.root / lfn
+            path = str(at_top if not in_job_dir.exists() and at_top.exists() else in_job_dir)
+            self._inputs[key] = path
+        return path
 
     def _collect(self, slot: _Slot, results: list[ItemResult]) -> None:
         if not self.range_results and not self.payload_results:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from hpcpilot.comm.base import CommandKind, JobReport
+from hpcpilot.comm import harvester
 from hpcpilot.comm.harvester import HarvesterCommunicator, load_file_names
 from hpcpilot.comm.harvester_files import (
     HarvesterFiles,
@@ -121,23 +122,33 @@ def test_half_written_feed_is_read_when_complete(tmp_path: Path, caplog: pytest.
         scan(comm)
     assert "JobsEventRanges.json cannot be parsed yet" in caplog.text
     assert comm.fetch_ranges(job, 10).ranges == ()
+    request = tmp_path / "worker_requestevents.json"
+    assert not request.exists()  # a new answer would overwrite the unread one
     # Harvester goes on writing into the file it opened: the taken file completes in place
     (tmp_path / "JobsEventRanges.json.reading").write_text(whole)
     scan(comm)
     batch = comm.fetch_ranges(job, 10)
     assert [r.range_id for r in batch.ranges] == [f"7-{PID}-1-1-1", f"7-{PID}-1-2-1"]
     assert not batch.exhausted
+    scan(comm)
+    assert request.exists()  # read: now more may be asked for
 
 
-def test_garbage_feed_is_set_aside(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_garbage_feed_is_set_aside_once_it_stops_changing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "HPCJobs.json").write_text(json.dumps({str(PID): job_dict()}))
     comm = make(tmp_path)
     comm.fetch_jobs(5)
     (tmp_path / "JobsEventRanges.json").write_text("garbage{")
     with caplog.at_level(logging.ERROR):
-        for _ in range(6):
+        for _ in range(4):
             scan(comm)
-    assert (tmp_path / "JobsEventRanges.json.bad").read_text() == "garbage{"
+        assert not list(tmp_path.glob("*.bad.*"))  # it may still be being written: kept
+        monkeypatch.setattr(harvester, "STALE_S", 0.0)
+        scan(comm)
+    (bad,) = tmp_path.glob("JobsEventRanges.json.bad.*")
+    assert bad.read_text() == "garbage{"
     assert "set aside" in caplog.text
 
 

@@ -95,3 +95,13 @@ def test_a_busy_worker_holds_results_until_it_asks_again(tmp_path: Path) -> None
     link.to_worker.append(Assignment((), ()))  # the answer: nothing more
     run_steps(w)
     assert [r.range_id for u in updates(link) for r in u.ranges] == ["1-6-1-1-1"]
+
+
+def test_inputs_are_found_in_the_job_directory_or_at_the_top(tmp_path: Path) -> None:
+    w, _ = worker(tmp_path)
+    (tmp_path / "top.root").write_text("x")  # one job per Harvester worker: linked at the top
+    (tmp_path / "5" / "both.root").write_text("x")
+    (tmp_path / "both.root").write_text("x")
+    assert w._input_path(5, "top.root") == str(tmp_path / "top.root")
+    assert w._input_path(5, "both.root") == str(tmp_path / "5" / "both.root")
+    assert w._input_path(5, "nowhere.root") == str(tmp_path / "5" / "nowhere.root")
