@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from hpcpilot.comm.base import CommandKind, JobReport
 from hpcpilot.comm import harvester
+from hpcpilot.comm.base import CommandKind, JobReport
 from hpcpilot.comm.harvester import HarvesterCommunicator, load_file_names
 from hpcpilot.comm.harvester_files import (
     HarvesterFiles,
