@@ -141,10 +141,11 @@ def _settings_for_run(args: argparse.Namespace) -> Settings:
     workdir = Path(loaded.settings.run.workdir)
     if not workdir.is_dir():
         raise ConfigError(f"run.workdir: {workdir} is not a directory ({loaded.origins['run.workdir']})")
-    if loaded.settings.run.communicator == "harvester":
-        from hpcpilot.comm.harvester import load_file_names
+    from hpcpilot.comm.base import Communicator
+    from hpcpilot.plugins import load_plugin
 
-        load_file_names(loaded.settings.harvester.config_file)  # a bad file stops the run here, cleanly
+    communicator = load_plugin("communicators", loaded.settings.run.communicator, Communicator)
+    communicator.check_settings(loaded.settings)  # a bad setting ends the run here, cleanly
     return loaded.settings
 
 

@@ -198,6 +198,16 @@ class Communicator(ABC):
     def report_job(self, report: JobReport) -> None:
         """Report a job's state (heartbeat, or final when the state is final)."""
 
+    @classmethod  # noqa: B027 - optional hook
+    def check_settings(cls, settings: Settings) -> None:
+        """Check the settings this communicator needs, on rank 0 before the run starts.
+
+        Raises
+        ------
+        ConfigError
+            Naming the setting: the run then ends at once with exit code 2, before any rank works.
+        """
+
     def poll(self) -> tuple[Command, ...]:
         """Do periodic work (heartbeat files, delayed writes, replies) and return commands received.
 

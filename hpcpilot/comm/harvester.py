@@ -207,6 +207,11 @@ class HarvesterCommunicator(Communicator):
         self._next_scan = 0.0
         self._next_heartbeat = 0.0
 
+    @classmethod
+    def check_settings(cls, settings: Settings) -> None:
+        """Read Harvester's configuration file, if one is given (raises `ConfigError`)."""
+        load_file_names(settings.harvester.config_file)
+
     # --- the periodic look at the access point ----------------------------------------------
 
     def poll(self) -> tuple[Command, ...]:

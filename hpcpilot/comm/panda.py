@@ -158,13 +158,26 @@ class PandaCommunicator(Communicator):
         unusable.
     """
 
-    def __init__(self, settings: Settings, layout: WorkLayout, env: Mapping[str, str] | None = None) -> None:
-        super().__init__(settings, layout)
+    @classmethod
+    def check_settings(cls, settings: Settings, env: Mapping[str, str] | None = None) -> None:
+        """Check ``panda.url``, ``panda.site_name``, the credentials and CA certificates (no network).
+
+        Raises
+        ------
+        ConfigError
+            Naming the setting that is missing or unusable.
+        """
         panda = settings.panda
         if not panda.url:
             raise ConfigError("panda.url is not set: the PanDA server's base URL (https://host:25443)")
         if not panda.site_name:
             raise ConfigError("panda.site_name is not set: the PanDA queue to ask jobs for")
+        HttpClient(panda, os.environ if env is None else env)
+
+    def __init__(self, settings: Settings, layout: WorkLayout, env: Mapping[str, str] | None = None) -> None:
+        super().__init__(settings, layout)
+        panda = settings.panda
+        self.check_settings(settings, env)
         environ = os.environ if env is None else env
         self.heartbeat_s = panda.heartbeat_s
         self._client = HttpClient(panda, environ)

@@ -168,3 +168,25 @@ def test_a_failed_merge_fails_its_job_and_keeps_the_range_outputs(
     assert "merge failed" in job["error_diag"] and "injected failure" in job["error_diag"]
     assert job["range_outputs"]["count"] == 3  # the per-range outputs are still there
     assert all(Path(str(p)).is_file() for _, p in finished_ranges(journal(tmp_path)))
+
+
+def test_communicator_settings_are_checked_before_the_run(run_pilot: RunPilot, tmp_path: Path) -> None:
+    panda = run_pilot(["run", "--workdir", str(tmp_path), "--set", "run.communicator=panda"], env=NO_MPI)
+    assert panda.returncode == 2 and "panda.url is not set" in panda.stderr
+    assert "Traceback" not in panda.stderr
+    cfg = tmp_path / "harvester.cfg"
+    cfg.write_text("[payload_interaction]\njobSpecFile = ../escape.json\n")
+    harvester = run_pilot(
+        [
+            "run",
+            "--workdir",
+            str(tmp_path),
+            "--set",
+            "run.communicator=harvester",
+            "--harvester-config",
+            str(cfg),
+        ]
+    )
+    assert harvester.returncode == 2 and "jobSpecFile must be a plain file name" in harvester.stderr
+    unknown = run_pilot(["run", "--workdir", str(tmp_path), "--set", "run.communicator=harvestr"])
+    assert unknown.returncode == 2 and "harvestr" in unknown.stderr
