@@ -11,6 +11,10 @@ Parts:
   ``event_status.dump.json`` per batch, as the coordinator's flush does), while a stand-in Harvester
   takes the file every ``--consume-every`` writes (the worst case, never, is run too). Shows what the
   file protocol itself sustains.
+* ``panda``: the same whole run with the ``panda`` communicator against the fake PanDA server
+  (``tests/fakes/panda_server.py``, a real HTTP server on 127.0.0.1 in this process), every range
+  served by ``acquire_event_ranges``; rate = ranges the server recorded ``finished`` per second of
+  dispatching, counted once each, and the number of ``update_event_ranges`` calls.
 * ``run``: the whole pilot under ``mpiexec -n RANKS`` with the ``harvester`` communicator, an
   event-service job of ``--ranges`` one-event ranges of the in-process ``sleep`` payload (0 s), all
   fed before the start (as Harvester pre-fetches), a stand-in Harvester thread that answers range
@@ -192,6 +196,69 @@ def full_run(ranks: int, n: int) -> dict[str, Any]:
     }
 
 
+def panda_run(ranks: int, n: int) -> dict[str, Any]:
+    """The whole pilot with the panda communicator against the fake PanDA server."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.fakes.panda_server import FakePandaServer
+
+    job_dict = {
+        "PandaID": PANDA_ID,
+        "taskID": 1,
+        "jobsetID": 1,
+        "attemptNr": 1,
+        "transformation": "sleep",
+        "jobPars": "0",
+        "eventService": "True",
+        "coreCount": 1,
+        "outFiles": "out.dat,log.tgz",
+        "logFile": "log.tgz",
+        "prodSourceLabel": "managed",
+    }
+    ranges = [
+        {
+            "eventRangeID": f"1-{PANDA_ID}-1-{i}-1",
+            "startEvent": i,
+            "lastEvent": i,
+            "LFN": "in",
+            "GUID": "g",
+            "scope": "s",
+        }
+        for i in range(1, n + 1)
+    ]
+    with tempfile.TemporaryDirectory(prefix="bench-panda-") as tmp, FakePandaServer() as fake:
+        ap = Path(tmp)
+        fake.add_job(job_dict, ranges)
+        sets = {
+            "run.communicator": "panda",
+            "panda.url": fake.url,
+            "panda.site_name": "BENCH",
+            "panda.heartbeat_s": "600",
+            "run.max_jobs": "1",
+            "eventservice.mode": "sleep",
+            "node.cores": "1",
+            "run.status_interval_s": "1000",
+        }
+        argv = [MPIEXEC, "-n", str(ranks), sys.executable, "-m", "hpcpilot", "run", "--workdir", str(ap)]
+        argv += [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"pilot exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+        records = [json.loads(line) for line in (ap / "journal.jsonl").read_text().splitlines() if line]
+        finished = fake.finished_ranges()
+        calls = len(fake.calls_of("update_event_ranges"))
+    t0 = min(r["t"] for r in records if r["ev"] == "assigned")
+    t1 = max(r.get("t_end", r["t"]) for r in records if r["ev"] == "finished")
+    assert len(finished) == n and set(finished.values()) == {1}, f"{len(finished)} of {n} reported once"
+    return {
+        "part": f"panda run, {ranks} ranks",
+        "consume_every": "(HTTP)",
+        "updates": n,
+        "writes": f"{calls} calls",
+        "seconds": t1 - t0,
+        "rate": n / (t1 - t0),
+    }
+
+
 def main() -> int:
     """Run the parts and print the table."""
     parser = argparse.ArgumentParser(
@@ -202,7 +269,8 @@ def main() -> int:
     parser.add_argument("--isolated-n", type=int, default=200000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--consume-every", type=int, default=30)
-    parser.add_argument("--only", nargs="*", choices=("isolated", "run"), default=("isolated", "run"))
+    parts = ("isolated", "run", "panda")
+    parser.add_argument("--only", nargs="*", choices=parts, default=parts)
     args = parser.parse_args()
     rows = []
     if "isolated" in args.only:
@@ -210,6 +278,8 @@ def main() -> int:
         rows.append(isolated(args.isolated_n, args.batch, 0))
     if "run" in args.only:
         rows.append(full_run(args.ranks, args.ranges))
+    if "panda" in args.only:
+        rows.append(panda_run(args.ranks, args.ranges))
     print(f"machine: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(
         "\n| part | Harvester takes the file | range updates | dump writes | seconds | updates/s | target |"

@@ -55,6 +55,7 @@ from hpcpilot.comm.harvester_files import (
     status_entry,
     worker_attributes,
 )
+from hpcpilot.comm.prefetch import RangePrefetch
 from hpcpilot.config.schema import Settings
 from hpcpilot.data.checksums import adler32_of_file
 from hpcpilot.model.errors import CommunicatorError, ConfigError, HpcPilotError, JobDefinitionError
@@ -191,10 +192,7 @@ class HarvesterCommunicator(Communicator):
         self._cache: dict[int, deque[Any]] = {}
         self._ended: set[int] = set()
         self._request_t: float | None = None
-        self._latency_s = 0.0
-        self._taken = 0
-        self._rate = 0.0
-        self._rate_t = time.monotonic()
+        self.prefetch = RangePrefetch(self.cfg.request_threshold, self.cfg.request_ranges)
         self._slots = 0
         # reports
         self._dump_new: dict[int, list[str]] = {}
@@ -380,7 +378,7 @@ class HarvesterCommunicator(Communicator):
                 ranges.append(parse_range(cache.popleft(), source=f"{source}[{job.panda_id}]"))
             except HpcPilotError as exc:
                 errors.append(exc)
-        self._taken += len(ranges)
+        self.prefetch.taken(len(ranges), now, n)
         exhausted = job.panda_id in self._ended and not cache
         return RangeBatch(tuple(ranges), exhausted=exhausted, errors=tuple(errors))
 
@@ -395,7 +393,7 @@ class HarvesterCommunicator(Communicator):
             return
         self._feed.done()
         if self._request_t is not None:
-            self._latency_s = now - self._request_t
+            self.prefetch.answered(now - self._request_t)
             self._request_t = None
         added = 0
         for key, items in feed.items():
@@ -421,34 +419,13 @@ class HarvesterCommunicator(Communicator):
             added += len(items)
         log.info("took %d range(s) from %s", added, self._feed.path.name)
 
-    def _update_rate(self, now: float) -> None:
-        elapsed = now - self._rate_t
-        if elapsed >= 5.0:
-            current = self._taken / elapsed
-            self._rate = current if not self._rate else 0.5 * self._rate + 0.5 * current
-            self._taken, self._rate_t = 0, now
-
-    def request_sizes(self) -> tuple[int, int]:
-        """``(threshold, nRanges)``: ask for more when a job has fewer than threshold ranges cached.
-
-        The threshold is ``harvester.request_threshold`` (default 4 per slot), raised to cover 1.5 times
-        the delay Harvester took to answer the last request at the rate ranges are being used; a
-        request asks for ``harvester.request_ranges`` (default 8 per slot), at least twice the threshold.
-        """
-        slots = max(self._slots, 1)
-        base = self.cfg.request_threshold or 4 * slots
-        threshold = max(base, int(self._rate * self._latency_s * 1.5))
-        size = max(self.cfg.request_ranges or 8 * slots, 2 * threshold)
-        return threshold, size
-
     def _request_ranges(self, now: float) -> None:
-        self._update_rate(now)
         path = self.ap / self.names.eventRequestFile
         if self._request_t is not None and path.exists():
             return  # Harvester has not answered the last request yet
         if self._feed.waiting:
             return  # its answer is not read yet: a new answer would overwrite it
-        threshold, size = self.request_sizes()
+        threshold, size = self.prefetch.sizes(self._slots)
         request = {
             str(pid): event_request(job, size)
             for pid, job in self.jobs.items()

@@ -11,8 +11,9 @@ coordinator's loop never waits for the network.
   arrived jobs are handed out, or when ``run.max_jobs`` is reached.
 * **Ranges**: `fetch_ranges` hands out the job's cached ranges and, when fewer than
   ``panda.request_threshold`` (default 4 per slot) are left, has the thread ask
-  ``acquire_event_ranges`` for ``panda.request_ranges`` (default 8 per slot). An empty reply means the
-  job has no more ranges.
+  ``acquire_event_ranges`` for ``panda.request_ranges`` (default 8 per slot); both grow with the rate
+  ranges are used times the server's answer delay (`hpcpilot.comm.prefetch`). An empty reply means
+  the job has no more ranges.
 * **Updates** go through the durable `hpcpilot.comm.outbox.Outbox` in ``<workdir>/panda_outbox/``:
   `report_job` puts a heartbeat or the final update there, `report_ranges` one batch of range updates
   (finished ranges, and ranges that used all their attempts with status
@@ -69,6 +70,7 @@ from hpcpilot.comm.panda_api import (
     update_event_ranges,
     update_job,
 )
+from hpcpilot.comm.prefetch import RangePrefetch
 from hpcpilot.config.schema import Settings
 from hpcpilot.model.errors import CommunicatorError, ConfigError, ErrorCode, HpcPilotError, JobDefinitionError
 from hpcpilot.model.job import Job, parse_job
@@ -192,6 +194,7 @@ class PandaCommunicator(Communicator):
         self._wake = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._slots = 1
+        self._prefetch = RangePrefetch(panda.request_threshold, panda.request_ranges)
         self._job_cache: deque[Job] = deque()
         self._bad_cache: deque[BadJob] = deque()
         self._no_more_jobs = False
@@ -266,6 +269,7 @@ class PandaCommunicator(Communicator):
                 feed.active = False
                 raise error
             ranges = [feed.cache.popleft() for _ in range(min(n, len(feed.cache)))]
+            self._prefetch.taken(len(ranges), time.monotonic(), n)
             errors, feed.errors = feed.errors, []
             exhausted = feed.exhausted and not feed.cache
             if (new or ranges) and feed.wants(self._threshold()):
@@ -414,10 +418,10 @@ class PandaCommunicator(Communicator):
             raise RuntimeError("the PanDA communicator's thread died") from self._crash
 
     def _threshold(self) -> int:
-        return self.settings.panda.request_threshold or 4 * self._slots
+        return self._prefetch.sizes(self._slots)[0]
 
     def _request_size(self) -> int:
-        return self.settings.panda.request_ranges or 8 * self._slots
+        return self._prefetch.sizes(self._slots)[1]
 
     def _output_report(self, report: JobReport, job: Job | None) -> str:
         """The final update's file report: every output, and the log."""
@@ -576,7 +580,9 @@ class PandaCommunicator(Communicator):
 
     def _ask_ranges(self, feed: _Feed) -> None:
         job = feed.job
-        size = self._request_size()
+        with self._lock:
+            size = self._request_size()
+        asked = time.monotonic()
 
         def build(api: Api) -> Request:
             return acquire_event_ranges(
@@ -600,6 +606,7 @@ class PandaCommunicator(Communicator):
             except HpcPilotError as exc:
                 errors.append(exc)
         with self._lock:
+            self._prefetch.answered(time.monotonic() - asked)
             feed.retry.succeeded()
             feed.cache.extend(ranges)
             feed.errors.extend(errors)
