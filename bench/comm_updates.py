@@ -132,34 +132,53 @@ class StandInHarvester(threading.Thread):
         read.unlink()
 
 
+def sleep_job() -> dict[str, Any]:
+    """An event-service job of the in-process ``sleep`` payload (0 s per range)."""
+    return {
+        "PandaID": PANDA_ID,
+        "taskID": 1,
+        "jobsetID": 1,
+        "attemptNr": 1,
+        "transformation": "sleep",
+        "jobPars": "0",
+        "eventService": "True",
+        "coreCount": 1,
+        "outFiles": "out.dat,log.tgz",
+        "logFile": "log.tgz",
+        "prodSourceLabel": "managed",
+    }
+
+
+def one_event_ranges(n: int) -> list[dict[str, Any]]:
+    """``n`` one-event ranges of `sleep_job`, as served."""
+    return [
+        {
+            "eventRangeID": f"1-{PANDA_ID}-1-{i}-1",
+            "startEvent": i,
+            "lastEvent": i,
+            "LFN": "in",
+            "GUID": "g",
+            "scope": "s",
+        }
+        for i in range(1, n + 1)
+    ]
+
+
+def dispatch_seconds(workdir: Path) -> float:
+    """From the journal: first ``assigned`` to last ``finished`` record."""
+    records = [json.loads(line) for line in (workdir / "journal.jsonl").read_text().splitlines() if line]
+    t0 = min(r["t"] for r in records if r["ev"] == "assigned")
+    t1 = max(r.get("t_end", r["t"]) for r in records if r["ev"] == "finished")
+    return float(t1 - t0)
+
+
 def full_run(ranks: int, n: int) -> dict[str, Any]:
     """The whole pilot with the harvester communicator at ``ranks`` MPI ranks."""
     with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
         ap = Path(tmp)
-        job_dict = {
-            "PandaID": PANDA_ID,
-            "taskID": 1,
-            "jobsetID": 1,
-            "attemptNr": 1,
-            "transformation": "sleep",
-            "jobPars": "0",
-            "eventService": "True",
-            "coreCount": 1,
-            "outFiles": "out.dat,log.tgz",
-            "logFile": "log.tgz",
-        }
+        job_dict = sleep_job()
         (ap / "HPCJobs.json").write_text(json.dumps({str(PANDA_ID): job_dict}))
-        ranges = [
-            {
-                "eventRangeID": f"1-{PANDA_ID}-1-{i}-1",
-                "startEvent": i,
-                "lastEvent": i,
-                "LFN": "in",
-                "GUID": "g",
-                "scope": "s",
-            }
-            for i in range(1, n + 1)
-        ]
+        ranges = one_event_ranges(n)
         (ap / "JobsEventRanges.json").write_text(json.dumps({str(PANDA_ID): ranges}))
         harvester = StandInHarvester(ap, 1.0)
         harvester.start()
@@ -178,9 +197,7 @@ def full_run(ranks: int, n: int) -> dict[str, Any]:
         harvester.join()
         if proc.returncode != 0:
             raise RuntimeError(f"pilot exited {proc.returncode}:\n{proc.stderr[-3000:]}")
-        records = [json.loads(line) for line in (ap / "journal.jsonl").read_text().splitlines() if line]
-        t0 = min(r["t"] for r in records if r["ev"] == "assigned")
-        t1 = max(r.get("t_end", r["t"]) for r in records if r["ev"] == "finished")
+        seconds = dispatch_seconds(ap)
         log_line = next(
             (line for line in proc.stderr.splitlines() if "entries in" in line and "write(s)" in line), ""
         )
@@ -191,8 +208,8 @@ def full_run(ranks: int, n: int) -> dict[str, Any]:
         "consume_every": "1 s",
         "updates": n,
         "writes": log_line.split(" write(s)")[0].rsplit(" ", 1)[-1] if log_line else "?",
-        "seconds": t1 - t0,
-        "rate": n / (t1 - t0),
+        "seconds": seconds,
+        "rate": n / seconds,
     }
 
 
@@ -201,30 +218,8 @@ def panda_run(ranks: int, n: int) -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests.fakes.panda_server import FakePandaServer
 
-    job_dict = {
-        "PandaID": PANDA_ID,
-        "taskID": 1,
-        "jobsetID": 1,
-        "attemptNr": 1,
-        "transformation": "sleep",
-        "jobPars": "0",
-        "eventService": "True",
-        "coreCount": 1,
-        "outFiles": "out.dat,log.tgz",
-        "logFile": "log.tgz",
-        "prodSourceLabel": "managed",
-    }
-    ranges = [
-        {
-            "eventRangeID": f"1-{PANDA_ID}-1-{i}-1",
-            "startEvent": i,
-            "lastEvent": i,
-            "LFN": "in",
-            "GUID": "g",
-            "scope": "s",
-        }
-        for i in range(1, n + 1)
-    ]
+    job_dict = sleep_job()
+    ranges = one_event_ranges(n)
     with tempfile.TemporaryDirectory(prefix="bench-panda-") as tmp, FakePandaServer() as fake:
         ap = Path(tmp)
         fake.add_job(job_dict, ranges)
@@ -243,19 +238,17 @@ def panda_run(ranks: int, n: int) -> dict[str, Any]:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"pilot exited {proc.returncode}:\n{proc.stderr[-3000:]}")
-        records = [json.loads(line) for line in (ap / "journal.jsonl").read_text().splitlines() if line]
+        seconds = dispatch_seconds(ap)
         finished = fake.finished_ranges()
         calls = len(fake.calls_of("update_event_ranges"))
-    t0 = min(r["t"] for r in records if r["ev"] == "assigned")
-    t1 = max(r.get("t_end", r["t"]) for r in records if r["ev"] == "finished")
     assert len(finished) == n and set(finished.values()) == {1}, f"{len(finished)} of {n} reported once"
     return {
         "part": f"panda run, {ranks} ranks",
         "consume_every": "(HTTP)",
         "updates": n,
         "writes": f"{calls} calls",
-        "seconds": t1 - t0,
-        "rate": n / (t1 - t0),
+        "seconds": seconds,
+        "rate": n / seconds,
     }
 
 
