@@ -367,7 +367,8 @@ def test_unknown_panda_id_listed_and_half_written_job_feed(
 def test_softkill_drains_and_reports_every_finished_range(
     mpiexec: Path, tmp_path: Path, launcher_tmp: Path
 ) -> None:
-    job = demo_job(panda_id=51, n_events=6000, mode="streaming", sleep_per_event=0.01)
+    # 6000 ranges: far more than the pilot's deep cache holds before the softkill
+    job = demo_job(panda_id=51, n_events=60000, mode="streaming", sleep_per_event=0.01)
     with FakeHarvester(tmp_path / "ap", [job], prefeed=12, period_s=0.5) as fake:
         proc = start_pilot(pilot_args(fake, "--set", "node.cores=2"), launcher_tmp)
         try:
