@@ -49,13 +49,13 @@ from hpcpilot.comm.harvester_files import (
     job_report_document,
     parse_harvester_config,
     parse_job_spec,
-    parse_json_object,
     parse_kill_file,
     parse_panda_ids,
     status_entry,
     worker_attributes,
 )
 from hpcpilot.comm.prefetch import RangePrefetch
+from hpcpilot.comm.wire import batch_id, panda_id_or_none, parse_json_object
 from hpcpilot.config.schema import Settings
 from hpcpilot.data.checksums import adler32_of_file
 from hpcpilot.model.errors import CommunicatorError, ConfigError, HpcPilotError, JobDefinitionError
@@ -71,8 +71,6 @@ log = logging.getLogger(__name__)
 #: many seconds (Harvester may still be writing it) and was looked at `MAX_TRIES` times.
 STALE_S = 10.0
 MAX_TRIES = 3
-
-_BATCH_ID_VARIABLES = ("SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID", "COBALT_JOBID", "FLUX_JOB_ID")
 
 
 def load_file_names(config_file: str) -> HarvesterFiles:
@@ -174,7 +172,7 @@ class HarvesterCommunicator(Communicator):
         self.names = load_file_names(self.cfg.config_file)
         self.heartbeat_s = self.cfg.heartbeat_s
         self.ap = layout.root
-        self.batch_id = next((os.environ[v] for v in _BATCH_ID_VARIABLES if os.environ.get(v)), None)
+        self.batch_id = batch_id(os.environ)
         self.started = time.monotonic()
         # jobs
         self.jobs: dict[int, Job] = {}
@@ -320,7 +318,7 @@ class HarvesterCommunicator(Communicator):
             self._add_job(key, raw, source=f"{source}[{key!r}]", own_dir=not top or len(raw_jobs) > 1)
 
     def _add_job(self, key: str, raw: Any, *, source: str, own_dir: bool) -> None:
-        panda_id = _int_or_none(key)
+        panda_id = panda_id_or_none(key)
         try:
             job = parse_job(raw, source=source)
             if job.panda_id != panda_id:
@@ -397,7 +395,7 @@ class HarvesterCommunicator(Communicator):
             self._request_t = None
         added = 0
         for key, items in feed.items():
-            panda_id = _int_or_none(key)
+            panda_id = panda_id_or_none(key)
             if panda_id is None or not isinstance(items, list):
                 log.error(
                     "%s: entry %r skipped: expected a PandaID and a list of ranges, got %s",
@@ -587,10 +585,3 @@ class HarvesterCommunicator(Communicator):
         for name in (self.names.eventRequestFile, self.names.jobRequestFile):
             (self.ap / name).unlink(missing_ok=True)
         write_json_atomic(self.ap / self.names.killWorkerFile, {"time": time.time()}, indent=None)
-
-
-def _int_or_none(text: str) -> int | None:
-    try:
-        return int(text)
-    except (TypeError, ValueError):
-        return None

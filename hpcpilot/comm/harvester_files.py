@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpcpilot.comm.base import JobReport
+from hpcpilot.comm.wire import parse_json_object
 from hpcpilot.model.errors import CommunicatorError
 from hpcpilot.model.job import Job
 from hpcpilot.model.results import OutputFile, RangeResult
@@ -98,29 +99,6 @@ def parse_harvester_config(text: str, *, source: str) -> tuple[HarvesterFiles, l
 
 
 # --------------------------------------------------------------------------- what Harvester writes
-
-
-def parse_json_object(text: str, *, source: str) -> dict[str, Any]:
-    """Parse a JSON object (the shape of every Harvester file keyed by PandaID).
-
-    Raises
-    ------
-    CommunicatorError
-        If the text is not JSON (say, half written) or not an object.
-    """
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CommunicatorError(
-            f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-            context={"source": source},
-        ) from None
-    if not isinstance(data, dict):
-        raise CommunicatorError(
-            f"must hold a JSON object keyed by PandaID, got {type(data).__name__}",
-            context={"source": source},
-        )
-    return data
 
 
 def parse_job_spec(text: str, *, fmt: str, source: str) -> dict[str, Any]:
@@ -251,7 +229,7 @@ def _time(value: float) -> str | None:
     return time.strftime(TIME_FORMAT, time.gmtime(value)) if value else None
 
 
-def worker_attributes(report: JobReport, job: Job | None, batch_id: str | None) -> dict[str, Any]:
+def worker_attributes(report: JobReport, job: Job | None, batch_id: str) -> dict[str, Any]:
     """The flat dict of ``worker_attributes.json`` for one job (fields of PROTOCOLS.md §1)."""
     attrs: dict[str, Any] = {
         "jobStatus": report.state.value,

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator, Sequence
 from itertools import islice
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcpilot.comm.base import BadJob, Communicator, JobBatch, JobReport, RangeBatch
+from hpcpilot.comm.wire import panda_id_or_none, parse_json_object
 from hpcpilot.config.schema import Settings
 from hpcpilot.model.errors import (
     CommunicatorError,
@@ -63,12 +63,12 @@ class LocalCommunicator(Communicator):
             try:
                 job = parse_job(raw, source=source)
             except JobDefinitionError as exc:
-                bad.append(BadJob(_int_or_none(key), exc))
+                bad.append(BadJob(panda_id_or_none(key), exc))
                 continue
             if str(job.panda_id) != key:
                 bad.append(
                     BadJob(
-                        _int_or_none(key),
+                        panda_id_or_none(key),
                         JobDefinitionError(
                             f"key {key!r} differs from the job's PandaID {job.panda_id}",
                             context={"source": source, "field": "PandaID"},
@@ -156,19 +156,7 @@ class LocalCommunicator(Communicator):
             raise CommunicatorError(
                 f"cannot read {path.name}: {exc.strerror}", context={"source": str(path)}
             ) from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CommunicatorError(
-                f"{path.name} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                context={"source": str(path)},
-            ) from None
-        if not isinstance(data, dict):
-            raise CommunicatorError(
-                f"{path.name} must hold a JSON object keyed by PandaID, got {type(data).__name__}",
-                context={"source": str(path)},
-            )
-        return data
+        return parse_json_object(text, source=str(path))
 
 
 def cut_ranges(job: Job, events_per_range: int) -> Iterator[EventRange]:
@@ -202,10 +190,3 @@ def cut_ranges(job: Job, events_per_range: int) -> Iterator[EventRange]:
                 guid=(spec.guid or "") if spec else "",
                 scope=(spec.scope or "") if spec else "",
             )
-
-
-def _int_or_none(text: str) -> int | None:
-    try:
-        return int(text)
-    except ValueError:
-        return None

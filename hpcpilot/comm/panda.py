@@ -71,6 +71,7 @@ from hpcpilot.comm.panda_api import (
     update_job,
 )
 from hpcpilot.comm.prefetch import RangePrefetch
+from hpcpilot.comm.wire import batch_id
 from hpcpilot.config.schema import Settings
 from hpcpilot.model.errors import CommunicatorError, ConfigError, ErrorCode, HpcPilotError, JobDefinitionError
 from hpcpilot.model.job import Job, parse_job
@@ -94,14 +95,6 @@ _IDLE_WAIT_S = 1.0
 
 #: Jobs are asked for only while the run asks for them (so a draining run acquires none).
 _JOB_WANT_S = 10.0
-
-#: Variables that hold the batch system's job id, checked in this order.
-BATCH_ID_VARS = ("SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID", "COBALT_JOBID", "FLUX_JOB_ID")
-
-
-def batch_id(env: Mapping[str, str]) -> str:
-    """The batch system's id of this allocation, if a known variable holds it."""
-    return next((env[var] for var in BATCH_ID_VARS if env.get(var)), "")
 
 
 class _Retry:
