@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dispatch import PANDA_ID, sleep_job
+
 from hpcpilot.comm.harvester import HarvesterCommunicator
 from hpcpilot.config.schema import HarvesterSettings, Settings
 from hpcpilot.model.layout import WorkLayout
@@ -46,7 +48,6 @@ from hpcpilot.model.ranges import RangeState
 from hpcpilot.model.results import OutputFile, RangeResult
 
 TARGET = 1000.0
-PANDA_ID = 7002
 MPIEXEC = str(Path(sys.executable).parent / "mpiexec")
 
 
@@ -132,23 +133,6 @@ class StandInHarvester(threading.Thread):
         read.unlink()
 
 
-def sleep_job() -> dict[str, Any]:
-    """An event-service job of the in-process ``sleep`` payload (0 s per range)."""
-    return {
-        "PandaID": PANDA_ID,
-        "taskID": 1,
-        "jobsetID": 1,
-        "attemptNr": 1,
-        "transformation": "sleep",
-        "jobPars": "0",
-        "eventService": "True",
-        "coreCount": 1,
-        "outFiles": "out.dat,log.tgz",
-        "logFile": "log.tgz",
-        "prodSourceLabel": "managed",
-    }
-
-
 def one_event_ranges(n: int) -> list[dict[str, Any]]:
     """``n`` one-event ranges of `sleep_job`, as served."""
     return [
@@ -176,7 +160,7 @@ def full_run(ranks: int, n: int) -> dict[str, Any]:
     """The whole pilot with the harvester communicator at ``ranks`` MPI ranks."""
     with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
         ap = Path(tmp)
-        job_dict = sleep_job()
+        job_dict = sleep_job(n, 0.0)
         (ap / "HPCJobs.json").write_text(json.dumps({str(PANDA_ID): job_dict}))
         ranges = one_event_ranges(n)
         (ap / "JobsEventRanges.json").write_text(json.dumps({str(PANDA_ID): ranges}))
@@ -218,7 +202,7 @@ def panda_run(ranks: int, n: int) -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests.fakes.panda_server import FakePandaServer
 
-    job_dict = sleep_job()
+    job_dict = {**sleep_job(n, 0.0), "prodSourceLabel": "managed"}
     ranges = one_event_ranges(n)
     with tempfile.TemporaryDirectory(prefix="bench-panda-") as tmp, FakePandaServer() as fake:
         ap = Path(tmp)
