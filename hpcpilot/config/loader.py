@@ -97,6 +97,8 @@ _RULES: Mapping[str, _Rule] = {
     "panda.retries": _Rule(minimum=1),
     "panda.timeout_s": _Rule(minimum=0.1),
     "panda.outbox_max": _Rule(minimum=1),
+    "batch.query_timeout_s": _Rule(minimum=0.1),
+    "launch.ranks_per": _Rule(choices=("node", "gpu", "core")),
 }
 
 

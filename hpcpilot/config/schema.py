@@ -274,6 +274,68 @@ class PayloadSettings:
 
 
 @dataclass(frozen=True)
+class BatchSettings:
+    """The batch system: the allocation, its end, and submitting pilots.
+
+    Attributes
+    ----------
+    system
+        ``auto`` (the batch system whose job environment this is, else ``local``), or an
+        ``hpcpilot.batch_systems`` plugin name (``slurm``, ``pbs``, ``lsf``, ``local``, ``saga``).
+    walltime
+        Overrides the allocation's end: the run ends this long after it started (``HH:MM:SS``,
+        ``MM:SS``, ``90s``, ``45m``, ``2h`` or seconds; empty: the batch system's end time).
+    exit_margin_s
+        Seconds before the end by which the pilot has reported everything and exited: payloads
+        still running then are killed (after ``payload.kill_grace_s``), and no work is handed out
+        that is not expected to finish before it.
+    queue, account
+        Partition/queue and account/project of ``hpcpilot submit`` (empty: the site's default).
+    template
+        The batch-script template of ``hpcpilot submit`` (empty: ``launchers/<system>.sh``).
+    submit_options
+        Extra options of the submit command (``sbatch``, ``qsub``, ``bsub``), split like a shell.
+    saga_url
+        The job service of the ``saga`` batch system (``slurm+ssh://login.example.org``).
+    query_timeout_s
+        Timeout of one batch-system command (``squeue``, ``qstat``, ``sbatch`` ...).
+    """
+
+    system: str = "auto"
+    walltime: str = ""
+    exit_margin_s: float = 60.0
+    queue: str = ""
+    account: str = ""
+    template: str = ""
+    submit_options: str = ""
+    saga_url: str = ""
+    query_timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class LaunchSettings:
+    """How ``hpcpilot launch`` starts the ranks (one per node, GPU or core).
+
+    Attributes
+    ----------
+    launcher
+        An ``hpcpilot.launchers`` plugin (``srun``, ``mpiexec``, ``mpiexec-mpich``, ``mpiexec-pals``,
+        ``aprun``, ``jsrun``, ``flux``), or ``auto``: the batch system's usual launcher.
+    ranks_per
+        ``node`` (the default: one rank per node, which runs a node's payloads), ``gpu`` or ``core``.
+    options
+        Extra launcher options, split like a shell (``--mpi=pmi2``).
+    python
+        The Python that runs hpcpilot on the compute nodes (empty: the one running ``launch``).
+    """
+
+    launcher: str = "auto"
+    ranks_per: str = "node"
+    options: str = ""
+    python: str = ""
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings, one section each."""
 
@@ -285,3 +347,5 @@ class Settings:
     node: NodeSettings = field(default_factory=NodeSettings)
     parallel: ParallelSettings = field(default_factory=ParallelSettings)
     payload: PayloadSettings = field(default_factory=PayloadSettings)
+    batch: BatchSettings = field(default_factory=BatchSettings)
+    launch: LaunchSettings = field(default_factory=LaunchSettings)

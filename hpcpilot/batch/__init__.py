@@ -1,0 +1,1 @@
+"""Batch systems (``hpcpilot.batch_systems``): allocation discovery and submit/poll/cancel."""

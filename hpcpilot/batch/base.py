@@ -1,0 +1,117 @@
+"""The batch-system plugin family: what the allocation is, and submitting, polling and cancelling jobs.
+
+A plugin is a set of pure builders (argv lists) and parsers (command output -> objects); the commands are
+run through an injected `CommandRunner`, so every parser is tested on recorded real output.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import ClassVar
+
+from hpcpilot.model.allocation import Allocation, BatchJobState
+from hpcpilot.model.errors import BatchSystemError
+from hpcpilot.runtime.commands import CommandResult, CommandRunner, run_command
+
+
+class BatchSystem(abc.ABC):
+    """One batch system (entry-point group ``hpcpilot.batch_systems``).
+
+    Parameters
+    ----------
+    run
+        Runs a command and captures its output (`hpcpilot.runtime.commands.run_command`).
+    env
+        The environment of the batch job (where allocation facts are read from).
+
+    Attributes
+    ----------
+    name
+        The plugin's name.
+    template
+        The batch-script template in ``launchers/`` used to submit to it.
+    default_launcher
+        The ``hpcpilot.launchers`` plugin that starts one rank per node in its allocations.
+    """
+
+    name: ClassVar[str] = ""
+    template: ClassVar[str] = ""
+    default_launcher: ClassVar[str] = "mpiexec"
+
+    def __init__(self, run: CommandRunner = run_command, env: Mapping[str, str] | None = None) -> None:
+        self.run = run
+        self.env: Mapping[str, str] = os.environ if env is None else env
+
+    # --- the allocation -----------------------------------------------------------------------
+
+    @classmethod
+    @abc.abstractmethod
+    def in_allocation(cls, env: Mapping[str, str]) -> bool:
+        """Whether ``env`` is the environment of a job of this batch system."""
+
+    @abc.abstractmethod
+    def discover(self) -> Allocation:
+        """The allocation this process runs in (environment, node files and queries).
+
+        Raises
+        ------
+        BatchSystemError
+            The environment is not that of a job of this system, or a query failed.
+        """
+
+    # --- submitting ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def submit_argv(self, script: Path, workdir: Path) -> list[str]:
+        """The command that submits ``script`` to run in ``workdir``."""
+
+    @abc.abstractmethod
+    def parse_submit(self, stdout: str) -> str:
+        """The job id in the output of the submit command.
+
+        Raises
+        ------
+        BatchSystemError
+            No job id in it.
+        """
+
+    @abc.abstractmethod
+    def status_argv(self, job_ids: Sequence[str]) -> list[str]:
+        """The command that reports the state of ``job_ids``."""
+
+    @abc.abstractmethod
+    def parse_status(self, stdout: str) -> dict[str, BatchJobState]:
+        """Job id -> state, from the output of the status command (jobs it lists)."""
+
+    @abc.abstractmethod
+    def cancel_argv(self, job_id: str) -> list[str]:
+        """The command that cancels ``job_id``."""
+
+    # --- the I/O, through the injected runner -------------------------------------------------
+
+    def _call(self, argv: list[str]) -> CommandResult:
+        result = self.run(argv)
+        if not result.ok:
+            raise BatchSystemError(
+                f"{argv[0]} failed: {result.stderr_tail()}",
+                retryable=True,
+                context={"command": " ".join(argv), "exit_code": result.returncode},
+            )
+        return result
+
+    def submit(self, script: Path, workdir: Path) -> str:
+        """Submit ``script`` to run in ``workdir``; return the job id."""
+        return self.parse_submit(self._call(self.submit_argv(script, workdir)).stdout)
+
+    def poll(self, job_ids: Sequence[str]) -> dict[str, BatchJobState]:
+        """The states of ``job_ids`` the batch system still knows."""
+        if not job_ids:
+            return {}
+        return self.parse_status(self._call(self.status_argv(job_ids)).stdout)
+
+    def cancel(self, job_id: str) -> None:
+        """Cancel ``job_id``."""
+        self._call(self.cancel_argv(job_id))
