@@ -3,7 +3,9 @@
 Commands:
 
     hpcpilot run      [--workdir D] [--site S | --site-config F] [--harvester-config F]
-                      [--set section.key=value ...]
+                      [--walltime T] [--set section.key=value ...]
+    hpcpilot launch   [same options as run] [--dry-run] -- ARGS...
+    hpcpilot submit   --nodes N --walltime T [--site S] [--workdir D] [--dry-run] ...
     hpcpilot demo     [--workdir D] [--events N] [--mode streaming|per_range] [--setup-only] ...
     hpcpilot config show  [same options as run]
     hpcpilot config check FILE...
@@ -74,12 +76,31 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_sub.add_parser("check", help="validate site configuration files")
     check.add_argument("files", nargs="+", type=Path)
 
+    launch = sub.add_parser(
+        "launch",
+        help="start 'python -m hpcpilot ARGS' on every node of this allocation with its launcher",
+    )
+    _settings_options(launch)
+    launch.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
+    launch.add_argument("args", nargs=argparse.REMAINDER, help="-- then the hpcpilot command of each rank")
+
+    submit = sub.add_parser("submit", help="render a batch script from launchers/ and submit it")
+    _settings_options(submit)
+    submit.add_argument("--nodes", type=int, required=True, help="nodes to ask for")
+    submit.add_argument("--cores-per-node", type=int, default=0, help="cores per node (default: node.cores)")
+    submit.add_argument("--dry-run", action="store_true", help="print the script and command only")
+
     sub.add_parser("plugins", help="list plugin families, names, origins and load status")
     return parser
 
 
 def _settings_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", help="work directory (default: the current directory)")
+    parser.add_argument(
+        "--walltime",
+        metavar="T",
+        help="the allocation ends T after the start: HH:MM:SS, MM:SS, 45m, 2h or seconds (batch.walltime)",
+    )
     parser.add_argument(
         "--harvester-config",
         metavar="PATH",
@@ -106,6 +127,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
         overrides[key.strip()] = value
     if args.workdir is not None:
         overrides["run.workdir"] = args.workdir
+    if args.walltime is not None:
+        overrides["batch.walltime"] = args.walltime
     if args.harvester_config is not None:
         overrides["harvester.config_file"] = str(Path(args.harvester_config).resolve())
     return overrides
@@ -127,6 +150,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_demo(args)
     if args.command == "config":
         return _cmd_config(args)
+    if args.command in ("launch", "submit"):
+        from hpcpilot.batch.commands import launch_command, submit_command
+
+        try:
+            loaded = load_settings(args)
+        except ConfigError as exc:
+            print(f"hpcpilot: configuration error: {exc}", file=sys.stderr)
+            return ExitCode.CONFIG
+        if args.command == "launch":
+            return launch_command(loaded.settings, args.args, dry_run=args.dry_run)
+        return submit_command(
+            loaded.settings,
+            nodes=args.nodes,
+            cores_per_node=args.cores_per_node,
+            site=args.site or "",
+            dry_run=args.dry_run,
+        )
     return _cmd_plugins()
 
 
@@ -144,6 +184,13 @@ def _settings_for_run(args: argparse.Namespace) -> Settings:
     from hpcpilot.comm.base import Communicator
     from hpcpilot.plugins import load_plugin
 
+    if loaded.settings.batch.walltime:
+        from hpcpilot.model.allocation import parse_duration
+
+        try:
+            parse_duration(loaded.settings.batch.walltime)
+        except ValueError as exc:
+            raise ConfigError(f"batch.walltime: {exc} ({loaded.origins['batch.walltime']})") from None
     communicator = load_plugin("communicators", loaded.settings.run.communicator, Communicator)
     communicator.check_settings(loaded.settings)  # a bad setting ends the run here, cleanly
     return loaded.settings

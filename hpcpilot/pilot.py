@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpcpilot.config.schema import Settings
-from hpcpilot.model.errors import ExitCode, HpcPilotError
+from hpcpilot.model.allocation import Allocation, parse_duration
+from hpcpilot.model.errors import ErrorCode, ExitCode, HpcPilotError
 from hpcpilot.model.layout import WorkLayout
 from hpcpilot.parallel import run as par
 from hpcpilot.parallel.transport import LocalLink, MpiCoordinatorTransport, MpiWorkerTransport
@@ -80,6 +81,7 @@ def _run_role(world: par.World, settings: Settings) -> int:
     )
     signals = SignalFlag()
     signals.install()
+    allocation: Allocation = world.broadcast(_allocation(settings) if world.rank == 0 else None)
     if world.rank != 0:
         worker = par.make_worker(
             world, MpiWorkerTransport(world.comm), settings, layout, buffer.drain if buffer else tuple
@@ -88,24 +90,56 @@ def _run_role(world: par.World, settings: Settings) -> int:
         return ExitCode.OK
     assert printer is not None
     log.info("hpcpilot on %d rank(s), work directory %s", world.size, layout.root)
+    end = allocation.end_time
     from hpcpilot.parallel.coordinator import Coordinator
 
     communicator = _communicator(settings, layout)
     journal = _journal(layout)
     if world.size == 1:
         link = LocalLink()
-        coordinator = Coordinator(link.coordinator, settings, layout, communicator, journal, printer.show)
+        coordinator = Coordinator(
+            link.coordinator, settings, layout, communicator, journal, printer.show, end
+        )
         worker = par.make_worker(world, link.worker, settings, layout, tuple)
         par.run_single(coordinator, worker, settings, signals)
     else:
         coordinator = Coordinator(
-            MpiCoordinatorTransport(world.comm), settings, layout, communicator, journal, printer.show
+            MpiCoordinatorTransport(world.comm), settings, layout, communicator, journal, printer.show, end
         )
         par.run_coordinator(coordinator, settings, signals)
     printer.finish()
     journal.close()
     communicator.close()
     return _conclude(coordinator, layout)
+
+
+def _allocation(settings: Settings) -> Allocation:
+    """Rank 0: the allocation from the batch system, its end moved by ``batch.walltime``.
+
+    A batch system that cannot be asked (a failing ``squeue``) is logged, and the run goes on
+    without a known end: the batch system's signals still end it cleanly.
+    """
+    import time
+
+    from hpcpilot.batch.select import discover_allocation
+
+    started = time.time()
+    try:
+        allocation = discover_allocation(settings.batch)
+    except HpcPilotError as exc:
+        log.warning("cannot discover the allocation (%s): running without a known end time", exc)
+        allocation = Allocation("unknown")
+    if settings.batch.walltime:
+        allocation = allocation.with_end(started + parse_duration(settings.batch.walltime))
+    if allocation.end_time is not None:
+        log.info(
+            "%s allocation %s: %d node(s), ends in %.0f s",
+            allocation.batch_system,
+            allocation.job_id or "-",
+            len(allocation.nodes),
+            allocation.end_time - started,
+        )
+    return allocation
 
 
 def _communicator(settings: Settings, layout: WorkLayout) -> Communicator:
@@ -132,6 +166,7 @@ def _conclude(coordinator: Coordinator, layout: WorkLayout) -> int:
     sys.stdout.flush()
     if coordinator.fatal_error is not None:
         return ExitCode.CONFIG
-    if any(job["state"] != "finished" for job in summary["jobs"]):
+    cut = int(ErrorCode.REACHED_MAX_TIME)
+    if any(job["state"] != "finished" and job["error_code"] != cut for job in summary["jobs"]):
         return ExitCode.JOBS_FAILED
-    return ExitCode.OK
+    return ExitCode.OK  # the end of the allocation cutting work is a normal outcome

@@ -185,13 +185,17 @@ class Communicator(ABC):
         """Ask for up to ``n`` event ranges of ``job``."""
 
     @abstractmethod
-    def report_ranges(self, job: Job, results: Sequence[RangeResult], fatal: Sequence[str]) -> None:
+    def report_ranges(
+        self, job: Job, results: Sequence[RangeResult], fatal: Sequence[str], cut: Sequence[str] = ()
+    ) -> None:
         """Report a batch of range outcomes.
 
         ``results`` holds every outcome since the last call, including failed attempts that the
         coordinator has queued again: a communicator reports only the finished ones (with their
         outputs) and the ids in ``fatal`` (ranges that used all their attempts), never a failed attempt
-        that will be retried here.
+        that will be retried here. ``cut`` lists ranges whose payload was killed at the end of the run
+        (walltime or a terminating signal): they are reported ``failed``, so that the workload manager
+        hands them out again.
         """
 
     @abstractmethod

@@ -462,7 +462,9 @@ class HarvesterCommunicator(Communicator):
 
     # --- reports ------------------------------------------------------------------------------
 
-    def report_ranges(self, job: Job, results: Sequence[RangeResult], fatal: Sequence[str]) -> None:
+    def report_ranges(
+        self, job: Job, results: Sequence[RangeResult], fatal: Sequence[str], cut: Sequence[str] = ()
+    ) -> None:
         """Queue the batch's finished outputs and exhausted ranges for ``event_status.dump.json``."""
         finished = [r for r in results if r.state is RangeState.FINISHED]
         packed = self._pack(job, finished) if self.cfg.pack_ranges else None
@@ -476,6 +478,7 @@ class HarvesterCommunicator(Communicator):
                 entries.append(es_output_entry(result, result.output, str(uuid.uuid4())))
         status = self.settings.eventservice.exhausted_status
         entries.extend(status_entry(rid, status) for rid in fatal)
+        entries.extend(status_entry(rid, "failed") for rid in cut)
         self._queue_entries(job.panda_id, entries)
 
     def _pack(self, job: Job, finished: list[RangeResult]) -> OutputFile | None:

@@ -91,7 +91,9 @@ class LocalCommunicator(Communicator):
         ranges = tuple(islice(cutter, n))
         return RangeBatch(ranges, exhausted=len(ranges) < n)
 
-    def report_ranges(self, job: Job, results: Sequence[RangeResult], fatal: Sequence[str]) -> None:
+    def report_ranges(
+        self, job: Job, results: Sequence[RangeResult], fatal: Sequence[str], cut: Sequence[str] = ()
+    ) -> None:
         """Nothing to do: the journal in the work directory already holds every range's state."""
 
     def report_job(self, report: JobReport) -> None:

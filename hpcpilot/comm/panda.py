@@ -269,11 +269,14 @@ class PandaCommunicator(Communicator):
                 self._wake.notify_all()
         return RangeBatch(tuple(ranges), exhausted=exhausted, errors=tuple(errors))
 
-    def report_ranges(self, job: Job, results: Sequence[RangeResult], fatal: Sequence[str]) -> None:
+    def report_ranges(
+        self, job: Job, results: Sequence[RangeResult], fatal: Sequence[str], cut: Sequence[str] = ()
+    ) -> None:
         """Put one batch of range updates in the outbox.
 
-        Reported: the finished ranges, and those that used all their attempts (``fatal``, with status
-        ``eventservice.exhausted_status``); a failed attempt that will be retried is not reported.
+        Reported: the finished ranges, those that used all their attempts (``fatal``, with status
+        ``eventservice.exhausted_status``) and those cut at the end (``cut``, status ``failed``); a
+        failed attempt that will be retried is not reported.
         """
         updates = [
             RangeUpdate(r.range_id, "finished", cpu_s=r.cpu_s or None, core_count=job.core_count)
@@ -287,6 +290,15 @@ class PandaCommunicator(Communicator):
             code = failure.error_code if failure is not None and failure.error_code else ErrorCode.ES_FATAL
             diag = failure.error_diag if failure is not None and failure.error_diag else "used all attempts"
             updates.append(RangeUpdate(range_id, status, error_code=int(code), error_diag=diag))
+        for range_id in cut:
+            failure = failures.get(range_id)
+            code = (
+                failure.error_code
+                if failure is not None and failure.error_code
+                else ErrorCode.REACHED_MAX_TIME
+            )
+            diag = failure.error_diag if failure is not None else "cut at the end of the run"
+            updates.append(RangeUpdate(range_id, "failed", error_code=int(code), error_diag=diag))
         if not updates:
             return
         self._outbox.put(OutboxKind.RANGES, job.panda_id, {"eventRanges": [u.to_wire() for u in updates]})

@@ -289,6 +289,12 @@ class BatchSettings:
         Seconds before the end by which the pilot has reported everything and exited: payloads
         still running then are killed (after ``payload.kill_grace_s``), and no work is handed out
         that is not expected to finish before it.
+    warning_lead_s
+        SIGUSR1 is the batch system's warning that the end is near (``#SBATCH --signal=B:USR1@300``,
+        ``#BSUB -wa USR1``): the run then ends at most this many seconds later.
+    term_grace_s
+        After SIGTERM, SIGINT or SIGXCPU, seconds running payloads may still finish before they are
+        killed (the batch system's hard kill usually follows SIGTERM within 30 s).
     queue, account
         Partition/queue and account/project of ``hpcpilot submit`` (empty: the site's default).
     template
@@ -304,6 +310,8 @@ class BatchSettings:
     system: str = "auto"
     walltime: str = ""
     exit_margin_s: float = 60.0
+    warning_lead_s: float = 300.0
+    term_grace_s: float = 2.0
     queue: str = ""
     account: str = ""
     template: str = ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hpcpilot.model.errors import ErrorCode
@@ -196,17 +197,31 @@ class Books:
         """Cores of all workers that have said hello."""
         return sum(w.node.cores for w in self.workers.values() if w.node is not None)
 
-    def assign(self, rank: int) -> Assignment | None:
+    def assign(
+        self,
+        rank: int,
+        max_ranges: int | None = None,
+        plain_fits: Callable[[Job], bool] | None = None,
+    ) -> Assignment | None:
         """Work for one worker according to its last request, or None if there is none to give.
 
         Plain jobs go only to cores that are idle now; ranges fill the worker's request (prefetch
         included) up to ``batch_size``.
+
+        Parameters
+        ----------
+        rank
+            The worker.
+        max_ranges
+            At most this many ranges (what still fits before the end; None: no limit).
+        plain_fits
+            Whether a plain job may start now (None: every job may).
         """
         worker = self.worker(rank)
         if self.draining or worker.stopped or worker.want_cores <= 0:
             return None
-        plain = self._take_plain(worker)
-        ranges = self._take_ranges(worker)
+        plain = self._take_plain(worker, plain_fits)
+        ranges = self._take_ranges(worker, self.batch_size if max_ranges is None else max_ranges)
         if not plain and not ranges:
             return None
         new_jobs = {t.panda_id for t in ranges} | set(plain)
@@ -219,7 +234,7 @@ class Books:
             plain=tuple(plain),
         )
 
-    def _take_plain(self, worker: WorkerBook) -> list[int]:
+    def _take_plain(self, worker: WorkerBook, fits: Callable[[Job], bool] | None) -> list[int]:
         taken: list[int] = []
         skipped: list[int] = []
         while self.plain_queue and worker.free_cores > 0:
@@ -227,7 +242,7 @@ class Books:
             book = self.jobs[panda_id]
             cores = book.job.core_count
             whole_node = worker.node is not None and worker.free_cores >= worker.node.cores
-            if cores > worker.free_cores and not whole_node:
+            if (cores > worker.free_cores and not whole_node) or (fits is not None and not fits(book.job)):
                 skipped.append(panda_id)
                 continue
             # a job larger than the node gets a whole idle node rather than never running
@@ -241,12 +256,13 @@ class Books:
         self.plain_queue.extendleft(reversed(skipped))
         return taken
 
-    def _take_ranges(self, worker: WorkerBook) -> list[RangeTask]:
+    def _take_ranges(self, worker: WorkerBook, most: int) -> list[RangeTask]:
         taken: list[RangeTask] = []
         queue = self.range_queue
         jobs = self.jobs
         budget = worker.want_cores
-        while queue and budget > 0 and len(taken) < self.batch_size:
+        most = min(most, self.batch_size)
+        while queue and budget > 0 and len(taken) < most:
             task = queue.popleft()
             book = jobs[task.panda_id]
             entry = book.ranges[task.event_range.range_id]

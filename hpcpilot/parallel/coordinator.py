@@ -30,6 +30,8 @@ from hpcpilot.parallel.outcome import job_report, merge_inputs, settle_event_ser
 from hpcpilot.parallel.status import Progress, RateMeter, format_status
 from hpcpilot.parallel.summary import run_summary
 from hpcpilot.parallel.transport import CoordinatorTransport
+from hpcpilot.parallel.walltime import EndPlan
+from hpcpilot.payload.exitcodes import signal_code
 from hpcpilot.payload.merge_run import MergeProcess, choose_merger
 from hpcpilot.runtime.journal import Journal
 
@@ -37,13 +39,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds before a range source that had nothing is asked again.
 FETCH_RETRY_S = 0.05
-
-_SIGNAL_CODES: dict[int, ErrorCode] = {
-    signal.SIGTERM: ErrorCode.SIGTERM,
-    signal.SIGUSR1: ErrorCode.SIGUSR1,
-    signal.SIGINT: ErrorCode.SIGINT,
-    signal.SIGXCPU: ErrorCode.SIGXCPU,
-}
 
 
 class Coordinator:
@@ -63,6 +58,8 @@ class Coordinator:
         Where every range's state change is recorded.
     show_status
         Called with each status line.
+    end_time
+        When the allocation ends (seconds since the epoch), None without a limit.
     """
 
     def __init__(
@@ -73,6 +70,7 @@ class Coordinator:
         communicator: Communicator,
         journal: Journal,
         show_status: Callable[[str], None],
+        end_time: float | None = None,
     ) -> None:
         self.transport = transport
         self.settings = settings
@@ -103,6 +101,15 @@ class Coordinator:
         self._rate = RateMeter()
         self._bad_jobs: list[dict[str, Any]] = []
         self._queue_target = self._target()
+        self.plan = EndPlan(
+            None if end_time is None else self.started + end_time - time.time(),
+            settings.batch.exit_margin_s,
+            settings.payload.kill_grace_s,
+        )
+        self.kill_sent = False
+        self.ranges_cut = 0
+        self._cut: dict[int, list[str]] = defaultdict(list)
+        self._settled_at: dict[int, float] = {}
         self.messages_in = 0
         self.messages_out = 0
 
@@ -119,6 +126,7 @@ class Coordinator:
             self._on_command(command)
             progress = True
         now = time.monotonic()
+        progress |= self._watch_the_end(now)
         if not self.books.draining:
             if now >= self._next_fetch:
                 progress |= self._fetch_work(now)
@@ -142,11 +150,67 @@ class Coordinator:
         return bool(self.books.open) and not self.stop_sent
 
     def request_drain(self, signum: int) -> None:
-        """A signal asked the run to end: start nothing new, let running work finish, report."""
-        if self.drain_code is None:
+        """A signal asked the run to end.
+
+        SIGUSR1 is the batch system's warning: the allocation ends within ``batch.warning_lead_s``,
+        and work goes on while it fits. Any other signal: start nothing new, kill what still runs after
+        ``batch.term_grace_s``, report, exit.
+        """
+        now = time.monotonic()
+        if signum == signal.SIGUSR1:
+            lead = self.settings.batch.warning_lead_s
+            log.warning("received SIGUSR1: the allocation ends within %.0f s", lead)
+            self.plan.end_by(now + lead)
+            return
+        if self.drain_code is None or self.drain_code is ErrorCode.REACHED_MAX_TIME:
             log.warning("received %s: draining", signal.Signals(signum).name)
-            self.drain_code = _SIGNAL_CODES.get(signum, ErrorCode.KILL_SIGNAL)
+            self.drain_code = signal_code(signum)
             self.books.draining = True
+        self.plan.cut_by(now + self.settings.batch.term_grace_s)
+
+    # --- the end of the allocation ------------------------------------------------------------
+
+    def _watch_the_end(self, now: float) -> bool:
+        """Drain when no more work fits before the end; kill what still runs at the cut."""
+        plan = self.plan
+        if not self.books.draining and plan.nothing_fits(now):
+            left = (plan.end - now) if plan.end is not None else 0.0
+            log.warning(
+                "the allocation ends in %.0f s: no more work fits, draining (ranges take about %.1f s)",
+                left,
+                plan.ranges.estimate() or 0.0,
+            )
+            self.drain_code = self.drain_code or ErrorCode.REACHED_MAX_TIME
+            self.books.draining = True
+            return True
+        if self.kill_sent or not plan.due(now):
+            return False
+        self.kill_sent = True
+        code = self.drain_code or ErrorCode.REACHED_MAX_TIME
+        grace = self.settings.payload.kill_grace_s
+        diag = f"cut at the end of the run ({code.name}): killed with {grace:g} s grace"
+        busy = [w for w in self.books.workers.values() if not w.stopped and (w.busy_slots or w.in_flight)]
+        if busy:
+            log.warning("the end has come: killing the payloads still running on %d rank(s)", len(busy))
+        for worker in self.books.workers.values():
+            if not worker.stopped:
+                self.transport.send(worker.rank, Stop(drain=True, kill=True, code=int(code), diag=diag))
+                self.messages_out += 1
+        for merge in self._merges.values():
+            merge.kill(self.settings.payload.kill_grace_s)
+        return True
+
+    def _range_limit(self, rank: int, now: float) -> int | None:
+        """How many ranges a worker may still take before the end (None: no limit)."""
+        worker = self.books.worker(rank)
+        if worker.node is None or not self.books.range_queue:
+            return None
+        cores = self.books.jobs[self.books.range_queue[0].panda_id].job.core_count
+        return self.plan.range_budget(now, max(worker.node.cores // max(cores, 1), 1), worker.in_flight)
+
+    def _plain_fits(self, job: Job) -> bool:
+        """Whether a plain job is expected to end before the cut (by its ``maxWalltime``)."""
+        return self.plan.fits(time.monotonic(), job.max_walltime_s)
 
     # --- messages -----------------------------------------------------------------------------
 
@@ -213,8 +277,12 @@ class Coordinator:
             self._unreported[result.panda_id].append(result)
             if state is RangeState.FINISHED:
                 finished[result.panda_id].append(result)
+                self.plan.observe_range(result.wall_s)
             else:
                 self._journal_failure(result, state)
+                if self.kill_sent and result.error_code is not None and state is not RangeState.FATAL:
+                    self._cut[result.panda_id].append(result.range_id)
+                    self.ranges_cut += 1
         for panda_id, done in finished.items():
             outputs = [r.output for r in done]
             self.journal.collect(
@@ -303,7 +371,7 @@ class Coordinator:
     # --- handing out work ---------------------------------------------------------------------
 
     def _serve(self, rank: int) -> bool:
-        assignment = self.books.assign(rank)
+        assignment = self.books.assign(rank, self._range_limit(rank, time.monotonic()), self._plain_fits)
         if assignment is None:
             return False
         self._hungry.discard(rank)
@@ -436,6 +504,7 @@ class Coordinator:
     def _finish_jobs(self) -> bool:
         progress = False
         for book in self.books.take_settled():
+            self._settled_at[book.job.panda_id] = time.monotonic()
             self._start_merge_or_finish(book)
             progress = True
         for panda_id in list(self._merges):
@@ -501,6 +570,9 @@ class Coordinator:
         self.comm.report_job(job_report(book, self._host))
         code = int(book.error_code) if book.error_code is not None else 0
         self.journal.append("job", job=job.panda_id, state=book.state.value, code=code)
+        settled = self._settled_at.pop(job.panda_id, None)
+        if settled is not None:
+            self.plan.observe_finish(time.monotonic() - settled)
         log.info(
             "job %d %s%s",
             job.panda_id,
@@ -532,13 +604,15 @@ class Coordinator:
     def _flush_ranges(self, panda_id: int) -> None:
         results = self._unreported.pop(panda_id, [])
         fatal = self._unreported_fatal.pop(panda_id, [])
-        if results or fatal:
+        cut = self._cut.pop(panda_id, [])
+        if results or fatal or cut:
             try:
-                self.comm.report_ranges(self.books.jobs[panda_id].job, results, fatal)
+                self.comm.report_ranges(self.books.jobs[panda_id].job, results, fatal, cut)
             except CommunicatorError as exc:
                 log.warning("job %d: range report failed, kept for later: %s", panda_id, exc)
                 self._unreported[panda_id][:0] = results
                 self._unreported_fatal[panda_id][:0] = fatal
+                self._cut[panda_id][:0] = cut
 
     def progress(self) -> Progress:
         """A snapshot of the run."""
@@ -590,6 +664,8 @@ class Coordinator:
             self.stop_sent = True
             return True
         if self.stop_sent and all(w.stopped for w in books.workers.values()):
+            if books.draining and self._merges and not self.kill_sent and self.plan.kill_at is not None:
+                return False  # merges of jobs that are done may finish until the cut
             if books.draining:
                 self._end_drained_jobs()
             self._flush()
@@ -624,4 +700,5 @@ class Coordinator:
             drained_by=self.drain_code.name if self.drain_code else None,
             error=str(self.fatal_error) if self.fatal_error else None,
             messages={"in": self.messages_in, "out": self.messages_out},
+            cut=self.ranges_cut,
         )

@@ -129,13 +129,19 @@ class Stop:
         False: all work is done, end normally. True: start nothing new, finish what runs, return the
         rest (walltime, signal, soft kill).
     kill
-        With ``drain``: do not let running items finish, kill them (``tobekilled`` for the whole run);
-        they fail with 1144.
+        With ``drain``: do not let running items finish, kill them (``tobekilled`` for the whole run,
+        the walltime's cut, a terminating signal). A Stop with ``kill`` may follow one without.
+    code
+        The PanDA error code of the killed items (1144 tobekilled, 1213 walltime, 120x signals).
+    diag
+        Why they were killed.
     """
 
     TAG: ClassVar[int] = TAG_STOP
     drain: bool
     kill: bool = False
+    code: int = 1144
+    diag: str = "the whole run was killed by the workload manager (tobekilled)"
 
 
 @compact_pickle

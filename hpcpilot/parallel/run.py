@@ -120,8 +120,9 @@ def run_worker(worker: Worker, settings: Settings, signals: SignalFlag) -> None:
     """A worker rank's loop."""
     backoff = _backoff(settings)
     while not worker.done:
-        if signals.take() is not None:
-            worker.request_drain()
+        signum = signals.take()
+        if signum is not None:
+            worker.request_drain(signum)
         if worker.step():
             backoff.progress()
         else:

@@ -18,6 +18,7 @@ def run_summary(
     drained_by: str | None,
     error: str | None,
     messages: dict[str, int] | None = None,
+    cut: int = 0,
 ) -> dict[str, Any]:
     """The summary of a run: time, utilisation, ranges, and every job with its outputs.
 
@@ -32,11 +33,14 @@ def run_summary(
     bad_jobs
         Job definitions that could not be parsed (``PandaID``, ``error_code``, ``error_diag``).
     drained_by
-        The signal that drained the run, if one did.
+        What drained the run, if anything did (a signal's name, ``REACHED_MAX_TIME`` for the end of
+        the allocation, ``KILLED_BY_PANDA``).
     error
         The error that ended the run, if one did.
     messages
         Messages rank 0 received from and sent to workers (``in``, ``out``).
+    cut
+        Ranges whose payload was killed at the end of the run.
     """
     cores = books.total_cores
     busy = sum(w.busy_core_s for w in books.workers.values())
@@ -67,6 +71,7 @@ def run_summary(
             "fatal": books.ranges_fatal,
             "failed_attempts": books.ranges_failed_attempts,
             "not_done": not_done,
+            "cut": cut,
         },
         "messages": messages or {"in": 0, "out": 0},
         "drained_by": drained_by,

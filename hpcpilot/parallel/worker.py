@@ -8,6 +8,7 @@ batches, piggybacked on requests, or after ``parallel.report_interval_s`` at the
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -38,6 +39,7 @@ from hpcpilot.payload.base import (
     failed_range,
     has_range_placeholders,
 )
+from hpcpilot.payload.exitcodes import signal_code
 from hpcpilot.plugins import load_plugin
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,8 @@ class Worker:
         self.busy_core_s = 0.0
         self._runner_classes: dict[str, type[SlotRunner]] = {}
         self._inputs: dict[tuple[int, str], str] = {}
+        self._kill_at: float | None = None
+        self._kill_code = ErrorCode.KILL_SIGNAL
         self._prefetch = settings.eventservice.prefetch_per_slot
         self._batch = settings.parallel.batch_size
 
@@ -126,6 +130,10 @@ class Worker:
         progress |= self._reap_closed()
         if not self._stopping:
             progress |= self._start_queued()
+        if self._kill_at is not None and time.monotonic() >= self._kill_at:
+            self._kill_at = None
+            self._kill(None, f"{self._kill_code.name} reached rank {self.node.rank}", self._kill_code)
+            progress = True
         if self._stopping:
             progress |= self._wind_down()
         else:
@@ -147,9 +155,20 @@ class Worker:
                 waits.append(known if known is not None else max(0.001, 0.02 * (now - slot.started)))
         return min(waits) if waits else None
 
-    def request_drain(self) -> None:
-        """A signal reached this rank: start nothing new, finish what runs, return the rest."""
+    def request_drain(self, signum: int = signal.SIGTERM) -> None:
+        """A signal reached this rank.
+
+        SIGUSR1 (the batch system's warning that the end is near) is left to rank 0, which knows
+        what still fits. Any other drain signal: start nothing new, give the queue back, and kill
+        what runs after ``batch.term_grace_s`` (the batch system's hard kill is not far).
+        """
+        if signum == signal.SIGUSR1:
+            log.info("rank %d: SIGUSR1 received, rank 0 decides what still runs", self.node.rank)
+            return
         self.local_drain = True
+        if self._kill_at is None:
+            self._kill_at = time.monotonic() + self.settings.batch.term_grace_s
+            self._kill_code = signal_code(signum)
 
     @property
     def _stopping(self) -> bool:
@@ -171,19 +190,18 @@ class Worker:
         elif isinstance(message, Stop):
             self.stop = message
             if message.kill:
-                self._kill(None, "the whole run was killed by the workload manager (tobekilled)")
+                self._kill(None, message.diag, ErrorCode(message.code))
         elif isinstance(message, Kill):
             for panda_id in message.panda_ids:
                 self._kill(panda_id, f"job {panda_id} was killed by the workload manager (tobekilled)")
         else:
             log.warning("rank %d ignores unexpected message %s", self.node.rank, type(message).__name__)
 
-    def _kill(self, panda_id: int | None, diag: str) -> None:
+    def _kill(self, panda_id: int | None, diag: str, code: ErrorCode = ErrorCode.KILLED_BY_PANDA) -> None:
         """Kill the running items of one job, or of all for None; fail a job's queued items.
 
         For the whole run the queue is not failed: the stopping worker gives it back.
         """
-        code = ErrorCode.KILLED_BY_PANDA
         for slot in self.slots:
             if panda_id is None or slot.panda_id == panda_id:
                 slot.runner.kill(code, diag)

@@ -17,6 +17,11 @@ _SIGNAL_CODES: dict[int, ErrorCode] = {
 }
 
 
+def signal_code(signum: int) -> ErrorCode:
+    """The PanDA error code of a signal (``1201`` SIGTERM, ... ``1200`` any other)."""
+    return _SIGNAL_CODES.get(signum, ErrorCode.KILL_SIGNAL)
+
+
 def error_for_exit(returncode: int) -> tuple[ErrorCode | None, str]:
     """Return the error code and a diagnosis for a payload's exit status.
 

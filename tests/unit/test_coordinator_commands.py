@@ -52,7 +52,9 @@ class Scripted(Communicator):
         taken, self.left = self.left[:n], self.left[n:]
         return RangeBatch(tuple(taken), exhausted=not self.left)
 
-    def report_ranges(self, job: Job, results: Sequence[RangeResult], fatal: Sequence[str]) -> None:
+    def report_ranges(
+        self, job: Job, results: Sequence[RangeResult], fatal: Sequence[str], cut: Sequence[str] = ()
+    ) -> None:
         self.reported += [r.range_id for r in results if r.state is RangeState.FINISHED]
 
     def report_job(self, report: JobReport) -> None:
