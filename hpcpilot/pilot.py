@@ -119,13 +119,16 @@ def _allocation(settings: Settings) -> Allocation:
     A batch system that cannot be asked (a failing ``squeue``) is logged, and the run goes on
     without a known end: the batch system's signals still end it cleanly.
     """
+    import os
     import time
 
     from hpcpilot.batch.select import discover_allocation
+    from hpcpilot.runtime.commands import run_command
 
     started = time.time()
+    timeout = settings.batch.query_timeout_s
     try:
-        allocation = discover_allocation(settings.batch)
+        allocation = discover_allocation(settings.batch, os.environ, lambda a: run_command(a, timeout))
     except HpcPilotError as exc:
         log.warning("cannot discover the allocation (%s): running without a known end time", exc)
         allocation = Allocation("unknown")

@@ -39,6 +39,8 @@ FAMILIES: dict[str, Family] = {
         Family("communicators", "hpcpilot.communicators", "hpcpilot.comm.base.Communicator"),
         Family("payloads", "hpcpilot.payloads", "hpcpilot.payload.base.SlotRunner"),
         Family("mergers", "hpcpilot.mergers", "hpcpilot.payload.merge.Merger"),
+        Family("batch_systems", "hpcpilot.batch_systems", "hpcpilot.batch.base.BatchSystem"),
+        Family("launchers", "hpcpilot.launchers", "hpcpilot.launch.base.Launcher"),
     )
 }
 

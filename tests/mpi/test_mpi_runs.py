@@ -60,6 +60,7 @@ def test_per_range_job_with_failing_ranges(
         "fatal": 2,
         "failed_attempts": 4,
         "not_done": 0,
+        "cut": 0,
     }
     workers = {r["rank"] for r in records if r["ev"] == "assigned"}
     assert workers == ({0} if ranks == 1 else set(range(1, ranks)))
