@@ -16,7 +16,8 @@ workload: N ranges, each "processed" by sleeping a fixed payload time, one slot 
 
 Parts: ``throughput`` (0 s payloads at batch sizes 1, 8, 64), ``utilisation`` (10 ms and 100 ms
 payloads), ``idle`` (CPU of worker ranks that have nothing to do). A run that would last too long on a
-slow system is cut after ``max_dispatch_s`` of dispatching (hpcpilot: SIGUSR1 to rank 0, which drains)
+slow system is cut after ``max_dispatch_s`` of dispatching (hpcpilot: SIGUSR1 to rank 0, which drains;
+``batch.warning_lead_s=0`` makes it the end of the allocation at once)
 and its rate is measured on the ranges done. Prints markdown tables with PASS/FAIL against the targets.
 """
 
@@ -259,6 +260,9 @@ def hpcpilot_cmd(plan: Plan, workdir: Path, settings: dict[str, str]) -> list[st
         "node.cores": "1",
         "local.events_per_range": "1",
         "run.status_interval_s": "1000",
+        # SIGUSR1 (how a run is cut) announces the end of the allocation: make it now
+        "batch.warning_lead_s": "0",
+        "batch.exit_margin_s": "0",
         **settings,
         **plan.hpcpilot_settings,
     }
