@@ -1,0 +1,66 @@
+#!/bin/bash
+#
+# hpcpilot batch script for Slurm: starts the pilot with one rank per node over all nodes of the job.
+#
+# A template, filled in with Python's str.format: Harvester's Slurm submitter uses it unchanged
+# (templateFile = .../launchers/slurm.sh), and `hpcpilot submit` renders it with the same values
+# (launchers/README.md). Only Harvester's placeholders appear in it; every brace meant for the shell
+# is doubled, so a copy that is edited must keep them doubled.
+#
+# {nNode} nodes with {nCorePerNode} cores each, for {requestWalltimeMinute} minutes, in partition
+# {localQueueName}; output and error in {logDir}. Slurm sends SIGUSR1 to this shell 300 s before the
+# time limit (--signal=B:USR1@300): it is passed on to the pilot, which drains (reports what finished,
+# hands back what did not start) and exits before the limit. An account, memory or constraint goes
+# into the submit options (sbatch -A ...), as Harvester has no placeholder for them.
+#
+# Environment of the job (all optional):
+#   HPCPILOT_PYTHON  the Python that runs hpcpilot (default: python3 on PATH)
+#   HPCPILOT_SETUP   a file sourced first (module loads, a virtualenv's bin/activate)
+#   HPCPILOT_SITE    a site name given to the pilot as --site (and to `hpcpilot launch`)
+#SBATCH --job-name=hpcpilot-{workerID}
+#SBATCH --nodes={nNode}
+#SBATCH --ntasks-per-node=1
+#SBATCH --cpus-per-task={nCorePerNode}
+#SBATCH --time={requestWalltimeMinute}
+#SBATCH --partition={localQueueName}
+#SBATCH --chdir={accessPoint}
+#SBATCH -o {logDir}/hpcpilot-{workerID}.%j.out
+#SBATCH -e {logDir}/hpcpilot-{workerID}.%j.err
+#SBATCH --signal=B:USR1@300
+
+set -euo pipefail
+
+cd "{accessPoint}"
+PY=${{HPCPILOT_PYTHON:-python3}}
+if [ -n "${{HPCPILOT_SETUP:-}}" ]; then
+    # module scripts and activate scripts often read unset variables
+    set +u
+    # shellcheck disable=SC1090
+    source "$HPCPILOT_SETUP"
+    set -u
+fi
+site=()
+if [ -n "${{HPCPILOT_SITE:-}}" ]; then
+    site=(--site "$HPCPILOT_SITE")
+fi
+
+# pass the batch system's signals on to the pilot (its launcher forwards them to every rank)
+child=""
+trap 'kill -s USR1 "$child" 2>/dev/null || true' USR1
+trap 'kill -s TERM "$child" 2>/dev/null || true' TERM
+trap 'kill -s INT "$child" 2>/dev/null || true' INT
+
+# ${{site[@]+...}}: an empty array is "unbound" under set -u in bash < 4.4
+"$PY" -m hpcpilot launch --workdir "{accessPoint}" ${{site[@]+"${{site[@]}}"}} \
+    -- run --workdir "{accessPoint}" ${{site[@]+"${{site[@]}}"}} &
+child=$!
+
+# a trapped signal interrupts `wait`: wait again until the pilot has really exited
+while :; do
+    status=0
+    wait "$child" || status=$?
+    if ! kill -0 "$child" 2>/dev/null; then
+        break
+    fi
+done
+exit "$status"
