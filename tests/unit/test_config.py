@@ -65,7 +65,18 @@ def test_env_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_settings_to_dict_in_schema_order() -> None:
     data = settings_to_dict(Settings())
-    assert list(data) == ["run", "local", "harvester", "panda", "eventservice", "node", "parallel", "payload"]
+    assert list(data) == [
+        "run",
+        "local",
+        "harvester",
+        "panda",
+        "eventservice",
+        "node",
+        "parallel",
+        "payload",
+        "batch",
+        "launch",
+    ]
     assert data["parallel"]["batch_size"] == 64
     data["parallel"]["batch_size"] = 1
     assert Settings().parallel.batch_size == 64
@@ -509,3 +520,11 @@ def test_format_config_value_spelling() -> None:
     assert "run.workdir" in text
     assert "= ''" in text
     assert "[?]" in text
+
+
+def test_a_bad_walltime_is_a_configuration_error(tmp_path: Path) -> None:
+    from hpcpilot.cli import _settings_for_run, build_parser
+
+    args = build_parser().parse_args(["run", "--workdir", str(tmp_path), "--walltime", "soon"])
+    with pytest.raises(ConfigError, match=r"batch.walltime: not a duration: 'soon'.*cli:--set batch.walltime"):
+        _settings_for_run(args)

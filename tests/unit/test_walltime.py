@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from hpcpilot.config.schema import BatchSettings, EventServiceSettings, NodeSettings, Settings
+from hpcpilot.model.allocation import parse_duration
 from hpcpilot.model.job import Job
 from hpcpilot.model.layout import WorkLayout
 from hpcpilot.model.results import RangeResult
@@ -186,3 +187,28 @@ def test_sigterm_kills_what_runs_after_the_grace(tmp_path: Path) -> None:
     assert s["drained_by"] == "SIGTERM" and s["ranges"]["cut"] == 4
     assert comm.reports[-1].error_code == 1201
     assert {r["code"] for r in journal(tmp_path) if r["ev"] == "failed"} == {1201}
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("01:30:00", 5400),
+        ("1-00:00:00", 86400),
+        ("1-02:00", 93600),  # Slurm's days-hours:minutes
+        ("10:30", 630),  # minutes:seconds
+        ("90s", 90),
+        ("45m", 2700),
+        ("2h", 7200),
+        ("1d", 86400),
+        ("120", 120),
+        ("0.5", 0.5),
+    ],
+)
+def test_walltime_formats(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "1:2:3:4", "-5", "5x", "1-"])
+def test_bad_walltimes_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
