@@ -65,8 +65,8 @@ class BatchSystem(abc.ABC):
     # --- submitting ---------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def submit_argv(self, script: Path, workdir: Path) -> list[str]:
-        """The command that submits ``script`` to run in ``workdir``."""
+    def submit_argv(self, script: Path, workdir: Path, options: Sequence[str] = ()) -> list[str]:
+        """The command that submits ``script`` to run in ``workdir``, with extra submit ``options``."""
 
     @abc.abstractmethod
     def parse_submit(self, stdout: str) -> str:
@@ -102,9 +102,9 @@ class BatchSystem(abc.ABC):
             )
         return result
 
-    def submit(self, script: Path, workdir: Path) -> str:
-        """Submit ``script`` to run in ``workdir``; return the job id."""
-        return self.parse_submit(self._call(self.submit_argv(script, workdir)).stdout)
+    def submit(self, script: Path, workdir: Path, options: Sequence[str] = ()) -> str:
+        """Submit ``script`` to run in ``workdir`` (with extra submit ``options``); return the job id."""
+        return self.parse_submit(self._call(self.submit_argv(script, workdir, options)).stdout)
 
     def poll(self, job_ids: Sequence[str]) -> dict[str, BatchJobState]:
         """The states of ``job_ids`` the batch system still knows."""

@@ -53,7 +53,7 @@ class LocalBatchSystem(BatchSystem):
             cores = os.cpu_count()
         return Allocation(batch_system=self.name, job_id=None, nodes=(host,), cores_per_node=cores)
 
-    def submit_argv(self, script: Path, workdir: Path) -> list[str]:
+    def submit_argv(self, script: Path, workdir: Path, options: Sequence[str] = ()) -> list[str]:
         """Raises `BatchSystemError`: nothing to submit to."""
         raise _cannot("submit")
 

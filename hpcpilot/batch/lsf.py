@@ -3,8 +3,9 @@
 Submitting: ``bsub`` reads the ``#BSUB`` lines of a script only when the script comes on its standard
 input (a script named on the command line is run as a plain command, its directives ignored). The
 command runner has no standard input, so the submit command is
-``sh -c 'exec bsub -cwd "$1" < "$2"' bsub WORKDIR SCRIPT``: the shell only redirects, the paths are
-positional arguments (never parsed as shell text), and ``-cwd`` sets the job's working directory.
+``sh -c 'd=$1 && s=$2 && shift 2 && exec bsub -cwd "$d" "$@" < "$s"' bsub WORKDIR SCRIPT [OPTION...]``:
+the shell only redirects, the paths and options are positional arguments (never parsed as shell text),
+and ``-cwd`` sets the job's working directory.
 
 Launch nodes: on Summit-like machines the first host of ``LSB_MCPU_HOSTS`` is the batch ("launch") node
 the job script runs on, with 1 slot (``batch1 1 h41n04 42 h41n05 42``); compute ranks are started
@@ -49,6 +50,7 @@ _STATES: dict[str, BatchJobState] = {
 }
 END_FIELDS = "jobid stat start_time runtimelimit time_left"
 """The ``bjobs -o`` fields of the end-time query."""
+_BSUB_FROM_STDIN = 'd=$1 && s=$2 && shift 2 && exec bsub -cwd "$d" "$@" < "$s"'
 _NOT_FOUND = re.compile(r"Job <[^>]*> is not found")
 
 
@@ -244,9 +246,9 @@ class LsfBatchSystem(BatchSystem):
 
     # --- submitting ---------------------------------------------------------------------------
 
-    def submit_argv(self, script: Path, workdir: Path) -> list[str]:
-        """``bsub -cwd WORKDIR < SCRIPT`` (see the module docstring)."""
-        return ["sh", "-c", 'exec bsub -cwd "$1" < "$2"', "bsub", str(workdir), str(script)]
+    def submit_argv(self, script: Path, workdir: Path, options: Sequence[str] = ()) -> list[str]:
+        """``bsub -cwd WORKDIR [OPTIONS] < SCRIPT`` (see the module docstring)."""
+        return ["sh", "-c", _BSUB_FROM_STDIN, "bsub", str(workdir), str(script), *options]
 
     def parse_submit(self, stdout: str) -> str:
         """The id in ``Job <1234> is submitted to queue <normal>.``.
@@ -295,9 +297,9 @@ class LsfBatchSystem(BatchSystem):
 
     # --- the I/O ------------------------------------------------------------------------------
 
-    def submit(self, script: Path, workdir: Path) -> str:
-        """Submit ``script`` to run in ``workdir``; return the job id."""
-        argv = self.submit_argv(script, workdir)
+    def submit(self, script: Path, workdir: Path, options: Sequence[str] = ()) -> str:
+        """Submit ``script`` to run in ``workdir`` (with extra ``bsub`` options); return the job id."""
+        argv = self.submit_argv(script, workdir, options)
         result = self.run(argv)
         if not result.ok:
             raise BatchSystemError(

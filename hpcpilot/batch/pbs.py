@@ -2,10 +2,11 @@
 
 Submitting: PBS Pro has no ``qsub`` option for the job's working directory (Torque's ``-d`` is not
 portable). ``qsub`` is therefore run *in* the work directory, through
-``sh -c 'cd "$1" && exec qsub "$2"' qsub WORKDIR SCRIPT`` (the paths are positional arguments of the
-shell, never parsed as shell text): both flavours record it as ``PBS_O_WORKDIR`` and put the job's
-``.o``/``.e`` files there, and the batch template starts with ``cd "$PBS_O_WORKDIR"`` (Torque starts
-jobs in ``$HOME``).
+``sh -c 'cd "$1" && s=$2 && shift 2 && exec qsub "$@" "$s"' qsub WORKDIR SCRIPT [OPTION...]`` (the
+paths and options are positional arguments of the shell, never parsed as shell text; SCRIPT should be
+absolute): both flavours record the directory as ``PBS_O_WORKDIR`` and put the job's ``.o``/``.e``
+files there, and the batch template starts with ``cd "$PBS_O_WORKDIR"`` (Torque starts jobs in
+``$HOME``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ _STATES: dict[str, BatchJobState] = {
     "M": BatchJobState.SUBMITTED,
 }
 _MISSING = ("Unknown Job Id", "Job has finished")
+_QSUB_IN_WORKDIR = 'cd "$1" && s=$2 && shift 2 && exec qsub "$@" "$s"'
 _JOB_ID = re.compile(r"^\d+(?:\[\d*\])?(?:\.[\w.-]+)?$")
 
 
@@ -285,9 +287,9 @@ class PbsBatchSystem(BatchSystem):
 
     # --- submitting ---------------------------------------------------------------------------
 
-    def submit_argv(self, script: Path, workdir: Path) -> list[str]:
-        """``qsub SCRIPT`` run in ``workdir`` (see the module docstring)."""
-        return ["sh", "-c", 'cd "$1" && exec qsub "$2"', "qsub", str(workdir), str(script)]
+    def submit_argv(self, script: Path, workdir: Path, options: Sequence[str] = ()) -> list[str]:
+        """``qsub [OPTIONS] SCRIPT`` run in ``workdir`` (see the module docstring)."""
+        return ["sh", "-c", _QSUB_IN_WORKDIR, "qsub", str(workdir), str(script), *options]
 
     def parse_submit(self, stdout: str) -> str:
         """The job id ``qsub`` prints (``1234.pbs01``; the last such line).
@@ -334,9 +336,9 @@ class PbsBatchSystem(BatchSystem):
 
     # --- the I/O ------------------------------------------------------------------------------
 
-    def submit(self, script: Path, workdir: Path) -> str:
-        """Submit ``script`` to run in ``workdir``; return the job id."""
-        argv = self.submit_argv(script, workdir)
+    def submit(self, script: Path, workdir: Path, options: Sequence[str] = ()) -> str:
+        """Submit ``script`` to run in ``workdir`` (with extra ``qsub`` options); return the job id."""
+        argv = self.submit_argv(script, workdir, options)
         result = self.run(argv)
         if not result.ok:
             raise BatchSystemError(

@@ -122,7 +122,7 @@ class SagaBatchSystem(BatchSystem):
             context={"batch_system": "saga"},
         )
 
-    def submit_argv(self, script: Path, workdir: Path) -> list[str]:
+    def submit_argv(self, script: Path, workdir: Path, options: Sequence[str] = ()) -> list[str]:
         """Raises `BatchSystemError`: SAGA submits through its API (`submit`)."""
         raise self._no_commands()
 
@@ -173,7 +173,7 @@ class SagaBatchSystem(BatchSystem):
             self._service.close()
             self._service = None
 
-    def submit(self, script: Path, workdir: Path) -> str:
+    def submit(self, script: Path, workdir: Path, options: Sequence[str] = ()) -> str:
         """Submit ``sh SCRIPT`` to run in ``workdir``; return SAGA's job id.
 
         Raises
@@ -181,8 +181,14 @@ class SagaBatchSystem(BatchSystem):
         PluginError
             ``radical.saga`` is not installed.
         BatchSystemError
-            The service refused the job.
+            ``options`` were given (SAGA's job description has no free-form submit options), or the
+            service refused the job.
         """
+        if options:
+            raise BatchSystemError(
+                "the saga batch system takes no submit options (batch.submit_options)",
+                context={"options": " ".join(options)},
+            )
         service = self.service()
         rs = load_saga()
         description = rs.job.Description()

@@ -262,9 +262,9 @@ class SlurmBatchSystem(BatchSystem):
 
     # --- submitting ---------------------------------------------------------------------------
 
-    def submit_argv(self, script: Path, workdir: Path) -> list[str]:
-        """``sbatch -D WORKDIR SCRIPT`` (Harvester's form)."""
-        return ["sbatch", "-D", str(workdir), str(script)]
+    def submit_argv(self, script: Path, workdir: Path, options: Sequence[str] = ()) -> list[str]:
+        """``sbatch [OPTIONS] -D WORKDIR SCRIPT`` (Harvester's form)."""
+        return ["sbatch", *options, "-D", str(workdir), str(script)]
 
     def parse_submit(self, stdout: str) -> str:
         """The id in ``Submitted batch job 123`` (or the last integer, as Harvester reads it).

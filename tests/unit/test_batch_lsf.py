@@ -91,8 +91,9 @@ def test_recorded_submit() -> None:
 
 def test_builders_pass_paths_as_arguments() -> None:
     lsf = LsfBatchSystem(Replay(), {})
-    argv = lsf.submit_argv(Path("/s $(x).sh"), Path("/w d"))
-    assert argv == ["sh", "-c", 'exec bsub -cwd "$1" < "$2"', "bsub", "/w d", "/s $(x).sh"]
+    argv = lsf.submit_argv(Path("/s $(x).sh"), Path("/w d"), ["-P", "abc"])
+    assert argv[:2] == ["sh", "-c"]
+    assert argv[3:] == ["bsub", "/w d", "/s $(x).sh", "-P", "abc"]
     assert lsf.status_argv(["1", "2"]) == ["bjobs", "-a", "-noheader", "-o", "jobid stat", "1", "2"]
     assert lsf.cancel_argv("1") == ["bkill", "1"]
 

@@ -141,8 +141,9 @@ def test_parse_nodefile_torque_and_pbspro() -> None:
 
 def test_submit_argv_and_parse() -> None:
     pbs = PbsBatchSystem(Replay(), {})
-    argv = pbs.submit_argv(Path("/a b/pilot.sh"), Path("/w; rm -rf x"))
-    assert argv == ["sh", "-c", 'cd "$1" && exec qsub "$2"', "qsub", "/w; rm -rf x", "/a b/pilot.sh"]
+    argv = pbs.submit_argv(Path("/a b/pilot.sh"), Path("/w; rm -rf x"), ["-A", "p 1"])
+    assert argv[:2] == ["sh", "-c"]
+    assert argv[3:] == ["qsub", "/w; rm -rf x", "/a b/pilot.sh", "-A", "p 1"]
     assert pbs.parse_submit(recorded("qsub/pbspro.txt")) == "1234.pbs01"
     assert pbs.parse_submit(recorded("qsub/torque.txt")) == "5678.torque01.example.org"
     assert pbs.parse_submit("12[].pbs01\n") == "12[].pbs01"

@@ -187,6 +187,8 @@ def test_saga_failures_are_batch_errors(fake_saga: types.ModuleType) -> None:
     assert info.value.context["url"] == "pbs+ssh://login"
     with pytest.raises(BatchSystemError, match="does not discover"):
         saga.discover()
+    with pytest.raises(BatchSystemError, match="no submit options"):
+        saga.submit(Path("/s"), Path("/w"), ["-A", "x"])
     with pytest.raises(BatchSystemError, match="no commands"):
         saga.submit_argv(Path("/s"), Path("/w"))
     with pytest.raises(BatchSystemError, match=r"batch\.saga_url"):

@@ -74,6 +74,14 @@ def test_plugin_facts() -> None:
 def test_submit_argv_and_parse() -> None:
     slurm = SlurmBatchSystem(Replay(), {})
     assert slurm.submit_argv(Path("/a/pilot.sh"), Path("/w d")) == ["sbatch", "-D", "/w d", "/a/pilot.sh"]
+    assert slurm.submit_argv(Path("/s"), Path("/w"), ["--account", "m1"]) == [
+        "sbatch",
+        "--account",
+        "m1",
+        "-D",
+        "/w",
+        "/s",
+    ]
     assert slurm.parse_submit(recorded("sbatch/submitted.txt")) == "4242"
     assert slurm.parse_submit(recorded("sbatch/parsable_cluster.txt")) == "4242"
     assert slurm.parse_submit("Submitted batch job 77 on cluster c2\n") == "77"
