@@ -301,3 +301,47 @@ def test_poll_nothing_runs_nothing() -> None:
     run = Replay()
     assert SlurmBatchSystem(run, {}).poll([]) == {}
     assert run.calls == []
+
+
+# --- real recordings of slurm-wlm 22.05.8 (tests/data/*/real_*.txt) -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "state", "end"),
+    [
+        ("running", S.RUNNING, "2026-11-25T00:40:43"),
+        ("unlimited", S.RUNNING, None),  # TimeLimit=UNLIMITED, EndTime=Unknown
+        ("pending", S.SUBMITTED, "2026-11-25T00:54:40"),  # --begin: the planned end
+        ("held", S.SUBMITTED, None),  # StartTime=Unknown EndTime=Unknown
+        ("timeout", S.FINISHED, "2026-11-25T00:41:04"),
+        ("failed", S.FAILED, "2026-11-25T00:39:43"),
+        ("cancelled", S.CANCELLED, None),  # unlimited job, cancelled
+        ("completed", S.FINISHED, "2026-11-25T00:39:43"),
+    ],
+)
+def test_real_scontrol_records(name: str, state: BatchJobState, end: str | None) -> None:
+    fields = parse_scontrol_job(recorded(f"scontrol/real_{name}.txt"))
+    assert slurm_state(fields["JobState"]) is state
+    expected = None if end is None else datetime.fromisoformat(end).timestamp()
+    assert scontrol_end_time(fields) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "end"),
+    [
+        ("running", "2026-11-25T00:40:43"),
+        ("pending", "2026-11-25T00:54:40"),
+        ("unlimited", None),
+        ("held", None),
+    ],
+)
+def test_real_squeue_end_times(name: str, end: str | None) -> None:
+    text = recorded(f"squeue/real_end_{name}.txt")
+    expected = None if end is None else datetime.fromisoformat(end).timestamp()
+    assert parse_slurm_time(text, command="squeue -o %e", field="EndTime") == expected
+
+
+def test_real_poll_of_a_finished_job_squeue_no_longer_lists() -> None:
+    run = Replay({_squeue("26"): ""})  # squeue without the job: empty output, exit 0
+    run.add(["scontrol", "show", "job", "26"], recorded("scontrol/real_completed.txt"))
+    assert SlurmBatchSystem(run, {}).poll(["26"]) == {"26": S.FINISHED}
