@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "config":
         return _cmd_config(args)
     if args.command in ("launch", "submit"):
-        from hpcpilot.batch.commands import launch_command, submit_command
+        from hpcpilot.launching import launch_command, submit_command
 
         try:
             loaded = load_settings(args)

@@ -56,14 +56,15 @@ def test_walltime_cuts_the_run_and_loses_nothing(
     [job] = s["jobs"]
     assert job["state"] == "failed" and job["error_code"] == 1213
     records = journal(tmp_path)
-    finished = {rid: path for r in records if r["ev"] == "finished" for rid, path in zip(r["ids"], r["paths"])}
+    done = [r for r in records if r["ev"] == "finished"]
+    finished = {rid: path for r in done for rid, path in zip(r["ids"], r["paths"], strict=True)}
     cut = {r["id"] for r in records if r["ev"] == "failed" and r["code"] == 1213}
     assert finished and len(finished) == s["ranges"]["finished"] < 400
     # every output a payload left is either a finished (journalled, checksummed) range or a cut one
     on_disk = _outputs_on_disk(tmp_path, 61)
     assert set(finished) <= set(on_disk)
     assert set(on_disk) - set(finished) <= cut
-    adlers = {rid: a for r in records if r["ev"] == "finished" for rid, a in zip(r["ids"], r["adler32"])}
+    adlers = {rid: a for r in done for rid, a in zip(r["ids"], r["adler32"], strict=True)}
     assert all(adler32_of_file(on_disk[rid]) == adlers[rid] for rid in finished)
     assert s["ranges"]["cut"] == len(cut)
     assert "no more work fits, draining" in result.stderr

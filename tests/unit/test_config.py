@@ -526,5 +526,7 @@ def test_a_bad_walltime_is_a_configuration_error(tmp_path: Path) -> None:
     from hpcpilot.cli import _settings_for_run, build_parser
 
     args = build_parser().parse_args(["run", "--workdir", str(tmp_path), "--walltime", "soon"])
-    with pytest.raises(ConfigError, match=r"batch.walltime: not a duration: 'soon'.*cli:--set batch.walltime"):
+    with pytest.raises(
+        ConfigError, match=r"batch.walltime: not a duration: 'soon'.*cli:--set batch.walltime"
+    ):
         _settings_for_run(args)

@@ -1,0 +1,162 @@
+"""Starting pilots: ``hpcpilot launch`` inside an allocation, ``hpcpilot submit`` from a login node.
+
+Both compose two plugin families (a batch system and a launcher), so they live here, beside the
+composition root, not in either family.
+
+* ``launch`` (what the ``launchers/`` batch scripts run): discover the allocation, build the launcher's
+  argv for one rank per node (or GPU, or core) running ``python -m hpcpilot ARGS``, and ``exec`` it.
+* ``submit``: render the batch system's template with Harvester's placeholders, write the script into
+  the work directory and submit it (``--dry-run`` prints the script and the command instead).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from hpcpilot.batch.base import BatchSystem
+from hpcpilot.batch.script import ScriptRequest, drop_empty_directives, find_template, render_script
+from hpcpilot.batch.select import batch_system_class, discover_allocation
+from hpcpilot.config.schema import Settings
+from hpcpilot.launch.base import Launcher, Placement
+from hpcpilot.model.allocation import parse_duration
+from hpcpilot.model.errors import ConfigError, ExitCode, HpcPilotError
+from hpcpilot.plugins import load_plugin
+from hpcpilot.runtime.atomic import write_text_atomic
+from hpcpilot.runtime.commands import CommandResult, run_command
+
+#: Submit command -> batch system, for ``batch.system = auto`` outside an allocation.
+SUBMITTERS = (("sbatch", "slurm"), ("qsub", "pbs"), ("bsub", "lsf"))
+
+
+def launch_argv(settings: Settings, args: Sequence[str], env: Mapping[str, str]) -> list[str]:
+    """The launcher command that starts ``python -m hpcpilot ARGS`` on every node of the allocation.
+
+    Raises
+    ------
+    HpcPilotError
+        No arguments, the allocation cannot be discovered, or the launcher cannot be loaded.
+    """
+    rest = list(args[1:] if args and args[0] == "--" else args)
+    if not rest:
+        raise ConfigError("launch: nothing to start; give the ranks' command after --, e.g. -- run")
+    cls = batch_system_class(settings.batch.system, env)
+    timeout = settings.batch.query_timeout_s
+    allocation = discover_allocation(settings.batch, env, lambda a: run_command(a, timeout))
+    if not allocation.nodes:
+        allocation = replace(allocation, nodes=(socket.gethostname().split(".")[0],))
+    name = settings.launch.launcher if settings.launch.launcher != "auto" else cls.default_launcher
+    launcher = load_plugin("launchers", name, Launcher)()
+    cores = settings.node.cores or len(os.sched_getaffinity(0))
+    placement = Placement.from_allocation(allocation, settings.launch.ranks_per, default_cores=cores)
+    python = settings.launch.python or sys.executable
+    return launcher.argv(placement, [python, "-m", "hpcpilot", *rest], shlex.split(settings.launch.options))
+
+
+def launch_command(
+    settings: Settings,
+    args: Sequence[str],
+    *,
+    dry_run: bool,
+    env: Mapping[str, str] | None = None,
+    execvp: Callable[[str, list[str]], object] = os.execvp,
+) -> int:
+    """``hpcpilot launch``: print the launcher command (``dry_run``) or replace this process with it."""
+    try:
+        argv = launch_argv(settings, args, os.environ if env is None else env)
+    except HpcPilotError as exc:
+        print(f"hpcpilot launch: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG
+    print(("" if dry_run else "hpcpilot launch: exec ") + shlex.join(argv), flush=True)
+    if dry_run:
+        return ExitCode.OK
+    execvp(argv[0], argv)
+    return ExitCode.ERROR  # only reached with an injected execvp that returns
+
+
+def submit_system(name: str, which: Callable[[str], str | None] = shutil.which) -> type[BatchSystem]:
+    """The batch system to submit to: ``batch.system``, or the one whose submit command is on PATH.
+
+    Raises
+    ------
+    ConfigError
+        ``auto`` and none of sbatch, qsub, bsub is on PATH.
+    """
+    if name != "auto":
+        return batch_system_class(name, {})
+    for command, system in SUBMITTERS:
+        if which(command):
+            return batch_system_class(system, {})
+    raise ConfigError("batch.system: auto, but none of sbatch, qsub, bsub is on PATH; set batch.system")
+
+
+def render_submission(
+    settings: Settings, system: type[BatchSystem], nodes: int, cores_per_node: int, site: str
+) -> str:
+    """The batch script of a submission, rendered from the system's template."""
+    if not settings.batch.walltime:
+        raise ConfigError("submit: --walltime (batch.walltime) is required")
+    try:
+        walltime = parse_duration(settings.batch.walltime)
+    except ValueError as exc:
+        raise ConfigError(f"batch.walltime: {exc}") from None
+    template = find_template(settings.batch.template or system.template)
+    workdir = str(Path(settings.run.workdir).resolve())
+    request = ScriptRequest(
+        n_node=nodes,
+        n_core_per_node=cores_per_node or settings.node.cores or os.cpu_count() or 1,
+        walltime_s=max(int(walltime), 1),
+        access_point=workdir,
+        queue=settings.batch.queue,
+        computing_site=site,
+        worker_id=str(int(time.time())),
+    )
+    text = render_script(template.read_text(), request.values(), source=str(template))
+    return drop_empty_directives(text)
+
+
+def submit_options(settings: Settings, system: str) -> list[str]:
+    """Extra options of the submit command: the account, then ``batch.submit_options``."""
+    account = settings.batch.account
+    flag = {"slurm": ["--account", account], "pbs": ["-A", account], "lsf": ["-P", account]}
+    options = flag.get(system, []) if account else []
+    return options + shlex.split(settings.batch.submit_options)
+
+
+def submit_command(
+    settings: Settings,
+    *,
+    nodes: int,
+    cores_per_node: int,
+    site: str,
+    dry_run: bool,
+    run: Callable[..., CommandResult] = run_command,
+) -> int:
+    """``hpcpilot submit``: write the batch script into the work directory and submit it."""
+    try:
+        cls = submit_system(settings.batch.system)
+        text = render_submission(settings, cls, nodes, cores_per_node, site)
+        workdir = Path(settings.run.workdir).resolve()
+        script = workdir / f"hpcpilot-{cls.name}-{time.strftime('%Y%m%dT%H%M%S')}.sh"
+        env = dict(os.environ, HPCPILOT_SITE=site) if site else dict(os.environ)
+        system = cls(run=lambda argv: run(argv, settings.batch.query_timeout_s, env), env=env)
+        argv = system.submit_argv(script, workdir, submit_options(settings, cls.name))
+        if dry_run:
+            sys.stdout.write(text)
+            print(f"# submit with: {shlex.join(argv)}")
+            return ExitCode.OK
+        write_text_atomic(script, text)
+        script.chmod(0o755)
+        job_id = system.submit(script, workdir, submit_options(settings, cls.name))
+    except HpcPilotError as exc:
+        print(f"hpcpilot submit: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG
+    print(f"submitted {script.name} to {cls.name}: job {job_id}")
+    return ExitCode.OK
