@@ -122,11 +122,17 @@ def render_submission(
     return drop_empty_directives(text)
 
 
-def submit_options(settings: Settings, system: str) -> list[str]:
-    """Extra options of the submit command: the account, then ``batch.submit_options``."""
+def submit_options(settings: Settings, system: str, site: str = "") -> list[str]:
+    """Extra options of the submit command: the account, the site, then ``batch.submit_options``.
+
+    Slurm and LSF pass the submitter's environment (``HPCPILOT_SITE``) to the job; PBS does not, so
+    it gets ``-v HPCPILOT_SITE=...``.
+    """
     account = settings.batch.account
     flag = {"slurm": ["--account", account], "pbs": ["-A", account], "lsf": ["-P", account]}
     options = flag.get(system, []) if account else []
+    if site and system == "pbs":
+        options += ["-v", f"HPCPILOT_SITE={site}"]
     return options + shlex.split(settings.batch.submit_options)
 
 
@@ -147,14 +153,15 @@ def submit_command(
         script = workdir / f"hpcpilot-{cls.name}-{time.strftime('%Y%m%dT%H%M%S')}.sh"
         env = dict(os.environ, HPCPILOT_SITE=site) if site else dict(os.environ)
         system = cls(run=lambda argv: run(argv, settings.batch.query_timeout_s, env), env=env)
-        argv = system.submit_argv(script, workdir, submit_options(settings, cls.name))
+        options = submit_options(settings, cls.name, site)
+        argv = system.submit_argv(script, workdir, options)
         if dry_run:
             sys.stdout.write(text)
             print(f"# submit with: {shlex.join(argv)}")
             return ExitCode.OK
         write_text_atomic(script, text)
         script.chmod(0o755)
-        job_id = system.submit(script, workdir, submit_options(settings, cls.name))
+        job_id = system.submit(script, workdir, options)
     except HpcPilotError as exc:
         print(f"hpcpilot submit: {exc}", file=sys.stderr)
         return ExitCode.CONFIG

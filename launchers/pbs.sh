@@ -28,6 +28,7 @@
 #PBS -o {logDir}/hpcpilot-{workerID}.out
 #PBS -e {logDir}/hpcpilot-{workerID}.err
 #PBS -r n
+#PBS -S /bin/bash
 
 set -euo pipefail
 

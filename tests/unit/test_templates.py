@@ -184,6 +184,7 @@ def test_pbs_directives(tmp_path: Path) -> None:
         f"#PBS -o {logs}/hpcpilot-17.out",
         f"#PBS -e {logs}/hpcpilot-17.err",
         "#PBS -r n",
+        "#PBS -S /bin/bash",  # else the user's login shell reads the script
     ]
     assert f'cd "{tmp_path / "ap"}"' in script
     assert "SIGTERM" in script and "kill_delay" in script  # no warning signal in PBS: documented

@@ -146,6 +146,23 @@ def _job_env(job: Job, root: Path) -> dict[str, str]:
     return env
 
 
+def _job_shell(script: str, flavour: str) -> str:
+    """The shell the batch system runs a job script with: PBS ``#PBS -S``, LSF the ``#!`` line, else sh.
+
+    Like the real ones, the fakes do not simply execute the script: without those, the user's login
+    shell (here ``sh``) reads it.
+    """
+    lines = Path(script).read_text().splitlines()
+    if flavour == "pbs":
+        for line in lines:
+            parts = line.split()
+            if len(parts) >= 3 and parts[0] == "#PBS" and parts[1] == "-S":
+                return parts[2]
+    elif lines and lines[0].startswith("#!"):
+        return lines[0][2:].split()[0]
+    return "sh"
+
+
 def run_job(job_id: str) -> int:
     """The runner: wait, start the script, record its end (unless it was cancelled meanwhile)."""
     root = queue_dir()
@@ -165,7 +182,7 @@ def run_job(job_id: str) -> int:
     out_name = f"{Path(job['script']).name}.o{seq}" if job["flavour"] == "pbs" else f"lsf.o{seq}"
     with open(Path(job["workdir"]) / out_name, "w") as out:
         code = subprocess.call(
-            ["sh", job["script"]],
+            [_job_shell(job["script"], job["flavour"]), job["script"]],
             cwd=job["workdir"],
             env=_job_env(job, root),
             stdin=subprocess.DEVNULL,
