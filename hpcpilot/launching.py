@@ -23,7 +23,7 @@ from pathlib import Path
 
 from hpcpilot.batch.base import BatchSystem
 from hpcpilot.batch.script import ScriptRequest, drop_empty_directives, find_template, render_script
-from hpcpilot.batch.select import batch_system_class, discover_allocation
+from hpcpilot.batch.select import batch_system_class, discover_allocation, make_batch_system
 from hpcpilot.config.schema import Settings
 from hpcpilot.launch.base import Launcher, Placement
 from hpcpilot.model.allocation import parse_duration
@@ -152,7 +152,8 @@ def submit_command(
         workdir = Path(settings.run.workdir).resolve()
         script = workdir / f"hpcpilot-{cls.name}-{time.strftime('%Y%m%dT%H%M%S')}.sh"
         env = dict(os.environ, HPCPILOT_SITE=site) if site else dict(os.environ)
-        system = cls(run=lambda argv: run(argv, settings.batch.query_timeout_s, env), env=env)
+        batch = replace(settings.batch, system=cls.name)
+        system = make_batch_system(batch, env, lambda argv: run(argv, batch.query_timeout_s, env))
         options = submit_options(settings, cls.name, site)
         argv = system.submit_argv(script, workdir, options)
         if dry_run:

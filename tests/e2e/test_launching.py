@@ -98,3 +98,30 @@ def test_submit_poll_cancel_through_the_fake_pbs(
     assert pbs.poll([job_id])[job_id] in (BatchJobState.SUBMITTED, BatchJobState.RUNNING)
     pbs.cancel(job_id)
     assert pbs.poll([job_id])[job_id] is BatchJobState.FINISHED  # qdel'd: F, as Harvester sees it
+
+
+def test_auto_submits_to_the_batch_system_on_path() -> None:
+    from hpcpilot.launching import submit_system
+    from hpcpilot.model.errors import ConfigError
+
+    assert submit_system("auto", {"qsub": "/usr/bin/qsub"}.get).name == "pbs"
+    assert (
+        submit_system("auto", {"bsub": "/x/bsub", "qsub": "/x/qsub"}.get).name == "pbs"
+    )  # sbatch, qsub, bsub: the first found
+    assert submit_system("auto", {"bsub": "/x/bsub"}.get).name == "lsf"
+    assert submit_system("lsf", {}.get).name == "lsf"
+    with pytest.raises(ConfigError, match="none of sbatch, qsub, bsub"):
+        submit_system("auto", {}.get)
+
+
+def test_submit_options_per_system() -> None:
+    from dataclasses import replace
+
+    from hpcpilot.config.schema import BatchSettings, Settings
+    from hpcpilot.launching import submit_options
+
+    settings = Settings(batch=BatchSettings(account="m1", submit_options="--qos=debug -C 'cpu gpu'"))
+    assert submit_options(settings, "slurm") == ["--account", "m1", "--qos=debug", "-C", "cpu gpu"]
+    assert submit_options(settings, "pbs", "perl")[:4] == ["-A", "m1", "-v", "HPCPILOT_SITE=perl"]
+    assert submit_options(settings, "lsf", "perl")[:2] == ["-P", "m1"]
+    assert submit_options(replace(settings, batch=BatchSettings()), "slurm") == []
