@@ -52,7 +52,8 @@ def launch_argv(settings: Settings, args: Sequence[str], env: Mapping[str, str])
     allocation = discover_allocation(settings.batch, env, lambda a: run_command(a, timeout))
     if not allocation.nodes:
         allocation = replace(allocation, nodes=(socket.gethostname().split(".")[0],))
-    name = settings.launch.launcher if settings.launch.launcher != "auto" else cls.default_launcher
+    chosen = settings.launch.launcher.strip()
+    name = cls.default_launcher if chosen.lower() == "auto" else chosen
     launcher = load_plugin("launchers", name, Launcher)()
     cores = settings.node.cores or len(os.sched_getaffinity(0))
     placement = Placement.from_allocation(allocation, settings.launch.ranks_per, default_cores=cores)
@@ -89,7 +90,7 @@ def submit_system(name: str, which: Callable[[str], str | None] = shutil.which) 
     ConfigError
         ``auto`` and none of sbatch, qsub, bsub is on PATH.
     """
-    if name != "auto":
+    if name.strip().lower() != "auto":
         return batch_system_class(name, {})
     for command, system in SUBMITTERS:
         if which(command):
@@ -107,6 +108,11 @@ def render_submission(
         walltime = parse_duration(settings.batch.walltime)
     except ValueError as exc:
         raise ConfigError(f"batch.walltime: {exc}") from None
+    if not (settings.batch.template or system.template):
+        raise ConfigError(
+            f"batch.system: the {system.name} batch system has no batch-script template "
+            "(set batch.template, or choose slurm, pbs or lsf)"
+        )
     template = find_template(settings.batch.template or system.template)
     workdir = str(Path(settings.run.workdir).resolve())
     request = ScriptRequest(
@@ -136,6 +142,14 @@ def submit_options(settings: Settings, system: str, site: str = "") -> list[str]
     return options + shlex.split(settings.batch.submit_options)
 
 
+def _submit_text(system: BatchSystem, script: Path, workdir: Path, options: list[str]) -> str:
+    """The submit command as text; a system without one (``saga``) is named instead."""
+    try:
+        return shlex.join(system.submit_argv(script, workdir, options))
+    except HpcPilotError:
+        return f"the {system.name} job service"
+
+
 def submit_command(
     settings: Settings,
     *,
@@ -155,10 +169,9 @@ def submit_command(
         batch = replace(settings.batch, system=cls.name)
         system = make_batch_system(batch, env, lambda argv: run(argv, batch.query_timeout_s, env))
         options = submit_options(settings, cls.name, site)
-        argv = system.submit_argv(script, workdir, options)
         if dry_run:
             sys.stdout.write(text)
-            print(f"# submit with: {shlex.join(argv)}")
+            print(f"# submit with: {_submit_text(system, script, workdir, options)}")
             return ExitCode.OK
         write_text_atomic(script, text)
         script.chmod(0o755)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -104,14 +105,15 @@ def test_auto_submits_to_the_batch_system_on_path() -> None:
     from hpcpilot.launching import submit_system
     from hpcpilot.model.errors import ConfigError
 
-    assert submit_system("auto", {"qsub": "/usr/bin/qsub"}.get).name == "pbs"
-    assert (
-        submit_system("auto", {"bsub": "/x/bsub", "qsub": "/x/qsub"}.get).name == "pbs"
-    )  # sbatch, qsub, bsub: the first found
-    assert submit_system("auto", {"bsub": "/x/bsub"}.get).name == "lsf"
-    assert submit_system("lsf", {}.get).name == "lsf"
+    def on_path(*names: str) -> Callable[[str], str | None]:
+        return lambda command: f"/x/{command}" if command in names else None
+
+    assert submit_system("auto", on_path("qsub")).name == "pbs"
+    assert submit_system("auto", on_path("bsub", "qsub")).name == "pbs"  # sbatch, qsub, bsub: first found
+    assert submit_system("auto", on_path("bsub")).name == "lsf"
+    assert submit_system("lsf", on_path()).name == "lsf"
     with pytest.raises(ConfigError, match="none of sbatch, qsub, bsub"):
-        submit_system("auto", {}.get)
+        submit_system("auto", on_path())
 
 
 def test_submit_options_per_system() -> None:
@@ -125,3 +127,10 @@ def test_submit_options_per_system() -> None:
     assert submit_options(settings, "pbs", "perl")[:4] == ["-A", "m1", "-v", "HPCPILOT_SITE=perl"]
     assert submit_options(settings, "lsf", "perl")[:2] == ["-P", "m1"]
     assert submit_options(replace(settings, batch=BatchSettings()), "slurm") == []
+
+
+def test_submit_to_a_system_without_a_template_says_so(run_pilot: RunPilot, tmp_path: Path) -> None:
+    args = ["submit", "--nodes", "1", "--walltime", "1h", "--workdir", str(tmp_path), "--dry-run"]
+    result = run_pilot([*args, "--set", "batch.system=local"])
+    assert result.returncode == 2
+    assert "the local batch system has no batch-script template" in result.stderr
