@@ -109,3 +109,28 @@ def summary(workdir: Path) -> dict[str, Any]:
     """The run's summary.json."""
     data: dict[str, Any] = json.loads((workdir / "summary.json").read_text())
     return data
+
+
+def check_cut_by_the_end(workdir: Path, panda_id: int, output_lfn: str) -> dict[str, Any]:
+    """Assert a run ended by the end of its allocation lost nothing; return its summary.
+
+    The run drained (``REACHED_MAX_TIME``), its one job was cut (failed, 1213), and what the payloads
+    wrote matches the books: every finished range of the journal has its output, with the journalled
+    adler32, and every range output on disk is a finished range or a cut one (killed at the end).
+    """
+    from hpcpilot.data.checksums import adler32_of_file
+
+    s = summary(workdir)
+    assert s["drained_by"] == "REACHED_MAX_TIME"
+    [job] = s["jobs"]
+    assert job["state"] == "failed" and job["error_code"] == 1213
+    records = journal(workdir)
+    done = [r for r in records if r["ev"] == "finished"]
+    adlers = {rid: a for r in done for rid, a in zip(r["ids"], r["adler32"], strict=True)}
+    cut = {r["id"] for r in records if r["ev"] == "failed" and r["code"] == 1213}
+    assert adlers and len(adlers) == s["ranges"]["finished"] and s["ranges"]["cut"] == len(cut)
+    prefix = f"{output_lfn}."
+    written = {p.name.removeprefix(prefix): p for p in (workdir / str(panda_id)).glob(prefix + "*")}
+    assert set(adlers) <= set(written) and set(written) - set(adlers) <= cut
+    assert all(adler32_of_file(written[rid]) == adler for rid, adler in adlers.items())
+    return s

@@ -13,8 +13,8 @@ import pytest
 from hpcpilot.batch.pbs import PbsBatchSystem
 from hpcpilot.model.allocation import BatchJobState
 from hpcpilot.runtime.commands import run_command
-from tests.conftest import RunPilot
-from tests.fakes.batchq import BIN
+from tests.conftest import REPO, RunPilot
+from tests.fakes.batchq import queue_environment
 
 
 def test_launch_dry_run_prints_the_launcher_command(run_pilot: RunPilot, tmp_path: Path) -> None:
@@ -67,15 +67,7 @@ def test_submit_needs_a_walltime(run_pilot: RunPilot, tmp_path: Path) -> None:
 
 @pytest.fixture
 def fake_pbs(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PBS_", "LSB_"))}
-    env.update(
-        PATH=f"{BIN}{os.pathsep}{env['PATH']}",
-        FAKE_BATCHQ_DIR=str(tmp_path / "queue"),
-        FAKE_BATCHQ_NODES="n1,n2",
-        FAKE_BATCHQ_CORES="4",
-        FAKE_BATCHQ_WALLTIME="3600",
-    )
-    return env
+    return queue_environment(tmp_path / "queue", REPO)
 
 
 def test_submit_poll_cancel_through_the_fake_pbs(

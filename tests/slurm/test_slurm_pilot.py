@@ -4,7 +4,6 @@ and a time limit that cuts the run without losing anything."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -14,10 +13,9 @@ import pytest
 
 from hpcpilot.batch.hostlist import expand_hostlist
 from hpcpilot.batch.slurm import SlurmBatchSystem
-from hpcpilot.data.checksums import adler32_of_file
 from hpcpilot.demo.jobs import DEMO_OUTPUT, DEMO_PANDA_ID
 from hpcpilot.model.allocation import BatchJobState
-from tests.conftest import REPO, journal, pilot_env, summary
+from tests.conftest import REPO, check_cut_by_the_end, journal, pilot_env, summary
 from tests.slurm.conftest import Slurm
 
 pytestmark = pytest.mark.slurm
@@ -116,20 +114,4 @@ def test_a_short_time_limit_cuts_the_run_and_loses_nothing(slurm: Slurm, tmp_pat
     output = job_output(tmp_path, job_id)
     assert state == "COMPLETED", output[-3000:]  # the pilot ended first: not TIMEOUT
     assert "no more work fits, draining" in output
-    s = summary(tmp_path)
-    assert s["drained_by"] == "REACHED_MAX_TIME"
-    [job] = s["jobs"]
-    assert job["state"] == "failed" and job["error_code"] == 1213
-    records = journal(tmp_path)
-    done = [r for r in records if r["ev"] == "finished"]
-    finished = {
-        rid: (p, a) for r in done for rid, p, a in zip(r["ids"], r["paths"], r["adler32"], strict=True)
-    }
-    cut = {r["id"] for r in records if r["ev"] == "failed" and r["code"] == 1213}
-    assert finished and len(finished) == s["ranges"]["finished"]
-    # what the payloads wrote: every range output is a finished, checksummed range (or a cut one)
-    job_dir = tmp_path / str(DEMO_PANDA_ID)
-    written = {p.name.removeprefix(f"{DEMO_OUTPUT}."): p for p in job_dir.glob(f"{DEMO_OUTPUT}.*")}
-    assert set(finished) <= set(written) and set(written) - set(finished) <= cut
-    assert all(adler32_of_file(written[rid]) == adler for rid, (_, adler) in finished.items())
-    assert os.path.getsize(tmp_path / "journal.jsonl") > 0
+    check_cut_by_the_end(tmp_path, DEMO_PANDA_ID, DEMO_OUTPUT)

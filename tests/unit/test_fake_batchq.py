@@ -18,7 +18,7 @@ from hpcpilot.batch.pbs import PbsBatchSystem
 from hpcpilot.model.allocation import BatchJobState
 from hpcpilot.runtime.commands import CommandResult, run_command
 from tests.conftest import REPO
-from tests.fakes.batchq import BIN
+from tests.fakes.batchq import queue_environment
 
 S = BatchJobState
 DISCOVER = (
@@ -32,16 +32,7 @@ DISCOVER = (
 
 @pytest.fixture
 def queue_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PBS_", "LSB_"))}
-    env.update(
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        FAKE_BATCHQ_DIR=str(tmp_path / "queue"),
-        FAKE_BATCHQ_NODES="n1,n2",
-        FAKE_BATCHQ_CORES="4",
-        FAKE_BATCHQ_WALLTIME="3600",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")])),
-    )
-    return env
+    return queue_environment(tmp_path / "queue", REPO)
 
 
 def runner(env: dict[str, str]) -> Callable[[Sequence[str]], CommandResult]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -11,6 +12,22 @@ BIN = Path(__file__).resolve().parent
 """The directory of the fake commands (put it first on PATH)."""
 DATA = BIN.parent.parent / "data"
 """``tests/data``: recorded outputs."""
+
+
+def queue_environment(queue_dir: Path, repo: Path) -> dict[str, str]:
+    """This process's environment with the fake commands first on PATH and a fresh queue in
+    ``queue_dir``: two nodes ``n1,n2`` of 4 cores, an hour of walltime, ``repo`` importable; no
+    variables of an enclosing Slurm, PBS or LSF job."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PBS_", "LSB_"))}
+    env.update(
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        FAKE_BATCHQ_DIR=str(queue_dir),
+        FAKE_BATCHQ_NODES="n1,n2",
+        FAKE_BATCHQ_CORES="4",
+        FAKE_BATCHQ_WALLTIME="3600",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(repo), env.get("PYTHONPATH", "")])),
+    )
+    return env
 
 
 def recorded(name: str) -> str:
