@@ -134,14 +134,14 @@ def _allocation(settings: Settings) -> Allocation:
         allocation = Allocation("unknown")
     if settings.batch.walltime:
         allocation = allocation.with_end(started + parse_duration(settings.batch.walltime))
-    if allocation.end_time is not None:
-        log.info(
-            "%s allocation %s: %d node(s), ends in %.0f s",
-            allocation.batch_system,
-            allocation.job_id or "-",
-            len(allocation.nodes),
-            allocation.end_time - started,
-        )
+    end = allocation.end_time
+    log.info(
+        "%s allocation %s: %d node(s), %s",
+        allocation.batch_system,
+        allocation.job_id or "-",
+        len(allocation.nodes),
+        f"ends in {end - started:.0f} s" if end is not None else "no end time known",
+    )
     return allocation
 
 
