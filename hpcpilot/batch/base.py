@@ -35,11 +35,14 @@ class BatchSystem(abc.ABC):
         The batch-script template in ``launchers/`` used to submit to it.
     default_launcher
         The ``hpcpilot.launchers`` plugin that starts one rank per node in its allocations.
+    submit_tool
+        The submit command's name for error messages, where ``submit_argv`` wraps it in ``sh -c``.
     """
 
     name: ClassVar[str] = ""
     template: ClassVar[str] = ""
     default_launcher: ClassVar[str] = "mpiexec"
+    submit_tool: ClassVar[str] = ""
 
     def __init__(self, run: CommandRunner = run_command, env: Mapping[str, str] | None = None) -> None:
         self.run = run
@@ -92,19 +95,25 @@ class BatchSystem(abc.ABC):
 
     # --- the I/O, through the injected runner -------------------------------------------------
 
-    def _call(self, argv: list[str]) -> CommandResult:
+    @staticmethod
+    def _failure(argv: Sequence[str], result: CommandResult, tool: str = "") -> BatchSystemError:
+        """The error of a command that failed, named ``tool`` (default: ``argv[0]``)."""
+        return BatchSystemError(
+            f"{tool or argv[0]} failed: {result.stderr_tail()}",
+            retryable=True,
+            context={"command": " ".join(argv), "exit_code": result.returncode},
+        )
+
+    def _call(self, argv: list[str], tool: str = "") -> CommandResult:
         result = self.run(argv)
         if not result.ok:
-            raise BatchSystemError(
-                f"{argv[0]} failed: {result.stderr_tail()}",
-                retryable=True,
-                context={"command": " ".join(argv), "exit_code": result.returncode},
-            )
+            raise self._failure(argv, result, tool)
         return result
 
     def submit(self, script: Path, workdir: Path, options: Sequence[str] = ()) -> str:
         """Submit ``script`` to run in ``workdir`` (with extra submit ``options``); return the job id."""
-        return self.parse_submit(self._call(self.submit_argv(script, workdir, options)).stdout)
+        argv = self.submit_argv(script, workdir, options)
+        return self.parse_submit(self._call(argv, self.submit_tool).stdout)
 
     def poll(self, job_ids: Sequence[str]) -> dict[str, BatchJobState]:
         """The states of ``job_ids`` the batch system still knows."""

@@ -158,6 +158,7 @@ class LsfBatchSystem(BatchSystem):
 
     name: ClassVar[str] = "lsf"
     template: ClassVar[str] = "lsf.sh"
+    submit_tool: ClassVar[str] = "bsub"
     default_launcher: ClassVar[str] = "jsrun"
 
     def __init__(
@@ -297,18 +298,6 @@ class LsfBatchSystem(BatchSystem):
 
     # --- the I/O ------------------------------------------------------------------------------
 
-    def submit(self, script: Path, workdir: Path, options: Sequence[str] = ()) -> str:
-        """Submit ``script`` to run in ``workdir`` (with extra ``bsub`` options); return the job id."""
-        argv = self.submit_argv(script, workdir, options)
-        result = self.run(argv)
-        if not result.ok:
-            raise BatchSystemError(
-                f"bsub failed: {result.stderr_tail()}",
-                retryable=True,
-                context={"command": " ".join(argv), "exit_code": result.returncode},
-            )
-        return self.parse_submit(result.stdout)
-
     def poll(self, job_ids: Sequence[str]) -> dict[str, BatchJobState]:
         """The states of ``job_ids``; jobs bjobs reports as "not found" are left out.
 
@@ -324,9 +313,5 @@ class LsfBatchSystem(BatchSystem):
         if not result.ok:
             errors = [line for line in result.stderr.splitlines() if line.strip()]
             if not errors or not all(_NOT_FOUND.search(line) for line in errors):
-                raise BatchSystemError(
-                    f"bjobs failed: {result.stderr_tail()}",
-                    retryable=True,
-                    context={"command": " ".join(argv), "exit_code": result.returncode},
-                )
+                raise self._failure(argv, result)
         return self.parse_status(result.stdout)

@@ -198,6 +198,7 @@ class PbsBatchSystem(BatchSystem):
 
     name: ClassVar[str] = "pbs"
     template: ClassVar[str] = "pbs.sh"
+    submit_tool: ClassVar[str] = "qsub"
     default_launcher: ClassVar[str] = "mpiexec"
 
     def __init__(
@@ -336,18 +337,6 @@ class PbsBatchSystem(BatchSystem):
 
     # --- the I/O ------------------------------------------------------------------------------
 
-    def submit(self, script: Path, workdir: Path, options: Sequence[str] = ()) -> str:
-        """Submit ``script`` to run in ``workdir`` (with extra ``qsub`` options); return the job id."""
-        argv = self.submit_argv(script, workdir, options)
-        result = self.run(argv)
-        if not result.ok:
-            raise BatchSystemError(
-                f"qsub failed: {result.stderr_tail()}",
-                retryable=True,
-                context={"command": " ".join(argv), "exit_code": result.returncode},
-            )
-        return self.parse_submit(result.stdout)
-
     def poll(self, job_ids: Sequence[str]) -> dict[str, BatchJobState]:
         """The states of ``job_ids``: ``qstat -f``, then ``qstat -x -f`` for the jobs it omits.
 
@@ -377,9 +366,5 @@ class PbsBatchSystem(BatchSystem):
         if not result.ok:
             errors = [line for line in result.stderr.splitlines() if line.strip()]
             if not errors or not all(any(m in line for m in _MISSING) for line in errors):
-                raise BatchSystemError(
-                    f"qstat failed: {result.stderr_tail()}",
-                    retryable=True,
-                    context={"command": " ".join(argv), "exit_code": result.returncode},
-                )
+                raise self._failure(argv, result)
         return self.parse_status(result.stdout)

@@ -335,11 +335,7 @@ class SlurmBatchSystem(BatchSystem):
         elif _INVALID_JOB in result.stderr:
             states = {}
         else:
-            raise BatchSystemError(
-                f"squeue failed: {result.stderr_tail()}",
-                retryable=True,
-                context={"command": " ".join(argv), "exit_code": result.returncode},
-            )
+            raise self._failure(argv, result)
         for job_id in job_ids:
             if job_id in states:
                 continue
@@ -354,11 +350,7 @@ class SlurmBatchSystem(BatchSystem):
         if not result.ok:
             if _INVALID_JOB in result.stderr or _INVALID_JOB in result.stdout:
                 return None
-            raise BatchSystemError(
-                f"scontrol failed: {result.stderr_tail()}",
-                retryable=True,
-                context={"command": " ".join(argv), "exit_code": result.returncode},
-            )
+            raise self._failure(argv, result)
         fields = parse_scontrol_job(result.stdout)
         if "JobState" not in fields:
             raise BatchSystemError(
