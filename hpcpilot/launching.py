@@ -48,8 +48,7 @@ def launch_argv(settings: Settings, args: Sequence[str], env: Mapping[str, str])
     if not rest:
         raise ConfigError("launch: nothing to start; give the ranks' command after --, e.g. -- run")
     cls = batch_system_class(settings.batch.system, env)
-    timeout = settings.batch.query_timeout_s
-    allocation = discover_allocation(settings.batch, env, lambda a: run_command(a, timeout))
+    allocation = discover_allocation(settings.batch, env)
     if not allocation.nodes:
         allocation = replace(allocation, nodes=(socket.gethostname().split(".")[0],))
     chosen = settings.launch.launcher.strip()

@@ -123,12 +123,10 @@ def _allocation(settings: Settings) -> Allocation:
     import time
 
     from hpcpilot.batch.select import discover_allocation
-    from hpcpilot.runtime.commands import run_command
 
     started = time.time()
-    timeout = settings.batch.query_timeout_s
     try:
-        allocation = discover_allocation(settings.batch, os.environ, lambda a: run_command(a, timeout))
+        allocation = discover_allocation(settings.batch, os.environ)
     except HpcPilotError as exc:
         log.warning("cannot discover the allocation (%s): running without a known end time", exc)
         allocation = Allocation("unknown")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 from hpcpilot.batch.base import BatchSystem
@@ -42,11 +43,12 @@ def batch_system_class(name: str, env: Mapping[str, str]) -> type[BatchSystem]:
 
 
 def make_batch_system(
-    batch: BatchSettings, env: Mapping[str, str], run: CommandRunner = run_command
+    batch: BatchSettings, env: Mapping[str, str], run: CommandRunner | None = None
 ) -> BatchSystem:
     """The plugin chosen by ``batch.system``, built with ``run`` and ``env``.
 
-    The ``saga`` plugin also gets ``batch.saga_url``, ``batch.queue`` and ``batch.account``.
+    ``run`` defaults to `run_command` with the timeout ``batch.query_timeout_s``. The ``saga`` plugin
+    also gets ``batch.saga_url``, ``batch.queue`` and ``batch.account``.
 
     Raises
     ------
@@ -54,6 +56,8 @@ def make_batch_system(
         The plugin cannot be loaded.
     """
     cls = batch_system_class(batch.system, env)
+    if run is None:
+        run = functools.partial(run_command, timeout_s=batch.query_timeout_s)
     if cls.name == "saga":
         saga: type = cls
         built: BatchSystem = saga(run, env, url=batch.saga_url, queue=batch.queue, account=batch.account)
@@ -62,9 +66,11 @@ def make_batch_system(
 
 
 def discover_allocation(
-    batch: BatchSettings, env: Mapping[str, str], run: CommandRunner = run_command
+    batch: BatchSettings, env: Mapping[str, str], run: CommandRunner | None = None
 ) -> Allocation:
     """The allocation as the chosen batch system sees it (``batch.walltime`` is not applied here).
+
+    ``run`` as for `make_batch_system`.
 
     Raises
     ------
