@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import socket
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -49,8 +48,6 @@ def launch_argv(settings: Settings, args: Sequence[str], env: Mapping[str, str])
         raise ConfigError("launch: nothing to start; give the ranks' command after --, e.g. -- run")
     cls = batch_system_class(settings.batch.system, env)
     allocation = discover_allocation(settings.batch, env)
-    if not allocation.nodes:
-        allocation = replace(allocation, nodes=(socket.gethostname().split(".")[0],))
     chosen = settings.launch.launcher.strip()
     name = cls.default_launcher if chosen.lower() == "auto" else chosen
     launcher = load_plugin("launchers", name, Launcher)()
