@@ -155,7 +155,7 @@ class Worker:
                 waits.append(known if known is not None else max(0.001, 0.02 * (now - slot.started)))
         return min(waits) if waits else None
 
-    def request_drain(self, signum: int = signal.SIGTERM) -> None:
+    def request_drain(self, signum: int) -> None:
         """A signal reached this rank.
 
         SIGUSR1 (the batch system's warning that the end is near) is left to rank 0, which knows
