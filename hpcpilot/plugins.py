@@ -41,6 +41,8 @@ FAMILIES: dict[str, Family] = {
         Family("mergers", "hpcpilot.mergers", "hpcpilot.payload.merge.Merger"),
         Family("batch_systems", "hpcpilot.batch_systems", "hpcpilot.batch.base.BatchSystem"),
         Family("launchers", "hpcpilot.launchers", "hpcpilot.launch.base.Launcher"),
+        Family("environments", "hpcpilot.environments", "hpcpilot.environment.base.Environment"),
+        Family("copytools", "hpcpilot.copytools", "hpcpilot.data.copytools.base.Copytool"),
     )
 }
 

@@ -99,6 +99,10 @@ _RULES: Mapping[str, _Rule] = {
     "panda.outbox_max": _Rule(minimum=1),
     "batch.query_timeout_s": _Rule(minimum=0.1),
     "launch.ranks_per": _Rule(choices=("node", "gpu", "core")),
+    "node.gpus": _Rule(minimum=-1),
+    "node.gpu_vendor": _Rule(choices=("nvidia", "amd", "intel")),
+    "data.async_workers": _Rule(minimum=1),
+    "data.timeout_s": _Rule(minimum=0.1),
 }
 
 

@@ -210,15 +210,29 @@ class EventServiceSettings:
 
 @dataclass(frozen=True)
 class NodeSettings:
-    """The node a worker rank owns.
+    """The node a worker rank owns, and how its slots are placed on it.
 
     Attributes
     ----------
     cores
         Cores a worker may use (0: the CPUs this process may run on).
+    gpus
+        GPUs of the node (-1: as the batch system's allocation says; 0: none).
+    gpus_per_slot
+        0: payloads see every GPU of the node. N: each slot gets N GPUs of its own (selected with the
+        vendor's variable), and a node runs at most ``gpus // N`` slots at once.
+    gpu_vendor
+        ``nvidia`` (``CUDA_VISIBLE_DEVICES``), ``amd`` (``ROCR_VISIBLE_DEVICES``) or ``intel``
+        (``ZE_AFFINITY_MASK``): the variable that selects a slot's GPUs, and the container's GPU flag.
+    bind_cpus
+        Pin each slot's payloads to cores of their own (CPU affinity).
     """
 
     cores: int = 0
+    gpus: int = -1
+    gpus_per_slot: int = 0
+    gpu_vendor: str = "nvidia"
+    bind_cpus: bool = False
 
 
 @dataclass(frozen=True)
@@ -344,6 +358,109 @@ class LaunchSettings:
 
 
 @dataclass(frozen=True)
+class EnvironmentSettings:
+    """The software environment of payloads: modules and containers.
+
+    Attributes
+    ----------
+    chain
+        ``hpcpilot.environments`` plugins, comma-separated, outermost first: ``modules,apptainer``
+        loads the modules and runs the container runtime inside them. ``plain``: the pilot's own
+        environment.
+    modules_use
+        Module directories added to ``MODULEPATH`` (``module use``), comma-separated.
+    modules_load
+        Modules loaded for every payload (``module load``), comma-separated, in order.
+    modules_purge
+        ``module purge`` before loading.
+    module_cmd
+        The module tool run as ``<cmd> python load ...``: empty for ``$LMOD_CMD``, then Lmod's
+        ``/usr/share/lmod/lmod/libexec/lmod``, then Tcl's ``modulecmd``.
+    image
+        The container image of jobs that name none (``container_name``).
+    job_image
+        Whether a job's ``container_name`` chooses its image.
+    binds
+        Extra bind mounts ``SRC[:DST[:OPTS]]``, comma-separated (the work directory and node scratch
+        are always bound).
+    cleanenv
+        Start containers with a clean environment (only the payload's own variables go in).
+    gpu
+        Pass the node's GPUs into containers (``--nv``/``--rocm``/devices, by ``node.gpu_vendor``).
+    executable
+        The container runtime's executable (empty: the plugin's usual name on ``PATH``).
+    options
+        Extra options of the container runtime, split like a shell.
+    """
+
+    chain: str = "plain"
+    modules_use: str = ""
+    modules_load: str = ""
+    modules_purge: bool = False
+    module_cmd: str = ""
+    image: str = ""
+    job_image: bool = True
+    binds: str = ""
+    cleanenv: bool = True
+    gpu: bool = False
+    executable: str = ""
+    options: str = ""
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Moving files: stage-in of inputs, stage-out of outputs and logs.
+
+    URL templates may hold ``{lfn}``, ``{scope}``, ``{dataset}``, ``{panda_id}``, ``{endpoint}`` and
+    ``{rucio_path}`` (Rucio's deterministic path ``scope/parts/xx/yy/lfn``). A plain path is a file on a
+    shared filesystem.
+
+    Attributes
+    ----------
+    stagein_tools
+        ``hpcpilot.copytools`` plugins tried in order for inputs (comma-separated): the first that can
+        handle the source's scheme, then the next after it failed.
+    stagein_source
+        Where inputs are that are not in the job directory already (Harvester links them in): a URL
+        template. Empty: inputs must be in the job directory.
+    stageout_tools
+        Copytools for outputs.
+    stageout_destination
+        Where outputs go: a URL template. Empty: outputs stay in the job directory (Harvester stages
+        them out).
+    log_tools, log_destination
+        The same for the log tarball (empty: as for outputs).
+    retries
+        Attempts of one file with one tool after the first.
+    backoff_s, backoff_max_s
+        First and longest pause between attempts (doubling).
+    timeout_s
+        Time limit of one file's transfer, plus ``timeout_per_gb_s`` for each GB of its size.
+    timeout_per_gb_s
+        Extra time per GB of the file.
+    async_workers
+        Transfers rank 0 runs at once in the background while dispatch goes on.
+    scratch
+        A node-local directory: a worker copies a job's inputs there before its payloads start, and
+        payloads read them from there (empty: read from the job directory).
+    """
+
+    stagein_tools: str = "cp"
+    stagein_source: str = ""
+    stageout_tools: str = "cp"
+    stageout_destination: str = ""
+    log_tools: str = ""
+    log_destination: str = ""
+    retries: int = 2
+    backoff_s: float = 2.0
+    backoff_max_s: float = 60.0
+    timeout_s: float = 600.0
+    timeout_per_gb_s: float = 300.0
+    async_workers: int = 4
+    scratch: str = ""
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings, one section each."""
 
@@ -357,3 +474,5 @@ class Settings:
     payload: PayloadSettings = field(default_factory=PayloadSettings)
     batch: BatchSettings = field(default_factory=BatchSettings)
     launch: LaunchSettings = field(default_factory=LaunchSettings)
+    environment: EnvironmentSettings = field(default_factory=EnvironmentSettings)
+    data: DataSettings = field(default_factory=DataSettings)

@@ -1,1 +1,1 @@
-"""Data API: checksums now; stage-in/out clients and copytools come with the Data API issue."""
+"""Data API: checksums, copytools, and the stage-in/stage-out clients."""

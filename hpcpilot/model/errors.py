@@ -150,6 +150,12 @@ class StagingError(HpcPilotError):
     default_code = ErrorCode.STAGE_IN_FAILED
 
 
+class EnvironmentSetupError(HpcPilotError):
+    """A payload's environment cannot be made: a missing module, image or runtime; a bad job field."""
+
+    default_code = ErrorCode.SETUP_FAILURE
+
+
 class PayloadError(HpcPilotError):
     """A payload could not be started or failed."""
 

@@ -1,0 +1,1 @@
+"""The copytool family: cp, mv, symlink (shared filesystem), xrdcp, gfal, rucio."""
