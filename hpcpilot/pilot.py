@@ -84,7 +84,12 @@ def _run_role(world: par.World, settings: Settings) -> int:
     allocation: Allocation = world.broadcast(_allocation(settings) if world.rank == 0 else None)
     if world.rank != 0:
         worker = par.make_worker(
-            world, MpiWorkerTransport(world.comm), settings, layout, buffer.drain if buffer else tuple
+            world,
+            MpiWorkerTransport(world.comm),
+            settings,
+            layout,
+            buffer.drain if buffer else tuple,
+            allocation.gpus_per_node,
         )
         par.run_worker(worker, settings, signals)
         return ExitCode.OK
@@ -100,7 +105,7 @@ def _run_role(world: par.World, settings: Settings) -> int:
         coordinator = Coordinator(
             link.coordinator, settings, layout, communicator, journal, printer.show, end
         )
-        worker = par.make_worker(world, link.worker, settings, layout, tuple)
+        worker = par.make_worker(world, link.worker, settings, layout, tuple, allocation.gpus_per_node)
         par.run_single(coordinator, worker, settings, signals)
     else:
         coordinator = Coordinator(

@@ -151,7 +151,9 @@ def make_worker(
     settings: Settings,
     layout: WorkLayout,
     drain_logs: Callable[[], tuple[str, ...]],
+    allocation_gpus: int = 0,
 ) -> Worker:
-    """A worker for this rank's node."""
+    """A worker for this rank's node; ``allocation_gpus`` is used when ``node.gpus`` is -1."""
     node = NodeInfo(world.rank, world.host, node_cores(settings))
-    return Worker(transport, settings, layout, node, os.environ, drain_logs)
+    gpus = settings.node.gpus if settings.node.gpus >= 0 else allocation_gpus
+    return Worker(transport, settings, layout, node, os.environ, drain_logs, gpus)

@@ -8,13 +8,17 @@ batches, piggybacked on requests, or after ``parallel.report_interval_s`` at the
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import signal
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hpcpilot.config.schema import Settings
+from hpcpilot.environment.base import EnvironmentChain, EnvironmentRequest, make_chain, request_for
+from hpcpilot.environment.placement import NodeSlots, SlotPlacement, cpu_list, gpu_env
 from hpcpilot.model.errors import ErrorCode, HpcPilotError
 from hpcpilot.model.job import Job
 from hpcpilot.model.layout import WorkLayout
@@ -53,6 +57,7 @@ class _Slot:
     panda_id: int
     cores: int
     index: int
+    placement: SlotPlacement | None = None
     closing: bool = False
     started: float = 0.0
 
@@ -77,6 +82,10 @@ class Worker:
         The environment payloads start from.
     drain_logs
         Returns the warnings logged since the last call, to forward to rank 0.
+    gpus
+        GPUs of the node (``node.gpus``, or the allocation's count when that is -1).
+    cpu_ids
+        The CPUs this process may run on (default: its affinity).
     """
 
     def __init__(
@@ -87,6 +96,8 @@ class Worker:
         node: NodeInfo,
         base_env: Mapping[str, str],
         drain_logs: Callable[[], tuple[str, ...]] = tuple,
+        gpus: int = 0,
+        cpu_ids: tuple[int, ...] | None = None,
     ) -> None:
         self.transport = transport
         self.settings = settings
@@ -113,6 +124,16 @@ class Worker:
         self._kill_code = ErrorCode.KILL_SIGNAL
         self._prefetch = settings.eventservice.prefetch_per_slot
         self._batch = settings.parallel.batch_size
+        node_settings = settings.node
+        self.placer = NodeSlots(
+            node.cores,
+            cpu_ids or tuple(os.sched_getaffinity(0)),
+            gpus,
+            node_settings.gpus_per_slot,
+        )
+        self._pin = node_settings.bind_cpus and _has_taskset()
+        self._chain: EnvironmentChain | None = None
+        self._requests: dict[int, EnvironmentRequest | HpcPilotError] = {}
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -244,9 +265,9 @@ class Worker:
             reusable = job.event_service and slot.panda_id == job.panda_id
             if reusable and not slot.closing and not slot.runner.busy:
                 return slot
-        held = sum(s.cores for s in self.slots)
-        if held + job.core_count <= self.node.cores or not self.slots:
-            return self._new_slot(job)
+        placement = self.placer.take(job.core_count, force=not self.slots)
+        if placement is not None:
+            return self._new_slot(job, placement)
         for slot in self.slots:  # make room: end an idle runner of another job
             if not slot.closing and not slot.runner.busy:
                 slot.closing = True
@@ -254,7 +275,7 @@ class Worker:
                 break
         return None
 
-    def _new_slot(self, job: Job) -> _Slot:
+    def _new_slot(self, job: Job, placement: SlotPlacement) -> _Slot:
         used = {s.index for s in self.slots}
         index = next(i for i in range(len(used) + 1) if i not in used)
         context = SlotContext(
@@ -264,15 +285,54 @@ class Worker:
             slot_name=f"r{self.node.rank:04d}-s{index:03d}",
             settings=self.settings.payload,
             base_env=self.base_env,
+            slot_env=gpu_env(self.settings.node.gpu_vendor, placement.gpus),
+            cpu_list=cpu_list(placement.cpus) if self._pin else "",
         )
         try:
+            request = self._environment(job)
+            chain = self._chain
+            if chain is not None:
+                context = replace(context, wrap=lambda command: chain.wrap(command, request))
             runner = self._runner_class(job)(context)
         except HpcPilotError as exc:
             log.warning("job %d: cannot set up its payload: %s", job.panda_id, exc)
             runner = _FailingRunner(context, exc)
-        slot = _Slot(runner, job.panda_id, job.core_count, index)
+        slot = _Slot(runner, job.panda_id, job.core_count, index, placement)
         self.slots.append(slot)
         return slot
+
+    def _environment(self, job: Job) -> EnvironmentRequest:
+        """The job's environment on this node, prepared once (modules computed, image checked).
+
+        With the ``plain`` chain nothing is loaded and payloads run in the pilot's environment.
+
+        Raises
+        ------
+        HpcPilotError
+            If it cannot be made (a bad ``container_name``, a missing module or image): every item of
+            the job on this node then fails with the error's code (1110).
+        """
+        known = self._requests.get(job.panda_id)
+        if isinstance(known, HpcPilotError):
+            raise known
+        if known is not None:
+            return known
+        if self.settings.environment.chain.strip() == "plain":
+            return EnvironmentRequest()  # the pilot's own environment: nothing to load or check
+        try:
+            if self._chain is None:
+                self._chain = make_chain(self.settings.environment)
+            binds = [str(self.layout.root)]
+            if self.settings.data.scratch:
+                binds.append(self.settings.data.scratch)
+            request = request_for(job, self.settings.environment, self.settings.node, binds)
+            self._chain.prepare(request, self.base_env)
+        except HpcPilotError as exc:
+            exc.context.setdefault("PandaID", job.panda_id)
+            self._requests[job.panda_id] = exc
+            raise
+        self._requests[job.panda_id] = request
+        return request
 
     def _runner_class(self, job: Job) -> type[SlotRunner]:
         name = self.settings.payload.plain
@@ -323,9 +383,16 @@ class Worker:
                 slot.closing = True  # a plain job's runner is used once
 
     def _reap_closed(self) -> bool:
-        before = len(self.slots)
-        self.slots = [s for s in self.slots if not (s.closing and not s.runner.busy and s.runner.closed)]
-        return len(self.slots) != before
+        kept = []
+        for slot in self.slots:
+            if slot.closing and not slot.runner.busy and slot.runner.closed:
+                if slot.placement is not None:
+                    self.placer.give(slot.placement)
+            else:
+                kept.append(slot)
+        reaped = len(kept) != len(self.slots)
+        self.slots = kept
+        return reaped
 
     def _close_job(self, panda_id: int) -> None:
         for slot in self.slots:
@@ -398,6 +465,13 @@ class Worker:
         self.transport.flush()
         self.done = True
         return True
+
+
+def _has_taskset() -> bool:
+    found = shutil.which("taskset") is not None
+    if not found:
+        log.warning("node.bind_cpus is on but taskset is not on PATH: payloads are not pinned")
+    return found
 
 
 def _with_pfn(rng: EventRange, pfn: str) -> EventRange:

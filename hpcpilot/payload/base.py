@@ -11,12 +11,13 @@ import os
 import shlex
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hpcpilot.config.schema import PayloadSettings
 from hpcpilot.data.checksums import adler32_of_file
+from hpcpilot.model.command import Command
 from hpcpilot.model.errors import ErrorCode, PayloadError
 from hpcpilot.model.job import Job
 from hpcpilot.model.ranges import EventRange, RangeState
@@ -75,6 +76,13 @@ class SlotContext:
         Payload settings.
     base_env
         The environment payloads start from.
+    wrap
+        Puts a payload's command into its environment (modules, container): the job's
+        ``environment.chain``, prepared on this node.
+    slot_env
+        The slot's own variables (its GPU selection, ``CUDA_VISIBLE_DEVICES`` ...).
+    cpu_list
+        The CPUs the slot's payloads are pinned to, in ``taskset --cpu-list`` form ("" for no pinning).
     """
 
     job: Job
@@ -83,6 +91,9 @@ class SlotContext:
     slot_name: str
     settings: PayloadSettings
     base_env: Mapping[str, str]
+    wrap: Callable[[Command], Command] = lambda command: command
+    slot_env: Mapping[str, str] = field(default_factory=dict)
+    cpu_list: str = ""
 
 
 ItemResult = RangeResult | PayloadResult
@@ -129,8 +140,9 @@ class SlotRunner(ABC):
 
 
 def payload_env(context: SlotContext, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a payload: the base environment plus the job's facts."""
+    """The environment of a payload: the base environment plus the job's and the slot's facts."""
     env = dict(context.base_env)
+    env.update(context.slot_env)
     cores = str(context.job.core_count)
     env.update(
         {
@@ -144,6 +156,21 @@ def payload_env(context: SlotContext, extra: Mapping[str, str] | None = None) ->
     if extra:
         env.update(extra)
     return env
+
+
+def payload_command(context: SlotContext, argv: list[str], env: Mapping[str, str]) -> Command:
+    """The command that starts a payload: ``argv`` in the job's environment, pinned to the slot's CPUs.
+
+    The payload's own variables (those ``env`` adds to or changes in the base environment) are marked
+    to be kept in a container's clean environment. CPU pinning (``taskset``) goes outside the
+    environment's wrapper, so the container runtime and everything it starts stay on the slot's CPUs.
+    """
+    base = context.base_env
+    keep = frozenset(k for k, v in env.items() if base.get(k) != v)
+    command = context.wrap(Command(tuple(argv), dict(env), str(context.job_dir), keep))
+    if context.cpu_list:
+        command = command.with_argv(("taskset", "--cpu-list", context.cpu_list, *command.argv))
+    return command
 
 
 def job_argv(job: Job) -> list[str]:

@@ -13,7 +13,14 @@ from abc import abstractmethod
 from pathlib import Path
 
 from hpcpilot.model.errors import ErrorCode, HpcPilotError
-from hpcpilot.payload.base import ItemResult, SlotContext, SlotRunner, WorkItem, open_log
+from hpcpilot.payload.base import (
+    ItemResult,
+    SlotContext,
+    SlotRunner,
+    WorkItem,
+    open_log,
+    payload_command,
+)
 from hpcpilot.payload.exitcodes import error_for_exit
 from hpcpilot.runtime.process import ExitInfo, ProcessGroup, tail_of_file
 
@@ -58,12 +65,15 @@ class ProcessRunner(SlotRunner):
         out_fd, err_fd = open_log(self.out_path), open_log(self.err_path)
         try:
             argv, env = self.command(item)
-            header = self.header(item, argv)
+            command = payload_command(self.context, argv, env)
+            header = self.header(item, list(command.argv))
             if header:
                 os.write(out_fd, header.encode())
                 os.write(err_fd, header.encode())
             self._err_offset = os.lseek(err_fd, 0, os.SEEK_END)
-            self._proc = ProcessGroup(argv, cwd=self.context.job_dir, env=env, stdout=out_fd, stderr=err_fd)
+            self._proc = ProcessGroup(
+                command.argv, cwd=Path(command.cwd), env=command.env, stdout=out_fd, stderr=err_fd
+            )
         except (OSError, HpcPilotError) as exc:
             self._start_failure = self.failed(item, ErrorCode.SETUP_FAILURE, f"cannot start payload: {exc}")
         finally:
@@ -110,7 +120,7 @@ class ProcessRunner(SlotRunner):
 
     @abstractmethod
     def command(self, item: WorkItem) -> tuple[list[str], dict[str, str]]:
-        """The argv and environment of ``item``'s process."""
+        """The argv and environment of ``item``'s payload, before its environment wraps it."""
 
     def header(self, item: WorkItem, argv: list[str]) -> str:
         """A line written into both logs before the process starts ("" for none)."""

@@ -19,6 +19,7 @@ import queue
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import IO, Any
 
 from hpcpilot.model.errors import ErrorCode, HpcPilotError
@@ -31,6 +32,7 @@ from hpcpilot.payload.base import (
     finished_range,
     job_argv,
     open_log,
+    payload_command,
     payload_env,
 )
 from hpcpilot.payload.exitcodes import error_for_exit
@@ -109,12 +111,13 @@ class StreamingRunner(SlotRunner):
     def _start(self) -> ProcessGroup:
         out_fd, err_fd = open_log(self._out_path), open_log(self._err_path)
         try:
-            header = f"=== streaming payload start argv {self._argv}\n".encode()
+            command = payload_command(self.context, self._argv, payload_env(self.context))
+            header = f"=== streaming payload start argv {list(command.argv)}\n".encode()
             os.write(err_fd, header)
             proc = ProcessGroup(
-                self._argv,
-                cwd=self.context.job_dir,
-                env=payload_env(self.context),
+                command.argv,
+                cwd=Path(command.cwd),
+                env=command.env,
                 stdout=subprocess.PIPE,
                 stderr=err_fd,
                 stdin_pipe=True,

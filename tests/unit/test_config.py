@@ -76,6 +76,8 @@ def test_settings_to_dict_in_schema_order() -> None:
         "payload",
         "batch",
         "launch",
+        "environment",
+        "data",
     ]
     assert data["parallel"]["batch_size"] == 64
     data["parallel"]["batch_size"] = 1

@@ -23,7 +23,7 @@ def test_unknown_name_lists_what_exists() -> None:
     assert "no payloads plugin named 'per-range'" in str(err.value)
     assert "per_range" in str(err.value) and "streaming" in str(err.value)
     with pytest.raises(PluginError, match="unknown plugin family"):
-        load_plugin("copytools", "xrdcp", SlotRunner)
+        load_plugin("no_such_family", "xrdcp", SlotRunner)
 
 
 def test_import_paths_are_checked() -> None:
