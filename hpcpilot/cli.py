@@ -233,12 +233,17 @@ def _cmd_config(args: argparse.Namespace) -> int:
             return ExitCode.CONFIG
         sys.stdout.write(format_config(loaded))
         return ExitCode.OK
+    from hpcpilot.plugins import unknown_plugin_names
+
     status = ExitCode.OK
     for path in args.files:
         try:
-            check_config_file(path)
+            problems = unknown_plugin_names(check_config_file(path))
         except ConfigError as exc:
-            print(f"FAIL {path}: {exc}")
+            problems = [str(exc)]
+        for problem in problems:
+            print(f"FAIL {path}: {problem}")
+        if problems:
             status = ExitCode.CONFIG
         else:
             print(f"ok   {path}")

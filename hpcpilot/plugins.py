@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import TypeVar
 
+from hpcpilot.config.schema import Settings
 from hpcpilot.model.errors import PluginError
 
 T = TypeVar("T")
@@ -159,3 +160,32 @@ def describe_plugins() -> list[PluginInfo]:
             else:
                 infos.append(PluginInfo(fam.name, name, origin, True))
     return infos
+
+
+def _names(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def unknown_plugin_names(settings: Settings) -> list[str]:
+    """Settings that name a plugin nobody registered, as ``"section.key: 'name' (known: ...)"``.
+
+    Checks the plugin names of the batch system, launcher, payloads, environment chain and copytool
+    chains without importing any plugin; ``auto`` and import paths (``package.module:Class``) pass.
+    """
+    wanted = [
+        ("batch.system", "batch_systems", [settings.batch.system]),
+        ("launch.launcher", "launchers", [settings.launch.launcher]),
+        ("payload.plain", "payloads", [settings.payload.plain]),
+        ("eventservice.mode", "payloads", [settings.eventservice.mode]),
+        ("environment.chain", "environments", _names(settings.environment.chain)),
+        ("data.stagein_tools", "copytools", _names(settings.data.stagein_tools)),
+        ("data.stageout_tools", "copytools", _names(settings.data.stageout_tools)),
+        ("data.log_tools", "copytools", _names(settings.data.log_tools)),
+    ]
+    problems = []
+    for key, family, names in wanted:
+        known = plugin_names(family)
+        for name in names:
+            if name != "auto" and ":" not in name and name not in known:
+                problems.append(f"{key}: no {family} plugin named {name!r} (known: {', '.join(known)})")
+    return problems

@@ -49,6 +49,17 @@ def test_config_check_all_site_configs(run_pilot: RunPilot, tmp_path: Path) -> N
     bad.write_text("node:\n  corez: 4\n")
     result = run_pilot(["config", "check", str(bad)])
     assert result.returncode == 2 and "corez" in result.stdout and "bad.yaml" in result.stdout
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("environment:\n  chain: modules,apptainr\ndata:\n  stageout_tools: xrdcp\n")
+    result = run_pilot(["config", "check", str(typo)])
+    assert result.returncode == 2
+    assert "environment.chain: no environments plugin named 'apptainr'" in result.stdout
+    assert "stageout_tools" not in result.stdout  # xrdcp is a known copytool
+
+
+def test_there_is_a_site_config_for_each_supported_machine() -> None:
+    names = {p.stem for p in (REPO / "site_configs").glob("*.yaml")}
+    assert {"local", "perlmutter", "frontier", "aurora", "polaris", "summit", "slurm-generic"} <= names
 
 
 def test_plugins_lists_every_family(run_pilot: RunPilot) -> None:
