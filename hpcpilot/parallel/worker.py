@@ -15,8 +15,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from hpcpilot.config.schema import Settings
+from hpcpilot.data.scratch import copy_to_scratch, remove_job_scratch, scratch_root
 from hpcpilot.environment.base import EnvironmentChain, EnvironmentRequest, make_chain, request_for
 from hpcpilot.environment.placement import NodeSlots, SlotPlacement, cpu_list, gpu_env
 from hpcpilot.model.errors import ErrorCode, HpcPilotError
@@ -134,6 +136,7 @@ class Worker:
         self._pin = node_settings.bind_cpus and _has_taskset()
         self._chain: EnvironmentChain | None = None
         self._requests: dict[int, EnvironmentRequest | HpcPilotError] = {}
+        self._scratch = scratch_root(settings.data.scratch)
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -323,8 +326,8 @@ class Worker:
             if self._chain is None:
                 self._chain = make_chain(self.settings.environment)
             binds = [str(self.layout.root)]
-            if self.settings.data.scratch:
-                binds.append(self.settings.data.scratch)
+            if self._scratch is not None:
+                binds.append(str(self._scratch))
             request = request_for(job, self.settings.environment, self.settings.node, binds)
             self._chain.prepare(request, self.base_env)
         except HpcPilotError as exc:
@@ -367,9 +370,23 @@ class Worker:
         if path is None:
             in_job_dir = self.layout.job_dir(panda_id) / lfn
             at_top = self.layout.root / lfn
-            path = str(at_top if not in_job_dir.exists() and at_top.exists() else in_job_dir)
+            shared = at_top if not in_job_dir.exists() and at_top.exists() else in_job_dir
+            path = str(self._on_scratch(panda_id, shared))
             self._inputs[key] = path
         return path
+
+    def _on_scratch(self, panda_id: int, shared: Path) -> Path:
+        """A node-local copy of an input when ``data.scratch`` is set, else the shared file.
+
+        A copy that cannot be made is logged and the shared file is read instead.
+        """
+        if self._scratch is None or not shared.is_file():
+            return shared
+        try:
+            return copy_to_scratch(shared, self._scratch, panda_id)
+        except OSError as exc:
+            log.warning("job %d: reading %s from the shared filesystem: %s", panda_id, shared.name, exc)
+            return shared
 
     def _collect(self, slot: _Slot, results: list[ItemResult]) -> None:
         if not self.range_results and not self.payload_results:
@@ -399,6 +416,9 @@ class Worker:
             if slot.panda_id == panda_id and not slot.closing:
                 slot.closing = True
                 slot.runner.close()
+        self._requests.pop(panda_id, None)
+        if self._scratch is not None:
+            remove_job_scratch(self._scratch, panda_id)
 
     # --- reporting ----------------------------------------------------------------------------
 
@@ -455,6 +475,9 @@ class Worker:
                 slot.runner.close()
         if any(s.runner.busy or not s.runner.closed for s in self.slots):
             return False
+        if self._scratch is not None:
+            for panda_id in self.jobs:
+                remove_job_scratch(self._scratch, panda_id)
         returned = tuple(e for e in self.queue if isinstance(e, RangeTask))
         returned_plain = tuple(e for e in self.queue if isinstance(e, int))
         self.queue.clear()
