@@ -13,7 +13,6 @@ import shutil
 from pathlib import Path
 
 
-
 def scratch_root(setting: str) -> Path | None:
     """The scratch directory of ``data.scratch`` with ``$VAR`` and ``~`` expanded (None if unset)."""
     if not setting.strip():
