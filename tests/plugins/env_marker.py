@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from hpcpilot.environment.base import Environment, EnvironmentRequest
 from hpcpilot.model.command import Command
 from hpcpilot.model.errors import EnvironmentSetupError
@@ -10,7 +12,7 @@ from hpcpilot.model.errors import EnvironmentSetupError
 class MarkerEnvironment(Environment):
     """Puts ``env HPCPILOT_TEST_WRAPPED=<image or 'none'>`` in front of the payload."""
 
-    def prepare(self, request: EnvironmentRequest, base_env: object) -> None:  # type: ignore[override]
+    def prepare(self, request: EnvironmentRequest, base_env: Mapping[str, str]) -> None:
         if request.image == "missing.sif":
             raise EnvironmentSetupError("container image missing.sif does not exist")
 
