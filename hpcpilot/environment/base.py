@@ -156,7 +156,9 @@ def check_image(name: str, *, source: str) -> str:
     An image name may not contain spaces, quotes, ``..`` path parts or shell syntax.
     """
     if not _IMAGE.fullmatch(name) or ".." in name.split("/"):
-        raise EnvironmentSetupError(f"container image {name!r} is not a valid image name", context={"field": source})
+        raise EnvironmentSetupError(
+            f"container image {name!r} is not a valid image name", context={"field": source}
+        )
     return name
 
 
@@ -191,6 +193,8 @@ def request_for(
         image = check_image(job.container_name, source="container_name")
     elif image:
         check_image(image, source="environment.image")
-    modules = tuple(check_module(m, source="environment.modules_load") for m in split_list(settings.modules_load))
+    modules = tuple(
+        check_module(m, source="environment.modules_load") for m in split_list(settings.modules_load)
+    )
     binds = tuple(dict.fromkeys([*binds, *split_list(settings.binds)]))
     return EnvironmentRequest(image, modules, binds, node.gpu_vendor if settings.gpu else "")
