@@ -49,6 +49,8 @@ class Transfer:
         The expected size in bytes, when known.
     checksum
         The expected checksum, when known: verified after the copy.
+    guid
+        The file's GUID, when known (``rucio upload --guid``).
     """
 
     lfn: str
@@ -57,6 +59,7 @@ class Transfer:
     direction: Direction
     fsize: int | None = None
     checksum: Checksum | None = None
+    guid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,12 +8,15 @@ are tested on recorded output. Plugins register under the ``hpcpilot.copytools``
 
 from __future__ import annotations
 
+import enum
+import shlex
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-from hpcpilot.data.transfer import Transfer
+from hpcpilot.data.transfer import Direction, Transfer
+from hpcpilot.model.errors import ErrorCode, StagingError
 from hpcpilot.model.job import Checksum
 from hpcpilot.runtime.commands import CommandResult, run_command
 
@@ -22,6 +25,54 @@ def scheme_of(location: str) -> str:
     """The URL scheme of a location: ``root``, ``davs``, ``rucio`` ..., or ``file`` for a path."""
     scheme = urlsplit(location).scheme
     return scheme.lower() if len(scheme) > 1 else "file"
+
+
+def local_path(location: str) -> str:
+    """The filesystem path of a local location: a plain path, or the path of a ``file://`` URL."""
+    if location[:7].lower() == "file://":
+        return unquote(urlsplit(location).path)
+    return location
+
+
+class Failure(enum.Enum):
+    """What a failed transfer's output shows: decides its error code and whether to try again."""
+
+    CHECKSUM = "checksum mismatch"
+    MISSING = "no such file"
+    NO_REPLICA = "no replica"
+    AUTH = "authentication failed"
+    DENIED = "permission denied"
+    NO_SPACE = "no space left"
+    TIMEOUT = "timed out"
+    NETWORK = "network error"
+    NOT_INSTALLED = "command not found"
+    OTHER = "failed"
+
+    def code(self, direction: Direction) -> ErrorCode:
+        """The PanDA error code of this failure in ``direction``.
+
+        Checksum 1171/1172, timeout 1151/1152, a missing file 1103, no replica 1100, an
+        authentication failure 1163 (no valid proxy or token), no space 1098 on stage-in (the local
+        disk; a full remote storage is a stage-out failure, 1137), anything else 1099/1137.
+        """
+        if self is Failure.CHECKSUM:
+            return direction.checksum_code
+        if self is Failure.TIMEOUT:
+            return direction.timeout_code
+        if self is Failure.MISSING:
+            return ErrorCode.NO_SUCH_FILE
+        if self is Failure.NO_REPLICA:
+            return ErrorCode.REPLICA_NOT_FOUND
+        if self is Failure.AUTH:
+            return ErrorCode.NO_PROXY
+        if self is Failure.NO_SPACE and direction is Direction.IN:
+            return ErrorCode.NO_LOCAL_SPACE
+        return direction.failed_code
+
+    @property
+    def retryable(self) -> bool:
+        """Whether another attempt may help: after a timeout, a network error or an unknown error."""
+        return self in {Failure.TIMEOUT, Failure.NETWORK, Failure.OTHER}
 
 
 class Copytool(ABC):
@@ -52,6 +103,29 @@ class Copytool(ABC):
     def handles(self, transfer: Transfer) -> bool:
         """Whether this tool can move ``transfer`` (both ends in its schemes)."""
         return scheme_of(transfer.source) in self.schemes and scheme_of(transfer.destination) in self.schemes
+
+    def command_error(
+        self,
+        transfer: Transfer,
+        result: CommandResult,
+        failure: Failure,
+        what: str,
+    ) -> StagingError:
+        """The `StagingError` of a command that failed with ``failure``: ``what`` happened.
+
+        The message names the LFN; the context holds the command, its exit code and the tail of its
+        stderr (or stdout), so a job's error diagnostics say what the tool said.
+        """
+        return StagingError(
+            f"{what} ({transfer.lfn})",
+            code=failure.code(transfer.direction),
+            retryable=failure.retryable,
+            context={
+                "command": shlex.join(result.argv),
+                "exit_code": result.returncode,
+                "stderr": result.stderr_tail(300),
+            },
+        )
 
     @abstractmethod
     def copy(self, transfer: Transfer, timeout_s: float) -> Checksum | None:
