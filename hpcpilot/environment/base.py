@@ -116,9 +116,15 @@ class EnvironmentChain:
         self.environments = tuple(environments)
 
     def prepare(self, request: EnvironmentRequest, base_env: Mapping[str, str]) -> None:
-        """Prepare every plugin, outermost first (see `Environment.prepare`)."""
+        """Prepare every plugin, outermost first (see `Environment.prepare`).
+
+        Each inner plugin is prepared in the environment the outer ones make: with ``modules,apptainer``
+        the check that ``apptainer`` is installed looks at the ``PATH`` the modules set.
+        """
+        env = dict(base_env)
         for environment in self.environments:
-            environment.prepare(request, base_env)
+            environment.prepare(request, env)
+            env = dict(environment.wrap(Command(("true",), env), request).env)
 
     def wrap(self, command: Command, request: EnvironmentRequest) -> Command:
         """Wrap ``command`` by every plugin, innermost first."""

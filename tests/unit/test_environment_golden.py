@@ -11,6 +11,7 @@ import copy
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -341,6 +342,24 @@ def test_chain_modules_outside_container_inside() -> None:
     # they never reach the payload (they are not its own variables), so modules belong outside
     inner = EnvironmentChain([chain.environments[1], chain.environments[0]]).wrap(CMD, req)
     assert inner.argv == wrapped.argv and not any("MOD_HOME" in a for a in inner.argv)
+
+
+def test_chain_prepares_the_runtime_in_the_modules_environment(tmp_path: Path) -> None:
+    """``modules,apptainer`` with apptainer from a module: its check sees the module's PATH."""
+    bindir = tmp_path / "apptainer" / "bin"
+    bindir.mkdir(parents=True)
+    (bindir / "apptainer").write_text("#!/bin/sh\n")
+    (bindir / "apptainer").chmod(0o755)
+
+    def module_tool(argv: Sequence[str]) -> CommandResult:
+        out = f"import os\nos.environ['PATH'] = '{bindir}:/usr/bin'\n_mlstatus = True\n"
+        return CommandResult(tuple(argv), 0, out, "")
+
+    settings = EnvironmentSettings(chain="modules,apptainer", modules_load="apptainer", module_cmd="lmod")
+    req = EnvironmentRequest("docker://atlas/athena:22", ("apptainer",), ())
+    make_chain(settings, module_tool).prepare(req, {"PATH": "/usr/bin"})
+    with pytest.raises(EnvironmentSetupError, match="'apptainer' is not installed"):
+        make_chain(replace(settings, chain="apptainer"), module_tool).prepare(req, {"PATH": "/usr/bin"})
 
 
 def test_chain_order_and_prepare() -> None:
