@@ -12,7 +12,7 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -73,8 +73,25 @@ def detect_world() -> World:
         from mpi4py import MPI
     except ImportError:
         return World(0, 1, host)
+    except RuntimeError as exc:  # mpi4py is there, its MPI library is not (a container without it)
+        if launched_ranks(os.environ) > 1:
+            raise RuntimeError(f"started as one of several MPI ranks, but MPI cannot load: {exc}") from exc
+        print(f"hpcpilot: MPI cannot load ({exc}): running as a single rank", file=sys.stderr)
+        return World(0, 1, host)
     comm = MPI.COMM_WORLD
     return World(comm.Get_rank(), comm.Get_size(), host, comm)
+
+
+#: Variables in which launchers give the number of ranks they started.
+_RANK_COUNTS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
+
+
+def launched_ranks(env: Mapping[str, str]) -> int:
+    """How many ranks a launcher says it started (1 when no launcher variable says so)."""
+    counts = [int(env[name]) for name in _RANK_COUNTS if env.get(name, "").isdigit()]
+    if env.get("SLURM_STEP_ID") and env.get("SLURM_STEP_NUM_TASKS", "").isdigit():
+        counts.append(int(env["SLURM_STEP_NUM_TASKS"]))
+    return max(counts, default=1)
 
 
 def node_cores(settings: Settings) -> int:

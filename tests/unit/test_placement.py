@@ -139,3 +139,13 @@ def test_the_environment_chain_wraps_payloads_and_a_bad_image_fails_the_job(tmp_
     assert results[3].error_code is ErrorCode.SETUP_FAILURE
     assert "missing.sif" in results[3].error_diag
     assert not (tmp_path / "2" / "out.txt").exists()
+
+
+def test_launched_ranks_from_the_launchers_variables() -> None:
+    from hpcpilot.parallel.run import launched_ranks
+
+    assert launched_ranks({}) == 1
+    assert launched_ranks({"PMI_SIZE": "4"}) == 4
+    assert launched_ranks({"OMPI_COMM_WORLD_SIZE": "2"}) == 2
+    assert launched_ranks({"SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "3"}) == 3
+    assert launched_ranks({"SLURM_STEP_NUM_TASKS": "3"}) == 1  # the batch script, not a step
