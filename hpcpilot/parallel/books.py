@@ -24,9 +24,11 @@ from hpcpilot.parallel.messages import Assignment, NodeInfo, RangeTask
 class JobPhase(enum.Enum):
     """Where a job stands in the coordinator."""
 
+    STAGING_IN = "staging_in"  # inputs being staged in: nothing handed out yet
     QUEUED = "queued"  # plain job waiting for a node
     RUNNING = "running"  # work handed out or to hand out
     MERGING = "merging"  # event-service job whose ranges are done, outputs being merged
+    STAGING_OUT = "staging_out"  # final state decided, outputs and log being staged out
     DONE = "done"  # final state reported
 
 
@@ -117,17 +119,30 @@ class Books:
 
     # --- jobs and ranges in -------------------------------------------------------------------
 
-    def add_job(self, job: Job) -> JobBook:
-        """Start keeping the books of a new job."""
+    def add_job(self, job: Job, *, staging: bool = False) -> JobBook:
+        """Start keeping the books of a new job.
+
+        A job whose inputs are being staged in (``staging``) waits in `JobPhase.STAGING_IN`: none of its
+        work is handed out (and no ranges are asked for) until `release`.
+        """
         book = JobBook(job=job, started=time.time(), source_exhausted=not job.event_service)
         self.jobs[job.panda_id] = book
         self.open[job.panda_id] = book
+        if staging:
+            book.phase = JobPhase.STAGING_IN
+        else:
+            self.release(book)
+        return book
+
+    def release(self, book: JobBook) -> None:
+        """A job's inputs are in place: its work may be handed out."""
+        job = book.job
         if job.event_service:
+            book.phase = JobPhase.RUNNING
             self.feeding[job.panda_id] = book
         else:
             book.phase = JobPhase.QUEUED
             self.plain_queue.append(job.panda_id)
-        return book
 
     def add_ranges(self, panda_id: int, ranges: tuple[EventRange, ...]) -> int:
         """Queue new ranges of a job; ranges already known (same id) are ignored. Returns how many."""
@@ -177,8 +192,13 @@ class Books:
         self._settled.clear()
         return ready
 
+    def mark_staging_out(self, book: JobBook) -> None:
+        """The job's final state is decided and its files are being staged out: it stays open."""
+        book.phase = JobPhase.STAGING_OUT
+        self.feeding.pop(book.job.panda_id, None)
+
     def mark_done(self, book: JobBook) -> None:
-        """The job's final state is decided."""
+        """The job's final state is reported."""
         book.phase = JobPhase.DONE
         self.open.pop(book.job.panda_id, None)
         self.feeding.pop(book.job.panda_id, None)

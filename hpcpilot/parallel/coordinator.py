@@ -13,12 +13,13 @@ import socket
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hpcpilot.comm.base import BadJob, Command, CommandKind, Communicator, JobReport
 from hpcpilot.config.schema import Settings
 from hpcpilot.data.archive import make_tarball
-from hpcpilot.model.errors import CommunicatorError, ErrorCode, HpcPilotError
+from hpcpilot.model.errors import CommunicatorError, ErrorCode, HpcPilotError, StagingError
 from hpcpilot.model.job import Job
 from hpcpilot.model.layout import WorkLayout
 from hpcpilot.model.ranges import RangeState
@@ -27,6 +28,7 @@ from hpcpilot.model.states import JobState
 from hpcpilot.parallel.books import Books, JobBook, JobPhase
 from hpcpilot.parallel.messages import Assignment, Kill, Message, Stop, WorkerBye, WorkerUpdate
 from hpcpilot.parallel.outcome import job_report, merge_inputs, settle_event_service
+from hpcpilot.parallel.staging import JobStaging, Staged
 from hpcpilot.parallel.status import Progress, RateMeter, format_status
 from hpcpilot.parallel.summary import run_summary
 from hpcpilot.parallel.transport import CoordinatorTransport
@@ -112,6 +114,7 @@ class Coordinator:
         self._settled_at: dict[int, float] = {}
         self.messages_in = 0
         self.messages_out = 0
+        self.staging = JobStaging(settings.data, layout)
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -131,6 +134,7 @@ class Coordinator:
             if now >= self._next_fetch:
                 progress |= self._fetch_work(now)
             progress |= self._serve_hungry()
+        progress |= self._collect_staged()
         progress |= self._finish_jobs()
         if now >= self._next_flush:
             self._flush()
@@ -351,7 +355,10 @@ class Coordinator:
                 if panda_id in worker.known_jobs and not worker.stopped:
                     self.transport.send(worker.rank, Kill((panda_id,)))
                     self.messages_out += 1
-        if not book.job.event_service and book.in_flight == 0 and book.phase is JobPhase.QUEUED:
+        waiting = book.phase is JobPhase.STAGING_IN or (
+            not book.job.event_service and book.in_flight == 0 and book.phase is JobPhase.QUEUED
+        )
+        if waiting:
             book.error_code = book.error_code or ErrorCode.KILLED_BY_PANDA
             book.error_diag = book.error_diag or f"{command.kind.value} before the job started"
             book.state = JobState.FAILED
@@ -469,20 +476,63 @@ class Coordinator:
         self._bad_jobs.append({"PandaID": bad.panda_id, "error_code": code, "error_diag": diag})
 
     def _add_job(self, job: Job) -> None:
-        book = self.books.add_job(job)
         job_dir = self.layout.job_dir(job.panda_id)
         self.layout.payload_log_dir(job.panda_id).mkdir(parents=True, exist_ok=True)
+        try:
+            staging = self.staging.stage_in(job)
+            error = None
+        except StagingError as exc:
+            staging, error = False, exc
+        book = self.books.add_job(job, staging=staging or error is not None)
         log.info(
-            "job %d: %s, %d core(s) per payload, in %s",
+            "job %d: %s, %d core(s) per payload, in %s%s",
             job.panda_id,
             "event service" if job.event_service else "plain",
             job.core_count,
             job_dir,
+            ", inputs staging in" if staging else "",
         )
         self.comm.report_job(
             JobReport(job.panda_id, JobState.STARTING, start_time=time.time(), core_count=job.core_count)
         )
         self.journal.append("job", job=job.panda_id, state=book.state.value)
+        if error is not None:
+            self._fail_before_start(book, error.code, str(error))
+
+    def _fail_before_start(self, book: JobBook, code: ErrorCode, diag: str) -> None:
+        """A job that cannot start (its inputs cannot be had): it fails alone, the run goes on."""
+        book.error_code, book.error_diag = code, diag
+        book.state = JobState.FAILED
+        self._finish_job(book)
+
+    def _collect_staged(self) -> bool:
+        """Release jobs whose inputs arrived, report jobs whose outputs left; fail those that failed."""
+        done = self.staging.poll()
+        for staged in done:
+            book = self.books.jobs.get(staged.panda_id)
+            if book is None:
+                continue
+            error = staged.error()
+            if staged.inbound:
+                self._inputs_staged(book, staged, error)
+            elif book.phase is JobPhase.STAGING_OUT:
+                if error is not None and book.error_code is None:
+                    book.error_code, book.error_diag = error
+                    book.state = JobState.FAILED
+                elif error is not None:
+                    log.warning("job %d: stage-out failed too: %s", staged.panda_id, error[1])
+                self._report_final(book)
+        return bool(done)
+
+    def _inputs_staged(self, book: JobBook, staged: Staged, error: tuple[ErrorCode, str] | None) -> None:
+        if book.phase is not JobPhase.STAGING_IN:
+            return  # killed or drained while its inputs were on their way
+        if error is not None:
+            log.error("job %d: stage-in failed: %s", book.job.panda_id, error[1])
+            self._fail_before_start(book, *error)
+            return
+        log.info("job %d: %d input file(s) staged in", book.job.panda_id, len(staged.results))
+        self.books.release(book)
 
     def _fetch_ranges(self, book: JobBook, n: int) -> bool:
         try:
@@ -559,14 +609,37 @@ class Coordinator:
         return True
 
     def _finish_job(self, book: JobBook) -> None:
-        """Decide the job's final state, report it and journal it."""
+        """Decide the job's final state, stage out its files (if the site wants it), report it."""
         job = book.job
-        self.books.mark_done(book)
         book.ended = time.time()
         if job.event_service:
             settle_event_service(book)
         self._flush_ranges(job.panda_id)
         book.log = self._log_tarball(book)
+        if self._stage_out(book):
+            self.books.mark_staging_out(book)
+            return
+        self._report_final(book)
+
+    def _stage_out(self, book: JobBook) -> bool:
+        """Start staging out a job's outputs (when it finished) and its log; False if nothing moves."""
+        outputs: list[Path] = []
+        if book.state is JobState.FINISHED:
+            outputs = [Path(o.path) for o in book.outputs]  # with the merged output of an ES job
+        log_file = Path(book.log.path) if book.log is not None else None
+        try:
+            return self.staging.stage_out(book.job, outputs, log_file)
+        except StagingError as exc:
+            log.error("job %d: cannot stage out: %s", book.job.panda_id, exc)
+            if book.error_code is None:
+                book.error_code, book.error_diag = exc.code, str(exc)
+                book.state = JobState.FAILED
+            return False
+
+    def _report_final(self, book: JobBook) -> None:
+        """Report the job's final state and journal it."""
+        job = book.job
+        self.books.mark_done(book)
         self.comm.report_job(job_report(book, self._host))
         code = int(book.error_code) if book.error_code is not None else 0
         self.journal.append("job", job=job.panda_id, state=book.state.value, code=code)
@@ -664,8 +737,9 @@ class Coordinator:
             self.stop_sent = True
             return True
         if self.stop_sent and all(w.stopped for w in books.workers.values()):
-            if books.draining and self._merges and not self.kill_sent and self.plan.kill_at is not None:
-                return False  # merges of jobs that are done may finish until the cut
+            finishing = self._merges or self.staging.busy
+            if books.draining and finishing and not self.kill_sent and self.plan.kill_at is not None:
+                return False  # merges and stage-out of jobs that are done may finish until the cut
             if books.draining:
                 self._end_drained_jobs()
             self._flush()
@@ -681,10 +755,18 @@ class Coordinator:
         for merge in self._merges.values():
             merge.kill(self.settings.payload.kill_grace_s)
         self._merges.clear()
+        self.staging.close(wait=False)
         for book in self.books.open_jobs():
+            if book.phase is JobPhase.STAGING_OUT:
+                book.error_code = book.error_code or ErrorCode.STAGE_OUT_TIMEOUT
+                book.error_diag = book.error_diag or f"run ended early ({code.name}) during stage-out"
+                book.state = JobState.FAILED
+                self._report_final(book)
+                continue
             book.error_code = code
             left = book.queued + book.in_flight
-            book.error_diag = f"run ended early ({code.name}): {left} work item(s) not done"
+            during = " (during stage-in)" if book.phase is JobPhase.STAGING_IN else ""
+            book.error_diag = f"run ended early ({code.name}){during}: {left} work item(s) not done"
             book.state = JobState.FAILED
             self._finish_job(book)
 
