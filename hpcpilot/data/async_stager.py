@@ -11,6 +11,8 @@ results for its files: no batch is ever lost.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from collections.abc import Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -38,7 +40,9 @@ class AsyncStager:
         if workers < 1:
             raise ValueError(f"AsyncStager needs at least one worker, got {workers}")
         self.workers = workers
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hpcpilot-stager")
+        self._pool = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="hpcpilot-stager", initializer=_lower_priority
+        )
         # insertion-ordered: finished batches come back in the order they were submitted
         self._batches: dict[Future[list[TransferResult]], tuple[Hashable, tuple[Transfer, ...]]] = {}
         self._closed = False
@@ -78,6 +82,19 @@ class AsyncStager:
         """Stop taking batches; with ``wait`` let the queued ones finish, else cancel those not started."""
         self._closed = True
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
+
+
+#: How much lower than rank 0's dispatching thread staging threads (and the copy commands they run) are
+#: scheduled: on a node whose cores are all busy, dispatch gets the CPU first.
+STAGER_NICE = 10
+
+
+def _lower_priority() -> None:
+    """Run this staging thread (and the commands it starts) at a lower priority (Linux: per thread)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), STAGER_NICE)
+    except OSError as exc:  # not permitted, or not Linux: staging then competes on equal terms
+        log.debug("cannot lower the staging thread's priority: %s", exc)
 
 
 def _failed(transfer: Transfer, exc: BaseException) -> TransferResult:
