@@ -11,9 +11,11 @@ A template (``data.stagein_source``, ``data.stageout_destination``, ``data.log_d
 ``{rucio_path}``          Rucio's deterministic path: ``SCOPE/xx/yy/LFN`` (see `rucio_path`)
 ========================  ==============================================================
 
-A template without any placeholder is a directory: ``/{lfn}`` is appended. Examples::
+A template that does not name the file (no ``{lfn}``, no ``{rucio_path}``) is a directory: ``/{lfn}`` is
+appended, so that ``/outputs/{panda_id}`` puts each file of a job in the job's directory. Examples::
 
     /lustre/atlas/inputs                        -> /lustre/atlas/inputs/EVNT.01._000001.pool.root.1
+    /lustre/atlas/outputs/{panda_id}            -> /lustre/atlas/outputs/4242/EVNT.01._000001.pool.root.1
     root://se.example.org:1094//atlas/rucio/{rucio_path}
                                                 -> root://se.example.org:1094//atlas/rucio/mc23_13p6TeV/
                                                    69/45/EVNT.01._000001.pool.root.1
@@ -80,6 +82,9 @@ def location(template: str, spec: FileSpec, panda_id: int) -> str:
     fields = template_fields(template)
     if not fields:
         return f"{template.rstrip('/')}/{spec.lfn}"
+    if "lfn" not in fields and "rucio_path" not in fields:
+        template = f"{template.rstrip('/')}/{{lfn}}"  # a directory per job, dataset, ...: the file in it
+        fields.append("lfn")
     values: dict[str, str | None] = {
         "lfn": spec.lfn,
         "scope": spec.scope,

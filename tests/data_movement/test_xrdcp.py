@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import time
@@ -156,3 +157,16 @@ def test_fallback_from_a_failing_source_tool_to_xrdcp(xrootd: Xrootd, tmp_path: 
 def _owner(xrootd: Xrootd) -> tuple[int, int]:
     stat = xrootd.data.stat()
     return stat.st_uid, stat.st_gid
+
+
+def test_md5_expected_on_stage_in(xrootd: Xrootd, tmp_path: Path) -> None:
+    """An input with an md5: xrdcp --cksum md5:<hex> checks the local copy, and so does the client."""
+    source = random_file(xrootd.path("md5/EVNT.5"), 30_000)
+    good = Checksum(ChecksumAlgorithm.MD5, hashlib.md5(source.read_bytes()).hexdigest())
+    into = StageInClient.from_settings(data_settings(xrootd))
+    job = Job(panda_id=6, input_files=(FileSpec(lfn="EVNT.5", scope="md5", checksum=good),))
+    [result] = into.transfer(into.plan(job, tmp_path / "ok"))
+    assert result.ok and result.checksum == good
+    bad = FileSpec(lfn="EVNT.5", scope="md5", checksum=Checksum(ChecksumAlgorithm.MD5, "0" * 32))
+    [result] = into.transfer(into.plan(Job(panda_id=7, input_files=(bad,)), tmp_path / "bad"))
+    assert not result.ok and result.error_code == ErrorCode.STAGE_IN_CHECKSUM_MISMATCH

@@ -120,6 +120,8 @@ def test_rucio_path_matches_published_and_documented_paths() -> None:
         ("root://se:1094//atlas/{dataset}/{lfn}", "root://se:1094//atlas/mc23_13p6TeV.801234.evgen.EVNT.e8514/EVNT.01._000001.pool.root.1"),
         ("rucio://{endpoint}/{scope}:{lfn}", "rucio://CERN-PROD_DATADISK/mc23_13p6TeV:EVNT.01._000001.pool.root.1"),
         ("/out/{panda_id}/{lfn}", "/out/4242/EVNT.01._000001.pool.root.1"),
+        ("/out/{panda_id}", "/out/4242/EVNT.01._000001.pool.root.1"),
+        ("root://se//{scope}/", "root://se//mc23_13p6TeV/EVNT.01._000001.pool.root.1"),
         ("root://se//rucio/{rucio_path}", "root://se//rucio/mc23_13p6TeV/69/45/EVNT.01._000001.pool.root.1"),
         ("/weird/{{literal}}/{lfn}", "/weird/{literal}/EVNT.01._000001.pool.root.1"),
     ],
@@ -446,7 +448,7 @@ def test_stage_in_plan_honours_harvester_links_and_the_top(tmp_path: Path) -> No
     assert [t.lfn for t in plan] == ["dangling", "missing"]
     assert plan[1] == Transfer(
         "missing",
-        "root://se//store/mc23",
+        "root://se//store/mc23/missing",
         str(job_dir / "missing"),
         IN,
         fsize=5,
