@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers for the capture scripts (sourced): local xrootd servers on free loopback ports, and a TCP
 # listener that accepts and never answers. Every server runs in the foreground in its own session
 # (setsid), so stop_all can end exactly the process groups started here. xrootd refuses to run as root:
@@ -64,5 +65,7 @@ stop_all() {
 # record FILE CMD...: the command line, its stderr (stdout dropped), its exit status
 record() {
     local file="$1"; shift
+    # 2>&1 >/dev/null on purpose: stderr into the file, stdout dropped
+    # shellcheck disable=SC2069
     { echo "\$ $*"; "$@" 2>&1 >/dev/null; echo "[exit status $?]"; } >"$file" || true
 }
