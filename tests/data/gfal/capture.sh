@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Record real gfal-copy stderr (file <-> root:// through gfal2's xrootd plugin, and file -> file) into
 # this directory (about 30 s; as root, with the packages of ci/install-data.sh). Each file holds the
 # command line ("$ ..."), what gfal-copy wrote on stderr, and "[exit status N]". See README.md.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Record real xrdcp stderr against a local xrootd into this directory (about 20 s; as root, with
 # xrootd-server and xrootd-client installed by ci/install-data.sh). Each file holds the command line
 # ("$ ..."), what xrdcp wrote on stderr, and "[exit status N]". See README.md.
