@@ -143,6 +143,13 @@ class StagingClient:
 
     # -- one file --------------------------------------------------------------------------------
 
+    def _location(self, template: str, spec: FileSpec, panda_id: int) -> str:
+        """`location`, its error carrying this direction's failure code (1099 / 1137)."""
+        try:
+            return location(template, spec, panda_id)
+        except StagingError as exc:
+            raise StagingError(exc.message, code=self.direction.failed_code, context=exc.context) from None
+
     def _one(self, transfer: Transfer) -> TransferResult:
         start = self.clock()
         try:
@@ -391,12 +398,7 @@ class StageInClient(StagingClient):
                     code=ErrorCode.NO_SUCH_FILE,
                     context={"lfn": spec.lfn, "PandaID": job.panda_id},
                 )
-            try:
-                source = location(self.settings.stagein_source, spec, job.panda_id)
-            except StagingError as exc:
-                raise StagingError(
-                    exc.message, code=self.direction.failed_code, context=exc.context
-                ) from None
+            source = self._location(self.settings.stagein_source, spec, job.panda_id)
             transfers.append(
                 Transfer(
                     lfn=spec.lfn,
@@ -483,12 +485,7 @@ class StageOutClient(StagingClient):
             )
         transfers = []
         for spec, path in files:
-            try:
-                destination = location(self.destination, spec, job.panda_id)
-            except StagingError as exc:
-                raise StagingError(
-                    exc.message, code=self.direction.failed_code, context=exc.context
-                ) from None
+            destination = self._location(self.destination, spec, job.panda_id)
             transfers.append(
                 Transfer(
                     lfn=spec.lfn,

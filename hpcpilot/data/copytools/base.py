@@ -9,6 +9,7 @@ are tested on recorded output. Plugins register under the ``hpcpilot.copytools``
 from __future__ import annotations
 
 import enum
+import os
 import shlex
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -126,6 +127,29 @@ class Copytool(ABC):
                 "stderr": result.stderr_tail(300),
             },
         )
+
+    def run_error(
+        self,
+        transfer: Transfer,
+        result: CommandResult,
+        classify: Callable[[str], Failure],
+        detail: Callable[[str], str],
+        timeout_s: float = 0.0,
+    ) -> StagingError:
+        """The `StagingError` of a failed run of the tool's command.
+
+        Code 124 from the runner (killed at its time limit) is a timeout, 127 a tool that is not
+        installed; anything else is what ``classify`` finds in its output, described by ``detail``.
+        """
+        tool = os.path.basename(result.argv[0]) if result.argv else type(self).__name__
+        if result.returncode == 124:
+            after = f" after {timeout_s:g} s" if timeout_s else ""
+            return self.command_error(transfer, result, Failure.TIMEOUT, f"{tool} timed out{after}")
+        if result.returncode == 127:
+            return self.command_error(transfer, result, Failure.NOT_INSTALLED, f"{tool} is not installed")
+        text = f"{result.stderr}\n{result.stdout}"
+        failure = classify(text)
+        return self.command_error(transfer, result, failure, f"{tool}: {failure.value}: {detail(text)}")
 
     @abstractmethod
     def copy(self, transfer: Transfer, timeout_s: float) -> Checksum | None:

@@ -158,16 +158,7 @@ class GfalCopytool(Copytool):
 
     def classify(self, transfer: Transfer, result: CommandResult) -> StagingError:
         """The `StagingError` for a failed gfal-copy run (code 124 from the runner: it was killed)."""
-        if result.returncode == 124:
-            return self.command_error(transfer, result, Failure.TIMEOUT, f"{self.command} timed out")
-        if result.returncode == 127:
-            return self.command_error(
-                transfer, result, Failure.NOT_INSTALLED, f"{self.command} is not installed"
-            )
-        text = f"{result.stderr}\n{result.stdout}"
-        failure = classify_output(text)
-        _, message = parse_error(text)
-        return self.command_error(transfer, result, failure, f"{self.command}: {failure.value}: {message}")
+        return self.run_error(transfer, result, classify_output, lambda text: parse_error(text)[1])
 
 
 def _url(location: str) -> str:

@@ -174,17 +174,7 @@ class RucioCopytool(Copytool):
 
     def classify(self, transfer: Transfer, result: CommandResult) -> StagingError:
         """The `StagingError` for a failed rucio run (code 124 from the runner: it was killed)."""
-        if result.returncode == 124:
-            return self.command_error(transfer, result, Failure.TIMEOUT, f"{self.command} timed out")
-        if result.returncode == 127:
-            return self.command_error(
-                transfer, result, Failure.NOT_INSTALLED, f"{self.command} is not installed"
-            )
-        text = f"{result.stderr}\n{result.stdout}"
-        failure = classify_output(text)
-        return self.command_error(
-            transfer, result, failure, f"{self.command}: {failure.value}: {key_line(text)}"
-        )
+        return self.run_error(transfer, result, classify_output, key_line)
 
     @staticmethod
     def _parse(transfer: Transfer, location: str) -> tuple[str | None, str, str]:

@@ -142,22 +142,7 @@ class XrdcpCopytool(Copytool):
 
     def classify(self, transfer: Transfer, result: CommandResult, timeout_s: float = 0.0) -> StagingError:
         """The `StagingError` for a failed xrdcp run (code 124 from the runner: it timed out)."""
-        if result.returncode == 124:
-            what = (
-                f"{self.command} timed out after {timeout_s:g} s"
-                if timeout_s
-                else f"{self.command} timed out"
-            )
-            return self.command_error(transfer, result, Failure.TIMEOUT, what)
-        if result.returncode == 127:
-            return self.command_error(
-                transfer, result, Failure.NOT_INSTALLED, f"{self.command} is not installed"
-            )
-        text = f"{result.stderr}\n{result.stdout}"
-        failure = classify_output(text)
-        return self.command_error(
-            transfer, result, failure, f"{self.command}: {failure.value}: {key_line(text)}"
-        )
+        return self.run_error(transfer, result, classify_output, key_line, timeout_s)
 
 
 def _end(location: str) -> str:
