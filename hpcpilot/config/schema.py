@@ -370,7 +370,8 @@ class EnvironmentSettings:
     modules_use
         Module directories added to ``MODULEPATH`` (``module use``), comma-separated.
     modules_load
-        Modules loaded for every payload (``module load``), comma-separated, in order.
+        Modules loaded for every payload (``module load``), comma-separated, in order; a name may
+        hold the job's ``{swRelease}``, ``{cmtConfig}`` or ``{homepackage}`` (``atlas/{swRelease}``).
     modules_purge
         ``module purge`` before loading.
     module_cmd

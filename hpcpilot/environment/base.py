@@ -192,7 +192,8 @@ def request_for(
     Raises
     ------
     EnvironmentSetupError
-        If the job's ``container_name`` or a module name is not valid (code 1110, naming the field).
+        If the job's ``container_name`` or a module name is not valid, or a module names a job field
+        the job leaves empty (code 1110, naming the field).
     """
     image = settings.image
     if settings.job_image and job.container_name:
@@ -200,7 +201,27 @@ def request_for(
     elif image:
         check_image(image, source="environment.image")
     modules = tuple(
-        check_module(m, source="environment.modules_load") for m in split_list(settings.modules_load)
+        check_module(_with_job_fields(m, job), source="environment.modules_load")
+        for m in split_list(settings.modules_load)
     )
     binds = tuple(dict.fromkeys([*binds, *split_list(settings.binds)]))
     return EnvironmentRequest(image, modules, binds, node.gpu_vendor if settings.gpu else "")
+
+
+#: Job fields a module name in ``environment.modules_load`` may hold: ``atlas/{swRelease}``.
+MODULE_FIELDS = {"swRelease": "sw_release", "cmtConfig": "cmt_config", "homepackage": "home_package"}
+
+
+def _with_job_fields(name: str, job: Job) -> str:
+    """``name`` with ``{swRelease}``, ``{cmtConfig}`` and ``{homepackage}`` filled from the job."""
+    for field, attr in MODULE_FIELDS.items():
+        placeholder = "{" + field + "}"
+        if placeholder in name:
+            value = getattr(job, attr)
+            if not value:
+                raise EnvironmentSetupError(
+                    f"module {name!r} needs the job's {field}, which the job leaves empty",
+                    context={"field": field, "PandaID": job.panda_id},
+                )
+            name = name.replace(placeholder, value)
+    return name

@@ -559,3 +559,16 @@ def test_request_for_settings() -> None:
     with pytest.raises(EnvironmentSetupError) as err:
         request_for(job(), EnvironmentSettings(image="bad image"), NodeSettings(), [])
     assert err.value.context["field"] == "environment.image"
+
+
+def test_module_names_take_the_jobs_release_and_a_missing_one_fails_the_job() -> None:
+    settings = EnvironmentSettings(modules_load="atlas/{swRelease}-{cmtConfig}, gcc/12")
+    release = Job(panda_id=4, sw_release="Atlas-24.0.1", cmt_config="x86_64-el9-gcc13-opt")
+    req = request_for(release, settings, NodeSettings(), [])
+    assert req.modules == ("atlas/Atlas-24.0.1-x86_64-el9-gcc13-opt", "gcc/12")
+    with pytest.raises(EnvironmentSetupError) as err:
+        request_for(Job(panda_id=5, sw_release="24.0"), settings, NodeSettings(), [])
+    assert err.value.code is ErrorCode.SETUP_FAILURE and err.value.context["field"] == "cmtConfig"
+    injected = Job(panda_id=6, sw_release="24.0;rm -rf /", cmt_config="x")
+    with pytest.raises(EnvironmentSetupError, match="not a valid module name"):
+        request_for(injected, settings, NodeSettings(), [])
