@@ -72,6 +72,11 @@ def test_plugins_lists_every_family(run_pilot: RunPilot) -> None:
         "payloads / plain",
         "payloads / sleep",
         "mergers / hdf5",
+        "environments / modules",
+        "environments / apptainer",
+        "environments / podman-hpc",
+        "copytools / xrdcp",
+        "copytools / rucio",
     ):
         assert needle in result.stdout
 
