@@ -303,13 +303,14 @@ def stage_in(
     """
     import dataclasses
 
-    from hpcpilot.data.staging import StageInClient, split_tools
+    from hpcpilot.config.schema import split_list
+    from hpcpilot.data.staging import StageInClient
 
     parsed = _job(job)
     data = _data(settings)
     if source is not None:
         data = dataclasses.replace(data, stagein_source=source)
-    chain = split_tools(data.stagein_tools if tools is None else tools)
+    chain = split_list(data.stagein_tools if tools is None else tools)
     client = StageInClient(data, Direction.IN, chain, env=env)
     transfers = client.plan(parsed, Path(job_dir), None if top is None else Path(top))
     return client.transfer(transfers)
@@ -412,7 +413,8 @@ def stage_out(
     PluginError
         A copytool of ``tools`` is not installed.
     """
-    from hpcpilot.data.staging import StageOutClient, split_tools
+    from hpcpilot.config.schema import split_list
+    from hpcpilot.data.staging import StageOutClient
 
     parsed = _job(job)
     data = _data(settings)
@@ -435,7 +437,7 @@ def stage_out(
     client = StageOutClient(
         data,
         Direction.OUT,
-        split_tools(default_tools if tools is None else tools),
+        split_list(default_tools if tools is None else tools),
         destination=default_destination if destination is None else destination,
         env=env,
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import TypeVar
 
-from hpcpilot.config.schema import Settings
+from hpcpilot.config.schema import Settings, split_list
 from hpcpilot.model.errors import PluginError
 
 T = TypeVar("T")
@@ -162,10 +162,6 @@ def describe_plugins() -> list[PluginInfo]:
     return infos
 
 
-def _names(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
-
-
 def unknown_plugin_names(settings: Settings) -> list[str]:
     """Settings that name a plugin nobody registered, as ``"section.key: 'name' (known: ...)"``.
 
@@ -173,14 +169,14 @@ def unknown_plugin_names(settings: Settings) -> list[str]:
     chains without importing any plugin; ``auto`` and import paths (``package.module:Class``) pass.
     """
     wanted = [
-        ("batch.system", "batch_systems", [settings.batch.system]),
-        ("launch.launcher", "launchers", [settings.launch.launcher]),
-        ("payload.plain", "payloads", [settings.payload.plain]),
-        ("eventservice.mode", "payloads", [settings.eventservice.mode]),
-        ("environment.chain", "environments", _names(settings.environment.chain)),
-        ("data.stagein_tools", "copytools", _names(settings.data.stagein_tools)),
-        ("data.stageout_tools", "copytools", _names(settings.data.stageout_tools)),
-        ("data.log_tools", "copytools", _names(settings.data.log_tools)),
+        ("batch.system", "batch_systems", (settings.batch.system,)),
+        ("launch.launcher", "launchers", (settings.launch.launcher,)),
+        ("payload.plain", "payloads", (settings.payload.plain,)),
+        ("eventservice.mode", "payloads", (settings.eventservice.mode,)),
+        ("environment.chain", "environments", split_list(settings.environment.chain)),
+        ("data.stagein_tools", "copytools", split_list(settings.data.stagein_tools)),
+        ("data.stageout_tools", "copytools", split_list(settings.data.stageout_tools)),
+        ("data.log_tools", "copytools", split_list(settings.data.log_tools)),
     ]
     problems = []
     for key, family, names in wanted:

@@ -10,6 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+def split_list(text: str) -> tuple[str, ...]:
+    """A comma-separated setting (``environment.chain``, ``data.stagein_tools`` ...) as its items.
+
+    Items are stripped; empty ones are dropped (``" cp , symlink,"`` -> ``("cp", "symlink")``).
+    """
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """What to run and where.

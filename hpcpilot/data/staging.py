@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from hpcpilot.config.schema import DataSettings
+from hpcpilot.config.schema import DataSettings, split_list
 from hpcpilot.data.async_stager import AsyncStager
 from hpcpilot.data.checksums import checksum_of_file
 from hpcpilot.data.copytools.base import Copytool, local_path, scheme_of
@@ -52,17 +52,11 @@ __all__ = [
     "StageOutClient",
     "StagingClient",
     "location",
-    "split_tools",
 ]
 
 log = logging.getLogger(__name__)
 
 _WHAT = {Direction.IN: "stage-in", Direction.OUT: "stage-out"}
-
-
-def split_tools(chain: str) -> list[str]:
-    """The tool names of a comma-separated chain (``"xrdcp, gfal"`` -> ``["xrdcp", "gfal"]``)."""
-    return [name.strip() for name in chain.split(",") if name.strip()]
 
 
 @dataclasses.dataclass
@@ -370,7 +364,7 @@ class StageInClient(StagingClient):
     @classmethod
     def from_settings(cls, settings: DataSettings, **kwargs: Any) -> StageInClient:
         """A client with the chain of ``data.stagein_tools``; ``kwargs`` as for `StagingClient`."""
-        return cls(settings, Direction.IN, split_tools(settings.stagein_tools), **kwargs)
+        return cls(settings, Direction.IN, split_list(settings.stagein_tools), **kwargs)
 
     def plan(self, job: Job, job_dir: Path, top: Path | None = None) -> list[Transfer]:
         """The transfers that bring ``job``'s inputs into ``job_dir``.
@@ -461,7 +455,7 @@ class StageOutClient(StagingClient):
         """
         chain = (settings.log_tools or settings.stageout_tools) if log else settings.stageout_tools
         destination = (settings.log_destination or settings.stageout_destination) if log else None
-        return cls(settings, Direction.OUT, split_tools(chain), destination=destination, **kwargs)
+        return cls(settings, Direction.OUT, split_list(chain), destination=destination, **kwargs)
 
     @property
     def enabled(self) -> bool:

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from hpcpilot.config.schema import EnvironmentSettings, NodeSettings
+from hpcpilot.config.schema import EnvironmentSettings, NodeSettings, split_list
 from hpcpilot.model.command import Command
 from hpcpilot.model.errors import ConfigError, EnvironmentSetupError
 from hpcpilot.model.job import Job
@@ -131,11 +131,6 @@ class EnvironmentChain:
         for environment in reversed(self.environments):
             command = environment.wrap(command, request)
         return command
-
-
-def split_list(text: str) -> tuple[str, ...]:
-    """A comma-separated setting as a tuple of its non-empty, stripped items."""
-    return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 def make_chain(settings: EnvironmentSettings, runner: CommandRunner = run_command) -> EnvironmentChain:

@@ -31,8 +31,8 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from hpcpilot.config.schema import EnvironmentSettings
-from hpcpilot.environment.base import Environment, EnvironmentRequest, split_list
+from hpcpilot.config.schema import EnvironmentSettings, split_list
+from hpcpilot.environment.base import Environment, EnvironmentRequest
 from hpcpilot.model.command import Command
 from hpcpilot.model.errors import EnvironmentSetupError
 from hpcpilot.runtime.commands import CommandResult, CommandRunner, run_command

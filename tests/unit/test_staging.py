@@ -12,13 +12,13 @@ from typing import Any, ClassVar
 
 import pytest
 
-from hpcpilot.config.schema import DataSettings
+from hpcpilot.config.schema import DataSettings, split_list
 from hpcpilot.data import checksums
 from hpcpilot.data.async_stager import AsyncStager
 from hpcpilot.data.checksums import adler32_of_file, checksum_of_file, md5_of_file
 from hpcpilot.data.copytools.base import Copytool, local_path, scheme_of
 from hpcpilot.data.locations import location, rucio_path
-from hpcpilot.data.staging import StageInClient, StageOutClient, StagingClient, split_tools
+from hpcpilot.data.staging import StageInClient, StageOutClient, StagingClient
 from hpcpilot.data.transfer import Direction, Transfer, TransferResult
 from hpcpilot.model.errors import ErrorCode, PluginError, StagingError
 from hpcpilot.model.job import Checksum, ChecksumAlgorithm, FileSpec, Job
@@ -414,7 +414,7 @@ def test_unknown_tool_names_fail_at_construction() -> None:
 
 
 def test_the_real_tool_chain_loads_by_name(tmp_path: Path) -> None:
-    staging = StagingClient(settings(), IN, split_tools(" cp , symlink,"))
+    staging = StagingClient(settings(), IN, split_list(" cp , symlink,"))
     assert list(staging.tools) == ["cp", "symlink"]
     result = staging.transfer([_local_transfer(tmp_path)])[0]
     assert result.ok and result.tool == "cp"
