@@ -12,6 +12,8 @@ import os
 import shutil
 from pathlib import Path
 
+from hpcpilot.runtime.atomic import atomic_path
+
 
 def scratch_root(setting: str) -> Path | None:
     """The scratch directory of ``data.scratch`` with ``$VAR`` and ``~`` expanded (None if unset)."""
@@ -38,14 +40,10 @@ def copy_to_scratch(source: Path, root: Path, panda_id: int) -> Path:
     if target.is_file() and target.stat().st_size == size:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(target, durable=False) as tmp:  # scratch dies with the job: not fsynced
         shutil.copyfile(source, tmp)
         if tmp.stat().st_size != size:
             raise OSError(f"copy of {source} to {tmp} is incomplete")
-        os.replace(tmp, target)  # scratch dies with the job: renamed for readers, not fsynced
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
 

@@ -12,24 +12,28 @@ from typing import Any
 
 
 @contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
+def atomic_path(path: Path, *, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; what is written there replaces ``path`` atomically.
 
     When the block ends without an error, the temporary file (closed by then) is fsynced and renamed
     over ``path``, and the directory is fsynced so the rename survives a crash. On an error the
-    temporary file is removed and ``path`` is left as it was.
+    temporary file is removed and ``path`` is left as it was. With ``durable`` False nothing is
+    fsynced: readers still never see a torn file, but a crash may lose it (copies that are verified
+    afterwards, or that die with the job anyway).
     """
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
-        fsync_file(tmp)
+        if durable:
+            fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_directory(path.parent)
+    if durable:
+        fsync_directory(path.parent)
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

@@ -30,6 +30,7 @@ from hpcpilot.data.copytools.base import Copytool, local_path
 from hpcpilot.data.transfer import Transfer
 from hpcpilot.model.errors import ErrorCode, StagingError
 from hpcpilot.model.job import Checksum
+from hpcpilot.runtime.atomic import atomic_path
 from hpcpilot.runtime.commands import CommandResult, run_command
 
 #: errnos after which another attempt may succeed
@@ -96,13 +97,8 @@ class LocalCopytool(Copytool):
 
     def copy_via_temp(self, source: Path, dest: Path) -> None:
         """Copy ``source`` to a temporary name beside ``dest``, then rename it to ``dest``."""
-        tmp = temp_name(dest)
-        try:
+        with atomic_path(dest, durable=False) as tmp:  # verified by checksum afterwards, not fsynced
             self.copyfile(str(source), str(tmp))
-            os.replace(tmp, dest)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
 
     def os_error(self, transfer: Transfer, exc: OSError, source: Path, dest: Path) -> StagingError:
         """The `StagingError` for an `OSError` of moving ``source`` to ``dest``."""
