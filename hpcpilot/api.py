@@ -303,15 +303,13 @@ def stage_in(
     """
     import dataclasses
 
-    from hpcpilot.config.schema import split_list
     from hpcpilot.data.staging import StageInClient
 
     parsed = _job(job)
     data = _data(settings)
     if source is not None:
         data = dataclasses.replace(data, stagein_source=source)
-    chain = split_list(data.stagein_tools if tools is None else tools)
-    client = StageInClient(data, Direction.IN, chain, env=env)
+    client = StageInClient.from_settings(data, tools=tools, env=env)
     transfers = client.plan(parsed, Path(job_dir), None if top is None else Path(top))
     return client.transfer(transfers)
 
@@ -413,35 +411,19 @@ def stage_out(
     PluginError
         A copytool of ``tools`` is not installed.
     """
-    from hpcpilot.config.schema import split_list
     from hpcpilot.data.staging import StageOutClient
 
     parsed = _job(job)
     data = _data(settings)
     paths = [Path(f) for f in files]
-    if log:
-        if len(paths) != 1:
-            raise StagingError(
-                f"stage_out(log=True) takes the log tarball alone, got {len(paths)} files",
-                code=ErrorCode.STAGE_OUT_FAILED,
-                context={"PandaID": parsed.panda_id},
-            )
-        default_tools = data.log_tools or data.stageout_tools
-        default_destination = data.log_destination or data.stageout_destination
-        pairs = [(parsed.log_file or FileSpec(paths[0].name), paths[0])]
-    else:
-        default_tools = data.stageout_tools
-        default_destination = data.stageout_destination
-        specs = {spec.lfn: spec for spec in parsed.output_files}
-        pairs = [(specs.get(path.name) or FileSpec(path.name), path) for path in paths]
-    client = StageOutClient(
-        data,
-        Direction.OUT,
-        split_list(default_tools if tools is None else tools),
-        destination=default_destination if destination is None else destination,
-        env=env,
-    )
-    return client.transfer(client.plan(parsed, pairs))
+    if log and len(paths) != 1:
+        raise StagingError(
+            f"stage_out(log=True) takes the log tarball alone, got {len(paths)} files",
+            code=ErrorCode.STAGE_OUT_FAILED,
+            context={"PandaID": parsed.panda_id},
+        )
+    client = StageOutClient.from_settings(data, log=log, tools=tools, destination=destination, env=env)
+    return client.transfer(client.plan(parsed, client.described(parsed, paths, log=log)))
 
 
 # --------------------------------------------------------------------------- allocation

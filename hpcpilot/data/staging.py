@@ -362,9 +362,15 @@ class StageInClient(StagingClient):
     fixed_direction = Direction.IN
 
     @classmethod
-    def from_settings(cls, settings: DataSettings, **kwargs: Any) -> StageInClient:
-        """A client with the chain of ``data.stagein_tools``; ``kwargs`` as for `StagingClient`."""
-        return cls(settings, Direction.IN, split_list(settings.stagein_tools), **kwargs)
+    def from_settings(
+        cls, settings: DataSettings, *, tools: str | None = None, **kwargs: Any
+    ) -> StageInClient:
+        """A client with the chain of ``data.stagein_tools`` (or ``tools``, comma-separated).
+
+        ``kwargs`` as for `StagingClient`.
+        """
+        chain = settings.stagein_tools if tools is None else tools
+        return cls(settings, Direction.IN, split_list(chain), **kwargs)
 
     def plan(self, job: Job, job_dir: Path, top: Path | None = None) -> list[Transfer]:
         """The transfers that bring ``job``'s inputs into ``job_dir``.
@@ -447,15 +453,38 @@ class StageOutClient(StagingClient):
         self.destination = settings.stageout_destination if destination is None else destination
 
     @classmethod
-    def from_settings(cls, settings: DataSettings, *, log: bool = False, **kwargs: Any) -> StageOutClient:
+    def from_settings(
+        cls,
+        settings: DataSettings,
+        *,
+        log: bool = False,
+        tools: str | None = None,
+        destination: str | None = None,
+        **kwargs: Any,
+    ) -> StageOutClient:
         """A client for outputs, or with ``log`` for the log tarball.
 
         Outputs use ``data.stageout_tools`` and ``data.stageout_destination``; the log uses
         ``data.log_tools`` and ``data.log_destination``, each falling back to the outputs' when empty.
+        ``tools`` (comma-separated) and ``destination``, when given, are used instead.
         """
-        chain = (settings.log_tools or settings.stageout_tools) if log else settings.stageout_tools
-        destination = (settings.log_destination or settings.stageout_destination) if log else None
-        return cls(settings, Direction.OUT, split_list(chain), destination=destination, **kwargs)
+        if tools is None:
+            tools = (settings.log_tools or settings.stageout_tools) if log else settings.stageout_tools
+        if destination is None and log:
+            destination = settings.log_destination or settings.stageout_destination
+        return cls(settings, Direction.OUT, split_list(tools), destination=destination, **kwargs)
+
+    @staticmethod
+    def described(job: Job, paths: Sequence[Path], *, log: bool = False) -> list[tuple[FileSpec, Path]]:
+        """Each path with its description, for `plan`.
+
+        The description is the job's output of that name (with ``log``: the job's ``logFile``), or a
+        bare one of the name when the job declares none.
+        """
+        if log:
+            return [(job.log_file or FileSpec(path.name), path) for path in paths]
+        specs = {spec.lfn: spec for spec in job.output_files}
+        return [(specs.get(path.name) or FileSpec(path.name), path) for path in paths]
 
     @property
     def enabled(self) -> bool:

@@ -18,7 +18,7 @@ from hpcpilot.data.async_stager import AsyncStager
 from hpcpilot.data.staging import StageInClient, StageOutClient, StagingClient
 from hpcpilot.data.transfer import Transfer, TransferResult
 from hpcpilot.model.errors import ErrorCode
-from hpcpilot.model.job import FileSpec, Job
+from hpcpilot.model.job import Job
 from hpcpilot.model.layout import WorkLayout
 
 log = logging.getLogger(__name__)
@@ -41,11 +41,6 @@ class Staged:
     panda_id: int
     inbound: bool
     results: tuple[TransferResult, ...]
-
-    @property
-    def failure(self) -> TransferResult | None:
-        """The first file that failed, or None when every file arrived."""
-        return next((r for r in self.results if not r.ok), None)
 
     def error(self) -> tuple[ErrorCode, str] | None:
         """The job's error code and diagnosis when a file failed (naming every failed file)."""
@@ -122,12 +117,12 @@ class JobStaging:
             Whether staging started; False when no destination is configured or nothing is to move.
         """
         batches: list[tuple[StagingClient, list[Transfer]]] = []
-        specs = {spec.lfn: spec for spec in job.output_files}
         if self.output_client.enabled and outputs:
-            files = [(specs.get(path.name) or FileSpec(path.name), path) for path in outputs]
+            files = self.output_client.described(job, outputs)
             batches.append((self.output_client, self.output_client.plan(job, files)))
         if self.log_client.enabled and log_file is not None and job.log_file is not None:
-            batches.append((self.log_client, self.log_client.plan(job, [(job.log_file, log_file)])))
+            files = self.log_client.described(job, [log_file], log=True)
+            batches.append((self.log_client, self.log_client.plan(job, files)))
         batches = [(client, transfers) for client, transfers in batches if transfers]
         if not batches:
             return False
