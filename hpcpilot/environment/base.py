@@ -20,7 +20,7 @@ from hpcpilot.config.schema import EnvironmentSettings, NodeSettings, split_list
 from hpcpilot.model.command import Command
 from hpcpilot.model.errors import ConfigError, EnvironmentSetupError
 from hpcpilot.model.job import Job
-from hpcpilot.runtime.commands import CommandRunner, run_command
+from hpcpilot.runtime.commands import EnvCommandRunner, run_command
 
 #: What a container image name may look like: a path or a registry reference, never shell syntax.
 _IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+=-]*$|^/[A-Za-z0-9._/:@+=-]*$")
@@ -66,7 +66,7 @@ class Environment(ABC):
     #: Whether the plugin needs an image (a container runtime).
     needs_image: ClassVar[bool] = False
 
-    def __init__(self, settings: EnvironmentSettings, runner: CommandRunner = run_command) -> None:
+    def __init__(self, settings: EnvironmentSettings, runner: EnvCommandRunner = run_command) -> None:
         self.settings = settings
         self.runner = runner
 
@@ -133,7 +133,7 @@ class EnvironmentChain:
         return command
 
 
-def make_chain(settings: EnvironmentSettings, runner: CommandRunner = run_command) -> EnvironmentChain:
+def make_chain(settings: EnvironmentSettings, runner: EnvCommandRunner = run_command) -> EnvironmentChain:
     """Load the plugins of ``environment.chain`` and compose them.
 
     Raises

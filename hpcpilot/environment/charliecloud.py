@@ -43,7 +43,7 @@ from hpcpilot.environment.containers import (
 )
 from hpcpilot.model.command import Command
 from hpcpilot.model.errors import EnvironmentSetupError
-from hpcpilot.runtime.commands import CommandRunner, run_command
+from hpcpilot.runtime.commands import EnvCommandRunner, run_command
 
 #: Characters that are special in an ``fnmatch`` extended glob and are escaped in a variable name.
 _GLOB_SPECIAL = frozenset("*?[]|()!@+\\")
@@ -62,7 +62,7 @@ class CharliecloudEnvironment(ContainerEnvironment):
 
     executable = "ch-run"
 
-    def __init__(self, settings: EnvironmentSettings, runner: CommandRunner = run_command) -> None:
+    def __init__(self, settings: EnvironmentSettings, runner: EnvCommandRunner = run_command) -> None:
         super().__init__(settings, runner)
         self._user = ""
 

@@ -7,11 +7,10 @@ the environment changes as Python statements instead of applying them::
     <tool> python purge             (environment.modules_purge)
     <tool> python load M1 M2...     (environment.modules_load)
 
-each with the environment the previous step produced (started as ``env -i NAME=VALUE... <tool> ...``,
-so the module tool sees exactly the payloads' base environment with ``MODULEPATH``, ``LMOD_*``,
-``LOADEDMODULES``, ...). `parse_python_output` reads what it prints (without executing it); the net
-changes are remembered per ``(use, purge, modules)`` and `ModulesEnvironment.wrap` applies them to
-every payload's environment: a pure dictionary update.
+each run with exactly the environment the previous step produced (the first with the payloads' base
+environment: ``MODULEPATH``, ``LMOD_*``, ``LOADEDMODULES``, ...). `parse_python_output` reads what
+it prints (without executing it); the net changes are remembered per ``(use, purge, modules)`` and
+`ModulesEnvironment.wrap` applies them to every payload's environment: a pure dictionary update.
 
 The tool: ``environment.module_cmd`` when set (split like a shell: ``tclsh /usr/lib/modulecmd.tcl``
 works), else ``$LMOD_CMD`` of the base environment, else Lmod's
@@ -35,7 +34,7 @@ from hpcpilot.config.schema import EnvironmentSettings, split_list
 from hpcpilot.environment.base import Environment, EnvironmentRequest
 from hpcpilot.model.command import Command
 from hpcpilot.model.errors import EnvironmentSetupError
-from hpcpilot.runtime.commands import CommandResult, CommandRunner, run_command
+from hpcpilot.runtime.commands import CommandResult, EnvCommandRunner, run_command
 
 #: Where Debian's (and most sites') Lmod keeps its command.
 LMOD_DEFAULT = "/usr/share/lmod/lmod/libexec/lmod"
@@ -171,7 +170,7 @@ class ModulesEnvironment(Environment):
         Runs the module tool; injected for tests.
     """
 
-    def __init__(self, settings: EnvironmentSettings, runner: CommandRunner = run_command) -> None:
+    def __init__(self, settings: EnvironmentSettings, runner: EnvCommandRunner = run_command) -> None:
         super().__init__(settings, runner)
         self._prepared: dict[ModuleKey, ModuleChanges] = {}
 
@@ -233,8 +232,7 @@ class ModulesEnvironment(Environment):
         env = dict(base_env)
         ignored: list[str] = []
         for step in steps:
-            argv = ("env", "-i", *(f"{k}={v}" for k, v in env.items()), *tool, "python", *step)
-            result = self.runner(argv)
+            result = self.runner((*tool, "python", *step), env=env)
             changes = self._check(step, tool, result)
             ignored += changes.ignored
             env = changes.apply(env)

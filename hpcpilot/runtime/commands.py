@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,14 @@ class CommandResult:
 
 CommandRunner = Callable[[Sequence[str]], CommandResult]
 """Runs an argv (no shell) and returns its `CommandResult`."""
+
+
+class EnvCommandRunner(Protocol):
+    """Runs an argv (no shell) in a given environment (None: this process's), as `run_command` does."""
+
+    def __call__(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> CommandResult:
+        """Run ``argv`` with the environment ``env``."""
+        ...
 
 
 def run_command(

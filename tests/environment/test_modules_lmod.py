@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -71,10 +72,9 @@ def test_a_payload_sees_its_module(lmod: str, tmp_path: Path) -> None:
 def test_prepare_runs_the_tool_once(lmod: str, tmp_path: Path) -> None:
     calls: list[tuple[str, ...]] = []
 
-    def counting(argv: object) -> CommandResult:
-        assert isinstance(argv, tuple)
-        calls.append(argv)
-        return run_command(argv)
+    def counting(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> CommandResult:
+        calls.append(tuple(argv))
+        return run_command(argv, env=env)
 
     settings = EnvironmentSettings(modules_use=str(module_tree(tmp_path)), modules_load="envtest/1.0")
     env = ModulesEnvironment(settings, counting)

@@ -182,7 +182,7 @@ def request(gpu: str = "", image: str = IMAGE, binds: Sequence[str] = BINDS) -> 
     return EnvironmentRequest(image, (), tuple(binds), gpu)
 
 
-def refuse(argv: Sequence[str]) -> CommandResult:
+def refuse(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> CommandResult:
     raise AssertionError(f"no command may run here: {argv}")
 
 
@@ -316,9 +316,9 @@ def test_relative_cwd_is_left_to_the_runtime() -> None:
 # --- the chain ---------------------------------------------------------------------------------------
 
 
-def fake_module_tool(argv: Sequence[str]) -> CommandResult:
+def fake_module_tool(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> CommandResult:
     """A module tool that loads one module: sets MOD_HOME, prepends PATH."""
-    assert argv[:2] == ("env", "-i") and tuple(argv[-4:]) == ("lmod", "python", "load", "tool/1")
+    assert env is not None and tuple(argv) == ("lmod", "python", "load", "tool/1")
     out = "import os\nos.environ['MOD_HOME'] = '/opt/tool'\nos.environ['PATH'] = '/opt/tool/bin:/usr/bin'\n"
     return CommandResult(tuple(argv), 0, out + "_mlstatus = True\n", "")
 
@@ -351,7 +351,7 @@ def test_chain_prepares_the_runtime_in_the_modules_environment(tmp_path: Path) -
     (bindir / "apptainer").write_text("#!/bin/sh\n")
     (bindir / "apptainer").chmod(0o755)
 
-    def module_tool(argv: Sequence[str]) -> CommandResult:
+    def module_tool(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> CommandResult:
         out = f"import os\nos.environ['PATH'] = '{bindir}:/usr/bin'\n_mlstatus = True\n"
         return CommandResult(tuple(argv), 0, out, "")
 

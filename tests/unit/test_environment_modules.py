@@ -8,7 +8,7 @@ also check that each step runs with the environment the previous one produced.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +35,10 @@ def steps(tool: str) -> dict[str, Any]:
     return data
 
 
-def split_env_argv(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
-    """``env -i K=V... TOOL python ARGS`` -> (the environment, ``[TOOL..., python, ARGS...]``)."""
-    assert list(argv[:2]) == ["env", "-i"], argv[:3]
-    env: dict[str, str] = {}
-    rest = list(argv[2:])
-    while rest and "=" in rest[0] and not rest[0].startswith("/"):
-        name, _, value = rest.pop(0).partition("=")
-        env[name] = value
-    return env, rest
+def called_with(argv: Sequence[str], env: Mapping[str, str] | None) -> tuple[dict[str, str], list[str]]:
+    """What a module step was run with: its exact environment (never the pilot's own) and argv."""
+    assert env is not None, "the module tool must get an explicit environment"
+    return dict(env), list(argv)
 
 
 class Replay:
@@ -62,8 +57,8 @@ class Replay:
     def base_env(self) -> dict[str, str]:
         return dict(self.meta["steps"][0]["env"])
 
-    def __call__(self, argv: Sequence[str]) -> CommandResult:
-        env, rest = split_env_argv(argv)
+    def __call__(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> CommandResult:
+        env, rest = called_with(argv, env)
         self.calls.append((env, rest))
         assert rest[:2] == ["fake-tool", "python"], rest
         args = rest[2:]
@@ -214,7 +209,7 @@ def test_missing_module_names_it(tool: str) -> None:
 
 
 def test_missing_tool() -> None:
-    def not_found(argv: Sequence[str]) -> CommandResult:
+    def not_found(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> CommandResult:
         return CommandResult(tuple(argv), 127, "", "env: 'fake-tool': No such file or directory")
 
     env = ModulesEnvironment(settings(modules_load="gcc"), not_found)
@@ -239,7 +234,7 @@ def test_the_tool_is_chosen(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
 
 
 def test_no_modules_needs_no_tool() -> None:
-    def refuse(argv: Sequence[str]) -> CommandResult:
+    def refuse(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> CommandResult:
         raise AssertionError("the module tool must not run")
 
     env = ModulesEnvironment(EnvironmentSettings(), refuse)
@@ -257,9 +252,9 @@ def test_wrap_before_prepare_is_an_error() -> None:
 def test_the_tool_sees_exactly_the_base_environment() -> None:
     seen: list[dict[str, str]] = []
 
-    def tool(argv: Sequence[str]) -> CommandResult:
-        env, rest = split_env_argv(argv)
-        seen.append(env)
+    def tool(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> CommandResult:
+        called, rest = called_with(argv, env)
+        seen.append(called)
         assert rest == ["fake-tool", "python", "load", "gcc/12"]
         return CommandResult(tuple(argv), 0, "import os\nos.environ['CC'] = 'gcc'\n_mlstatus = True\n", "")
 
