@@ -44,6 +44,7 @@ FAMILIES: dict[str, Family] = {
         Family("launchers", "hpcpilot.launchers", "hpcpilot.launch.base.Launcher"),
         Family("environments", "hpcpilot.environments", "hpcpilot.environment.base.Environment"),
         Family("copytools", "hpcpilot.copytools", "hpcpilot.data.copytools.base.Copytool"),
+        Family("monitors", "hpcpilot.monitors", "hpcpilot.monitor.base.Monitor"),
     )
 }
 

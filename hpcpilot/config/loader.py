@@ -103,6 +103,8 @@ _RULES: Mapping[str, _Rule] = {
     "node.gpu_vendor": _Rule(choices=("nvidia", "amd", "intel")),
     "data.async_workers": _Rule(minimum=1),
     "data.timeout_s": _Rule(minimum=0.1),
+    "monitor.period_s": _Rule(minimum=0.01),
+    "monitor.write_interval_s": _Rule(minimum=0.01),
 }
 
 

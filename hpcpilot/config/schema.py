@@ -470,6 +470,52 @@ class DataSettings:
 
 
 @dataclass(frozen=True)
+class MonitorSettings:
+    """Watching payloads and nodes: resource sampling, limits, and the ``monitor.h5`` time series.
+
+    Attributes
+    ----------
+    plugins
+        ``hpcpilot.monitors`` plugins every worker runs (comma-separated; ``module:Class`` for one of
+        your own). Empty: no sampling and no checks.
+    period_s
+        Seconds between two samples on a worker.
+    pss
+        Also measure PSS and swap (reads ``/proc/<pid>/smaps_rollup``, dearer than RSS).
+    memory_limit_mb
+        Memory limit of one payload in MB (its process tree's PSS, RSS without ``pss``). 0: the job's
+        ``minRamCount``; no limit when that is missing too.
+    memory_grace_s
+        How long a payload may stay above its memory limit before it is killed (1235).
+    looping_s
+        A payload that modified no file of its job for this long is killed as looping (1150). 0: off.
+    min_free_disk_mb
+        A worker whose work directory (or scratch) has less free space stops taking work (1098). 0: off.
+    job_limits
+        Kill a payload that runs longer than the job's ``maxWalltime`` (1213) or uses more CPU than its
+        ``maxCpuCount`` (1204).
+    write_interval_s
+        Seconds between two appends of rank 0 to the time-series file.
+    file
+        The time-series file (HDF5), relative to the work directory.
+    silent_worker_s
+        Rank 0 warns about a worker it has not heard from for this long. 0: never.
+    """
+
+    plugins: str = "psutil"
+    period_s: float = 10.0
+    pss: bool = True
+    memory_limit_mb: int = 0
+    memory_grace_s: float = 60.0
+    looping_s: float = 1800.0
+    min_free_disk_mb: int = 500
+    job_limits: bool = True
+    write_interval_s: float = 30.0
+    file: str = "monitor.h5"
+    silent_worker_s: float = 900.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings, one section each."""
 
@@ -485,3 +531,4 @@ class Settings:
     launch: LaunchSettings = field(default_factory=LaunchSettings)
     environment: EnvironmentSettings = field(default_factory=EnvironmentSettings)
     data: DataSettings = field(default_factory=DataSettings)
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)

@@ -233,6 +233,7 @@ class Coordinator:
             self._queue_target = self._target()
             self._update_slots()
             log.debug("rank %d on %s: %d cores", rank, update.node.host, update.node.cores)
+            self.journal.append("worker", rank=rank, host=update.node.host, cores=update.node.cores)
         for line in update.logs:
             log.warning("[rank %d] %s", rank, line)
         if update.ranges:

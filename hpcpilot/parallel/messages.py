@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from hpcpilot.model.job import Job
+from hpcpilot.model.metrics import MetricSample
 from hpcpilot.model.ranges import EventRange
 from hpcpilot.model.results import PayloadResult, RangeResult
 from hpcpilot.model.wire import compact_pickle
@@ -82,6 +83,8 @@ class WorkerUpdate:
         Items running right now.
     logs
         Warnings the worker logged since the last update, for rank 0 to show.
+    samples
+        Resource samples of the node and its jobs taken since the last update (``monitor.plugins``).
     """
 
     TAG: ClassVar[int] = TAG_UPDATE
@@ -92,6 +95,7 @@ class WorkerUpdate:
     free_cores: int
     busy_slots: int
     logs: tuple[str, ...] = ()
+    samples: tuple[MetricSample, ...] = ()
 
 
 @compact_pickle
@@ -176,6 +180,9 @@ class WorkerBye:
         Plain jobs it received but did not start.
     busy_core_s
         Core-seconds its slots spent running payloads (for the utilisation figure).
+    reason
+        Why it stopped on its own, as a PanDA code (1098 no local space, 120x a signal); 0 when
+        rank 0 stopped it.
     """
 
     TAG: ClassVar[int] = TAG_BYE
@@ -183,6 +190,7 @@ class WorkerBye:
     returned: tuple[RangeTask, ...]
     returned_plain: tuple[int, ...]
     busy_core_s: float
+    reason: int = 0
 
 
 Message = WorkerUpdate | Assignment | Stop | Kill | WorkerBye

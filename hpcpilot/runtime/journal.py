@@ -13,6 +13,17 @@ can leave behind. Record shapes:
     {"t": ..., "ev": "fatal", "job": 1001, "id": "...", "code": 1305}
     {"t": ..., "ev": "returned", "job": 1001, "ids": [...]}
     {"t": ..., "ev": "job", "job": 1001, "state": "finished", "code": 0}
+
+Records that make a run resumable (``hpcpilot run --resume``) and readable by ``hpcpilot status``:
+
+    {"t": ..., "ev": "run", "host": "nid001", "pid": 4242, "ranks": 4, "resume": false}   (a run starts)
+    {"t": ..., "ev": "worker", "rank": 3, "host": "nid003", "cores": 64}   (a worker said hello)
+    {"t": ..., "ev": "job", "job": 1001, "state": "starting", "def": {...}}   (first record of a job:
+                                                   its definition, `hpcpilot.model.job.job_record`)
+    {"t": ..., "ev": "ranges", "job": 1001, "ranges": [{range wire dict}, ...]}   (ranges received)
+    {"t": ..., "ev": "exhausted", "job": 1001}      (the job gets no more ranges)
+    {"t": ..., "ev": "reported", "job": 1001, "ids": [...]}   (outcomes handed to the communicator)
+    {"t": ..., "ev": "end", "drained_by": null}    (the run ended cleanly)
 """
 
 from __future__ import annotations
