@@ -88,6 +88,31 @@ class WorkerBook:
     in_flight: int = 0
     stopped: bool = False
     busy_core_s: float = 0.0
+    plain: set[int] = field(default_factory=set)  # plain jobs in flight there
+    lost: bool = False  # the rank died (see `Books.worker_lost`)
+
+
+@dataclass(frozen=True)
+class LostWork:
+    """What a lost worker had in flight, now back in the queue (or final).
+
+    Attributes
+    ----------
+    rank
+        The worker.
+    ranges
+        Each range it had, as the failed attempt booked for it and what the range became (FAILED:
+        queued again, FATAL: out of attempts, DROPPED: its job takes no more work).
+    plain
+        The plain jobs it ran, queued again.
+    failed_plain
+        The plain jobs it ran that take no more work (softkill, tobekilled): failed, to be finished.
+    """
+
+    rank: int
+    ranges: tuple[tuple[RangeResult, RangeState], ...]
+    plain: tuple[int, ...]
+    failed_plain: tuple[int, ...] = ()
 
 
 class Books:
@@ -272,6 +297,7 @@ class Books:
             book.state = JobState.RUNNING
             book.in_flight = 1
             worker.in_flight += 1
+            worker.plain.add(panda_id)
             taken.append(panda_id)
         self.plain_queue.extendleft(reversed(skipped))
         return taken
@@ -345,6 +371,7 @@ class Books:
         if book is None or book.in_flight != 1 or book.job.event_service:
             return None
         self.worker(rank).in_flight -= 1
+        self.worker(rank).plain.discard(result.panda_id)
         book.in_flight = 0
         book.cpu_s += result.cpu_s
         book.outputs.extend(result.outputs)
@@ -381,7 +408,64 @@ class Books:
             book.in_flight = 0
             book.phase = JobPhase.QUEUED
             self.worker(rank).in_flight -= 1
+            self.worker(rank).plain.discard(panda_id)
             self.plain_queue.appendleft(panda_id)
+
+    def worker_lost(self, rank: int, diag: str, code: ErrorCode = ErrorCode.KILL_SIGNAL) -> LostWork:
+        """A worker rank died: take back everything it had in flight and never give it work again.
+
+        Each of its ranges is booked as a failed attempt (``code``, ``diag``) through `record_range`,
+        so it is queued again, or fatal once it has used ``max_attempts``: a range that kills the rank
+        running it (a payload that takes the node's memory) must not take down every rank in turn.
+        Its plain jobs are queued again at the front, except those of jobs that take no more work
+        (`drop_queued`): they fail with ``code`` unless they have an error already. The worker is
+        stopped, its counters zeroed and its node forgotten (its cores no longer count in
+        `total_cores`).
+
+        Parameters
+        ----------
+        rank
+            The lost worker.
+        diag
+            Why, for the failed attempts (name the rank and host).
+        code
+            The error code of the failed attempts.
+
+        Returns
+        -------
+        LostWork
+            What it had in flight and what became of it.
+        """
+        worker = self.worker(rank)
+        results: list[tuple[RangeResult, RangeState]] = []
+        for book in list(self.jobs.values()):
+            held = [
+                e.event_range.range_id
+                for e in book.ranges.values()
+                if e.state is RangeState.ASSIGNED and e.rank == rank
+            ]
+            for range_id in held:
+                result = RangeResult(
+                    book.job.panda_id, range_id, RangeState.FAILED, error_code=code, error_diag=diag
+                )
+                state = self.record_range(rank, result)
+                if state is not None:
+                    results.append((result, state))
+        plain = tuple(p for p in sorted(worker.plain) if not self.jobs[p].stopped)
+        failed = tuple(p for p in sorted(worker.plain) if self.jobs[p].stopped)
+        self.return_plain(plain[::-1], rank)  # each goes to the front: keep their order
+        for panda_id in failed:
+            book = self.jobs[panda_id]
+            book.in_flight = 0
+            book.state = JobState.FAILED
+            if book.error_code is None:
+                book.error_code, book.error_diag = code, diag
+        worker.stopped = worker.lost = True
+        worker.node = None
+        worker.in_flight = worker.busy_slots = worker.free_cores = worker.want_cores = 0
+        worker.plain.clear()
+        worker.known_jobs.clear()
+        return LostWork(rank, tuple(results), plain, failed)
 
     # --- views --------------------------------------------------------------------------------
 

@@ -26,7 +26,15 @@ from hpcpilot.model.ranges import RangeState
 from hpcpilot.model.results import OutputFile, RangeResult
 from hpcpilot.model.states import JobState
 from hpcpilot.parallel.books import Books, JobBook, JobPhase
-from hpcpilot.parallel.messages import Assignment, Kill, Message, Stop, WorkerBye, WorkerUpdate
+from hpcpilot.parallel.messages import (
+    Assignment,
+    Kill,
+    Message,
+    Stop,
+    WorkerBye,
+    WorkerLost,
+    WorkerUpdate,
+)
 from hpcpilot.parallel.outcome import job_report, merge_inputs, settle_event_service
 from hpcpilot.parallel.staging import JobStaging, Staged
 from hpcpilot.parallel.status import Progress, RateMeter, format_status
@@ -223,6 +231,8 @@ class Coordinator:
             self._on_update(rank, message)
         elif isinstance(message, WorkerBye):
             self._on_bye(rank, message)
+        elif isinstance(message, WorkerLost):
+            self.worker_lost(rank, message.why)
         else:
             log.warning("unexpected %s from rank %d", type(message).__name__, rank)
 
@@ -267,6 +277,37 @@ class Coordinator:
                 self.journal.append("returned", job=panda_id, ids=ids)
         if bye.returned_plain:
             self.books.return_plain(bye.returned_plain, rank)
+
+    def worker_lost(self, rank: int, why: str) -> None:
+        """A worker rank died (MPI with fault tolerance said so): its work in flight goes to others.
+
+        Its ranges are failed attempts (journalled and reported like any failure) and are queued again;
+        its plain jobs are queued again; the run goes on with the remaining ranks.
+        """
+        worker = self.books.worker(rank)
+        if worker.lost:
+            return
+        host = worker.node.host if worker.node is not None else "unknown host"
+        lost = self.books.worker_lost(rank, f"worker rank {rank} ({host}) lost: {why}")
+        log.error(
+            "worker rank %d (%s) lost: %s; %d range(s) and %d plain job(s) it had go back to the queue",
+            rank,
+            host,
+            why,
+            len(lost.ranges),
+            len(lost.plain),
+        )
+        self.journal.append("lost", rank=rank, host=host, why=why)
+        self._hungry.discard(rank)
+        for result, state in lost.ranges:
+            self._unreported[result.panda_id].append(result)
+            self._journal_failure(result, state)
+        for panda_id in lost.plain:
+            self.journal.append("returned", job=panda_id, ids=[])
+        for panda_id in lost.failed_plain:
+            self._finish_job(self.books.jobs[panda_id])
+        self._queue_target = self._target()
+        self._update_slots()
 
     def _book_ranges(self, rank: int, results: tuple[RangeResult, ...]) -> None:
         """Book a worker's range results; journal the finished ones as one record per job."""

@@ -20,6 +20,7 @@ TAG_ASSIGNMENT = 12
 TAG_STOP = 13
 TAG_BYE = 14
 TAG_KILL = 15
+TAG_LOST = 16  # never on the wire: see WorkerLost
 
 
 @compact_pickle
@@ -193,4 +194,21 @@ class WorkerBye:
     reason: int = 0
 
 
-Message = WorkerUpdate | Assignment | Stop | Kill | WorkerBye
+@dataclass(frozen=True, slots=True)
+class WorkerLost:
+    """Made by rank 0's MPI transport, never sent: the worker rank it comes from has died.
+
+    With fault tolerance on (``parallel.fault_tolerance``), the transport turns MPI's report of a
+    failed process into this message; the coordinator takes back the rank's work.
+
+    Attributes
+    ----------
+    why
+        What MPI said.
+    """
+
+    TAG: ClassVar[int] = TAG_LOST
+    why: str
+
+
+Message = WorkerUpdate | Assignment | Stop | Kill | WorkerBye | WorkerLost

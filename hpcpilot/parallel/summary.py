@@ -62,6 +62,7 @@ def run_summary(
         "workdir": workdir,
         "wall_s": round(wall_s, 3),
         "workers": len(books.workers),
+        "lost_ranks": sorted(w.rank for w in books.workers.values() if w.lost),
         "cores": cores,
         "utilisation": round(busy / (cores * wall_s), 4) if cores and wall_s > 0 else 0.0,
         "busy_core_s": round(busy, 3),
