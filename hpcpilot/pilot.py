@@ -8,6 +8,7 @@ unexpected exception anywhere is logged with rank and host and aborts the whole 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -108,8 +109,15 @@ def _run_role(world: par.World, settings: Settings) -> int:
         worker = par.make_worker(world, link.worker, settings, layout, tuple, allocation.gpus_per_node)
         par.run_single(coordinator, worker, settings, signals)
     else:
+        tolerant = par.fault_tolerant(world, settings.parallel.fault_tolerance, os.environ)
         coordinator = Coordinator(
-            MpiCoordinatorTransport(world.comm), settings, layout, communicator, journal, printer.show, end
+            MpiCoordinatorTransport(world.comm, tolerant),
+            settings,
+            layout,
+            communicator,
+            journal,
+            printer.show,
+            end,
         )
         par.run_coordinator(coordinator, settings, signals)
     printer.finish()

@@ -88,6 +88,7 @@ _RULES: Mapping[str, _Rule] = {
     "eventservice.max_attempts": _Rule(minimum=1),
     "eventservice.prefetch_per_slot": _Rule(minimum=1),
     "parallel.batch_size": _Rule(minimum=1),
+    "parallel.fault_tolerance": _Rule(choices=("auto", "on", "off")),
     "run.log_level": _Rule(choices=("DEBUG", "INFO", "WARNING", "ERROR")),
     "run.status_mode": _Rule(choices=("auto", "redraw", "lines")),
     "eventservice.exhausted_status": _Rule(choices=("failed", "fatal")),

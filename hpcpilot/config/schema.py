@@ -265,6 +265,9 @@ class ParallelSettings:
         this long with ``sched_yield`` before it sleeps, so a round trip costs no sleep.
     journal_flush_s
         Longest a journal record waits in memory on rank 0.
+    fault_tolerance
+        A dead worker rank: ``auto`` survives it when MPI can (ULFM: Open MPI started with
+        ``--with-ft ulfm``), ``on`` tries even when that is not detected, ``off`` lets MPI end the job.
     """
 
     batch_size: int = 64
@@ -274,6 +277,7 @@ class ParallelSettings:
     idle_hot_s: float = 0.1
     yield_s: float = 0.0
     journal_flush_s: float = 1.0
+    fault_tolerance: str = "auto"
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,40 @@ def launched_ranks(env: Mapping[str, str]) -> int:
     return max(counts, default=1)
 
 
+#: Values of Open MPI's ``mpi_ft_enable`` that mean true (``mpiexec --with-ft ulfm`` sets it to 1).
+_TRUE = frozenset({"1", "true", "yes", "on", "enabled", "t", "y"})
+
+
+def ulfm_api() -> bool:
+    """Whether the MPI under mpi4py has the ULFM calls and error classes (Open MPI 5 has)."""
+    from mpi4py import MPI
+
+    classes = {MPI.ERR_PROC_FAILED, MPI.ERR_PROC_FAILED_PENDING, MPI.ERR_REVOKED}
+    calls = all(hasattr(MPI.Comm, name) for name in ("Ack_failed", "Get_failed"))
+    # where the library lacks them, mpi4py maps the classes to MPI_ERR_UNKNOWN (the MPICH wheel)
+    return calls and len(classes) == 3 and MPI.ERR_UNKNOWN not in classes
+
+
+def fault_tolerant(world: World, setting: str, env: Mapping[str, str]) -> bool:
+    """Whether rank 0 survives the death of worker ranks (``parallel.fault_tolerance``).
+
+    ``auto``: when the MPI has ULFM and the launcher enabled it (Open MPI's ``mpiexec --with-ft
+    ulfm`` sets ``OMPI_MCA_mpi_ft_enable=1``); ``on``: whenever the MPI has the ULFM calls; ``off``:
+    never (a dead rank ends the MPI job, as MPI does by default).
+    """
+    if setting == "off" or world.comm is None or world.size == 1:
+        return False
+    if not ulfm_api():
+        if setting == "on":
+            log.warning("parallel.fault_tolerance=on, but this MPI has no ULFM: a dead rank ends the job")
+        return False
+    if setting == "on" or env.get("OMPI_MCA_mpi_ft_enable", "").strip().lower() in _TRUE:
+        log.info("fault tolerance on: the work of a worker rank that dies goes to the others (ULFM)")
+        return True
+    log.debug("fault tolerance off: MPI was not started with it (Open MPI: mpiexec --with-ft ulfm)")
+    return False
+
+
 def node_cores(settings: Settings) -> int:
     """Cores this rank may give payloads: the setting, or the CPUs this process may run on."""
     return settings.node.cores or len(os.sched_getaffinity(0))

@@ -3,7 +3,8 @@
 Every MPI library here spins a full core in a blocking receive, so nothing here blocks: receivers poll
 (``improbe``) and the loops that call them sleep with `Backoff` when there is nothing to do.
 Sends are non-blocking (``isend``) and their requests are reaped lazily, so a slow worker never stalls
-the coordinator.
+the coordinator. With fault tolerance (ULFM), rank 0's end turns a worker rank's death into a
+`WorkerLost` message instead of letting MPI end the job.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
-from hpcpilot.parallel.messages import Message
+from hpcpilot.parallel.messages import Message, WorkerLost
 
 
 class CoordinatorTransport(Protocol):
@@ -170,36 +171,65 @@ class _MpiEnd:
 
         self._mpi = MPI
         self._comm = comm
-        self._sends: list[Any] = []
+        self._sends: list[tuple[int, Any]] = []  # (destination, request)
         self._reap_at = reap_at
 
     def _isend(self, dest: int, message: Message) -> None:
-        self._sends.append(self._comm.isend(message, dest=dest, tag=message.TAG))
+        self._sends.append((dest, self._comm.isend(message, dest=dest, tag=message.TAG)))
         if len(self._sends) >= self._reap_at:
-            self._sends = [r for r in self._sends if not r.Test()]
+            self._sends = [s for s in self._sends if self._pending(*s)]
+
+    def _pending(self, dest: int, request: Any) -> bool:
+        """Whether a send has not completed yet."""
+        return not request.Test()
 
     def flush(self) -> None:
         """Wait for every pending send."""
-        self._mpi.Request.Waitall(self._sends)
+        self._mpi.Request.Waitall([request for _, request in self._sends])
         self._sends.clear()
 
 
 class MpiCoordinatorTransport(_MpiEnd):
     """Rank 0's end over MPI.
 
+    With ``fault_tolerant``, MPI errors on the world communicator return instead of aborting the job
+    (``MPI_ERRORS_RETURN``), and a failed process reported by MPI (``MPI_ERR_PROC_FAILED``, ULFM) is
+    acknowledged and turned into one `WorkerLost` message from that rank; nothing more is received
+    from it or sent to it. Any other MPI error still raises.
+
     Parameters
     ----------
     comm
         The MPI communicator (``MPI.COMM_WORLD``).
+    fault_tolerant
+        Survive the death of worker ranks (see `hpcpilot.parallel.run.fault_tolerant`).
     """
 
-    def __init__(self, comm: Any) -> None:
+    def __init__(self, comm: Any, fault_tolerant: bool = False) -> None:
         super().__init__(comm, reap_at=32)
         self._status = self._mpi.Status()
         self.worker_ranks = tuple(range(1, comm.Get_size()))
+        self.fault_tolerant = fault_tolerant
+        self.failed: set[int] = set()  # ranks MPI reported dead
+        self._lost: list[tuple[int, Message]] = []  # their WorkerLost messages, not yet polled
+        if fault_tolerant:
+            comm.Set_errhandler(self._mpi.ERRORS_RETURN)
 
     def poll(self, limit: int) -> list[tuple[int, Message]]:
-        """Receive what has arrived from any worker."""
+        """Receive what has arrived from any worker (and the news of dead ones)."""
+        if not self.fault_tolerant:
+            return self._receive(limit)
+        try:
+            out = self._receive(limit)
+        except self._mpi.Exception as exc:
+            self._on_error(exc)
+            out = []
+        out = [(rank, m) for rank, m in out if rank not in self.failed]
+        if self._lost:
+            out[:0], self._lost = self._lost, []
+        return out
+
+    def _receive(self, limit: int) -> list[tuple[int, Message]]:
         out: list[tuple[int, Message]] = []
         mpi, comm, status = self._mpi, self._comm, self._status
         while len(out) < limit:
@@ -210,8 +240,60 @@ class MpiCoordinatorTransport(_MpiEnd):
         return out
 
     def send(self, rank: int, message: Message) -> None:
-        """Start a non-blocking send to one worker."""
-        self._isend(rank, message)
+        """Start a non-blocking send to one worker (nothing is sent to a dead one)."""
+        if not self.fault_tolerant:
+            self._isend(rank, message)
+            return
+        if rank in self.failed:
+            return
+        try:
+            self._isend(rank, message)
+        except self._mpi.Exception as exc:
+            self._on_error(exc, rank)
+
+    def _pending(self, dest: int, request: Any) -> bool:
+        if not self.fault_tolerant:
+            return not request.Test()
+        if dest in self.failed:
+            return False  # abandoned: it can never complete
+        try:
+            return not request.Test()
+        except self._mpi.Exception as exc:
+            self._on_error(exc, dest)
+            return False
+
+    def flush(self) -> None:
+        """Wait for every pending send to a live worker."""
+        if not self.fault_tolerant:
+            super().flush()
+            return
+        for dest, request in self._sends:
+            if dest in self.failed:
+                continue
+            try:
+                request.Wait()
+            except self._mpi.Exception as exc:
+                self._on_error(exc, dest)
+        self._sends.clear()
+
+    def _on_error(self, exc: Any, dest: int | None = None) -> None:
+        """Book the ranks MPI reports dead; re-raise any other error."""
+        mpi = self._mpi
+        if exc.Get_error_class() not in (mpi.ERR_PROC_FAILED, mpi.ERR_PROC_FAILED_PENDING):
+            raise exc
+        why = f"{exc.Get_error_string()} (MPI error class {exc.Get_error_class()})"
+        self._comm.Ack_failed()  # receives from any source work again
+        failed, world = self._comm.Get_failed(), self._comm.Get_group()
+        try:
+            dead = set(mpi.Group.Translate_ranks(failed, list(range(failed.Get_size())), world))
+        finally:
+            failed.Free()
+            world.Free()
+        if dest is not None:
+            dead.add(dest)
+        for rank in sorted(dead - self.failed - {0}):
+            self.failed.add(rank)
+            self._lost.append((rank, WorkerLost(why)))
 
 
 class MpiWorkerTransport(_MpiEnd):
