@@ -104,3 +104,29 @@ def test_a_lost_worker_s_ranges_finish_on_the_other(tmp_path: Path) -> None:
     s = coordinator.summary()
     assert s["ranges"]["finished"] == N_RANGES and s["ranges"]["failed_attempts"] == len(retried)
     assert s["lost_ranks"] == [1]
+
+
+def test_when_every_worker_is_lost_the_run_ends_with_the_work_not_done(tmp_path: Path) -> None:
+    settings = Settings(eventservice=EventServiceSettings(mode="sleep"), node=NodeSettings(cores=2))
+    settings = replace(settings, parallel=replace(settings.parallel, journal_flush_s=0.01))
+    layout = WorkLayout(tmp_path)
+    comm = Scripted(settings, layout, None, 0, 0.01)
+    hub = Hub((1,))
+    jnl = Journal(layout.journal)
+    coordinator = Coordinator(hub, settings, layout, comm, jnl, lambda line: None)
+    worker = par.make_worker(par.World(1, 2, "node1"), WorkerEnd(hub, 1), settings, layout, tuple)
+    steps = 0
+    while not coordinator.done and steps < 100_000:
+        steps += 1
+        coordinator.step()
+        if len(comm.reported) < 20:
+            worker.step()
+        elif not coordinator.books.worker(1).lost:
+            hub.inbox.append((1, WorkerLost("MPI_ERR_PROC_FAILED: Process Failure")))
+    jnl.close()
+    assert coordinator.done
+    s = coordinator.summary()
+    assert s["lost_ranks"] == [1] and s["drained_by"] == "KILL_SIGNAL"
+    [job] = s["jobs"]
+    assert job["state"] == "failed" and "not done" in job["error_diag"]
+    assert 0 < s["ranges"]["not_done"] < N_RANGES and s["ranges"]["finished"] >= 20
