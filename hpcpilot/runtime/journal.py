@@ -18,6 +18,8 @@ Records that make a run resumable (``hpcpilot run --resume``) and readable by ``
 
     {"t": ..., "ev": "run", "host": "nid001", "pid": 4242, "ranks": 4, "resume": false}   (a run starts)
     {"t": ..., "ev": "worker", "rank": 3, "host": "nid003", "cores": 64}   (a worker said hello)
+    {"t": ..., "ev": "lost", "rank": 3, "host": "nid003", "why": "..."}   (a worker rank died, MPI
+                       with fault tolerance; its ranges follow as "failed" records with code 1200)
     {"t": ..., "ev": "job", "job": 1001, "state": "starting", "def": {...}}   (first record of a job:
                                                    its definition, `hpcpilot.model.job.job_record`)
     {"t": ..., "ev": "ranges", "job": 1001, "ranges": [{range wire dict}, ...]}   (ranges received)
