@@ -82,15 +82,20 @@ def job_figures(data: MonitorData | None) -> dict[int, dict[str, float]]:
     return out
 
 
-def _cells(cells: list[str], widths: list[int]) -> str:
+def _cells(cells: list[str], widths: list[int], left: frozenset[int]) -> str:
     return "  ".join(
-        c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
     )
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+def _table(headers: list[str], rows: list[list[str]], left: frozenset[int] = frozenset({0})) -> list[str]:
+    """Aligned columns: those in ``left`` to the left, the others to the right."""
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-    return [_cells(headers, widths), "  ".join("-" * w for w in widths), *(_cells(r, widths) for r in rows)]
+    return [
+        _cells(headers, widths, left),
+        "  ".join("-" * w for w in widths),
+        *(_cells(r, widths, left) for r in rows),
+    ]
 
 
 # --- status -----------------------------------------------------------------------------------
@@ -210,5 +215,8 @@ def report_tables(
     lines += _table(["rank", "host", "finished", "failures", "busy slot-s"], node_rows)
     failure_rows = [[str(f.code), str(f.count), f.example[-100:]] for f in view.failure_table()]
     lines += ["", "failures by code"]
-    lines += _table(["code", "count", "example"], failure_rows) if failure_rows else ["  none"]
+    if failure_rows:
+        lines += _table(["code", "count", "example"], failure_rows, frozenset({0, 2}))
+    else:
+        lines.append("none")
     return "\n".join(lines) + "\n"
