@@ -722,6 +722,7 @@ class Coordinator:
             jobs_total=len(books.jobs) + len(self._bad_jobs),
             busy_slots=books.busy_slots,
             total_slots=slots,
+            failed_attempts=books.ranges_failed_attempts,
         )
 
     def _status(self, now: float) -> None:
