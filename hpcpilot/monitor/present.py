@@ -85,7 +85,7 @@ def job_figures(data: MonitorData | None) -> dict[int, dict[str, float]]:
 def _cells(cells: list[str], widths: list[int], left: frozenset[int]) -> str:
     return "  ".join(
         c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-    )
+    ).rstrip()
 
 
 def _table(headers: list[str], rows: list[list[str]], left: frozenset[int] = frozenset({0})) -> list[str]:
@@ -158,6 +158,12 @@ def _num(value: float | None, scale: float = 1.0, fmt: str = "{:.0f}") -> str:
     return "-" if value is None else fmt.format(value * scale)
 
 
+def _tail(text: str, most: int = 100) -> str:
+    """The end of a diagnosis (where the cause is), marked when cut."""
+    text = " ".join(text.split())
+    return text if len(text) <= most else "..." + text[-most + 3 :]
+
+
 def report_tables(
     view: RunView, data: MonitorData | None, summary: Mapping[str, Any] | None, workdir: str
 ) -> str:
@@ -213,7 +219,7 @@ def report_tables(
         )
     lines += ["", "nodes"]
     lines += _table(["rank", "host", "finished", "failures", "busy slot-s"], node_rows)
-    failure_rows = [[str(f.code), str(f.count), f.example[-100:]] for f in view.failure_table()]
+    failure_rows = [[str(f.code), str(f.count), _tail(f.example)] for f in view.failure_table()]
     lines += ["", "failures by code"]
     if failure_rows:
         lines += _table(["code", "count", "example"], failure_rows, frozenset({0, 2}))
