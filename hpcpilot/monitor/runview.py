@@ -197,6 +197,8 @@ class RunView:
         if not ids:  # a plain job handed out
             job.event_service = False
         self._see(job, ids)
+        if job.state == "starting":  # the journal records a job's start and end, not its running
+            job.state = "running"
         w = self._worker(rank)
         w.assigned += len(ids) or 1
         w.first_t = w.first_t or float(r.get("t", 0.0))
