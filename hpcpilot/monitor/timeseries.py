@@ -40,6 +40,9 @@ CHUNK = 1024
 RETRIES = 5
 RETRY_PAUSE_S = 0.2
 
+#: Most rows kept in memory while the file cannot be written.
+MAX_PENDING_ROWS = 200_000
+
 
 def node_table(rank: int) -> str:
     """The path of a worker's node table: ``nodes/rank-0003``."""
@@ -84,6 +87,19 @@ class TimeSeriesWriter:
         pending.attrs = {"panda_id": panda_id}
         pending.rows.append({**values, "rank": float(rank)})
 
+    def _bound(self) -> None:
+        """Drop the oldest queued rows beyond `MAX_PENDING_ROWS` (the file stayed unwritable)."""
+        excess = self.pending_rows - MAX_PENDING_ROWS
+        if excess <= 0:
+            return
+        log.warning("%s: dropping %d queued rows that could not be written", self.path, excess)
+        for pending in self._pending.values():
+            cut = min(excess, len(pending.rows))
+            del pending.rows[:cut]
+            excess -= cut
+            if excess <= 0:
+                break
+
     @property
     def pending_rows(self) -> int:
         """Rows waiting for the next flush."""
@@ -96,7 +112,11 @@ class TimeSeriesWriter:
         """
         if not self._pending:
             return True
+        self._bound()
         try:
+            aside = _set_aside(self.path)
+            if aside is not None:
+                log.warning("%s is not an HDF5 file: moved to %s, starting a new one", self.path, aside)
             with _open(self.path, "a") as f:
                 f.attrs["format"] = FORMAT
                 f.attrs["version"] = VERSION
@@ -111,16 +131,33 @@ class TimeSeriesWriter:
         return True
 
 
+def _file(path: Path, mode: str) -> h5py.File:
+    """``h5py.File`` with HDF5's file locking where the filesystem has it (Lustre may not)."""
+    try:
+        return h5py.File(path, mode, locking="best-effort")
+    except (ValueError, TypeError):  # an HDF5 older than 1.12.1: no best-effort locking
+        return h5py.File(path, mode)
+
+
 def _open(path: Path, mode: str) -> h5py.File:
     """Open the file, trying again while another process holds it."""
     for attempt in range(RETRIES):
         try:
-            return h5py.File(path, mode)
-        except (OSError, BlockingIOError):
+            return _file(path, mode)
+        except OSError:
             if attempt == RETRIES - 1:
                 raise
             time.sleep(RETRY_PAUSE_S)
     raise AssertionError("unreachable")
+
+
+def _set_aside(path: Path) -> Path | None:
+    """Rename a file that exists but is no HDF5 file (a write cut short); None if it is fine."""
+    if not path.exists() or h5py.is_hdf5(path):
+        return None
+    aside = path.with_name(f"{path.name}.unreadable-{int(time.time())}")
+    path.rename(aside)
+    return aside
 
 
 def append_rows(group: h5py.Group, rows: list[dict[str, float]], attrs: Mapping[str, Any]) -> None:
@@ -179,7 +216,7 @@ def read_series(path: Path) -> MonitorData | None:
         return None
     for attempt in range(RETRIES):
         try:
-            with h5py.File(path, "r") as f:
+            with _file(path, "r") as f:
                 return MonitorData(
                     nodes={int(t.attrs.get("rank", -1)): t for t in _tables(f, "nodes")},
                     jobs={int(t.attrs.get("panda_id", -1)): t for t in _tables(f, "jobs")},

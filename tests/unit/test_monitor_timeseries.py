@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -51,18 +53,64 @@ def test_a_new_writer_appends_and_never_replaces(tmp_path: Path) -> None:
         assert f["nodes/rank-0001/t"].chunks is not None and f["nodes/rank-0001/t"].maxshape == (None,)
 
 
-def test_rows_stay_queued_when_the_file_cannot_be_written(
+def test_rows_stay_queued_while_the_file_cannot_be_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(ts, "RETRY_PAUSE_S", 0.0)
+    monkeypatch.setattr(ts, "MAX_PENDING_ROWS", 2)
+    path = tmp_path / "later" / "monitor.h5"  # its directory does not exist yet
+    writer = TimeSeriesWriter(path)
+    for t in (1.0, 2.0, 3.0):
+        writer.add_node_row(1, "a", {"t": t})
+    assert not writer.flush()
+    assert writer.pending_rows == 2 and writer.failed_flushes == 1  # the oldest row dropped
+    path.parent.mkdir()
+    assert writer.flush()
+    data = read_series(path)
+    assert data is not None and data.nodes[1].columns["t"].tolist() == [2.0, 3.0]
+
+
+def test_a_file_held_by_another_process_is_written_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ts, "RETRY_PAUSE_S", 0.01)
+    path = tmp_path / "monitor.h5"
+    writer = TimeSeriesWriter(path)
+    writer.add_node_row(1, "a", {"t": 1.0})
+    assert writer.flush()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        writer.add_node_row(1, "a", {"t": 2.0})
+        locked = not writer.flush()
+    finally:
+        holder.communicate("", timeout=30)  # closing its stdin ends it
+    if not locked:
+        pytest.skip("this filesystem has no HDF5 file locking")
+    assert writer.pending_rows == 1
+    assert writer.flush()
+    data = read_series(path)
+    assert data is not None and data.nodes[1].columns["t"].tolist() == [1.0, 2.0]
+
+
+HOLD = """
+import sys, h5py
+with h5py.File(sys.argv[1], "a"):
+    print("open", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_file_that_is_no_hdf5_is_set_aside(tmp_path: Path) -> None:
     path = tmp_path / "monitor.h5"
     path.write_text("not an HDF5 file")
     writer = TimeSeriesWriter(path)
     writer.add_node_row(1, "a", {"t": 1.0})
-    assert not writer.flush()
-    assert writer.pending_rows == 1 and writer.failed_flushes == 1
-    path.unlink()
     assert writer.flush()
+    (aside,) = tmp_path.glob("monitor.h5.unreadable-*")
+    assert aside.read_text() == "not an HDF5 file"  # kept, not replaced
     data = read_series(path)
     assert data is not None and len(data.nodes[1]) == 1
 
