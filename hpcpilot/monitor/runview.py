@@ -94,6 +94,7 @@ class RunView:
     _failures: dict[int, list[Any]] = field(default_factory=dict)
     _where: dict[str, int] = field(default_factory=dict)
     _ids: dict[int, set[str]] = field(default_factory=dict)
+    _done: dict[int, set[str]] = field(default_factory=dict)
 
     # --- totals -------------------------------------------------------------------------------
 
@@ -210,16 +211,21 @@ class RunView:
         job, rank = self._job(r), int(r.get("rank", -1))
         ids = [str(i) for i in r.get("ids", ())]
         self._see(job, ids)
-        job.finished += len(ids)
-        job.n_events += sum(int(n or 0) for n in r.get("nevents", ()))
-        job.bytes_out += sum(int(n or 0) for n in r.get("fsize", ()))
-        w = self._worker(rank)
-        w.finished += len(ids)
-        w.last_t = max(w.last_t, float(r.get("t_end", r.get("t", 0.0))))
+        nevents, fsize = list(r.get("nevents", ())), list(r.get("fsize", ()))
+        done = self._done.setdefault(job.panda_id, set())
         start = float(r.get("t", 0.0))
         end = float(r.get("t_end", start))
-        n = len(ids)
-        self.finished_times.extend((start + (end - start) * (k + 1) / n, 1) for k in range(n))
+        w = self._worker(rank)
+        w.last_t = max(w.last_t, end)
+        for k, rid in enumerate(ids):
+            if rid in done:  # journalled again (a resumed run): counted once
+                continue
+            done.add(rid)
+            job.finished += 1
+            w.finished += 1
+            job.n_events += int(nevents[k] or 0) if k < len(nevents) else 0
+            job.bytes_out += int(fsize[k] or 0) if k < len(fsize) else 0
+            self.finished_times.append((start + (end - start) * (k + 1) / len(ids), 1))
 
     def _on_failed(self, r: Mapping[str, Any]) -> None:
         job = self._job(r)
@@ -235,7 +241,12 @@ class RunView:
             self._worker(rank).failures += 1
 
     def _on_fatal(self, r: Mapping[str, Any]) -> None:
-        self._job(r).fatal += 1
+        job = self._job(r)
+        rid = str(r.get("id", ""))
+        done = self._done.setdefault(job.panda_id, set())
+        if rid not in done:
+            done.add(rid)
+            job.fatal += 1
 
     def _on_end(self, r: Mapping[str, Any]) -> None:
         self.ended = True

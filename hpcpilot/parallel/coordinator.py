@@ -145,7 +145,7 @@ class Coordinator:
         if now >= self._next_status:
             self._status(now)
             self._next_status = now + self.settings.run.status_interval_s
-        self.monitor.tick(list(self.books.workers.values()))
+        self.monitor.tick(self.books.workers.values())
         if self.comm.heartbeat_s and now >= self._next_heartbeat:
             self._heartbeat()
             self._next_heartbeat = now + self.comm.heartbeat_s

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from hpcpilot.config.schema import MonitorSettings
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 
 #: Least seconds between two of rank 0's own rows for one worker.
 NODE_ROW_MIN_S = 0.5
+
+#: Most seconds between two looks for silent workers.
+SILENT_CHECK_S = 5.0
 
 #: Column names of rank 0's own rows.
 IN_FLIGHT = "in_flight"
@@ -47,6 +51,7 @@ class RunMonitor:
         self._heard: dict[int, float] = {}
         self._silent: set[int] = set()
         self._next_write = time.monotonic() + settings.write_interval_s
+        self._next_check = 0.0
 
     def on_update(
         self, worker: WorkerBook, samples: tuple[MetricSample, ...], slots: int, force: bool = False
@@ -92,15 +97,16 @@ class RunMonitor:
         """A job's resource figures so far."""
         return self.aggregator.figures(panda_id, wall_s)
 
-    def tick(self, workers: list[WorkerBook]) -> None:
-        """Periodic work: append to the file when due; warn about silent workers."""
+    def tick(self, workers: Iterable[WorkerBook]) -> None:
+        """Periodic work: append to the file when due; look for silent workers now and then."""
         now = time.monotonic()
         if now >= self._next_write:
             self.series.flush()
             self._next_write = now + self.settings.write_interval_s
         limit = self.settings.silent_worker_s
-        if limit <= 0:
+        if limit <= 0 or now < self._next_check:
             return
+        self._next_check = now + min(limit / 10, SILENT_CHECK_S)
         for worker in workers:
             rank = worker.rank
             heard = self._heard.setdefault(rank, now)

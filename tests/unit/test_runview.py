@@ -54,7 +54,7 @@ def test_counts_without_the_new_record_kinds() -> None:
     view = run_view(records(with_new_kinds=False))
     assert view.ranges_total == 10 and view.ranges_finished == 4 and view.ranges_fatal == 1
     assert view.failed_attempts == 3
-    assert view.jobs[5].n_events == 40 and view.jobs[5].state == "starting"
+    assert view.jobs[5].n_events == 40 and view.jobs[5].state == "running"
     assert view.workers[1].finished == 4 and view.workers[1].failures == 2 and view.workers[2].failures == 1
     assert view.workers[1].host == "" and view.run is None
     table = view.failure_table()
@@ -116,7 +116,15 @@ def test_status_and_report_text(tmp_path: Path) -> None:
     assert "3.5" in node_line  # the latest load
     report = report_tables(view, data, {"wall_s": 6.0, "workers": 2, "cores": 8, "utilisation": 0.5}, "/w")
     job_line = next(line for line in report.splitlines() if line.startswith("5 "))
-    assert job_line.split() == ["5", "starting", "0", "4", "1", "10", "40", "12.5", "2", "-"]
+    assert job_line.split() == ["5", "running", "0", "4", "1", "10", "40", "12.5", "2", "-"]
     node1 = next(line for line in report.splitlines() if line.startswith("rank 1"))
     assert node1.split() == ["rank", "1", "nid001", "4", "2", "8.0"]
     assert "1305      2  exit 4" in report and "1150      1  looping" in report
+
+
+def test_ranges_journalled_again_are_counted_once() -> None:
+    recs = records(with_new_kinds=True)
+    again = [r for r in recs if r["ev"] in ("finished", "fatal")]
+    view = run_view([*recs, {"t": T0 + 9, "ev": "run", "host": "h", "pid": 1, "resume": True}, *again])
+    assert view.ranges_finished == 4 and view.ranges_fatal == 1 and view.jobs[5].n_events == 40
+    assert view.workers[1].finished == 4 and len(view.finished_times) == 4
