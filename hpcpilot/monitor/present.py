@@ -181,9 +181,16 @@ def report_tables(
         + (" (ended)" if view.ended else " (no end record)")
     )
     figures = job_figures(data)
+    cpu_books = {
+        int(j["PandaID"]): float(j["cpu_s"])
+        for j in (summary or {}).get("jobs", ())
+        if isinstance(j, dict) and "cpu_s" in j
+    }
     job_rows = []
     for job in sorted(view.jobs.values(), key=lambda j: j.panda_id):
-        fig = figures.get(job.panda_id, {})
+        fig = dict(figures.get(job.panda_id, {}))
+        if job.panda_id in cpu_books:  # the payloads' own figure, as reported to the workload manager
+            fig["cpu_s"] = cpu_books[job.panda_id]
         job_rows.append(
             [
                 str(job.panda_id),
