@@ -16,7 +16,7 @@ import pytest
 from hpcpilot.demo.jobs import demo_job
 from hpcpilot.monitor.plot import HEIGHT_PX, WIDTH_PX
 from hpcpilot.monitor.timeseries import read_series
-from tests.conftest import REPO, RunPilot, journal, pilot_env, write_jobs
+from tests.conftest import REPO, RunPilot, journal, pilot_env, summary, write_jobs
 
 pytestmark = pytest.mark.mpi
 
@@ -75,6 +75,7 @@ def test_report_of_a_real_run(run_pilot: RunPilot, mpiexec: Path, tmp_path: Path
     assert len(fatal) == 1 and len(failed) == 2
     (job_row,) = table(report.stdout, "jobs")
     assert job_row[:7] == ["61", "finished", "0", str(sum(finished.values())), "1", "30", str(events)]
+    assert job_row[7] == f"{summary(tmp_path)['jobs'][0]['cpu_s']:.1f}"
     nodes = {int(row[1]): row for row in table(report.stdout, "nodes")}
     assert set(nodes) == {1, 2}
     for rank, row in nodes.items():
