@@ -2,8 +2,9 @@
 
 The glue between the coordinator and the monitor family's pure parts (`MetricsAggregator`,
 `TimeSeriesWriter`). Besides the workers' samples, rank 0 writes a row of what it knows itself for
-every worker update (busy slots, ranges in flight; at most one per ``NODE_ROW_MIN_S`` and worker), so the
-utilisation picture of ``hpcpilot report`` exists even without monitor plugins.
+every worker update (busy slots, ranges in flight; at most one per ``NODE_ROW_MIN_S`` and worker, the
+latest state of a thinned-out update written once that time has passed), so the utilisation picture
+of ``hpcpilot report`` exists even without monitor plugins.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class RunMonitor:
         self._last_row: dict[int, float] = {}
         self._heard: dict[int, float] = {}
         self._silent: set[int] = set()
+        self._held: dict[int, tuple[str, dict[str, float]]] = {}
         self._next_write = time.monotonic() + settings.write_interval_s
         self._next_check = 0.0
 
@@ -83,15 +85,27 @@ class RunMonitor:
                     self.series.add_node_row(worker.rank, host, values)
                 else:
                     self.series.add_job_row(sample.panda_id, worker.rank, values)
+        row = {
+            "t": time.time(),
+            BUSY_SLOTS: float(worker.busy_slots),
+            IN_FLIGHT: float(worker.in_flight),
+            SLOTS: float(slots),
+        }
         if force or now_mono - self._last_row.get(worker.rank, -NODE_ROW_MIN_S) >= NODE_ROW_MIN_S:
-            self._last_row[worker.rank] = now_mono
-            row = {
-                "t": time.time(),
-                BUSY_SLOTS: float(worker.busy_slots),
-                IN_FLIGHT: float(worker.in_flight),
-                SLOTS: float(slots),
-            }
-            self.series.add_node_row(worker.rank, host, row)
+            self._write_row(worker.rank, host, row, now_mono)
+        else:  # too soon: the latest state waits (a change must not be lost, only thinned)
+            self._held[worker.rank] = (host, row)
+
+    def _write_row(self, rank: int, host: str, row: dict[str, float], now_mono: float) -> None:
+        self._last_row[rank] = now_mono
+        self._held.pop(rank, None)
+        self.series.add_node_row(rank, host, row)
+
+    def _release_held(self, now_mono: float, all_of_them: bool = False) -> None:
+        """Write the held rows of workers whose last row is old enough (all of them at the end)."""
+        for rank, (host, row) in list(self._held.items()):
+            if all_of_them or now_mono - self._last_row.get(rank, 0.0) >= NODE_ROW_MIN_S:
+                self._write_row(rank, host, row, now_mono)
 
     def figures(self, panda_id: int, wall_s: float) -> JobFigures:
         """A job's resource figures so far."""
@@ -100,6 +114,8 @@ class RunMonitor:
     def tick(self, workers: Iterable[WorkerBook]) -> None:
         """Periodic work: append to the file when due; look for silent workers now and then."""
         now = time.monotonic()
+        if self._held:
+            self._release_held(now)
         if now >= self._next_write:
             self.series.flush()
             self._next_write = now + self.settings.write_interval_s
@@ -124,4 +140,5 @@ class RunMonitor:
 
     def close(self) -> None:
         """The run ends: write what is left."""
+        self._release_held(time.monotonic(), all_of_them=True)
         self.series.flush()

@@ -15,6 +15,7 @@ from hpcpilot.model.layout import WorkLayout
 from hpcpilot.model.metrics import MetricSample
 from hpcpilot.model.states import JobState
 from hpcpilot.monitor.timeseries import read_series
+from hpcpilot.parallel import monitoring
 from hpcpilot.parallel import run as par
 from hpcpilot.parallel.books import WorkerBook
 from hpcpilot.parallel.coordinator import Coordinator
@@ -127,3 +128,23 @@ def test_no_warning_when_disabled(tmp_path: Path, caplog: pytest.LogCaptureFixtu
     time.sleep(0.02)
     monitor.tick([worker])
     assert "not been heard" not in caplog.text
+
+
+def test_rank0_rows_are_thinned_but_the_latest_state_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(monitoring, "NODE_ROW_MIN_S", 0.05)
+    monitor = RunMonitor(MonitorSettings(write_interval_s=3600), tmp_path)
+    worker = WorkerBook(2, node=NodeInfo(2, "nid002", 4))
+    for busy in (2, 1, 0):  # three updates in a burst: the first is written, the last is held
+        worker.busy_slots = busy
+        monitor.on_update(worker, (), 4)
+    time.sleep(0.1)
+    monitor.tick([worker])  # the held row goes out once its time has come
+    for busy in (3, 4):  # soon after that row: held, the latest kept until the end
+        worker.busy_slots = busy
+        monitor.on_update(worker, (), 4)
+    monitor.close()
+    data = read_series(tmp_path / "monitor.h5")
+    assert data is not None
+    assert data.nodes[2].columns["busy_slots"].tolist() == [2.0, 0.0, 4.0]
