@@ -10,6 +10,8 @@ Commands:
     hpcpilot config show  [same options as run]
     hpcpilot config check FILE...
     hpcpilot plugins
+    hpcpilot status   WORKDIR [--monitor-file F]
+    hpcpilot report   WORKDIR [--monitor-file F] [--plot FILE.png]
 
 Exit codes of ``run`` and ``demo``: 0 every job finished; 3 some job failed; 2 bad configuration or
 unusable work directory; 1 an unexpected error (the MPI job is aborted).
@@ -91,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--dry-run", action="store_true", help="print the script and command only")
 
     sub.add_parser("plugins", help="list plugin families, names, origins and load status")
+
+    status = sub.add_parser("status", help="how a run (going on or ended) stands, from its work directory")
+    status.add_argument("workdir", type=Path, help="the run's work directory")
+    status.add_argument("--monitor-file", default="monitor.h5", help="the time series (monitor.file)")
+    report = sub.add_parser("report", help="summary tables of a run, and a picture with --plot")
+    report.add_argument("workdir", type=Path, help="the run's work directory")
+    report.add_argument("--monitor-file", default="monitor.h5", help="the time series (monitor.file)")
+    report.add_argument("--plot", type=Path, metavar="FILE.png", help="draw utilisation and progress")
     return parser
 
 
@@ -150,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_demo(args)
     if args.command == "config":
         return _cmd_config(args)
+    if args.command in ("status", "report"):
+        return _cmd_inspect(args)
     if args.command in ("launch", "submit"):
         from hpcpilot.launching import launch_command, submit_command
 
@@ -248,6 +260,31 @@ def _cmd_config(args: argparse.Namespace) -> int:
         else:
             print(f"ok   {path}")
     return status
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from hpcpilot.monitor import present
+    from hpcpilot.monitor.workdir import read_run
+
+    workdir = args.workdir.resolve()
+    if not workdir.is_dir():
+        print(f"hpcpilot {args.command}: {workdir} is not a directory", file=sys.stderr)
+        return ExitCode.CONFIG
+    run = read_run(workdir, args.monitor_file)
+    if args.command == "status":
+        sys.stdout.write(present.format_status(run.view, run.live, run.data, str(workdir)))
+        return ExitCode.OK
+    sys.stdout.write(present.report_tables(run.view, run.data, run.summary, str(workdir)))
+    if args.plot is not None:
+        from hpcpilot.monitor.plot import plot_run
+
+        try:
+            plot_run(run.view, run.data, args.plot, title=f"hpcpilot run in {workdir.name}")
+        except ConfigError as exc:
+            print(f"hpcpilot report: {exc}", file=sys.stderr)
+            return ExitCode.CONFIG
+        print(f"picture written to {args.plot}", file=sys.stderr)
+    return ExitCode.OK
 
 
 def _cmd_plugins() -> int:

@@ -131,6 +131,9 @@ class JobReport:
         The job's log tarball (``path``, ``fsize``, ``adler32``) once it exists.
     metrics
         Resource figures where known, under PanDA's names (``maxRSS``, ``totRBYTES``, ...).
+    job_metrics
+        Further ``name=value`` words (space-separated) for PanDA's ``jobMetrics`` field: metrics of
+        user monitor plugins.
     host
         The node the report comes from (rank 0's host).
     """
@@ -151,6 +154,7 @@ class JobReport:
     log: dict[str, object] | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     host: str = ""
+    job_metrics: str = ""
 
 
 class Communicator(ABC):

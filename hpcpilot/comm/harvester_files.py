@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpcpilot.comm.base import JobReport
+from hpcpilot.comm.panda_api import METRIC_PARAMS
 from hpcpilot.comm.wire import parse_json_object
 from hpcpilot.model.errors import CommunicatorError
 from hpcpilot.model.job import Job
@@ -255,9 +256,12 @@ def worker_attributes(report: JobReport, job: Job | None, batch_id: str) -> dict
         attrs["nInputFiles"] = len(job.input_files)
     if batch_id:
         attrs["batchID"] = batch_id
-    if report.ranges:
-        attrs["jobMetrics"] = " ".join(f"{k}={v}" for k, v in report.ranges.items())
-    attrs.update(report.metrics)
+    words = [f"{k}={v}" for k, v in report.ranges.items()]
+    if report.job_metrics:
+        words.append(report.job_metrics)
+    if words:
+        attrs["jobMetrics"] = " ".join(words)
+    attrs.update((k, v) for k, v in report.metrics.items() if k in METRIC_PARAMS)  # PanDA's names only
     return attrs
 
 

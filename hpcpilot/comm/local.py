@@ -112,7 +112,10 @@ class LocalCommunicator(Communicator):
             "wallTime": round(report.wall_s, 3),
             "coreCount": report.core_count,
             "timestamp": time.time(),
+            **report.metrics,
         }
+        if report.job_metrics:
+            self._reports[str(report.panda_id)]["jobMetrics"] = report.job_metrics
         write_json_atomic(self.layout.results, self._reports)
 
     def _range_feed(self) -> dict[str, list[Any]]:

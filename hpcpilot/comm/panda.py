@@ -325,6 +325,7 @@ class PandaCommunicator(Communicator):
             n_events=report.n_events if (report.n_events or final) else None,
             attempt_nr=job.attempt_nr if job is not None else None,
             metrics=tuple(report.metrics.items()),
+            job_metrics=report.job_metrics,
             output_report=self._output_report(report, job) if final else "",
         )
         kind = OutboxKind.FINAL if final else OutboxKind.HEARTBEAT

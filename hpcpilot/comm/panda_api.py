@@ -194,6 +194,7 @@ _UPDATE_NAMES: Mapping[str, tuple[str, str]] = {
     "attempt_nr": ("attempt_nr", "attemptNr"),
     "batch_id": ("batch_id", "batchID"),
     "output_report": ("job_output_report", "xml"),
+    "job_metrics": ("job_metrics", "jobMetrics"),
 }
 
 
@@ -370,6 +371,8 @@ class JobUpdate:
         Resource figures under PanDA's names (``maxRSS``, ...); unknown names are not sent.
     output_report
         The final update's file report (JSON, see `output_report`).
+    job_metrics
+        ``name=value`` words for ``jobMetrics`` (range counts, user metrics); not sent when empty.
     """
 
     panda_id: int
@@ -389,6 +392,7 @@ class JobUpdate:
     attempt_nr: int | None = None
     metrics: tuple[tuple[str, float], ...] = ()
     output_report: str = ""
+    job_metrics: str = ""
 
     def to_record(self) -> dict[str, Any]:
         """A JSON-able dict (for the outbox on disk); `from_record` reads it back."""
@@ -455,6 +459,7 @@ def update_job(api: Api, update: JobUpdate) -> Request:
         "attempt_nr": update.attempt_nr,
         "batch_id": update.batch_id,
         "output_report": update.output_report,
+        "job_metrics": update.job_metrics or None,
     }
     index = 0 if api is Api.V1 else 1
     params: dict[str, str | int | float | None] = {

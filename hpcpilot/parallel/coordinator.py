@@ -25,7 +25,8 @@ from hpcpilot.model.layout import WorkLayout
 from hpcpilot.model.ranges import RangeState
 from hpcpilot.model.results import OutputFile, RangeResult
 from hpcpilot.model.states import JobState
-from hpcpilot.parallel.books import Books, JobBook, JobPhase
+from hpcpilot.monitor.aggregate import JobFigures
+from hpcpilot.parallel.books import Books, JobBook, JobPhase, WorkerBook
 from hpcpilot.parallel.messages import (
     Assignment,
     Kill,
@@ -35,6 +36,7 @@ from hpcpilot.parallel.messages import (
     WorkerLost,
     WorkerUpdate,
 )
+from hpcpilot.parallel.monitoring import RunMonitor
 from hpcpilot.parallel.outcome import job_report, merge_inputs, settle_event_service
 from hpcpilot.parallel.staging import JobStaging, Staged
 from hpcpilot.parallel.status import Progress, RateMeter, format_status
@@ -123,6 +125,7 @@ class Coordinator:
         self.messages_in = 0
         self.messages_out = 0
         self.staging = JobStaging(settings.data, layout)
+        self.monitor = RunMonitor(settings.monitor, layout.root)
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -150,6 +153,7 @@ class Coordinator:
         if now >= self._next_status:
             self._status(now)
             self._next_status = now + self.settings.run.status_interval_s
+        self.monitor.tick(self.books.workers.values())
         if self.comm.heartbeat_s and now >= self._next_heartbeat:
             self._heartbeat()
             self._next_heartbeat = now + self.comm.heartbeat_s
@@ -254,6 +258,7 @@ class Coordinator:
                 self._finish_job(book)
         worker.busy_slots = update.busy_slots
         worker.free_cores = update.free_cores
+        self.monitor.on_update(worker, update.samples, self._worker_slots(worker))
         if update.want_cores > 0:
             worker.want_cores = update.want_cores
             self._hungry.add(rank)
@@ -269,6 +274,7 @@ class Coordinator:
         worker.stopped = True
         worker.busy_core_s = bye.busy_core_s
         worker.busy_slots = 0
+        self.monitor.on_update(worker, (), self._worker_slots(worker), force=True)
         self._hungry.discard(rank)
         if bye.returned:
             self.books.return_ranges(bye.returned, rank)
@@ -409,7 +415,16 @@ class Coordinator:
     def _heartbeat(self) -> None:
         """Report every open job's current state (``running`` heartbeats)."""
         for book in self.books.open_jobs():
-            self.comm.report_job(job_report(book, self._host))
+            self.comm.report_job(job_report(book, self._host, self._figures(book)))
+
+    def _figures(self, book: JobBook) -> JobFigures:
+        """A job's resource figures from the monitors' samples."""
+        return self.monitor.figures(book.job.panda_id, (book.ended or time.time()) - book.started)
+
+    def _worker_slots(self, worker: WorkerBook) -> int:
+        """How many items a worker can run at once (by the smallest core count of the open jobs)."""
+        per_slot = min((b.job.core_count for b in self.books.open_jobs()), default=1)
+        return worker.node.cores // max(per_slot, 1) if worker.node is not None else 0
 
     def _update_slots(self) -> None:
         slots = self.books.total_cores
@@ -682,7 +697,7 @@ class Coordinator:
         """Report the job's final state and journal it."""
         job = book.job
         self.books.mark_done(book)
-        self.comm.report_job(job_report(book, self._host))
+        self.comm.report_job(job_report(book, self._host, self._figures(book)))
         code = int(book.error_code) if book.error_code is not None else 0
         self.journal.append("job", job=job.panda_id, state=book.state.value, code=code)
         settled = self._settled_at.pop(job.panda_id, None)
@@ -748,6 +763,7 @@ class Coordinator:
             jobs_total=len(books.jobs) + len(self._bad_jobs),
             busy_slots=books.busy_slots,
             total_slots=slots,
+            failed_attempts=books.ranges_failed_attempts,
         )
 
     def _status(self, now: float) -> None:
@@ -785,6 +801,7 @@ class Coordinator:
             if books.draining:
                 self._end_drained_jobs()
             self._flush()
+            self.monitor.close()
             self.transport.flush()
             self.ended = time.monotonic()
             self._status(self.ended)

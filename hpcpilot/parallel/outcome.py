@@ -10,6 +10,7 @@ from hpcpilot.model.errors import ErrorCode
 from hpcpilot.model.ranges import RangeState
 from hpcpilot.model.results import OutputFile
 from hpcpilot.model.states import JobState
+from hpcpilot.monitor.aggregate import JobFigures
 from hpcpilot.parallel.books import JobBook
 from hpcpilot.payload.merge import MergeInput
 
@@ -65,9 +66,14 @@ def merge_inputs(book: JobBook) -> list[MergeInput]:
     return inputs
 
 
-def job_report(book: JobBook, host: str = "") -> JobReport:
-    """The report of a job's current state for the workload manager, sent from ``host``."""
+def job_report(book: JobBook, host: str = "", figures: JobFigures | None = None) -> JobReport:
+    """The report of a job's current state for the workload manager, sent from ``host``.
+
+    ``figures`` are the job's resource figures from the monitors (`hpcpilot.monitor.aggregate`); the
+    CPU time is the payloads' own unless only the samples know it (a heartbeat of a running job).
+    """
     log = book.log
+    figures = figures or JobFigures()
     return JobReport(
         panda_id=book.job.panda_id,
         state=book.state,
@@ -81,9 +87,11 @@ def job_report(book: JobBook, host: str = "") -> JobReport:
         ),
         start_time=book.started,
         end_time=book.ended,
-        cpu_s=book.cpu_s,
+        cpu_s=book.cpu_s or figures.cpu_s,
         wall_s=(book.ended or time.time()) - book.started,
         core_count=book.job.core_count,
         log={"type": "log", "path": log.path, "fsize": log.fsize, "adler32": log.adler32} if log else None,
         host=host,
+        metrics=dict(figures.metrics),
+        job_metrics=figures.job_metrics,
     )

@@ -23,6 +23,8 @@ class Progress:
         Jobs final and known.
     busy_slots, total_slots
         Items running and slots available, all workers.
+    failed_attempts
+        Range attempts that failed (retried, or the last one of a fatal range).
     """
 
     elapsed_s: float
@@ -33,6 +35,7 @@ class Progress:
     jobs_total: int
     busy_slots: int
     total_slots: int
+    failed_attempts: int = 0
 
 
 class RateMeter:
@@ -63,7 +66,7 @@ def format_duration(seconds: float) -> str:
 
 
 def format_status(p: Progress, rate: float) -> str:
-    """The one-line status: ranges done/total, rate, ETA, busy slots, failures."""
+    """The one-line status: ranges done/total, rate, ETA, busy slots, jobs, failed attempts, fatal."""
     pct = 100.0 * p.ranges_done / p.ranges_total if p.ranges_total else 0.0
     remaining = p.ranges_total - p.ranges_done
     eta = format_duration(remaining / rate) if rate > 0 and remaining > 0 else "-"
@@ -75,6 +78,8 @@ def format_status(p: Progress, rate: float) -> str:
         f"busy {p.busy_slots}/{p.total_slots} slots",
         f"jobs {p.jobs_done}/{p.jobs_total}",
     ]
+    if p.failed_attempts:
+        parts.append(f"failed attempts {p.failed_attempts}")
     if p.ranges_failed:
         parts.append(f"fatal {p.ranges_failed}")
     return " | ".join(parts)

@@ -90,6 +90,7 @@ def job_summary(book: JobBook) -> dict[str, Any]:
         "error_code": int(book.error_code) if book.error_code is not None else 0,
         "error_diag": book.error_diag,
         "n_events": book.n_events,
+        "cpu_s": round(book.cpu_s, 3),
         "outputs": [{"path": o.path, "fsize": o.fsize, "adler32": o.adler32} for o in book.outputs],
     }
     if book.job.event_service:

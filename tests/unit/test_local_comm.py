@@ -130,6 +130,18 @@ def test_job_reports_are_written_atomically(tmp_path: Path) -> None:
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_job_reports_carry_resource_figures_and_job_metrics(tmp_path: Path) -> None:
+    from hpcpilot.comm.base import JobReport
+    from hpcpilot.model.states import JobState
+
+    c = comm(tmp_path)
+    c.report_job(JobReport(7, JobState.RUNNING, metrics={"maxRSS": 2048.0}, job_metrics="gpu_util=0.9"))
+    c.report_job(JobReport(8, JobState.RUNNING))
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["7"]["maxRSS"] == 2048.0 and data["7"]["jobMetrics"] == "gpu_util=0.9"
+    assert "maxRSS" not in data["8"] and "jobMetrics" not in data["8"]
+
+
 def test_unreadable_range_feed_fails_every_job_alike(tmp_path: Path) -> None:
     (tmp_path / "JobsEventRanges.json").write_text("{not json")
     c = comm(tmp_path)

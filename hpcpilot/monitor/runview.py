@@ -1,0 +1,342 @@
+"""What a run's journal says: ranges, jobs, workers, failures, liveness. Pure: records in, a view out.
+
+``hpcpilot status`` and ``hpcpilot report`` read the journal (`hpcpilot.runtime.journal`) and fold
+its records here. Every record kind is optional: a run from before the ``run`` / ``worker`` /
+``ranges`` / ``end`` records existed, or one still going, gives a view with what is there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+#: A journal this many seconds old, with no ``end`` and no process to check, counts as stale.
+STALE_S = 600.0
+
+#: Seconds over which the status' rate is measured.
+RATE_WINDOW_S = 120.0
+
+
+@dataclass
+class JobView:
+    """One job as the journal tells it."""
+
+    panda_id: int
+    state: str = "starting"
+    code: int = 0
+    total: int = 0
+    finished: int = 0
+    fatal: int = 0
+    failed_attempts: int = 0
+    n_events: int = 0
+    bytes_out: int = 0
+    event_service: bool = True
+
+
+@dataclass
+class WorkerView:
+    """One worker rank as the journal tells it."""
+
+    rank: int
+    host: str = ""
+    cores: int = 0
+    assigned: int = 0
+    finished: int = 0
+    failures: int = 0
+    first_t: float = 0.0
+    last_t: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class FailureView:
+    """Failed range attempts of one error code."""
+
+    code: int
+    count: int
+    example: str
+
+
+@dataclass
+class RunView:
+    """A run as its journal tells it.
+
+    Attributes
+    ----------
+    jobs, workers
+        By PandaID and by rank.
+    failures
+        Failed attempts by error code, most frequent first (see `RunView.failure_table`).
+    finished_times
+        ``(t, n)``: ``n`` ranges finished at time ``t``. A journal record gathers the ranges that
+        finished between its ``t`` and ``t_end``: they are spread evenly over that span.
+    first_t, last_t
+        Times of the first and last records.
+    run
+        The latest ``run`` record (host, pid, ranks, resume), if any.
+    ended
+        Whether an ``end`` record closes the journal.
+    drained_by
+        What the ``end`` record says drained the run.
+    records
+        Records read.
+    """
+
+    jobs: dict[int, JobView] = field(default_factory=dict)
+    workers: dict[int, WorkerView] = field(default_factory=dict)
+    finished_times: list[tuple[float, int]] = field(default_factory=list)
+    first_t: float = 0.0
+    last_t: float = 0.0
+    run: dict[str, Any] | None = None
+    ended: bool = False
+    drained_by: str | None = None
+    records: int = 0
+    _failures: dict[int, list[Any]] = field(default_factory=dict)
+    _where: dict[str, int] = field(default_factory=dict)
+    _ids: dict[int, set[str]] = field(default_factory=dict)
+    _done: dict[int, set[str]] = field(default_factory=dict)
+
+    # --- totals -------------------------------------------------------------------------------
+
+    @property
+    def ranges_total(self) -> int:
+        """Ranges known (received, or at least seen)."""
+        return sum(j.total for j in self.jobs.values())
+
+    @property
+    def ranges_finished(self) -> int:
+        """Ranges finished."""
+        return sum(j.finished for j in self.jobs.values())
+
+    @property
+    def ranges_fatal(self) -> int:
+        """Ranges failed for good."""
+        return sum(j.fatal for j in self.jobs.values())
+
+    @property
+    def failed_attempts(self) -> int:
+        """Failed attempts (retried or not)."""
+        return sum(j.failed_attempts for j in self.jobs.values())
+
+    def failure_table(self) -> list[FailureView]:
+        """Failed attempts by code, the most frequent first, each with its latest diagnosis."""
+        rows = [FailureView(code, count, diag) for code, (count, diag) in self._failures.items()]
+        return sorted(rows, key=lambda f: (-f.count, f.code))
+
+    def rate(self, window_s: float = RATE_WINDOW_S) -> float:
+        """Ranges finished per second over the last ``window_s`` seconds of the journal."""
+        if not self.finished_times:
+            return 0.0
+        end = max(t for t, _ in self.finished_times)
+        first = min(t for t, _ in self.finished_times)
+        start = max(first, end - window_s)
+        done = sum(n for t, n in self.finished_times if t > start)
+        span = end - start
+        return done / span if span > 0 else 0.0
+
+    def eta_s(self) -> float | None:
+        """Seconds until the known ranges are done at the current rate (None: unknown)."""
+        left = self.ranges_total - self.ranges_finished - self.ranges_fatal
+        rate = self.rate()
+        if left <= 0 or rate <= 0 or self.ended:
+            return None
+        return left / rate
+
+    # --- folding ------------------------------------------------------------------------------
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        """Fold one journal record."""
+        t = float(record.get("t", 0.0))
+        self.records += 1
+        self.first_t = t if not self.first_t else min(self.first_t, t)
+        self.last_t = max(self.last_t, float(record.get("t_end", t)))
+        handler = _HANDLERS.get(str(record.get("ev")))
+        if handler is not None:
+            handler(self, record)
+
+    def _job(self, record: Mapping[str, Any]) -> JobView:
+        panda_id = int(record["job"])
+        job = self.jobs.get(panda_id)
+        if job is None:
+            job = self.jobs[panda_id] = JobView(panda_id)
+            self._ids[panda_id] = set()
+        return job
+
+    def _worker(self, rank: int) -> WorkerView:
+        return self.workers.setdefault(rank, WorkerView(rank))
+
+    def _see(self, job: JobView, ids: Iterable[str]) -> None:
+        """Count ranges that appear without a ``ranges`` record (an older journal)."""
+        known = self._ids[job.panda_id]
+        before = len(known)
+        known.update(ids)
+        job.total += len(known) - before
+
+    def _on_run(self, r: Mapping[str, Any]) -> None:
+        self.run = dict(r)
+        self.ended = False
+
+    def _on_worker(self, r: Mapping[str, Any]) -> None:
+        w = self._worker(int(r["rank"]))
+        w.host, w.cores = str(r.get("host", "")), int(r.get("cores", 0))
+
+    def _on_job(self, r: Mapping[str, Any]) -> None:
+        job = self._job(r)
+        job.state = str(r.get("state", job.state))
+        job.code = int(r.get("code") or 0)
+        definition = r.get("def")
+        if isinstance(definition, dict) and "eventService" in definition:
+            job.event_service = str(definition["eventService"]).lower() in ("true", "1", "yes")
+
+    def _on_ranges(self, r: Mapping[str, Any]) -> None:
+        ids = [str(x.get("eventRangeID", "")) for x in r.get("ranges", ()) if isinstance(x, dict)]
+        self._see(self._job(r), ids)
+
+    def _on_assigned(self, r: Mapping[str, Any]) -> None:
+        job, rank = self._job(r), int(r.get("rank", -1))
+        ids = [str(i) for i in r.get("ids", ())]
+        if not ids:  # a plain job handed out
+            job.event_service = False
+        self._see(job, ids)
+        if job.state == "starting":  # the journal records a job's start and end, not its running
+            job.state = "running"
+        w = self._worker(rank)
+        w.assigned += len(ids) or 1
+        w.first_t = w.first_t or float(r.get("t", 0.0))
+        w.last_t = max(w.last_t, float(r.get("t_end", r.get("t", 0.0))))
+        for rid in ids:
+            self._where[rid] = rank
+
+    def _on_finished(self, r: Mapping[str, Any]) -> None:
+        job, rank = self._job(r), int(r.get("rank", -1))
+        ids = [str(i) for i in r.get("ids", ())]
+        self._see(job, ids)
+        nevents, fsize = list(r.get("nevents", ())), list(r.get("fsize", ()))
+        done = self._done.setdefault(job.panda_id, set())
+        start = float(r.get("t", 0.0))
+        end = float(r.get("t_end", start))
+        w = self._worker(rank)
+        w.last_t = max(w.last_t, end)
+        for k, rid in enumerate(ids):
+            if rid in done:  # journalled again (a resumed run): counted once
+                continue
+            done.add(rid)
+            job.finished += 1
+            w.finished += 1
+            job.n_events += int(nevents[k] or 0) if k < len(nevents) else 0
+            job.bytes_out += int(fsize[k] or 0) if k < len(fsize) else 0
+            self.finished_times.append((start + (end - start) * (k + 1) / len(ids), 1))
+
+    def _on_failed(self, r: Mapping[str, Any]) -> None:
+        job = self._job(r)
+        rid = str(r.get("id", ""))
+        self._see(job, [rid])
+        job.failed_attempts += 1
+        code = int(r.get("code") or 0)
+        entry = self._failures.setdefault(code, [0, ""])
+        entry[0] += 1
+        entry[1] = str(r.get("diag", "")) or entry[1]
+        rank = self._where.get(rid)
+        if rank is not None:
+            self._worker(rank).failures += 1
+
+    def _on_fatal(self, r: Mapping[str, Any]) -> None:
+        job = self._job(r)
+        rid = str(r.get("id", ""))
+        done = self._done.setdefault(job.panda_id, set())
+        if rid not in done:
+            done.add(rid)
+            job.fatal += 1
+
+    def _on_end(self, r: Mapping[str, Any]) -> None:
+        self.ended = True
+        drained = r.get("drained_by")
+        self.drained_by = str(drained) if drained else None
+
+
+_HANDLERS = {
+    "run": RunView._on_run,
+    "worker": RunView._on_worker,
+    "job": RunView._on_job,
+    "ranges": RunView._on_ranges,
+    "assigned": RunView._on_assigned,
+    "finished": RunView._on_finished,
+    "failed": RunView._on_failed,
+    "fatal": RunView._on_fatal,
+    "end": RunView._on_end,
+}
+
+
+def run_view(records: Iterable[Mapping[str, Any]]) -> RunView:
+    """Fold a journal's records into a view."""
+    view = RunView()
+    for record in records:
+        view.add(record)
+    return view
+
+
+@dataclass(frozen=True, slots=True)
+class Liveness:
+    """Whether a run looks alive.
+
+    Attributes
+    ----------
+    state
+        ``ended`` (an ``end`` record), ``running`` (its process is alive on this host), ``dead`` (its
+        process is gone, no ``end``: killed), ``active`` (another host; the journal is recent),
+        ``stale`` (another host; nothing written for a long time), ``unknown`` (no journal).
+    why
+        A few words of explanation.
+    """
+
+    state: str
+    why: str
+
+
+def liveness(
+    view: RunView,
+    now: float,
+    this_host: str,
+    pid_alive: bool | None,
+    stale_s: float = STALE_S,
+    summary_t: float | None = None,
+) -> Liveness:
+    """Judge whether the run goes on.
+
+    Parameters
+    ----------
+    view
+        The journal's view.
+    now
+        The current Unix time.
+    this_host
+        This machine's host name.
+    pid_alive
+        Whether the ``run`` record's pid is alive here (None when not checked).
+    stale_s
+        Journal age beyond which a run on another host counts as stale.
+    summary_t
+        When ``summary.json`` was written (None: it does not exist). A summary written after the
+        journal's last record also means the run ended (a journal without ``end`` records).
+    """
+    if not view.records:
+        return Liveness("unknown", "no journal yet")
+    if view.ended:
+        return Liveness("ended", "the journal's last record is the end of the run")
+    if summary_t is not None and summary_t >= view.last_t and view.run is None:
+        return Liveness("ended", "summary.json was written after the journal's last record")
+    age = now - view.last_t
+    run = view.run or {}
+    host, pid = str(run.get("host", "")), run.get("pid")
+    if host and pid is not None and _same_host(host, this_host) and pid_alive is not None:
+        if pid_alive:
+            return Liveness("running", f"process {pid} on {host} is alive")
+        return Liveness("dead", f"process {pid} on {host} is gone and the journal has no end")
+    if age <= stale_s:
+        where = f" on {host}" if host else ""
+        return Liveness("active", f"the journal was written {age:.0f} s ago{where}")
+    return Liveness("stale", f"nothing written for {age:.0f} s and no end record")
+
+
+def _same_host(a: str, b: str) -> bool:
+    return a.partition(".")[0] == b.partition(".")[0]
