@@ -220,6 +220,13 @@ class Communicator(ABC):
         """
         return ()
 
+    def adopt(self, job: Job) -> None:  # noqa: B027 - optional hook
+        """Take charge of a job a resumed run restored from its journal, without fetching it this time.
+
+        From then on the communicator asks for the job's ranges and accepts its reports as for a job it
+        fetched itself. Called before the run's first `fetch_jobs`.
+        """
+
     def set_slots(self, slots: int) -> None:  # noqa: B027 - optional hook
         """Learn how many payload slots the run has (called whenever it changes): sizes requests."""
 

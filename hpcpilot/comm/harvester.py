@@ -189,6 +189,7 @@ class HarvesterCommunicator(Communicator):
         self._feed = _Consumer(self.ap / self.names.eventRangesFile)
         self._cache: dict[int, deque[Any]] = {}
         self._ended: set[int] = set()
+        self._ahead: dict[int, int] = {}  # ranges handed beyond what the coordinator asked for
         self._request_t: float | None = None
         self.prefetch = RangePrefetch(self.cfg.request_threshold, self.cfg.request_ranges)
         self._slots = 0
@@ -363,7 +364,13 @@ class HarvesterCommunicator(Communicator):
     # --- ranges -------------------------------------------------------------------------------
 
     def fetch_ranges(self, job: Job, n: int) -> RangeBatch:
-        """Up to ``n`` cached ranges of ``job``; exhausted once Harvester sent its empty list."""
+        """Every cached range of ``job``; exhausted once Harvester sent its empty list.
+
+        All of them, not only the ``n`` asked for: a range taken from Harvester's feed file reaches the
+        coordinator's journal at once, so that a killed run loses none (``run --resume``). Those beyond
+        ``n`` count as used only when the coordinator asks for them (the prefetch keeps its rate and
+        counts them as cached when deciding to ask Harvester for more).
+        """
         now = time.monotonic()
         if now >= self._next_scan:
             self._scan(now)
@@ -371,14 +378,38 @@ class HarvesterCommunicator(Communicator):
         ranges: list[EventRange] = []
         errors: list[HpcPilotError] = []
         source = str(self._feed.path)
-        while cache and len(ranges) < n:
+        while cache:
             try:
                 ranges.append(parse_range(cache.popleft(), source=f"{source}[{job.panda_id}]"))
             except HpcPilotError as exc:
                 errors.append(exc)
-        self.prefetch.taken(len(ranges), now, n)
+        ahead = self._ahead.get(job.panda_id, 0) + len(ranges)
+        used = min(n, ahead)
+        self._ahead[job.panda_id] = ahead - used
+        self.prefetch.taken(used, now, n)
         exhausted = job.panda_id in self._ended and not cache
         return RangeBatch(tuple(ranges), exhausted=exhausted, errors=tuple(errors))
+
+    def adopt(self, job: Job) -> None:
+        """A resumed job: its ranges are asked for and its reports written as for a job read here."""
+        self.jobs[job.panda_id] = job
+        self.job_ap[job.panda_id] = self.ap / str(job.panda_id) if self._own_dir(job) else self.ap
+        self._open_cores[job.panda_id] = job.core_count
+
+    def _own_dir(self, job: Job) -> bool:
+        """Whether a job read in an earlier run had its own access point (as `_read_spec` decides)."""
+        spec = self.names.jobSpecFile
+        own = self.ap / str(job.panda_id)
+        if (own / spec).exists() or (own / f"{spec}.read").exists():
+            return True
+        top = self.ap / f"{spec}.read"
+        try:
+            raw_jobs = parse_job_spec(
+                top.read_text(encoding="utf-8"), fmt=self.cfg.job_spec_format, source=str(top)
+            )
+        except (OSError, CommunicatorError):
+            return False
+        return len(raw_jobs) > 1
 
     def _scan_ranges(self, now: float) -> None:
         text = self._feed.take()
@@ -430,7 +461,7 @@ class HarvesterCommunicator(Communicator):
             if job.event_service
             and pid not in self._ended
             and pid in self._open_cores
-            and len(self._cache.get(pid, ())) < threshold
+            and len(self._cache.get(pid, ())) + self._ahead.get(pid, 0) < threshold
         }
         if not request:
             return

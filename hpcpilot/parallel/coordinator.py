@@ -19,15 +19,17 @@ from typing import Any
 from hpcpilot.comm.base import BadJob, Command, CommandKind, Communicator, JobReport
 from hpcpilot.config.schema import Settings
 from hpcpilot.data.archive import make_tarball
+from hpcpilot.data.checksums import adler32_of_file
 from hpcpilot.model.errors import CommunicatorError, ErrorCode, HpcPilotError, StagingError
-from hpcpilot.model.job import Job
+from hpcpilot.model.job import Job, job_record
 from hpcpilot.model.layout import WorkLayout
-from hpcpilot.model.ranges import RangeState
+from hpcpilot.model.ranges import EventRange, RangeState
 from hpcpilot.model.results import OutputFile, RangeResult
 from hpcpilot.model.states import JobState
 from hpcpilot.parallel.books import Books, JobBook, JobPhase
 from hpcpilot.parallel.messages import Assignment, Kill, Message, Stop, WorkerBye, WorkerUpdate
 from hpcpilot.parallel.outcome import job_report, merge_inputs, settle_event_service
+from hpcpilot.parallel.resume import FinishedRange, OpenJob, ResumeState
 from hpcpilot.parallel.staging import JobStaging, Staged
 from hpcpilot.parallel.status import Progress, RateMeter, format_status
 from hpcpilot.parallel.summary import run_summary
@@ -115,6 +117,7 @@ class Coordinator:
         self.messages_in = 0
         self.messages_out = 0
         self.staging = JobStaging(settings.data, layout)
+        self._skip_jobs: frozenset[int] = frozenset()
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -460,9 +463,13 @@ class Coordinator:
         self.jobs_exhausted = batch.exhausted
         for bad in batch.bad:
             self._fail_bad_job(bad)
+        added = False
         for job in batch.jobs:
+            if job.panda_id in self._skip_jobs or job.panda_id in self.books.jobs:
+                continue  # done before a resume, or restored from the journal
             self._add_job(job)
-        return bool(batch.jobs or batch.bad)
+            added = True
+        return added or bool(batch.bad)
 
     def _fail_bad_job(self, bad: BadJob) -> None:
         """A job definition that could not be parsed fails alone (reported when its PandaID is known)."""
@@ -496,7 +503,7 @@ class Coordinator:
         self.comm.report_job(
             JobReport(job.panda_id, JobState.STARTING, start_time=time.time(), core_count=job.core_count)
         )
-        self.journal.append("job", job=job.panda_id, state=book.state.value)
+        self.journal.append("job", job=job.panda_id, state=book.state.value, **{"def": job_record(job)})
         if error is not None:
             self._fail_before_start(book, error.code, str(error))
 
@@ -542,9 +549,11 @@ class Coordinator:
             log.error("job %d: cannot get event ranges: %s", book.job.panda_id, exc)
             self.books.exhaust(book)
             book.error_code, book.error_diag = exc.code, str(exc)
+            self.journal.append("exhausted", job=book.job.panda_id)
             return True
         for error in batch.errors:
             log.error("job %d: skipping a malformed event range: %s", book.job.panda_id, error)
+        self._journal_ranges(book, batch.ranges, batch.exhausted)
         added = self.books.add_ranges(book.job.panda_id, batch.ranges)
         if batch.exhausted:
             self.books.exhaust(book)
@@ -671,15 +680,24 @@ class Coordinator:
     # --- periodic work ------------------------------------------------------------------------
 
     def _flush(self) -> None:
-        for panda_id in list(self._unreported):
-            self._flush_ranges(panda_id)
+        """Flush the journal, then report ranges: a range is always journaled before it is reported."""
         self.journal.flush()
+        for panda_id in list(self._unreported):
+            self._flush_ranges(panda_id, journaled=True)
+        self.journal.flush()  # the "reported" records: narrows the window of a second report
 
-    def _flush_ranges(self, panda_id: int) -> None:
+    def _flush_ranges(self, panda_id: int, journaled: bool = False) -> None:
+        """Report a job's range outcomes (after flushing the journal unless ``journaled``).
+
+        Reporting is at-least-once: a ``reported`` record follows a successful report, and a run killed
+        between the two reports those ranges again after ``--resume``.
+        """
         results = self._unreported.pop(panda_id, [])
         fatal = self._unreported_fatal.pop(panda_id, [])
         cut = self._cut.pop(panda_id, [])
         if results or fatal or cut:
+            if not journaled:
+                self.journal.flush()
             try:
                 self.comm.report_ranges(self.books.jobs[panda_id].job, results, fatal, cut)
             except CommunicatorError as exc:
@@ -687,6 +705,10 @@ class Coordinator:
                 self._unreported[panda_id][:0] = results
                 self._unreported_fatal[panda_id][:0] = fatal
                 self._cut[panda_id][:0] = cut
+                return
+            ids = [r.range_id for r in results if r.state is RangeState.FINISHED] + fatal
+            if ids:
+                self.journal.append("reported", job=panda_id, ids=ids)
 
     def progress(self) -> Progress:
         """A snapshot of the run."""
@@ -785,3 +807,83 @@ class Coordinator:
             messages={"in": self.messages_in, "out": self.messages_out},
             cut=self.ranges_cut,
         )
+
+    # --- resuming -----------------------------------------------------------------------------
+
+    def _journal_ranges(self, book: JobBook, ranges: tuple[EventRange, ...], exhausted: bool) -> None:
+        """Journal ranges new to the books (and the end of the job's feed), flushed at once.
+
+        A range taken from the workload manager is thus never lost to a kill: ``--resume`` knows it.
+        """
+        known = book.ranges
+        new = [r.to_wire() for r in ranges if r.range_id not in known]
+        if new:
+            self.journal.append("ranges", job=book.job.panda_id, ranges=new)
+        if exhausted:
+            self.journal.append("exhausted", job=book.job.panda_id)
+        if new or exhausted:
+            self.journal.flush()
+
+    def restore(self, state: ResumeState) -> None:
+        """Take up what a killed run left (`hpcpilot.parallel.resume`), before the loop starts.
+
+        Done jobs are never run again (also when the communicator serves them again). Each open job is
+        added again and told to the communicator (`Communicator.adopt`); its ranges are booked as the
+        journal left them: finished and reported ones stay finished (not rerun, not reported again,
+        their outputs merged), finished but unreported ones are verified (the output exists and its
+        adler32 is the journaled one) and reported, or else run again; fatal ones stay fatal; every
+        other range is queued, with the attempts it already used.
+        """
+        self._skip_jobs = state.done
+        for open_job in state.open:
+            job = open_job.job
+            self.comm.adopt(job)
+            self._add_job(job)
+            book = self.books.jobs[job.panda_id]
+            if book.phase is JobPhase.DONE or not job.event_service:
+                continue
+            rerun = self._restore_ranges(book, open_job)
+            if open_job.exhausted:
+                self.books.exhaust(book)
+            log.info(
+                "job %d resumed: %d range(s) finished before, %d to run%s",
+                job.panda_id,
+                book.finished,
+                book.queued,
+                f" ({rerun} finished but unverifiable: run again)" if rerun else "",
+            )
+
+    def _restore_ranges(self, book: JobBook, open_job: OpenJob) -> int:
+        panda_id = book.job.panda_id
+        rerun = 0
+        for rng in open_job.ranges:
+            rid = rng.range_id
+            failed = open_job.failed.get(rid, 0)
+            done = open_job.finished.get(rid)
+            outcome: RangeResult | None = None
+            if done is not None and (done.reported or _output_intact(done)):
+                output = None
+                if done.path is not None:
+                    output = OutputFile(done.path, done.fsize or 0, done.adler32 or "")
+                outcome = RangeResult(panda_id, rid, RangeState.FINISHED, output, done.nevents)
+                if not done.reported:
+                    self._unreported[panda_id].append(outcome)
+            elif done is not None:
+                rerun += 1
+                log.warning("job %d: output of range %s is missing or changed: run again", panda_id, rid)
+            elif rid in open_job.fatal:
+                outcome = RangeResult(panda_id, rid, RangeState.FATAL)
+                if not open_job.fatal[rid]:
+                    self._unreported_fatal[panda_id].append(rid)
+            self.books.restore_range(panda_id, rng, failed, outcome)
+        return rerun
+
+
+def _output_intact(done: FinishedRange) -> bool:
+    """Whether a finished range's journaled output is there with the journaled adler32."""
+    if done.path is None:
+        return True
+    try:
+        return adler32_of_file(done.path) == done.adler32
+    except OSError:
+        return False
