@@ -124,9 +124,10 @@ def _run_role(world: par.World, settings: Settings, resume: bool = False) -> int
             coordinator.restore(state)
         par.run_coordinator(coordinator, settings, signals)
     printer.finish()
+    communicator.close()
+    coordinator.journal_delivered()
     journal.append("end", drained_by=coordinator.drain_code.name if coordinator.drain_code else None)
     journal.close()
-    communicator.close()
     return _conclude(coordinator, layout)
 
 

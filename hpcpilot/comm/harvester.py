@@ -197,6 +197,8 @@ class HarvesterCommunicator(Communicator):
         self._dump_new: dict[int, list[str]] = {}
         self._dump_old: dict[int, list[str]] = {}
         self._dump_since: float | None = None
+        self._dump_ids: dict[int, list[str]] = {}  # finished and fatal ranges of the queued entries
+        self._delivered: list[tuple[int, list[str]]] = []
         self._zip_seq = 0
         self.dump_writes = 0
         self.dump_entries = 0
@@ -390,11 +392,13 @@ class HarvesterCommunicator(Communicator):
         exhausted = job.panda_id in self._ended and not cache
         return RangeBatch(tuple(ranges), exhausted=exhausted, errors=tuple(errors))
 
-    def adopt(self, job: Job) -> None:
+    def adopt(self, job: Job, exhausted: bool = False) -> None:
         """A resumed job: its ranges are asked for and its reports written as for a job read here."""
         self.jobs[job.panda_id] = job
         self.job_ap[job.panda_id] = self.ap / str(job.panda_id) if self._own_dir(job) else self.ap
         self._open_cores[job.panda_id] = job.core_count
+        if exhausted:
+            self._ended.add(job.panda_id)
 
     def _own_dir(self, job: Job) -> bool:
         """Whether a job read in an earlier run had its own access point (as `_read_spec` decides)."""
@@ -511,6 +515,17 @@ class HarvesterCommunicator(Communicator):
         entries.extend(status_entry(rid, status) for rid in fatal)
         entries.extend(status_entry(rid, "failed") for rid in cut)
         self._queue_entries(job.panda_id, entries)
+        ids = [r.range_id for r in finished] + list(fatal)
+        if ids:
+            self._dump_ids.setdefault(job.panda_id, []).extend(ids)
+
+    #: Reports reach Harvester when a dump file is written (every ``harvester.report_interval_s``).
+    defers_reports = True
+
+    def delivered(self) -> list[tuple[int, list[str]]]:
+        """(PandaID, range ids) written to a dump file since the last call."""
+        done, self._delivered = self._delivered, []
+        return done
 
     def _pack(self, job: Job, finished: list[RangeResult]) -> OutputFile | None:
         """Pack the batch's range outputs into one tar file (``zip_output``)."""
@@ -553,7 +568,10 @@ class HarvesterCommunicator(Communicator):
             old = self._entries_of(claimed, panda_id)
         try:
             os.rename(path, claimed)
-            old = old or self._dump_old.get(panda_id, [])
+            if panda_id in self._dump_old:
+                old = old or self._dump_old[panda_id]
+            else:  # written by an earlier run of this pilot (resumed): read it back
+                old = old or self._entries_of(claimed, panda_id)
         except FileNotFoundError:
             pass
         entries = old + new
@@ -562,6 +580,9 @@ class HarvesterCommunicator(Communicator):
         claimed.unlink(missing_ok=True)
         fsync_directory(path.parent)
         self._dump_old[panda_id] = entries
+        ids = self._dump_ids.pop(panda_id, [])
+        if ids:
+            self._delivered.append((panda_id, ids))
         self.dump_writes += 1
         self.dump_entries += len(new)
 

@@ -131,6 +131,8 @@ class Coordinator:
         for command in self.comm.poll():
             self._on_command(command)
             progress = True
+        if self.comm.defers_reports:
+            progress |= self._journal_delivered_now()
         now = time.monotonic()
         progress |= self._watch_the_end(now)
         if not self.books.draining:
@@ -483,7 +485,7 @@ class Coordinator:
         self.journal.append("job", job=bad.panda_id, state="failed", code=code)
         self._bad_jobs.append({"PandaID": bad.panda_id, "error_code": code, "error_diag": diag})
 
-    def _add_job(self, job: Job) -> None:
+    def _add_job(self, job: Job, resumed: bool = False) -> None:
         job_dir = self.layout.job_dir(job.panda_id)
         self.layout.payload_log_dir(job.panda_id).mkdir(parents=True, exist_ok=True)
         try:
@@ -500,8 +502,9 @@ class Coordinator:
             job_dir,
             ", inputs staging in" if staging else "",
         )
+        state = JobState.RUNNING if resumed else JobState.STARTING  # a resumed job never goes back
         self.comm.report_job(
-            JobReport(job.panda_id, JobState.STARTING, start_time=time.time(), core_count=job.core_count)
+            JobReport(job.panda_id, state, start_time=time.time(), core_count=job.core_count)
         )
         self.journal.append("job", job=job.panda_id, state=book.state.value, **{"def": job_record(job)})
         if error is not None:
@@ -684,7 +687,22 @@ class Coordinator:
         self.journal.flush()
         for panda_id in list(self._unreported):
             self._flush_ranges(panda_id, journaled=True)
+        self.journal_delivered()
         self.journal.flush()  # the "reported" records: narrows the window of a second report
+
+    def _journal_delivered_now(self) -> bool:
+        """Journal (and flush) reports that just became durable: a resumed run does not send them again."""
+        if not self.journal_delivered():
+            return False
+        self.journal.flush()
+        return True
+
+    def journal_delivered(self) -> bool:
+        """Journal the reports a deferring communicator has made durable (`Communicator.delivered`)."""
+        delivered = self.comm.delivered()
+        for panda_id, ids in delivered:
+            self.journal.append("reported", job=panda_id, ids=ids)
+        return bool(delivered)
 
     def _flush_ranges(self, panda_id: int, journaled: bool = False) -> None:
         """Report a job's range outcomes (after flushing the journal unless ``journaled``).
@@ -707,7 +725,7 @@ class Coordinator:
                 self._cut[panda_id][:0] = cut
                 return
             ids = [r.range_id for r in results if r.state is RangeState.FINISHED] + fatal
-            if ids:
+            if ids and not self.comm.defers_reports:
                 self.journal.append("reported", job=panda_id, ids=ids)
 
     def progress(self) -> Progress:
@@ -837,9 +855,11 @@ class Coordinator:
         self._skip_jobs = state.done
         for open_job in state.open:
             job = open_job.job
-            self.comm.adopt(job)
-            self._add_job(job)
+            self.comm.adopt(job, open_job.exhausted)
+            self._add_job(job, resumed=True)
             book = self.books.jobs[job.panda_id]
+            if book.state is JobState.STARTING:
+                book.state = JobState.RUNNING  # as reported before the kill: heartbeats never go back
             if book.phase is JobPhase.DONE or not job.event_service:
                 continue
             rerun = self._restore_ranges(book, open_job)

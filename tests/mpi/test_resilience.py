@@ -21,8 +21,10 @@ import h5py
 import numpy as np
 import pytest
 
-from hpcpilot.demo.jobs import demo_job
+from hpcpilot.demo.jobs import DEMO_OUTPUT, demo_job
 from tests.conftest import REPO, RunPilot, finished_ranges, journal, pilot_env, summary, write_jobs
+from tests.fakes.harvester import FakeHarvester
+from tests.mpi.test_harvester_e2e import check_event_service_job, describe, pilot_args
 
 pytestmark = pytest.mark.mpi
 RANKS = 4
@@ -219,3 +221,46 @@ def test_a_signal_to_the_whole_run_drains_and_reports_every_finished_range(
     else:
         assert proc.returncode == 0, err[-2000:]  # the end of the allocation is a normal outcome
         assert s["drained_by"] == "REACHED_MAX_TIME" and job["error_code"] == 1213
+
+
+def test_harvester_kill_9_then_resume_reports_every_range_once(
+    run_pilot: RunPilot, mpiexec: Path, tmp_path: Path, launcher_tmp: Path
+) -> None:
+    job = demo_job(panda_id=61, n_events=800, mode="streaming", sleep_per_event=0.01)
+    with FakeHarvester(tmp_path / "ap", [job], prefeed=12, period_s=0.5) as fake:
+        args = pilot_args(fake, "--set", "node.cores=2")
+        argv = [
+            str(Path(sys.executable).parent / "mpiexec"),
+            "-n",
+            str(RANKS),
+            sys.executable,
+            "-m",
+            "hpcpilot",
+        ]
+        proc = subprocess.Popen(
+            [*argv, *args],
+            cwd=REPO,
+            env=pilot_env({"TMPDIR": str(launcher_tmp)}),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            assert fake.wait_for(lambda: len(fake.finished_ranges(61)) >= 5, timeout=90), describe(fake)
+            assert proc.poll() is None, describe(fake)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=30)
+        ap = fake.access_point
+        before = journal(ap)
+        finished_before = {rid for rid, _ in finished_ranges(before)}
+        result = run_pilot([*args, "--resume"], ranks=RANKS)
+        assert result.returncode == 0, describe(fake, result.stderr)
+        assert fake.wait_for(lambda: fake.kill_seen, timeout=10), describe(fake, result.stderr)
+    assert fake.violations == [], describe(fake, result.stderr)
+    check_event_service_job(fake, 61)  # every served range reported finished exactly once
+    resumed = _after_last_run(journal(ap))
+    rerun = {rid for r in resumed if r["ev"] == "assigned" for rid in r["ids"]}
+    assert not rerun & finished_before
+    assert np.array_equal(_events(ap / "61" / DEMO_OUTPUT)["event_number"], np.arange(1, 801))
