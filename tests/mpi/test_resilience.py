@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -24,7 +25,10 @@ import pytest
 from hpcpilot.demo.jobs import DEMO_OUTPUT, demo_job
 from tests.conftest import REPO, RunPilot, finished_ranges, journal, pilot_env, summary, write_jobs
 from tests.fakes.harvester import FakeHarvester
+from tests.fakes.panda_server import FakePandaServer
 from tests.mpi.test_harvester_e2e import check_event_service_job, describe, pilot_args
+from tests.mpi.test_panda_e2e import check_event_service_run
+from tests.mpi.test_panda_e2e import pilot_args as panda_args
 
 pytestmark = pytest.mark.mpi
 RANKS = 4
@@ -264,3 +268,73 @@ def test_harvester_kill_9_then_resume_reports_every_range_once(
     rerun = {rid for r in resumed if r["ev"] == "assigned" for rid in r["ids"]}
     assert not rerun & finished_before
     assert np.array_equal(_events(ap / "61" / DEMO_OUTPUT)["event_number"], np.arange(1, 801))
+
+
+# --- the PanDA server: a long outage; kill -9 and resume --------------------------------------------
+
+
+def test_panda_server_down_for_many_retry_cycles_loses_nothing(
+    run_pilot: RunPilot, mpiexec: Path, tmp_path: Path
+) -> None:
+    outage_s = 8.0  # at least 16 retry cycles at panda.backoff_max_s=0.5
+    with FakePandaServer(range_reply_shape="dict") as fake:
+        fake.add_job(demo_job(panda_id=53, n_events=300, mode="per_range", sleep_per_event=0.01))
+        went_down = threading.Event()
+
+        def outage_after_first_range_update() -> None:
+            deadline = time.monotonic() + 120
+            while not fake.range_updates and time.monotonic() < deadline:
+                time.sleep(0.05)
+            fake.down_for(outage_s)
+            went_down.set()
+
+        watcher = threading.Thread(target=outage_after_first_range_update, daemon=True)
+        watcher.start()
+        args = panda_args(fake, tmp_path, "--set", "panda.give_up_s=120")
+        result = run_pilot(args, ranks=RANKS)
+        watcher.join(timeout=10)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert went_down.is_set()
+        assert "wait in the outbox; next try in" in result.stderr  # one clear line when it starts
+        assert "the PanDA server takes updates again" in result.stderr  # and one when it is over
+        assert "Traceback" not in result.stderr
+        check_event_service_run(fake, tmp_path, 53, 30)
+
+
+def test_panda_kill_9_then_resume_reports_every_range_once(
+    run_pilot: RunPilot, mpiexec: Path, tmp_path: Path, launcher_tmp: Path
+) -> None:
+    with FakePandaServer(range_reply_shape="dict") as fake:
+        fake.add_job(demo_job(panda_id=54, n_events=600, mode="streaming", sleep_per_event=0.01))
+        args = panda_args(fake, tmp_path)
+        argv = [
+            str(Path(sys.executable).parent / "mpiexec"),
+            "-n",
+            str(RANKS),
+            sys.executable,
+            "-m",
+            "hpcpilot",
+        ]
+        proc = subprocess.Popen(
+            [*argv, *args],
+            cwd=REPO,
+            env=pilot_env({"TMPDIR": str(launcher_tmp)}),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 90
+            while len(fake.finished_ranges()) < 5:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=30)
+        finished_before = {rid for rid, _ in finished_ranges(journal(tmp_path))}
+        result = run_pilot([*args, "--resume"], ranks=RANKS)
+        assert result.returncode == 0, result.stderr[-3000:]
+        check_event_service_run(fake, tmp_path, 54, 60)  # every range finished once at the server
+        resumed = _after_last_run(journal(tmp_path))
+        assert not {rid for r in resumed if r["ev"] == "assigned" for rid in r["ids"]} & finished_before
