@@ -56,7 +56,7 @@ bench: venv
 	$(BIN)/python bench/drain.py
 	$(BIN)/python bench/checksum.py
 	$(BIN)/python bench/staging.py
-	$(BIN)/python bench/journal.py
+	$(BIN)/python bench/journal.py --ranges 3000 --rounds 3
 
 clean:
 	rm -rf $(VENV) build $(DEMO_DIR) .mypy_cache .ruff_cache .pytest_cache
