@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from hpcpilot.pilot import run_pilot
 
-    return run_pilot(lambda: _settings_for_run(args), resume=args.resume)
+    return run_pilot(lambda: _settings_for_run(args), resume=getattr(args, "resume", False))
 
 
 def _settings_for_run(args: argparse.Namespace) -> Settings:
