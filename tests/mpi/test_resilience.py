@@ -338,3 +338,30 @@ def test_panda_kill_9_then_resume_reports_every_range_once(
         check_event_service_run(fake, tmp_path, 54, 60)  # every range finished once at the server
         resumed = _after_last_run(journal(tmp_path))
         assert not {rid for r in resumed if r["ev"] == "assigned" for rid in r["ids"]} & finished_before
+
+
+def test_resume_skips_done_jobs_served_again_and_finishes_the_open_one(
+    run_pilot: RunPilot, mpiexec: Path, tmp_path: Path
+) -> None:
+    write_jobs(tmp_path, [demo_job(panda_id=81, n_events=50, sleep_per_event=0), _job()])
+    result = run_pilot(["run", "--workdir", str(tmp_path)], ranks=RANKS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # as if killed while job 91 was still running: its final record, the end and its last reports gone
+    records = journal(tmp_path)
+    final = next(
+        i for i, r in enumerate(records) if r["ev"] == "job" and r["job"] == PANDA_ID and "code" in r
+    )
+    kept = [r for r in records[:final] if r["ev"] != "end"]
+    reported = [i for i, r in enumerate(kept) if r["ev"] == "reported" and r["job"] == PANDA_ID]
+    del kept[reported[-1]]
+    (tmp_path / "journal.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    finished_before = {rid for rid, _ in finished_ranges(kept)}
+    result = run_pilot(["run", "--resume", "--workdir", str(tmp_path)], ranks=RANKS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "1 job(s) done before are skipped, 1 open job(s) taken up" in result.stderr
+    resumed = _after_last_run(journal(tmp_path))
+    assert not [r for r in resumed if r.get("job") == 81], "the done job was taken up again"
+    assert not {rid for r in resumed if r["ev"] == "assigned" for rid in r["ids"]} & finished_before
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["81"]["jobStatus"] == "finished" and results["91"]["jobStatus"] == "finished"
+    assert np.array_equal(_events(tmp_path / MERGED)["event_number"], np.arange(1, N_EVENTS + 1))
