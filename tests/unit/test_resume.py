@@ -97,3 +97,38 @@ def test_restored_ranges_of_a_job_staging_in_wait_for_its_release() -> None:
     assert not books.range_queue and book.phase is JobPhase.STAGING_IN
     books.release(book)
     assert [t.event_range for t in books.range_queue] == [rng(1)]
+
+
+def test_harvester_adopts_a_resumed_job_and_tells_when_reports_are_written(tmp_path: Path) -> None:
+    from tests.unit.test_harvester_comm import PID, job_dict, make, scan
+
+    job = parse_job(job_dict(), source="t")
+    comm = make(tmp_path, report_interval_s=0.0)
+    comm.set_slots(2)
+    comm.adopt(job)
+    scan(comm)
+    request = json.loads((tmp_path / "worker_requestevents.json").read_text())
+    assert list(request) == [str(PID)]  # asks for the ranges of a job it did not read this time
+    (tmp_path / str(PID)).mkdir()
+    path = tmp_path / str(PID) / "out.1"
+    path.write_bytes(b"x")
+    # a dump the killed run wrote and Harvester did not take yet: its entries are kept
+    old = {"eventRangeID": f"7-{PID}-1-9-1", "eventStatus": "finished"}
+    (tmp_path / "event_status.dump.json").write_text(json.dumps({str(PID): [old]}))
+    done = RangeResult(PID, f"7-{PID}-1-1-1", RangeState.FINISHED, OutputFile(str(path), 1, "0"), 1)
+    comm.report_ranges(job, [done], [f"7-{PID}-1-2-1"])
+    assert comm.defers_reports and comm.delivered() == []  # not written yet
+    comm.poll()
+    assert comm.delivered() == [(PID, [f"7-{PID}-1-1-1", f"7-{PID}-1-2-1"])]
+    entries = json.loads((tmp_path / "event_status.dump.json").read_text())[str(PID)]
+    assert [e["eventRangeID"] for e in entries] == [f"7-{PID}-1-9-1", f"7-{PID}-1-1-1", f"7-{PID}-1-2-1"]
+
+
+def test_harvester_does_not_ask_for_ranges_of_an_exhausted_resumed_job(tmp_path: Path) -> None:
+    from tests.unit.test_harvester_comm import job_dict, make, scan
+
+    comm = make(tmp_path)
+    comm.set_slots(2)
+    comm.adopt(parse_job(job_dict(), source="t"), exhausted=True)
+    scan(comm)
+    assert not (tmp_path / "worker_requestevents.json").exists()
