@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the jobs of a work directory (every MPI rank runs this)")
     _settings_options(run)
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="take up the work a killed run left in the work directory (its journal)",
+    )
 
     demo = sub.add_parser("demo", help="create the demo event-service job and run it")
     _settings_options(demo)
@@ -185,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from hpcpilot.pilot import run_pilot
 
-    return run_pilot(lambda: _settings_for_run(args))
+    return run_pilot(lambda: _settings_for_run(args), resume=getattr(args, "resume", False))
 
 
 def _settings_for_run(args: argparse.Namespace) -> Settings:

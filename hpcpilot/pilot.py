@@ -27,18 +27,22 @@ from hpcpilot.runtime.terminal import StatusPrinter
 if TYPE_CHECKING:  # rank 0's modules stay out of the workers' import path
     from hpcpilot.comm.base import Communicator
     from hpcpilot.parallel.coordinator import Coordinator
+    from hpcpilot.parallel.resume import ResumeState
     from hpcpilot.runtime.journal import Journal
 
 log = logging.getLogger(__name__)
 
 
-def run_pilot(load: Callable[[], Settings]) -> int:
+def run_pilot(load: Callable[[], Settings], resume: bool = False) -> int:
     """Run the pilot on this rank.
 
     Parameters
     ----------
     load
         Loads the settings; called on rank 0 only. May raise `HpcPilotError`.
+    resume
+        Take up the work a killed run left in the work directory (its journal), see
+        `hpcpilot.parallel.resume`; without it an earlier journal is moved aside.
 
     Returns
     -------
@@ -61,7 +65,7 @@ def run_pilot(load: Callable[[], Settings]) -> int:
         if world.rank == 0:
             print(f"hpcpilot: configuration error: {error}", file=sys.stderr)
         return ExitCode.CONFIG
-    return par.guarded(world, lambda: _run_role(world, settings))
+    return par.guarded(world, lambda: _run_role(world, settings, resume))
 
 
 def _status_printer(settings: Settings) -> StatusPrinter:
@@ -70,7 +74,7 @@ def _status_printer(settings: Settings) -> StatusPrinter:
     return StatusPrinter(sys.stderr, redraw)
 
 
-def _run_role(world: par.World, settings: Settings) -> int:
+def _run_role(world: par.World, settings: Settings, resume: bool = False) -> int:
     layout = WorkLayout(Path(settings.run.workdir).resolve())
     printer = _status_printer(settings) if world.rank == 0 else None
     buffer = setup_logging(
@@ -100,13 +104,17 @@ def _run_role(world: par.World, settings: Settings) -> int:
     from hpcpilot.parallel.coordinator import Coordinator
 
     communicator = _communicator(settings, layout)
-    journal = _journal(layout)
+    state = _resume_state(layout) if resume else None
+    journal = _journal(layout, resume)
+    journal.append("run", host=world.host, pid=os.getpid(), ranks=world.size, resume=resume)
     if world.size == 1:
         link = LocalLink()
         coordinator = Coordinator(
             link.coordinator, settings, layout, communicator, journal, printer.show, end
         )
         worker = par.make_worker(world, link.worker, settings, layout, tuple, allocation.gpus_per_node)
+        if state is not None:
+            coordinator.restore(state)
         par.run_single(coordinator, worker, settings, signals)
     else:
         tolerant = par.fault_tolerant(world, settings.parallel.fault_tolerance, os.environ)
@@ -119,10 +127,14 @@ def _run_role(world: par.World, settings: Settings) -> int:
             printer.show,
             end,
         )
+        if state is not None:
+            coordinator.restore(state)
         par.run_coordinator(coordinator, settings, signals)
     printer.finish()
-    journal.close()
     communicator.close()
+    coordinator.journal_delivered()
+    journal.append("end", drained_by=coordinator.drain_code.name if coordinator.drain_code else None)
+    journal.close()
     return _conclude(coordinator, layout)
 
 
@@ -164,10 +176,36 @@ def _communicator(settings: Settings, layout: WorkLayout) -> Communicator:
     return cls(settings, layout)
 
 
-def _journal(layout: WorkLayout) -> Journal:
+def _journal(layout: WorkLayout, resume: bool) -> Journal:
+    """Rank 0's journal: appended to when resuming; else an earlier one is moved aside first."""
+    import time
+
     from hpcpilot.runtime.journal import Journal
 
-    return Journal(layout.journal)
+    path = layout.journal
+    if not resume and path.exists() and path.stat().st_size:
+        aside = path.with_name(f"journal.{time.strftime('%Y%m%dT%H%M%S')}.{os.getpid()}.jsonl")
+        path.rename(aside)
+        log.warning("an earlier run's journal is kept as %s (use 'run --resume' to continue it)", aside.name)
+    return Journal(path)
+
+
+def _resume_state(layout: WorkLayout) -> ResumeState:
+    """What the earlier runs' journal leaves to do."""
+    from hpcpilot.parallel.resume import resume_state
+    from hpcpilot.runtime.journal import read_journal
+
+    state = resume_state(read_journal(layout.journal))
+    if state.runs == 0:
+        log.warning("--resume: no journal in %s: starting afresh", layout.root)
+    else:
+        log.warning(
+            "--resume: %d job(s) done before are skipped, %d open job(s) taken up%s",
+            len(state.done),
+            len(state.open),
+            "" if not state.clean_end else " (the last run had ended cleanly)",
+        )
+    return state
 
 
 def _conclude(coordinator: Coordinator, layout: WorkLayout) -> int:

@@ -175,6 +175,9 @@ class Communicator(ABC):
     """
 
     heartbeat_s: float = 0.0
+    #: Whether `report_ranges` may return before the outcomes are durable (written where the workload
+    #: manager reads them, or in a durable outbox); such a communicator tells `delivered` when they are.
+    defers_reports: bool = False
 
     def __init__(self, settings: Settings, layout: WorkLayout) -> None:
         self.settings = settings
@@ -223,6 +226,22 @@ class Communicator(ABC):
         nothing to do (rate-limit any file-system or network look-ups).
         """
         return ()
+
+    def delivered(self) -> list[tuple[int, list[str]]]:
+        """(PandaID, range ids) whose reports became durable since the last call (`defers_reports`).
+
+        A communicator that does not defer its reports returns nothing: its reports are durable when
+        `report_ranges` returns.
+        """
+        return []
+
+    def adopt(self, job: Job, exhausted: bool = False) -> None:  # noqa: B027 - optional hook
+        """Take charge of a job a resumed run restored from its journal, without fetching it this time.
+
+        From then on the communicator asks for the job's ranges (unless ``exhausted``: the workload
+        manager said it has no more) and accepts its reports as for a job it fetched itself. Called
+        before the run's first `fetch_jobs`.
+        """
 
     def set_slots(self, slots: int) -> None:  # noqa: B027 - optional hook
         """Learn how many payload slots the run has (called whenever it changes): sizes requests."""

@@ -189,6 +189,7 @@ class HarvesterCommunicator(Communicator):
         self._feed = _Consumer(self.ap / self.names.eventRangesFile)
         self._cache: dict[int, deque[Any]] = {}
         self._ended: set[int] = set()
+        self._ahead: dict[int, int] = {}  # ranges handed beyond what the coordinator asked for
         self._request_t: float | None = None
         self.prefetch = RangePrefetch(self.cfg.request_threshold, self.cfg.request_ranges)
         self._slots = 0
@@ -196,6 +197,8 @@ class HarvesterCommunicator(Communicator):
         self._dump_new: dict[int, list[str]] = {}
         self._dump_old: dict[int, list[str]] = {}
         self._dump_since: float | None = None
+        self._dump_ids: dict[int, list[str]] = {}  # finished and fatal ranges of the queued entries
+        self._delivered: list[tuple[int, list[str]]] = []
         self._zip_seq = 0
         self.dump_writes = 0
         self.dump_entries = 0
@@ -363,7 +366,13 @@ class HarvesterCommunicator(Communicator):
     # --- ranges -------------------------------------------------------------------------------
 
     def fetch_ranges(self, job: Job, n: int) -> RangeBatch:
-        """Up to ``n`` cached ranges of ``job``; exhausted once Harvester sent its empty list."""
+        """Every cached range of ``job``; exhausted once Harvester sent its empty list.
+
+        All of them, not only the ``n`` asked for: a range taken from Harvester's feed file reaches the
+        coordinator's journal at once, so that a killed run loses none (``run --resume``). Those beyond
+        ``n`` count as used only when the coordinator asks for them (the prefetch keeps its rate and
+        counts them as cached when deciding to ask Harvester for more).
+        """
         now = time.monotonic()
         if now >= self._next_scan:
             self._scan(now)
@@ -371,14 +380,40 @@ class HarvesterCommunicator(Communicator):
         ranges: list[EventRange] = []
         errors: list[HpcPilotError] = []
         source = str(self._feed.path)
-        while cache and len(ranges) < n:
+        while cache:
             try:
                 ranges.append(parse_range(cache.popleft(), source=f"{source}[{job.panda_id}]"))
             except HpcPilotError as exc:
                 errors.append(exc)
-        self.prefetch.taken(len(ranges), now, n)
+        ahead = self._ahead.get(job.panda_id, 0) + len(ranges)
+        used = min(n, ahead)
+        self._ahead[job.panda_id] = ahead - used
+        self.prefetch.taken(used, now, n)
         exhausted = job.panda_id in self._ended and not cache
         return RangeBatch(tuple(ranges), exhausted=exhausted, errors=tuple(errors))
+
+    def adopt(self, job: Job, exhausted: bool = False) -> None:
+        """A resumed job: its ranges are asked for and its reports written as for a job read here."""
+        self.jobs[job.panda_id] = job
+        self.job_ap[job.panda_id] = self.ap / str(job.panda_id) if self._own_dir(job) else self.ap
+        self._open_cores[job.panda_id] = job.core_count
+        if exhausted:
+            self._ended.add(job.panda_id)
+
+    def _own_dir(self, job: Job) -> bool:
+        """Whether a job read in an earlier run had its own access point (as `_read_spec` decides)."""
+        spec = self.names.jobSpecFile
+        own = self.ap / str(job.panda_id)
+        if (own / spec).exists() or (own / f"{spec}.read").exists():
+            return True
+        top = self.ap / f"{spec}.read"
+        try:
+            raw_jobs = parse_job_spec(
+                top.read_text(encoding="utf-8"), fmt=self.cfg.job_spec_format, source=str(top)
+            )
+        except (OSError, CommunicatorError):
+            return False
+        return len(raw_jobs) > 1
 
     def _scan_ranges(self, now: float) -> None:
         text = self._feed.take()
@@ -430,7 +465,7 @@ class HarvesterCommunicator(Communicator):
             if job.event_service
             and pid not in self._ended
             and pid in self._open_cores
-            and len(self._cache.get(pid, ())) < threshold
+            and len(self._cache.get(pid, ())) + self._ahead.get(pid, 0) < threshold
         }
         if not request:
             return
@@ -480,6 +515,17 @@ class HarvesterCommunicator(Communicator):
         entries.extend(status_entry(rid, status) for rid in fatal)
         entries.extend(status_entry(rid, "failed") for rid in cut)
         self._queue_entries(job.panda_id, entries)
+        ids = [r.range_id for r in finished] + list(fatal)
+        if ids:
+            self._dump_ids.setdefault(job.panda_id, []).extend(ids)
+
+    #: Reports reach Harvester when a dump file is written (every ``harvester.report_interval_s``).
+    defers_reports = True
+
+    def delivered(self) -> list[tuple[int, list[str]]]:
+        """(PandaID, range ids) written to a dump file since the last call."""
+        done, self._delivered = self._delivered, []
+        return done
 
     def _pack(self, job: Job, finished: list[RangeResult]) -> OutputFile | None:
         """Pack the batch's range outputs into one tar file (``zip_output``)."""
@@ -522,7 +568,10 @@ class HarvesterCommunicator(Communicator):
             old = self._entries_of(claimed, panda_id)
         try:
             os.rename(path, claimed)
-            old = old or self._dump_old.get(panda_id, [])
+            if panda_id in self._dump_old:
+                old = old or self._dump_old[panda_id]
+            else:  # written by an earlier run of this pilot (resumed): read it back
+                old = old or self._entries_of(claimed, panda_id)
         except FileNotFoundError:
             pass
         entries = old + new
@@ -531,6 +580,9 @@ class HarvesterCommunicator(Communicator):
         claimed.unlink(missing_ok=True)
         fsync_directory(path.parent)
         self._dump_old[panda_id] = entries
+        ids = self._dump_ids.pop(panda_id, [])
+        if ids:
+            self._delivered.append((panda_id, ids))
         self.dump_writes += 1
         self.dump_entries += len(new)
 

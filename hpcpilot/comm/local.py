@@ -5,7 +5,8 @@
   A job listed there gets exactly those ranges; an event-service job not listed has its events cut into
   ranges of ``local.events_per_range`` events by the pilot, from ``nEventsPerInputFile`` events per
   input file (one file when the job has no inputs, as for event generation).
-* Job reports go to ``<workdir>/results.json`` (atomically rewritten, one entry per job).
+* Job reports go to ``<workdir>/results.json`` (atomically rewritten, one entry per job). Entries an earlier
+  run in the directory wrote are kept (a resumed run adds the jobs it finishes to those done before).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class LocalCommunicator(Communicator):
         self._feed: dict[str, list[Any]] | None = None
         self._feed_error: CommunicatorError | None = None
         self._cutters: dict[int, Iterator[EventRange]] = {}
-        self._reports: dict[str, dict[str, Any]] = {}
+        self._reports: dict[str, dict[str, Any]] = self._earlier_reports()
 
     def fetch_jobs(self, n: int) -> JobBatch:
         """Hand out up to ``n`` jobs of the job file (read once, on the first call).
@@ -117,6 +118,13 @@ class LocalCommunicator(Communicator):
         if report.job_metrics:
             self._reports[str(report.panda_id)]["jobMetrics"] = report.job_metrics
         write_json_atomic(self.layout.results, self._reports)
+
+    def _earlier_reports(self) -> dict[str, dict[str, Any]]:
+        """Reports an earlier run in this directory wrote (kept: a job reported again replaces its own)."""
+        try:
+            return dict(self._read_json(self.layout.results))
+        except CommunicatorError:
+            return {}
 
     def _range_feed(self) -> dict[str, list[Any]]:
         if self._feed_error is not None:

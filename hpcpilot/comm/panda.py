@@ -269,6 +269,13 @@ class PandaCommunicator(Communicator):
                 self._wake.notify_all()
         return RangeBatch(tuple(ranges), exhausted=exhausted, errors=tuple(errors))
 
+    def adopt(self, job: Job, exhausted: bool = False) -> None:
+        """A resumed job: its ranges are asked for and its reports sent as for a job fetched here."""
+        with self._lock:
+            self._known[job.panda_id] = job
+            self._open[job.panda_id] = job
+            self._wake.notify_all()
+
     def report_ranges(
         self, job: Job, results: Sequence[RangeResult], fatal: Sequence[str], cut: Sequence[str] = ()
     ) -> None:

@@ -393,3 +393,48 @@ def _list_checksum(reader: _FieldReader, key: str, value: str | None) -> Checksu
         return Checksum.parse(value)
     except ValueError as exc:
         raise reader.error(key, str(exc)) from None
+
+
+def job_record(job: Job) -> dict[str, Any]:
+    """A JSON-able dict of every field of ``job`` (the journal's ``def``); `job_from_record` inverts it."""
+    record: dict[str, Any] = {}
+    for name in Job.__dataclass_fields__:
+        value = getattr(job, name)
+        if name in ("input_files", "output_files"):
+            value = [_spec_record(s) for s in value]
+        elif name == "log_file":
+            value = None if value is None else _spec_record(value)
+        record[name] = value
+    return record
+
+
+def job_from_record(record: Mapping[str, Any]) -> Job:
+    """The `Job` that `job_record` turned into ``record`` (an exact round trip).
+
+    Raises
+    ------
+    JobDefinitionError
+        If the record is not one `job_record` wrote.
+    """
+    try:
+        fields = dict(record)
+        fields["input_files"] = tuple(_spec_from(s) for s in fields.get("input_files", ()))
+        fields["output_files"] = tuple(_spec_from(s) for s in fields.get("output_files", ()))
+        log_spec = fields.get("log_file")
+        fields["log_file"] = None if log_spec is None else _spec_from(log_spec)
+        return Job(**fields)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise JobDefinitionError(f"not a journaled job definition: {exc}") from None
+
+
+def _spec_record(spec: FileSpec) -> dict[str, Any]:
+    record: dict[str, Any] = {name: getattr(spec, name) for name in FileSpec.__dataclass_fields__}
+    record["checksum"] = None if spec.checksum is None else str(spec.checksum)
+    return record
+
+
+def _spec_from(record: Mapping[str, Any]) -> FileSpec:
+    fields = dict(record)
+    checksum = fields.get("checksum")
+    fields["checksum"] = None if checksum is None else Checksum.parse(checksum)
+    return FileSpec(**fields)

@@ -68,6 +68,7 @@ class JobBook:
     outputs: list[OutputFile] = field(default_factory=list)
     merged: OutputFile | None = None
     log: OutputFile | None = None
+    held: list[RangeTask] = field(default_factory=list)  # restored ranges waiting for `Books.release`
 
     @property
     def ranges_done(self) -> bool:
@@ -164,7 +165,11 @@ class Books:
         job = book.job
         if job.event_service:
             book.phase = JobPhase.RUNNING
-            self.feeding[job.panda_id] = book
+            if not book.source_exhausted:
+                self.feeding[job.panda_id] = book
+            self.range_queue.extend(book.held)
+            book.held.clear()
+            self._settled.add(job.panda_id)
         else:
             book.phase = JobPhase.QUEUED
             self.plain_queue.append(job.panda_id)
@@ -182,6 +187,52 @@ class Books:
         book.queued += added
         self.ranges_known += added
         return added
+
+    def restore_range(
+        self, panda_id: int, rng: EventRange, failed: int = 0, outcome: RangeResult | None = None
+    ) -> RangeState | None:
+        """Book a range of a resumed job as the journal of the killed run left it.
+
+        Parameters
+        ----------
+        panda_id
+            Its job (added with `add_job`).
+        rng
+            The range.
+        failed
+            Attempts that failed in earlier runs: the next one is ``failed + 1``.
+        outcome
+            A finished result (the range is FINISHED, its output used for the merge), a failed one (the
+            range is FATAL), or None (the range is queued).
+
+        Returns
+        -------
+        RangeState or None
+            What the range became; None for a range already known (nothing changes).
+        """
+        book = self.jobs[panda_id]
+        if rng.range_id in book.ranges:
+            return None
+        entry = book.ranges[rng.range_id] = RangeEntry(rng, attempts=failed, result=outcome)
+        self.ranges_known += 1
+        book.failed_attempts += failed
+        self.ranges_failed_attempts += failed
+        if outcome is None:
+            entry.state = RangeState.QUEUED
+            book.queued += 1
+            task = RangeTask(panda_id, rng, failed + 1)
+            (book.held if book.phase is JobPhase.STAGING_IN else self.range_queue).append(task)
+        elif outcome.state is RangeState.FINISHED:
+            entry.state = RangeState.FINISHED
+            book.finished += 1
+            book.n_events += outcome.n_events
+            self.ranges_finished += 1
+        else:
+            entry.state = RangeState.FATAL
+            book.fatal += 1
+            self.ranges_fatal += 1
+        self._settled.add(panda_id)
+        return entry.state
 
     def exhaust(self, book: JobBook) -> None:
         """The job's range source has no more ranges."""

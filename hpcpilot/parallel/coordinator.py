@@ -19,10 +19,11 @@ from typing import Any
 from hpcpilot.comm.base import BadJob, Command, CommandKind, Communicator, JobReport
 from hpcpilot.config.schema import Settings
 from hpcpilot.data.archive import make_tarball
+from hpcpilot.data.checksums import adler32_of_file
 from hpcpilot.model.errors import CommunicatorError, ErrorCode, HpcPilotError, StagingError
-from hpcpilot.model.job import Job
+from hpcpilot.model.job import Job, job_record
 from hpcpilot.model.layout import WorkLayout
-from hpcpilot.model.ranges import RangeState
+from hpcpilot.model.ranges import EventRange, RangeState
 from hpcpilot.model.results import OutputFile, RangeResult
 from hpcpilot.model.states import JobState
 from hpcpilot.monitor.aggregate import JobFigures
@@ -38,6 +39,7 @@ from hpcpilot.parallel.messages import (
 )
 from hpcpilot.parallel.monitoring import RunMonitor
 from hpcpilot.parallel.outcome import job_report, merge_inputs, settle_event_service
+from hpcpilot.parallel.resume import FinishedRange, OpenJob, ResumeState
 from hpcpilot.parallel.staging import JobStaging, Staged
 from hpcpilot.parallel.status import Progress, RateMeter, format_status
 from hpcpilot.parallel.summary import run_summary
@@ -126,6 +128,7 @@ class Coordinator:
         self.messages_out = 0
         self.staging = JobStaging(settings.data, layout)
         self.monitor = RunMonitor(settings.monitor, layout.root)
+        self._skip_jobs: frozenset[int] = frozenset()
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -139,6 +142,8 @@ class Coordinator:
         for command in self.comm.poll():
             self._on_command(command)
             progress = True
+        if self.comm.defers_reports:
+            progress |= self._journal_delivered_now()
         now = time.monotonic()
         progress |= self._watch_the_end(now)
         if not self.books.draining:
@@ -516,9 +521,13 @@ class Coordinator:
         self.jobs_exhausted = batch.exhausted
         for bad in batch.bad:
             self._fail_bad_job(bad)
+        added = False
         for job in batch.jobs:
+            if job.panda_id in self._skip_jobs or job.panda_id in self.books.jobs:
+                continue  # done before a resume, or restored from the journal
             self._add_job(job)
-        return bool(batch.jobs or batch.bad)
+            added = True
+        return added or bool(batch.bad)
 
     def _fail_bad_job(self, bad: BadJob) -> None:
         """A job definition that could not be parsed fails alone (reported when its PandaID is known)."""
@@ -532,7 +541,7 @@ class Coordinator:
         self.journal.append("job", job=bad.panda_id, state="failed", code=code)
         self._bad_jobs.append({"PandaID": bad.panda_id, "error_code": code, "error_diag": diag})
 
-    def _add_job(self, job: Job) -> None:
+    def _add_job(self, job: Job, resumed: bool = False) -> None:
         job_dir = self.layout.job_dir(job.panda_id)
         self.layout.payload_log_dir(job.panda_id).mkdir(parents=True, exist_ok=True)
         try:
@@ -549,10 +558,11 @@ class Coordinator:
             job_dir,
             ", inputs staging in" if staging else "",
         )
+        state = JobState.RUNNING if resumed else JobState.STARTING  # a resumed job never goes back
         self.comm.report_job(
-            JobReport(job.panda_id, JobState.STARTING, start_time=time.time(), core_count=job.core_count)
+            JobReport(job.panda_id, state, start_time=time.time(), core_count=job.core_count)
         )
-        self.journal.append("job", job=job.panda_id, state=book.state.value)
+        self.journal.append("job", job=job.panda_id, state=book.state.value, **{"def": job_record(job)})
         if error is not None:
             self._fail_before_start(book, error.code, str(error))
 
@@ -598,9 +608,11 @@ class Coordinator:
             log.error("job %d: cannot get event ranges: %s", book.job.panda_id, exc)
             self.books.exhaust(book)
             book.error_code, book.error_diag = exc.code, str(exc)
+            self.journal.append("exhausted", job=book.job.panda_id)
             return True
         for error in batch.errors:
             log.error("job %d: skipping a malformed event range: %s", book.job.panda_id, error)
+        self._journal_ranges(book, batch.ranges, batch.exhausted)
         added = self.books.add_ranges(book.job.panda_id, batch.ranges)
         if batch.exhausted:
             self.books.exhaust(book)
@@ -727,15 +739,39 @@ class Coordinator:
     # --- periodic work ------------------------------------------------------------------------
 
     def _flush(self) -> None:
-        for panda_id in list(self._unreported):
-            self._flush_ranges(panda_id)
+        """Flush the journal, then report ranges: a range is always journaled before it is reported."""
         self.journal.flush()
+        for panda_id in list(self._unreported):
+            self._flush_ranges(panda_id, journaled=True)
+        self.journal_delivered()
+        self.journal.flush()  # the "reported" records: narrows the window of a second report
 
-    def _flush_ranges(self, panda_id: int) -> None:
+    def _journal_delivered_now(self) -> bool:
+        """Journal (and flush) reports that just became durable: a resumed run does not send them again."""
+        if not self.journal_delivered():
+            return False
+        self.journal.flush()
+        return True
+
+    def journal_delivered(self) -> bool:
+        """Journal the reports a deferring communicator has made durable (`Communicator.delivered`)."""
+        delivered = self.comm.delivered()
+        for panda_id, ids in delivered:
+            self.journal.append("reported", job=panda_id, ids=ids)
+        return bool(delivered)
+
+    def _flush_ranges(self, panda_id: int, journaled: bool = False) -> None:
+        """Report a job's range outcomes (after flushing the journal unless ``journaled``).
+
+        Reporting is at-least-once: a ``reported`` record follows a successful report, and a run killed
+        between the two reports those ranges again after ``--resume``.
+        """
         results = self._unreported.pop(panda_id, [])
         fatal = self._unreported_fatal.pop(panda_id, [])
         cut = self._cut.pop(panda_id, [])
         if results or fatal or cut:
+            if not journaled:
+                self.journal.flush()
             try:
                 self.comm.report_ranges(self.books.jobs[panda_id].job, results, fatal, cut)
             except CommunicatorError as exc:
@@ -743,6 +779,10 @@ class Coordinator:
                 self._unreported[panda_id][:0] = results
                 self._unreported_fatal[panda_id][:0] = fatal
                 self._cut[panda_id][:0] = cut
+                return
+            ids = [r.range_id for r in results if r.state is RangeState.FINISHED] + fatal
+            if ids and not self.comm.defers_reports:
+                self.journal.append("reported", job=panda_id, ids=ids)
 
     def progress(self) -> Progress:
         """A snapshot of the run."""
@@ -843,3 +883,85 @@ class Coordinator:
             messages={"in": self.messages_in, "out": self.messages_out},
             cut=self.ranges_cut,
         )
+
+    # --- resuming -----------------------------------------------------------------------------
+
+    def _journal_ranges(self, book: JobBook, ranges: tuple[EventRange, ...], exhausted: bool) -> None:
+        """Journal ranges new to the books (and the end of the job's feed), flushed at once.
+
+        A range taken from the workload manager is thus never lost to a kill: ``--resume`` knows it.
+        """
+        known = book.ranges
+        new = [r.to_wire() for r in ranges if r.range_id not in known]
+        if new:
+            self.journal.append("ranges", job=book.job.panda_id, ranges=new)
+        if exhausted:
+            self.journal.append("exhausted", job=book.job.panda_id)
+        if new or exhausted:
+            self.journal.flush()
+
+    def restore(self, state: ResumeState) -> None:
+        """Take up what a killed run left (`hpcpilot.parallel.resume`), before the loop starts.
+
+        Done jobs are never run again (also when the communicator serves them again). Each open job is
+        added again and told to the communicator (`Communicator.adopt`); its ranges are booked as the
+        journal left them: finished and reported ones stay finished (not rerun, not reported again,
+        their outputs merged), finished but unreported ones are verified (the output exists and its
+        adler32 is the journaled one) and reported, or else run again; fatal ones stay fatal; every
+        other range is queued, with the attempts it already used.
+        """
+        self._skip_jobs = state.done
+        for open_job in state.open:
+            job = open_job.job
+            self.comm.adopt(job, open_job.exhausted)
+            self._add_job(job, resumed=True)
+            book = self.books.jobs[job.panda_id]
+            if book.state is JobState.STARTING:
+                book.state = JobState.RUNNING  # as reported before the kill: heartbeats never go back
+            if book.phase is JobPhase.DONE or not job.event_service:
+                continue
+            rerun = self._restore_ranges(book, open_job)
+            if open_job.exhausted:
+                self.books.exhaust(book)
+            log.info(
+                "job %d resumed: %d range(s) finished before, %d to run%s",
+                job.panda_id,
+                book.finished,
+                book.queued,
+                f" ({rerun} finished but unverifiable: run again)" if rerun else "",
+            )
+
+    def _restore_ranges(self, book: JobBook, open_job: OpenJob) -> int:
+        panda_id = book.job.panda_id
+        rerun = 0
+        for rng in open_job.ranges:
+            rid = rng.range_id
+            failed = open_job.failed.get(rid, 0)
+            done = open_job.finished.get(rid)
+            outcome: RangeResult | None = None
+            if done is not None and (done.reported or _output_intact(done)):
+                output = None
+                if done.path is not None:
+                    output = OutputFile(done.path, done.fsize or 0, done.adler32 or "")
+                outcome = RangeResult(panda_id, rid, RangeState.FINISHED, output, done.nevents)
+                if not done.reported:
+                    self._unreported[panda_id].append(outcome)
+            elif done is not None:
+                rerun += 1
+                log.warning("job %d: output of range %s is missing or changed: run again", panda_id, rid)
+            elif rid in open_job.fatal:
+                outcome = RangeResult(panda_id, rid, RangeState.FATAL)
+                if not open_job.fatal[rid]:
+                    self._unreported_fatal[panda_id].append(rid)
+            self.books.restore_range(panda_id, rng, failed, outcome)
+        return rerun
+
+
+def _output_intact(done: FinishedRange) -> bool:
+    """Whether a finished range's journaled output is there with the journaled adler32."""
+    if done.path is None:
+        return True
+    try:
+        return adler32_of_file(done.path) == done.adler32
+    except OSError:
+        return False

@@ -24,7 +24,7 @@ Records that make a run resumable (``hpcpilot run --resume``) and readable by ``
                                                    its definition, `hpcpilot.model.job.job_record`)
     {"t": ..., "ev": "ranges", "job": 1001, "ranges": [{range wire dict}, ...]}   (ranges received)
     {"t": ..., "ev": "exhausted", "job": 1001}      (the job gets no more ranges)
-    {"t": ..., "ev": "reported", "job": 1001, "ids": [...]}   (outcomes handed to the communicator)
+    {"t": ..., "ev": "reported", "job": 1001, "ids": [...]}   (outcomes durable at the communicator)
     {"t": ..., "ev": "end", "drained_by": null}    (the run ended cleanly)
 """
 

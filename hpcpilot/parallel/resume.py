@@ -1,0 +1,188 @@
+"""What a killed run left behind: its journal read back into the state `hpcpilot run --resume` restores.
+
+Pure: journal records in, a `ResumeState` out. A job is *done* once a final state (``finished`` or
+``failed``) was journaled for it; every other job whose definition the journal holds is *open*, and for
+each of its ranges the journal tells whether it finished (and whether that was reported), became fatal,
+or how many attempts failed. A job journaled without its definition (a journal from before resume
+existed) cannot be resumed and is left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hpcpilot.model.errors import HpcPilotError
+from hpcpilot.model.job import Job, job_from_record
+from hpcpilot.model.ranges import EventRange, parse_range
+
+_FINAL_STATES = frozenset({"finished", "failed"})
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedRange:
+    """A range the journal saw finish, with its output as journaled.
+
+    Attributes
+    ----------
+    range_id
+        The range.
+    path, fsize, adler32
+        Its output file (None each when it wrote none).
+    nevents
+        Events it processed.
+    reported
+        Whether the workload manager was told (a ``reported`` record follows).
+    """
+
+    range_id: str
+    path: str | None
+    fsize: int | None
+    adler32: str | None
+    nevents: int
+    reported: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OpenJob:
+    """A job the killed run had not finished.
+
+    Attributes
+    ----------
+    job
+        Its definition.
+    ranges
+        Every range received, in the order received.
+    finished
+        Ranges that finished, by id.
+    fatal
+        Ranges that used all their attempts (id -> reported or not).
+    failed
+        Failed attempts per range id.
+    exhausted
+        Whether its range source had no more ranges.
+    """
+
+    job: Job
+    ranges: tuple[EventRange, ...] = ()
+    finished: Mapping[str, FinishedRange] = field(default_factory=dict)
+    fatal: Mapping[str, bool] = field(default_factory=dict)
+    failed: Mapping[str, int] = field(default_factory=dict)
+    exhausted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeState:
+    """Everything a resumed run restores.
+
+    Attributes
+    ----------
+    done
+        PandaIDs of jobs with a final state: never run again.
+    open
+        Jobs to take up again, in the order they first appeared.
+    runs
+        How many runs wrote to the journal before.
+    clean_end
+        Whether the last of them ended cleanly (an ``end`` record).
+    """
+
+    done: frozenset[int]
+    open: tuple[OpenJob, ...]
+    runs: int = 0
+    clean_end: bool = False
+
+    @property
+    def empty(self) -> bool:
+        """Whether there is nothing to restore."""
+        return not self.done and not self.open
+
+
+class _JobTrail:
+    """Mutable collector of one job's records while reading."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.ranges: dict[str, EventRange] = {}
+        self.finished: dict[str, FinishedRange] = {}
+        self.fatal: dict[str, bool] = {}
+        self.failed: dict[str, int] = {}
+        self.reported: set[str] = set()
+        self.exhausted = False
+
+    def freeze(self) -> OpenJob:
+        finished = {
+            rid: FinishedRange(f.range_id, f.path, f.fsize, f.adler32, f.nevents, rid in self.reported)
+            for rid, f in self.finished.items()
+        }
+        fatal = {rid: rid in self.reported for rid in self.fatal}
+        return OpenJob(
+            self.job, tuple(self.ranges.values()), finished, fatal, dict(self.failed), self.exhausted
+        )
+
+
+def resume_state(records: Iterable[Mapping[str, Any]]) -> ResumeState:
+    """Read journal records (in order) into what a resumed run restores."""
+    trails: dict[int, _JobTrail] = {}
+    done: set[int] = set()
+    runs, clean = 0, False
+    for record in records:
+        event = record.get("ev")
+        if event == "run":
+            runs, clean = runs + 1, False
+        elif event == "end":
+            clean = True
+        elif event == "job":
+            _on_job(record, trails, done)
+        else:
+            trail = trails.get(record.get("job", -1))
+            if trail is not None:
+                _on_range_record(event, record, trail)
+    open_jobs = tuple(t.freeze() for pid, t in trails.items() if pid not in done)
+    return ResumeState(frozenset(done), open_jobs, runs, clean)
+
+
+def _on_job(record: Mapping[str, Any], trails: dict[int, _JobTrail], done: set[int]) -> None:
+    panda_id = record.get("job")
+    if not isinstance(panda_id, int):
+        return
+    if record.get("state") in _FINAL_STATES:
+        done.add(panda_id)
+        return
+    definition = record.get("def")
+    if isinstance(definition, dict) and panda_id not in trails:
+        try:
+            trails[panda_id] = _JobTrail(job_from_record(definition))
+        except HpcPilotError:
+            return
+
+
+def _on_range_record(event: object, record: Mapping[str, Any], trail: _JobTrail) -> None:
+    if event == "ranges":
+        for raw in record.get("ranges", ()):
+            try:
+                rng = parse_range(raw, source="journal")
+            except HpcPilotError:
+                continue
+            trail.ranges.setdefault(rng.range_id, rng)
+    elif event == "finished":
+        names = ("ids", "paths", "fsize", "adler32", "nevents")
+        try:
+            columns = zip(*(record[name] for name in names), strict=True)
+            for rid, path, fsize, adler, nevents in columns:
+                trail.finished[rid] = FinishedRange(rid, path, fsize, adler, int(nevents or 0), False)
+        except (KeyError, TypeError, ValueError):
+            return  # not a record this pilot wrote
+    elif event == "failed":
+        rid = record.get("id")
+        if isinstance(rid, str):
+            trail.failed[rid] = trail.failed.get(rid, 0) + 1
+    elif event == "fatal":
+        rid = record.get("id")
+        if isinstance(rid, str):
+            trail.fatal[rid] = False
+    elif event == "reported":
+        trail.reported.update(record.get("ids", ()))
+    elif event == "exhausted":
+        trail.exhausted = True
