@@ -105,7 +105,7 @@ def _run_role(world: par.World, settings: Settings, resume: bool = False) -> int
 
     communicator = _communicator(settings, layout)
     state = _resume_state(layout) if resume else None
-    journal = _journal(layout, resume)
+    journal = _journal(layout, resume, layout.root / settings.monitor.file)
     journal.append("run", host=world.host, pid=os.getpid(), ranks=world.size, resume=resume)
     if world.size == 1:
         link = LocalLink()
@@ -176,17 +176,26 @@ def _communicator(settings: Settings, layout: WorkLayout) -> Communicator:
     return cls(settings, layout)
 
 
-def _journal(layout: WorkLayout, resume: bool) -> Journal:
-    """Rank 0's journal: appended to when resuming; else an earlier one is moved aside first."""
+def _journal(layout: WorkLayout, resume: bool, series: Path) -> Journal:
+    """Rank 0's journal: appended to when resuming; else an earlier one is moved aside first.
+
+    The earlier run's time series (``series``, ``monitor.h5``) is moved aside with it, so a new run's
+    figures never mix with an old one's.
+    """
     import time
 
     from hpcpilot.runtime.journal import Journal
 
     path = layout.journal
     if not resume and path.exists() and path.stat().st_size:
-        aside = path.with_name(f"journal.{time.strftime('%Y%m%dT%H%M%S')}.{os.getpid()}.jsonl")
+        stamp = f"{time.strftime('%Y%m%dT%H%M%S')}.{os.getpid()}"
+        aside = path.with_name(f"journal.{stamp}.jsonl")
         path.rename(aside)
         log.warning("an earlier run's journal is kept as %s (use 'run --resume' to continue it)", aside.name)
+        if series.exists():
+            kept = series.with_name(f"{series.stem}.{stamp}{series.suffix}")
+            series.rename(kept)
+            log.warning("an earlier run's time series is kept as %s", kept.name)
     return Journal(path)
 
 

@@ -178,6 +178,9 @@ class Communicator(ABC):
     #: Whether `report_ranges` may return before the outcomes are durable (written where the workload
     #: manager reads them, or in a durable outbox); such a communicator tells `delivered` when they are.
     defers_reports: bool = False
+    #: Whether a new run in the same work directory is served the same ranges again (the local
+    #: communicator cuts them from its files): their journal records then need no flush of their own.
+    replays_ranges: bool = False
 
     def __init__(self, settings: Settings, layout: WorkLayout) -> None:
         self.settings = settings

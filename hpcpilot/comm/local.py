@@ -36,6 +36,8 @@ from hpcpilot.runtime.atomic import write_json_atomic
 class LocalCommunicator(Communicator):
     """Serves jobs and ranges from files in the work directory; writes reports there."""
 
+    replays_ranges = True  # the same files give the same ranges to a resumed run
+
     def __init__(self, settings: Settings, layout: WorkLayout) -> None:
         super().__init__(settings, layout)
         self._jobs_path = layout.root / settings.local.jobs_file

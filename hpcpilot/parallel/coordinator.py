@@ -890,6 +890,8 @@ class Coordinator:
         """Journal ranges new to the books (and the end of the job's feed), flushed at once.
 
         A range taken from the workload manager is thus never lost to a kill: ``--resume`` knows it.
+        A communicator that serves the same ranges again (`Communicator.replays_ranges`) needs no
+        flush of its own: the records go with the next periodic one.
         """
         known = book.ranges
         new = [r.to_wire() for r in ranges if r.range_id not in known]
@@ -897,7 +899,7 @@ class Coordinator:
             self.journal.append("ranges", job=book.job.panda_id, ranges=new)
         if exhausted:
             self.journal.append("exhausted", job=book.job.panda_id)
-        if new or exhausted:
+        if (new or exhausted) and not self.comm.replays_ranges:
             self.journal.flush()
 
     def restore(self, state: ResumeState) -> None:
