@@ -115,6 +115,7 @@ class Coordinator:
         self.messages_in = 0
         self.messages_out = 0
         self.staging = JobStaging(settings.data, layout)
+        self._bye_reasons: dict[int, int] = {}  # ranks that stopped on their own: why (a PanDA code)
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -252,7 +253,14 @@ class Coordinator:
     def _on_bye(self, rank: int, bye: WorkerBye) -> None:
         self._on_update(rank, bye.update)
         worker = self.books.worker(rank)
-        if not self.stop_sent:
+        if bye.reason:
+            self._bye_reasons[rank] = bye.reason
+            log.warning(
+                "rank %d stopped on its own (%s): its unstarted work goes to others",
+                rank,
+                _code_name(bye.reason),
+            )
+        elif not self.stop_sent:
             log.warning(
                 "rank %d stopped on its own (a signal reached it): its unstarted work goes to others", rank
             )
@@ -726,8 +734,13 @@ class Coordinator:
     def _maybe_stop(self) -> bool:
         books = self.books
         if not self.stop_sent and not books.draining and all(w.stopped for w in books.workers.values()):
-            log.error("every worker rank has stopped: ending the run")
-            self.drain_code = self.drain_code or ErrorCode.KILL_SIGNAL
+            reasons = {self._bye_reasons.get(w.rank, 0) for w in books.workers.values()}
+            reason = ErrorCode(reasons.pop()) if len(reasons) == 1 and 0 not in reasons else None
+            log.error(
+                "every worker rank has stopped%s: ending the run",
+                f" ({_code_name(reason)})" if reason else "",
+            )
+            self.drain_code = self.drain_code or reason or ErrorCode.KILL_SIGNAL
             books.draining = True
         if not self.stop_sent and (books.draining or self._all_work_done()):
             drain = books.draining
@@ -785,3 +798,11 @@ class Coordinator:
             messages={"in": self.messages_in, "out": self.messages_out},
             cut=self.ranges_cut,
         )
+
+
+def _code_name(code: int) -> str:
+    """``1098 NO_LOCAL_SPACE`` (the number alone for a code hpcpilot does not know)."""
+    try:
+        return f"{code} {ErrorCode(code).name}"
+    except ValueError:
+        return str(code)
