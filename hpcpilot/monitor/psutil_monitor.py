@@ -66,6 +66,9 @@ class ProcSample:
         User + system CPU seconds, its own and those of the children it reaped.
     rchar, wchar, rbytes, wbytes
         Its I/O counters, bytes (with those of the children it reaped).
+    zombie
+        It has ended and waits for its parent to reap it: it holds no memory, counts no process,
+        and its counters pass to the parent when it is reaped.
     """
 
     pid: int
@@ -81,6 +84,7 @@ class ProcSample:
     wchar: float = 0.0
     rbytes: float = 0.0
     wbytes: float = 0.0
+    zombie: bool = False
 
     def counters(self) -> dict[str, float]:
         """The cumulative counters (`COUNTERS`)."""
@@ -167,6 +171,8 @@ def sample_process(pid: int, pss: bool, proc: Path = Path("/proc")) -> ProcSampl
     try:
         process = psutil.Process(pid)
         with process.oneshot():
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return _zombie(process)
             mem = process.memory_info()
             cpu = process.cpu_times()
             sample = ProcSample(
@@ -198,10 +204,25 @@ def sample_process(pid: int, pss: bool, proc: Path = Path("/proc")) -> ProcSampl
     )
 
 
+def _zombie(process: psutil.Process) -> ProcSample | None:
+    """An ended, unreaped process: its CPU and I/O counters only."""
+    try:
+        cpu = process.cpu_times()
+        ppid, created = process.ppid(), process.create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    try:
+        io = _io_counters(process)
+    except psutil.NoSuchProcess:  # a zombie's /proc/<pid>/io may be gone already
+        io = (0.0, 0.0, 0.0, 0.0)
+    total = cpu.user + cpu.system + cpu.children_user + cpu.children_system
+    return ProcSample(process.pid, ppid, created, 0.0, 0.0, None, None, 0, total, *io, zombie=True)
+
+
 def _io_counters(process: psutil.Process) -> tuple[float, float, float, float]:
     try:
         io = process.io_counters()
-    except (psutil.AccessDenied, AttributeError, NotImplementedError):  # not readable, or no such call here
+    except (psutil.AccessDenied, AttributeError, NotImplementedError):  # not readable here
         return 0.0, 0.0, 0.0, 0.0
     rchar = float(getattr(io, "read_chars", io.read_bytes))
     wchar = float(getattr(io, "write_chars", io.write_bytes))
@@ -283,11 +304,13 @@ class _ItemUsage:
     measured_pss: bool = False
 
     def add(self, s: ProcSample) -> None:
+        self.cpu_s += s.cpu_s
+        if s.zombie:
+            return
         self.rss_kb += s.rss_kb
         self.vmem_kb += s.vmem_kb
         self.threads += s.threads
         self.procs += 1
-        self.cpu_s += s.cpu_s
         if s.pss_kb is not None:
             self.pss_kb += s.pss_kb
             self.swap_kb += s.swap_kb or 0.0
