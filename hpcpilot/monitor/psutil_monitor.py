@@ -42,6 +42,9 @@ from hpcpilot.monitor.checks import (
 
 #: The cumulative counters of a job on a node.
 COUNTERS = (m.CPU_S, m.RCHAR, m.WCHAR, m.RBYTES, m.WBYTES)
+#: Clock ticks per second and kB per page, for ``/proc/<pid>/stat``.
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+PAGE_KB = (os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096) / 1024
 #: Most looping scans of one item's files per ``monitor.looping_s`` (the scan is rate-limited).
 SCANS_PER_LOOPING_PERIOD = 20
 
@@ -100,16 +103,62 @@ class ProcSample:
 # --- parsers and the process table ----------------------------------------------------------
 
 
-def parse_stat(text: str) -> tuple[int, int]:
-    """``(ppid, session)`` from the text of ``/proc/<pid>/stat`` (the command may hold spaces).
+@dataclass(frozen=True, slots=True)
+class Stat:
+    """The fields of ``/proc/<pid>/stat`` a sample needs (see proc(5)).
+
+    Attributes
+    ----------
+    state
+        ``R``, ``S``, ``D``, ``Z`` (zombie) ...
+    ppid, session
+        Its parent and its session.
+    cpu_ticks
+        ``utime + stime + cutime + cstime``: its own CPU and that of the children it reaped, in clock
+        ticks.
+    threads
+        ``num_threads``.
+    start_ticks
+        ``starttime``: with the pid, it names the process even if the pid is reused.
+    vsize
+        Virtual memory, bytes.
+    rss_pages
+        Resident set, pages.
+    """
+
+    state: str
+    ppid: int
+    session: int
+    cpu_ticks: int
+    threads: int
+    start_ticks: int
+    vsize: int
+    rss_pages: int
+
+
+def parse_stat(text: str) -> Stat:
+    """The fields of ``/proc/<pid>/stat`` (its command, in parentheses, may hold spaces and parentheses).
 
     Raises
     ------
     ValueError
         If the text is not such a line.
     """
-    fields = text[text.rindex(")") + 2 :].split()
-    return int(fields[1]), int(fields[3])
+    f = text[text.rindex(")") + 2 :].split()
+    if len(f) < 22:
+        raise ValueError(f"short /proc stat line: {text[:80]!r}")
+    cpu = int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+    return Stat(f[0], int(f[1]), int(f[3]), cpu, int(f[17]), int(f[19]), int(f[20]), int(f[21]))
+
+
+def parse_io(text: str) -> tuple[float, float, float, float]:
+    """``(rchar, wchar, read_bytes, write_bytes)`` from the text of ``/proc/<pid>/io``."""
+    values = dict.fromkeys(("rchar", "wchar", "read_bytes", "write_bytes"), 0.0)
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key in values:
+            values[key] = float(value)
+    return values["rchar"], values["wchar"], values["read_bytes"], values["write_bytes"]
 
 
 def parse_smaps_rollup(text: str) -> tuple[float, float]:
@@ -123,51 +172,104 @@ def parse_smaps_rollup(text: str) -> tuple[float, float]:
     return pss, swap
 
 
-def process_table(proc: Path = Path("/proc")) -> dict[int, tuple[int, int]]:
-    """``{pid: (ppid, session)}`` of every process, from one pass over ``/proc/*/stat``.
+def _read(path: str) -> str:
+    with open(path) as handle:
+        return handle.read()
+
+
+def process_table(proc: str = "/proc") -> dict[int, Stat]:
+    """The `Stat` of every process, from one pass over ``/proc/*/stat``.
 
     Processes that end during the scan are left out. Empty where there is no ``/proc``.
     """
-    table: dict[int, tuple[int, int]] = {}
+    table: dict[int, Stat] = {}
     try:
         entries = os.listdir(proc)
     except OSError:
         return table
     for name in entries:
-        if not name.isdigit():
-            continue
-        try:
-            with open(proc / name / "stat") as handle:
-                table[int(name)] = parse_stat(handle.read())
-        except (OSError, ValueError):
-            continue
+        if name.isdigit():
+            try:
+                table[int(name)] = parse_stat(_read(f"{proc}/{name}/stat"))
+            except (OSError, ValueError):
+                continue
     return table
 
 
-def tree_pids(leaders: Iterable[int], table: Mapping[int, tuple[int, int]]) -> list[int]:
-    """The leaders, their descendants, and the processes of their sessions (orphans included).
+class ProcessIndex:
+    """Children and session members of every process in a table, to find process trees.
 
-    Leaders missing from ``table`` (ended) and their descendants are left out.
+    Parameters
+    ----------
+    table
+        ``{pid: (ppid, session)}`` (or `Stat` objects) of every process.
     """
-    children: dict[int, list[int]] = defaultdict(list)
-    for pid, (ppid, _) in table.items():
-        children[ppid].append(pid)
-    lead = [p for p in leaders if p in table]
-    sessions = set(lead)
-    seen: set[int] = set()
-    stack = list(lead)
-    while stack:
-        pid = stack.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        stack.extend(children.get(pid, ()))
-    seen.update(pid for pid, (_, sid) in table.items() if sid in sessions)
-    return sorted(seen)
+
+    def __init__(self, table: Mapping[int, tuple[int, int] | Stat]) -> None:
+        self.pids = set(table)
+        self.children: dict[int, list[int]] = defaultdict(list)
+        self.sessions: dict[int, list[int]] = defaultdict(list)
+        for pid, entry in table.items():
+            ppid, sid = (entry.ppid, entry.session) if isinstance(entry, Stat) else entry
+            self.children[ppid].append(pid)
+            self.sessions[sid].append(pid)
+
+    def tree(self, leaders: Iterable[int]) -> list[int]:
+        """The leaders, their descendants, and the processes of their sessions (orphans included).
+
+        Leaders that are gone (not in the table) and their descendants are left out.
+        """
+        lead = [p for p in leaders if p in self.pids]
+        seen: set[int] = set()
+        stack = list(lead)
+        for leader in lead:
+            stack.extend(self.sessions.get(leader, ()))
+        while stack:
+            pid = stack.pop()
+            if pid not in seen:
+                seen.add(pid)
+                stack.extend(self.children.get(pid, ()))
+        return sorted(seen)
+
+
+def tree_pids(leaders: Iterable[int], table: Mapping[int, tuple[int, int] | Stat]) -> list[int]:
+    """The leaders, their descendants, and the processes of their sessions (see `ProcessIndex`)."""
+    return ProcessIndex(table).tree(leaders)
+
+
+def sample_from_proc(pid: int, stat: Stat, pss: bool, proc: str = "/proc") -> ProcSample | None:
+    """Sample one process from its `Stat` and ``/proc/<pid>/io`` (and ``smaps_rollup`` for PSS).
+
+    None if it vanished. Counters that may not be read (another user's process) are 0.
+    """
+    try:
+        io = parse_io(_read(f"{proc}/{pid}/io"))
+    except FileNotFoundError:
+        if not os.path.exists(f"{proc}/{pid}"):
+            return None
+        io = (0.0, 0.0, 0.0, 0.0)
+    except OSError:
+        io = (0.0, 0.0, 0.0, 0.0)
+    cpu_s = stat.cpu_ticks / CLOCK_TICKS
+    if stat.state == "Z":
+        return ProcSample(pid, stat.ppid, stat.start_ticks, 0.0, 0.0, None, None, 0, cpu_s, *io, zombie=True)
+    pss_kb, swap_kb = _pss(pid, proc) if pss else (None, None)
+    return ProcSample(
+        pid,
+        stat.ppid,
+        stat.start_ticks,
+        stat.rss_pages * PAGE_KB,
+        stat.vsize / 1024,
+        pss_kb,
+        swap_kb,
+        stat.threads,
+        cpu_s,
+        *io,
+    )
 
 
 def sample_process(pid: int, pss: bool, proc: Path = Path("/proc")) -> ProcSample | None:
-    """Sample one process; None if it vanished or may not be read."""
+    """Sample one process with psutil (where there is no ``/proc``); None if it vanished."""
     try:
         process = psutil.Process(pid)
         with process.oneshot():
@@ -187,7 +289,7 @@ def sample_process(pid: int, pss: bool, proc: Path = Path("/proc")) -> ProcSampl
                 cpu_s=cpu.user + cpu.system + cpu.children_user + cpu.children_system,
             )
             io = _io_counters(process)
-        pss_kb, swap_kb = _pss(process, proc) if pss else (None, None)
+        pss_kb, swap_kb = _pss(pid, str(proc)) if pss else (None, None)
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
     return ProcSample(
@@ -229,18 +331,17 @@ def _io_counters(process: psutil.Process) -> tuple[float, float, float, float]:
     return rchar, wchar, float(io.read_bytes), float(io.write_bytes)
 
 
-def _pss(process: psutil.Process, proc: Path) -> tuple[float | None, float | None]:
+def _pss(pid: int, proc: str) -> tuple[float | None, float | None]:
     """PSS and swap (kB) from ``smaps_rollup``; the full ``smaps`` (psutil) where there is no rollup."""
     try:
-        with open(proc / str(process.pid) / "smaps_rollup") as handle:
-            return parse_smaps_rollup(handle.read())
+        return parse_smaps_rollup(_read(f"{proc}/{pid}/smaps_rollup"))
     except FileNotFoundError:
         pass
     except OSError:
         return None, None
     try:
-        full = process.memory_full_info()
-    except (psutil.AccessDenied, AttributeError):
+        full = psutil.Process(pid).memory_full_info()
+    except (psutil.Error, AttributeError):
         return None, None
     return getattr(full, "pss", 0) / 1024, getattr(full, "swap", 0) / 1024
 
@@ -332,13 +433,13 @@ class PsutilMonitor(Monitor):
         t = time.time()
         watched = [item for item in running if item.pids]
         table = process_table() if watched else {}
+        index = ProcessIndex(table)
         seen: dict[tuple[int, float], tuple[int, ProcSample]] = {}
         jobs: dict[int, _ItemUsage] = {}
         verdicts: list[Verdict] = []
         for item in watched:
             usage = _ItemUsage()
-            for pid in tree_pids(item.pids, table):
-                sample = sample_process(pid, self.settings.pss)
+            for pid, sample in self._tree(item.pids, table, index):
                 if sample is not None:
                     seen[(pid, sample.created)] = (item.job.panda_id, sample)
                     usage.add(sample)
@@ -362,6 +463,22 @@ class PsutilMonitor(Monitor):
     def forget(self, slot: str) -> None:
         """The item of ``slot`` ended."""
         self._items.pop(slot, None)
+
+    def _tree(
+        self, leaders: tuple[int, ...], table: Mapping[int, Stat], index: ProcessIndex
+    ) -> list[tuple[int, ProcSample | None]]:
+        """Samples of an item's process tree: from ``/proc``, or with psutil where there is none."""
+        pss = self.settings.pss
+        if table:
+            return [(pid, sample_from_proc(pid, table[pid], pss)) for pid in index.tree(leaders)]
+        pids: set[int] = set()
+        for leader in leaders:
+            try:
+                pids.add(leader)
+                pids.update(c.pid for c in psutil.Process(leader).children(recursive=True))
+            except psutil.Error:
+                continue
+        return [(pid, sample_process(pid, pss)) for pid in sorted(pids)]
 
     # --- the checks of one item -------------------------------------------------------------
 

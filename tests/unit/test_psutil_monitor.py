@@ -20,9 +20,12 @@ from hpcpilot.monitor.base import NodeContext, VerdictKind, Watched
 from hpcpilot.monitor.psutil_monitor import (
     PsutilMonitor,
     latest_mtime,
+    parse_io,
     parse_smaps_rollup,
     parse_stat,
     process_table,
+    sample_from_proc,
+    sample_process,
     tree_pids,
 )
 
@@ -37,6 +40,12 @@ Private_Dirty:       112 kB
 Swap:                  8 kB
 SwapPss:               4 kB
 """
+
+STAT = (
+    "4242 (my (odd) cmd) S 17 4242 4200 0 -1 4194560 150 0 0 0 120 30 5 1 20 0 3 0 987654 "
+    "123456768 2500 18446744073709551615 1 1 0 0 0 0 0 16781312 17442 0 0 0 17 1 0 0 0 0 0"
+)
+IO = "rchar: 1706866\nwchar: 12\nsyscr: 200\nsyscw: 1\nread_bytes: 4096\nwrite_bytes: 0\n"
 
 # a parent that starts a child, both burning a little CPU and holding ~30 MB
 TREE = """
@@ -72,7 +81,11 @@ def monitor(tmp_path: Path, **settings: object) -> PsutilMonitor:
 
 def test_parsers_read_recorded_proc_files() -> None:
     assert parse_smaps_rollup(SMAPS_ROLLUP) == (352.0, 8.0)
-    assert parse_stat("4242 (my (odd) cmd) S 17 4242 4200 0 -1 4194560 150") == (17, 4200)
+    stat = parse_stat(STAT)
+    assert (stat.state, stat.ppid, stat.session, stat.threads) == ("S", 17, 4200, 3)
+    assert stat.cpu_ticks == 120 + 30 + 5 + 1 and stat.start_ticks == 987654
+    assert (stat.vsize, stat.rss_pages) == (123_456_768, 2500)
+    assert parse_io(IO) == (1_706_866.0, 12.0, 4096.0, 0.0)
     table = {1: (0, 1), 10: (1, 10), 11: (10, 10), 12: (11, 10), 20: (1, 10), 30: (1, 30)}
     assert tree_pids([10], table) == [10, 11, 12, 20]  # 20: an orphan left in the session
     assert tree_pids([99], table) == []
@@ -185,3 +198,15 @@ def test_latest_mtime_of_files_and_a_directory(tmp_path: Path) -> None:
     assert latest_mtime([a, tmp_path / "missing"]) == 1000
     assert latest_mtime([a], tmp_path) == 2000
     assert latest_mtime([tmp_path / "missing"]) is None
+
+
+def test_proc_and_psutil_samples_agree(tree: tuple[subprocess.Popen[str], int]) -> None:
+    proc, _ = tree
+    direct = sample_from_proc(proc.pid, process_table()[proc.pid], pss=True)
+    fallback = sample_process(proc.pid, pss=True)  # where there is no /proc
+    assert direct is not None and fallback is not None
+    assert direct.ppid == fallback.ppid == os.getpid()
+    assert abs(direct.rss_kb - fallback.rss_kb) < 0.2 * fallback.rss_kb
+    assert direct.vmem_kb == fallback.vmem_kb and direct.threads == fallback.threads
+    assert abs(direct.cpu_s - fallback.cpu_s) < 0.1 and direct.rchar > 0
+    assert direct.pss_kb is not None and direct.pss_kb > 20 * 1024
