@@ -123,16 +123,17 @@ def runs(args: argparse.Namespace) -> None:
     )
     print(
         "| monitors | ranges/s | rate / none | payload CPU/range (ms) | / none "
-        "| pilot CPU/range (ms) | / none |"
+        "| pilot CPU/range (ms) | / none | ranges/s of each run |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
     for name, rs in results.items():
         med = {k: statistics.median(r[k] for r in rs) for k in base}
+        each = ", ".join(f"{r['rate']:.1f}" for r in rs)
         print(
             f"| {name} | {med['rate']:.1f} | {med['rate'] / base['rate']:.3f} | "
             f"{med['payload_cpu'] * 1e3:.1f} | "
             f"{med['payload_cpu'] / base['payload_cpu']:.3f} | {med['pilot_cpu'] * 1e3:.2f} | "
-            f"{med['pilot_cpu'] / base['pilot_cpu']:.3f} |"
+            f"{med['pilot_cpu'] / base['pilot_cpu']:.3f} | {each} |"
         )
 
 

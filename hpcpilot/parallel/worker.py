@@ -140,6 +140,7 @@ class Worker:
         self._chain: EnvironmentChain | None = None
         self._requests: dict[int, EnvironmentRequest | HpcPilotError] = {}
         self._scratch = scratch_root(settings.data.scratch)
+        self._monitoring = bool(settings.monitor.plugins.strip())
         self._monitors: list[Monitor] | None = None  # loaded at the first sample
         self._next_sample = 0.0
         self._samples: list[MetricSample] = []
@@ -162,7 +163,7 @@ class Worker:
         progress |= self._reap_closed()
         if not self._stopping:
             progress |= self._start_queued()
-        if self.settings.monitor.plugins and time.monotonic() >= self._next_sample:
+        if self._monitoring and time.monotonic() >= self._next_sample:
             progress |= self._observe()
         if self._kill_at is not None and time.monotonic() >= self._kill_at:
             self._kill_at = None
@@ -187,7 +188,7 @@ class Worker:
             if slot.runner.busy:
                 known = slot.runner.wake_in_s()
                 waits.append(known if known is not None else max(0.001, 0.02 * (now - slot.started)))
-        if waits and self.settings.monitor.plugins:
+        if waits and self._monitoring:
             waits.append(max(self._next_sample - now, 0.0))
         return min(waits) if waits else None
 
@@ -526,7 +527,12 @@ class Worker:
             try:
                 observation = monitor.observe(now, running)
             except Exception as exc:  # a plugin's bug must not end the node's work
-                log.warning("rank %d: monitor %s failed and is turned off: %r", self.node.rank, monitor, exc)
+                log.warning(
+                    "rank %d: monitor %s failed and is turned off: %r",
+                    self.node.rank,
+                    type(monitor).__name__,
+                    exc,
+                )
                 monitors.remove(monitor)
                 continue
             if observation.samples and not self._samples:

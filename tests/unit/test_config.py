@@ -78,6 +78,7 @@ def test_settings_to_dict_in_schema_order() -> None:
         "launch",
         "environment",
         "data",
+        "monitor",
     ]
     assert data["parallel"]["batch_size"] == 64
     data["parallel"]["batch_size"] = 1

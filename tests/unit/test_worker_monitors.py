@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from hpcpilot.comm.local import LocalCommunicator
@@ -24,6 +25,7 @@ from hpcpilot.model.job import FileSpec, Job
 from hpcpilot.model.layout import WorkLayout
 from hpcpilot.model.metrics import MetricSample
 from hpcpilot.model.ranges import EventRange, RangeState
+from hpcpilot.monitor.base import Monitor, Observation, Watched
 from hpcpilot.parallel import run as par
 from hpcpilot.parallel.coordinator import Coordinator
 from hpcpilot.parallel.messages import Assignment, NodeInfo, RangeTask, WorkerBye, WorkerUpdate
@@ -171,3 +173,20 @@ def test_user_metric_reaches_rank_0_in_a_single_process_run(tmp_path: Path) -> N
     assert fds and {s.panda_id for s in fds} == {61} and all(s.get(OPEN_FDS) >= 3 for s in fds)
     assert any(s.panda_id == 61 and s.get(m.CPU_S) > 0 for s in coordinator.received)
     assert any(s.panda_id == 0 and s.get(m.MEM_TOTAL_KB) > 0 for s in coordinator.received)
+
+
+class Broken(Monitor):
+    """A monitor with a bug."""
+
+    def observe(self, now: float, running: Sequence[Watched]) -> Observation:
+        raise ZeroDivisionError("bug in a monitor")
+
+
+def test_a_failing_monitor_is_turned_off_and_the_work_goes_on(tmp_path: Path) -> None:
+    plugins = "tests.unit.test_worker_monitors:Broken,psutil,no_such_monitor"
+    w, link = worker(tmp_path, MonitorSettings(plugins=plugins, period_s=0.1))
+    link.to_worker.append(Assignment((job(0.5),), (task(1),)))
+    seen = run_until(w, link, lambda s: len(results(s)) == 1)
+    assert [type(x).__name__ for x in w._monitors or ()] == ["PsutilMonitor"]
+    assert any(u.samples for u in seen if isinstance(u, WorkerUpdate))
+    assert results(seen)[0].state is RangeState.FINISHED  # type: ignore[attr-defined]
