@@ -149,15 +149,38 @@ def test_looping_when_no_file_changes(tmp_path: Path, tree: tuple[subprocess.Pop
     proc, _ = tree
     log = tmp_path / "slot.out"
     log.write_text("start\n")
-    mon = monitor(tmp_path, looping_s=0.5, period_s=0.1)
-    item = watched(proc.pid, tmp_path, files=(log,))
-    time.sleep(0.3)
-    log.write_text("progress\n")
-    assert mon.observe(time.monotonic(), [item]).verdicts == ()
-    time.sleep(0.35)
-    assert mon.observe(time.monotonic(), [item]).verdicts == ()  # 0.35 s since the last write
-    time.sleep(0.3)
-    [verdict] = mon.observe(time.monotonic(), [item]).verdicts
+    old = time.time() - 100
+    os.utime(log, (old, old))  # written long before the item started
+    mon = monitor(tmp_path, looping_s=5, period_s=0.1)
+    item = Watched("r0001-s000", Job(panda_id=9, transformation="x"), (proc.pid,), 1000.0, tmp_path, (log,))
+    (tmp_path / "input.dat").write_text("x")  # a plain job: its directory counts too
+    os.utime(tmp_path / "input.dat", (old, old))
+    os.utime(tmp_path, (old, old))
+    assert mon.observe(1003.0, [item]).verdicts == ()  # 3 s since the start
+
+    def written_ago(seconds: float) -> None:  # the monitor's clock is the test's; file times are real
+        when = time.time() - seconds
+        os.utime(log, (when, when))
+
+    written_ago(0)  # a write at 1004.5
+    assert mon.observe(1004.5, [item]).verdicts == ()
+    written_ago(3.5)
+    assert mon.observe(1008.0, [item]).verdicts == ()  # 3.5 s since the write
+    written_ago(5.5)
+    [verdict] = mon.observe(1010.0, [item]).verdicts  # 5.5 s since the write
+    assert verdict.code is ErrorCode.LOOPING_JOB and verdict.slot == "r0001-s000"
+
+
+def test_looping_of_a_range_ignores_the_shared_job_directory(
+    tmp_path: Path, tree: tuple[subprocess.Popen[str], int]
+) -> None:
+    proc, _ = tree
+    job = Job(panda_id=9, transformation="x", event_service=True)
+    item = Watched("r0001-s000", job, (proc.pid,), 1000.0, tmp_path, (tmp_path / "mine.out",))
+    mon = monitor(tmp_path, looping_s=5, period_s=0.1)
+    assert mon.observe(1003.0, [item]).verdicts == ()
+    (tmp_path / "other-range-output").write_text("x")  # another range's output, in the job dir
+    [verdict] = mon.observe(1006.0, [item]).verdicts
     assert verdict.code is ErrorCode.LOOPING_JOB
 
 

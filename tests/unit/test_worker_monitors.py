@@ -109,7 +109,7 @@ def test_samples_go_out_every_period_as_a_heartbeat(tmp_path: Path) -> None:
     link.to_worker.append(Assignment((job(1.5),), (task(1),)))
     seen = run_until(w, link, lambda s: len(results(s)) == 1)
     with_samples = [u for u in seen if isinstance(u, WorkerUpdate) and u.samples]
-    assert len(with_samples) >= 5  # a 1.5 s range, sampled every 0.1 s: updates went out meanwhile
+    assert len(with_samples) >= 3  # a 1.5 s range, sampled every 0.1 s: updates went out meanwhile
 
 
 def test_job_wall_time_limit_kills_the_range_with_1213(tmp_path: Path) -> None:
