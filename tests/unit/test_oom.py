@@ -11,7 +11,8 @@ from hpcpilot.model.ranges import RangeState
 from hpcpilot.model.results import RangeResult
 from hpcpilot.payload.exitcodes import OomCounter, killed_by_oom, oom_files, oom_kill_count
 from hpcpilot.payload.per_range import PerRangeRunner
-from tests.unit.test_runners import context, range_item, wait
+from hpcpilot.payload.streaming import StreamingRunner
+from tests.unit.test_runners import context, es_job, range_item, wait
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "cgroup"
 ROOT = Path("/sys/fs/cgroup")
@@ -90,3 +91,14 @@ def test_a_payload_killed_by_the_kernel_fails_with_1212(tmp_path: Path) -> None:
 
 def test_a_sigkill_without_an_oom_kill_stays_1200(tmp_path: Path) -> None:
     assert _sigkilled_range(tmp_path, step=0).error_code is ErrorCode.KILL_SIGNAL
+
+
+def test_a_streaming_payload_killed_by_the_kernel_fails_its_range_with_1212(tmp_path: Path) -> None:
+    job = es_job('-c "import os, signal, sys; sys.stdin.readline(); os.kill(os.getpid(), signal.SIGKILL)"')
+    runner = StreamingRunner(context(tmp_path, job))
+    runner._oom = _Growing(1)
+    runner.submit(range_item(tmp_path, job, 1))
+    assert runner.pids() and runner.log_files()[0].name == "r0001-s000.out"
+    [result] = wait(runner)
+    assert isinstance(result, RangeResult) and result.error_code is ErrorCode.PAYLOAD_OUT_OF_MEMORY
+    assert runner.pids() == ()
