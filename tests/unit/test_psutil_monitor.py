@@ -17,9 +17,7 @@ from hpcpilot.model import metrics as m
 from hpcpilot.model.errors import ErrorCode
 from hpcpilot.model.job import Job
 from hpcpilot.monitor.base import NodeContext, VerdictKind, Watched
-from hpcpilot.monitor.psutil_monitor import (
-    PsutilMonitor,
-    latest_mtime,
+from hpcpilot.monitor.processes import (
     parse_io,
     parse_smaps_rollup,
     parse_stat,
@@ -28,6 +26,7 @@ from hpcpilot.monitor.psutil_monitor import (
     sample_process,
     tree_pids,
 )
+from hpcpilot.monitor.psutil_monitor import PsutilMonitor, latest_mtime
 
 SMAPS_ROLLUP = """\
 55f695242000-7fff9beea000 ---p 00000000 00:00 0                          [rollup]
