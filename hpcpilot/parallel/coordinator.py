@@ -129,6 +129,7 @@ class Coordinator:
         self.staging = JobStaging(settings.data, layout)
         self.monitor = RunMonitor(settings.monitor, layout.root)
         self._skip_jobs: frozenset[int] = frozenset()
+        self._bye_reasons: dict[int, int] = {}  # ranks that stopped on their own: why (a PanDA code)
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -272,7 +273,14 @@ class Coordinator:
     def _on_bye(self, rank: int, bye: WorkerBye) -> None:
         self._on_update(rank, bye.update)
         worker = self.books.worker(rank)
-        if not self.stop_sent:
+        if bye.reason:
+            self._bye_reasons[rank] = bye.reason
+            log.warning(
+                "rank %d stopped on its own (%s): its unstarted work goes to others",
+                rank,
+                _code_name(bye.reason),
+            )
+        elif not self.stop_sent:
             log.warning(
                 "rank %d stopped on its own (a signal reached it): its unstarted work goes to others", rank
             )
@@ -823,8 +831,13 @@ class Coordinator:
     def _maybe_stop(self) -> bool:
         books = self.books
         if not self.stop_sent and not books.draining and all(w.stopped for w in books.workers.values()):
-            log.error("every worker rank has stopped: ending the run")
-            self.drain_code = self.drain_code or ErrorCode.KILL_SIGNAL
+            reasons = {self._bye_reasons.get(w.rank, 0) for w in books.workers.values()}
+            reason = ErrorCode(reasons.pop()) if len(reasons) == 1 and 0 not in reasons else None
+            log.error(
+                "every worker rank has stopped%s: ending the run",
+                f" ({_code_name(reason)})" if reason else "",
+            )
+            self.drain_code = self.drain_code or reason or ErrorCode.KILL_SIGNAL
             books.draining = True
         if not self.stop_sent and (books.draining or self._all_work_done()):
             drain = books.draining
@@ -967,3 +980,11 @@ def _output_intact(done: FinishedRange) -> bool:
         return adler32_of_file(done.path) == done.adler32
     except OSError:
         return False
+
+
+def _code_name(code: int) -> str:
+    """``1098 NO_LOCAL_SPACE`` (the number alone for a code hpcpilot does not know)."""
+    try:
+        return f"{code} {ErrorCode(code).name}"
+    except ValueError:
+        return str(code)

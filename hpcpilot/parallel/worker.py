@@ -17,15 +17,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from hpcpilot.config.schema import Settings
+from hpcpilot.config.schema import Settings, split_list
 from hpcpilot.data.scratch import copy_to_scratch, remove_job_scratch, scratch_root
 from hpcpilot.environment.base import EnvironmentChain, EnvironmentRequest, make_chain, request_for
 from hpcpilot.environment.placement import NodeSlots, SlotPlacement, cpu_list, gpu_env
 from hpcpilot.model.errors import ErrorCode, HpcPilotError
 from hpcpilot.model.job import Job
 from hpcpilot.model.layout import WorkLayout
+from hpcpilot.model.metrics import MetricSample
 from hpcpilot.model.ranges import EventRange
 from hpcpilot.model.results import PayloadResult, RangeResult
+from hpcpilot.monitor.base import Monitor, NodeContext, Verdict, VerdictKind, Watched
 from hpcpilot.parallel.messages import (
     Assignment,
     Kill,
@@ -62,6 +64,7 @@ class _Slot:
     placement: SlotPlacement | None = None
     closing: bool = False
     started: float = 0.0
+    output: Path | None = None
 
 
 _Queued = RangeTask | int  # a range, or the PandaID of a plain job
@@ -137,6 +140,12 @@ class Worker:
         self._chain: EnvironmentChain | None = None
         self._requests: dict[int, EnvironmentRequest | HpcPilotError] = {}
         self._scratch = scratch_root(settings.data.scratch)
+        self._monitoring = bool(settings.monitor.plugins.strip())
+        self._monitors: list[Monitor] | None = None  # loaded at the first sample
+        self._next_sample = 0.0
+        self._samples: list[MetricSample] = []
+        self._samples_since = 0.0
+        self._bye_reason = 0
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -154,6 +163,8 @@ class Worker:
         progress |= self._reap_closed()
         if not self._stopping:
             progress |= self._start_queued()
+        if self._monitoring and time.monotonic() >= self._next_sample:
+            progress |= self._observe()
         if self._kill_at is not None and time.monotonic() >= self._kill_at:
             self._kill_at = None
             self._kill(None, f"{self._kill_code.name} reached rank {self.node.rank}", self._kill_code)
@@ -177,6 +188,8 @@ class Worker:
             if slot.runner.busy:
                 known = slot.runner.wake_in_s()
                 waits.append(known if known is not None else max(0.001, 0.02 * (now - slot.started)))
+        if waits and self._monitoring:
+            waits.append(max(self._next_sample - now, 0.0))
         return min(waits) if waits else None
 
     def request_drain(self, signum: int) -> None:
@@ -358,6 +371,7 @@ class Worker:
         else:
             item = WorkItem(job, None, None)
         slot.started = time.monotonic()
+        slot.output = item.output
         slot.runner.submit(item)
 
     def _input_path(self, panda_id: int, lfn: str) -> str:
@@ -391,6 +405,8 @@ class Worker:
     def _collect(self, slot: _Slot, results: list[ItemResult]) -> None:
         if not self.range_results and not self.payload_results:
             self.oldest_result = time.monotonic()
+        for monitor in self._monitors or ():
+            monitor.forget(slot.runner.context.slot_name)
         for result in results:
             self.busy_core_s += result.wall_s * slot.cores
             if isinstance(result, RangeResult):
@@ -444,6 +460,7 @@ class Worker:
             or time.monotonic() - self.oldest_result >= self.settings.parallel.report_interval_s
             or (n_results >= self._batch and not self.request_outstanding)
         )
+        due = due or self._samples_due()
         if not (wants or due or not self.hello_sent):
             return False
         want = capacity - running_cores - queued_cores if wants else 0
@@ -461,7 +478,9 @@ class Worker:
             free_cores=max(free, 0),
             busy_slots=busy,
             logs=self.drain_logs(),
+            samples=tuple(self._samples),
         )
+        self._samples = []
         self.hello_sent = True
         self.range_results = []
         self.payload_results = []
@@ -483,11 +502,115 @@ class Worker:
         self.queue.clear()
         self.queued_cores = 0
         _, _, busy = self._load()
-        bye = WorkerBye(self._update(0, 0, busy), returned, returned_plain, self.busy_core_s)
+        for monitor in self._monitors or ():
+            monitor.close()
+        bye = WorkerBye(
+            self._update(0, 0, busy), returned, returned_plain, self.busy_core_s, self._bye_reason
+        )
         self.transport.send(bye)
         self.transport.flush()
         self.done = True
         return True
+
+    # --- monitoring ---------------------------------------------------------------------------
+
+    def _observe(self) -> bool:
+        """Call every monitor (``monitor.plugins``) with the running items; carry out their verdicts."""
+        now = time.monotonic()
+        self._next_sample = now + self.settings.monitor.period_s
+        monitors = self._monitors if self._monitors is not None else self._load_monitors()
+        if not monitors:
+            return False
+        running = self._watched()
+        verdicts: list[Verdict] = []
+        for monitor in list(monitors):
+            try:
+                observation = monitor.observe(now, running)
+            except Exception as exc:  # a plugin's bug must not end the node's work
+                log.warning(
+                    "rank %d: monitor %s failed and is turned off: %r",
+                    self.node.rank,
+                    type(monitor).__name__,
+                    exc,
+                )
+                monitors.remove(monitor)
+                continue
+            if observation.samples and not self._samples:
+                self._samples_since = now
+            self._samples.extend(observation.samples)
+            verdicts.extend(observation.verdicts)
+        for verdict in verdicts:
+            self._carry_out(verdict)
+        return bool(verdicts)
+
+    def _load_monitors(self) -> list[Monitor]:
+        """The monitors of ``monitor.plugins``, created once; a plugin that fails to load is logged."""
+        context = NodeContext(
+            self.node.rank, self.node.host, self.node.cores, self.layout.root, self._scratch
+        )
+        monitors: list[Monitor] = []
+        for name in split_list(self.settings.monitor.plugins):
+            try:
+                monitors.append(load_plugin("monitors", name, Monitor)(self.settings.monitor, context))
+            except HpcPilotError as exc:
+                log.warning("rank %d: monitor %s not loaded: %s", self.node.rank, name, exc)
+        self._monitors = monitors
+        return monitors
+
+    def _watched(self) -> list[Watched]:
+        """The items running on the node, as monitors see them."""
+        running = []
+        for slot in self.slots:
+            if not slot.runner.busy:
+                continue
+            runner = slot.runner
+            files = runner.log_files() + ((slot.output,) if slot.output is not None else ())
+            running.append(
+                Watched(
+                    runner.context.slot_name,
+                    self.jobs[slot.panda_id],
+                    runner.pids(),
+                    slot.started,
+                    runner.context.job_dir,
+                    files,
+                )
+            )
+        return running
+
+    def _carry_out(self, verdict: Verdict) -> None:
+        """Kill a slot's item (it fails with the verdict's code), or stop taking work on this node."""
+        if verdict.kind is VerdictKind.STOP_NODE:
+            if not self._stopping:
+                log.warning(
+                    "rank %d on %s stops taking work (%d %s): %s",
+                    self.node.rank,
+                    self.node.host,
+                    verdict.code,
+                    verdict.code.name,
+                    verdict.diag,
+                )
+                self.local_drain = True
+                self._bye_reason = int(verdict.code)
+            return
+        for slot in self.slots:
+            if slot.runner.busy and slot.runner.context.slot_name == verdict.slot:
+                log.warning(
+                    "rank %d: killing the payload of %s, job %d (%d %s): %s",
+                    self.node.rank,
+                    verdict.slot,
+                    slot.panda_id,
+                    verdict.code,
+                    verdict.code.name,
+                    verdict.diag,
+                )
+                slot.runner.kill(verdict.code, verdict.diag)
+                return
+
+    def _samples_due(self) -> bool:
+        """Samples wait for longer than a period: send them (the worker's heartbeat to rank 0)."""
+        return (
+            bool(self._samples) and time.monotonic() - self._samples_since >= self.settings.monitor.period_s
+        )
 
 
 def _has_taskset() -> bool:

@@ -128,6 +128,14 @@ class SlotRunner(ABC):
         """Seconds until the in-flight item is known to end, or None if unknown."""
         return None
 
+    def pids(self) -> tuple[int, ...]:
+        """Leaders of the process groups running the in-flight item, for the monitors (none here)."""
+        return ()
+
+    def log_files(self) -> tuple[Path, ...]:
+        """The log files the in-flight item writes to, whose modification shows progress (none here)."""
+        return ()
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """No more items will come: end any long-lived process gently (never blocks)."""
 

@@ -21,7 +21,7 @@ from hpcpilot.payload.base import (
     open_log,
     payload_command,
 )
-from hpcpilot.payload.exitcodes import error_for_exit
+from hpcpilot.payload.exitcodes import error_for_exit, killed_by_oom, oom_counter
 from hpcpilot.runtime.process import ExitInfo, ProcessGroup, tail_of_file
 
 
@@ -46,6 +46,8 @@ class ProcessRunner(SlotRunner):
         self._err_offset = 0
         self._start_failure: ItemResult | None = None
         self._killed: tuple[ErrorCode, str] | None = None
+        self._oom = oom_counter()
+        self._oom_before: int | None = None
 
     @property
     def busy(self) -> bool:
@@ -71,6 +73,7 @@ class ProcessRunner(SlotRunner):
                 os.write(out_fd, header.encode())
                 os.write(err_fd, header.encode())
             self._err_offset = os.lseek(err_fd, 0, os.SEEK_END)
+            self._oom_before = self._oom.count()
             self._proc = ProcessGroup(
                 command.argv, cwd=Path(command.cwd), env=command.env, stdout=out_fd, stderr=err_fd
             )
@@ -104,6 +107,8 @@ class ProcessRunner(SlotRunner):
             code, diag = ErrorCode.REACHED_MAX_TIME, f"payload exceeded its time limit of {limit} s"
         if self._killed is not None:
             code, diag = self._killed
+        elif not timed_out and killed_by_oom(info.returncode, self._oom_before, self._oom.count()):
+            code, diag = ErrorCode.PAYLOAD_OUT_OF_MEMORY, "payload killed by the kernel's OOM killer"
         tail = tail_of_file(self.err_path, self._err_offset, 500)
         return [self.failed(item, code, f"{diag}: {tail}" if tail else diag, info)]
 
@@ -112,6 +117,15 @@ class ProcessRunner(SlotRunner):
         if self._proc is not None and self._proc.exit is None:
             self._killed = (code, diag)
             self._proc.terminate(self.context.settings.kill_grace_s)
+
+    def pids(self) -> tuple[int, ...]:
+        """The running item's process group leader (none between items)."""
+        proc = self._proc
+        return (proc.pid,) if proc is not None and proc.exit is None else ()
+
+    def log_files(self) -> tuple[Path, ...]:
+        """The stdout and stderr logs."""
+        return (self.out_path, self.err_path)
 
     @property
     def started(self) -> float:

@@ -35,7 +35,7 @@ from hpcpilot.payload.base import (
     payload_command,
     payload_env,
 )
-from hpcpilot.payload.exitcodes import error_for_exit
+from hpcpilot.payload.exitcodes import error_for_exit, killed_by_oom, oom_counter
 from hpcpilot.runtime.process import ProcessGroup, tail_of_file
 
 
@@ -56,6 +56,8 @@ class StreamingRunner(SlotRunner):
         self._killed: tuple[ErrorCode, str] | None = None
         self._reader: threading.Thread | None = None
         self._pending: list[ItemResult] = []
+        self._oom = oom_counter()
+        self._oom_before: int | None = None
 
     @property
     def busy(self) -> bool:
@@ -102,6 +104,15 @@ class StreamingRunner(SlotRunner):
                 self._proc.popen.stdin.close()
             self._close_deadline = time.monotonic() + self.context.settings.kill_grace_s
 
+    def pids(self) -> tuple[int, ...]:
+        """The payload process (its group's leader) while a range is in flight."""
+        proc = self._proc
+        return (proc.pid,) if self._item is not None and proc is not None and proc.exit is None else ()
+
+    def log_files(self) -> tuple[Path, ...]:
+        """The slot's stdout and stderr logs."""
+        return (self._out_path, self._err_path)
+
     def kill(self, code: ErrorCode, diag: str) -> None:
         """Stop the payload process; the range in flight fails with ``code``."""
         if self._proc is not None and self._proc.exit is None:
@@ -136,6 +147,7 @@ class StreamingRunner(SlotRunner):
         self._close_deadline = None
         self._timed_out = False
         self._killed = None
+        self._oom_before = self._oom.count()
         self._proc = proc
         return proc
 
@@ -192,6 +204,8 @@ class StreamingRunner(SlotRunner):
         code, diag = error_for_exit(info.returncode)
         if self._killed is not None:
             code, diag = self._killed
+        elif not self._timed_out and killed_by_oom(info.returncode, self._oom_before, self._oom.count()):
+            code, diag = ErrorCode.PAYLOAD_OUT_OF_MEMORY, "payload killed by the kernel's OOM killer"
         elif self._timed_out:
             limit = self.context.settings.timeout_s
             code, diag = ErrorCode.REACHED_MAX_TIME, f"range exceeded the time limit of {limit} s"
