@@ -18,6 +18,7 @@ from hpcpilot.model.metrics import MetricSample
 from hpcpilot.monitor.aggregate import MetricsAggregator
 from hpcpilot.monitor.runview import Liveness, RunView
 from hpcpilot.monitor.timeseries import MonitorData, Table
+from hpcpilot.runtime.terminal import format_duration
 
 #: Node metrics shown by ``hpcpilot status`` (column, heading, scale, unit).
 NODE_COLUMNS = (
@@ -26,16 +27,6 @@ NODE_COLUMNS = (
     (m.DISK_FREE_MB, "disk free", 1 / 1024, " GiB"),
     (m.BUSY_SLOTS, "busy", 1.0, ""),
 )
-
-
-def duration(seconds: float) -> str:
-    """``75`` -> ``1m15s``; ``3725`` -> ``1h02m``."""
-    s = round(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
 
 def last_values(table: Table) -> dict[str, float]:
@@ -113,8 +104,8 @@ def format_status(
         f"run in {workdir}: {live.state} ({live.why})",
         f"ranges   : {done + fatal}/{total} done ({pct:.0f}%): {done} finished, {fatal} fatal, "
         f"{view.failed_attempts} failed attempt(s)",
-        f"rate     : {view.rate():.2f} ranges/s, ETA {duration(eta) if eta is not None else '-'}",
-        f"journal  : {view.records} records, last {duration(max(now - view.last_t, 0))} ago"
+        f"rate     : {view.rate():.2f} ranges/s, ETA {format_duration(eta) if eta is not None else '-'}",
+        f"journal  : {view.records} records, last {format_duration(max(now - view.last_t, 0))} ago"
         if view.records
         else "journal  : none yet",
     ]
@@ -143,7 +134,7 @@ def format_status(
             value = values.get(name)
             row.append("-" if value is None else f"{value * scale:.1f}{unit}".replace(".0 ", " "))
         age = now - values["t"] if "t" in values else None
-        row.append(duration(age) if age is not None else "-")
+        row.append(format_duration(age) if age is not None else "-")
         rows.append(row)
     if rows:
         headers = ["rank", "host", "ranges", *(h for _, h, _, _ in NODE_COLUMNS), "sample age"]

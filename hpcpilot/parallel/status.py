@@ -6,6 +6,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from hpcpilot.runtime.terminal import format_duration
+
 
 @dataclass(frozen=True, slots=True)
 class Progress:
@@ -53,16 +55,6 @@ class RateMeter:
             points.popleft()
         t0, d0 = points[0]
         return (done - d0) / (t - t0) if t > t0 else 0.0
-
-
-def format_duration(seconds: float) -> str:
-    """``75`` -> ``1m15s``; ``3725`` -> ``1h02m``."""
-    s = round(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
 
 def format_status(p: Progress, rate: float) -> str:

@@ -6,6 +6,16 @@ import time
 from typing import TextIO
 
 
+def format_duration(seconds: float) -> str:
+    """``75`` -> ``1m15s``; ``3725`` -> ``1h02m``."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
 def plain_interval_s(elapsed_s: float) -> float:
     """Seconds between two plain status lines: 2 in the first 30 s, 10 until 10 min, then 60."""
     if elapsed_s < 30:

@@ -49,20 +49,14 @@ def _records_so_far(workdir: Path) -> list[dict[str, Any]]:
 
 
 def _start(workdir: Path, launcher_tmp: Path, *extra: str) -> subprocess.Popen[str]:
-    argv = [
-        str(Path(sys.executable).parent / "mpiexec"),
-        "-n",
-        str(RANKS),
-        sys.executable,
-        "-m",
-        "hpcpilot",
-        "run",
-        "--workdir",
-        str(workdir),
-        *extra,
-    ]
+    return _launch(launcher_tmp, "run", "--workdir", str(workdir), *extra)
+
+
+def _launch(launcher_tmp: Path, *args: str) -> subprocess.Popen[str]:
+    """``mpiexec -n RANKS python -m hpcpilot ARGS`` in a session of its own."""
+    argv = [str(Path(sys.executable).parent / "mpiexec"), "-n", str(RANKS), sys.executable, "-m", "hpcpilot"]
     return subprocess.Popen(
-        argv,
+        [*argv, *args],
         cwd=REPO,
         env=pilot_env({"TMPDIR": str(launcher_tmp)}),
         stdout=subprocess.PIPE,
@@ -233,23 +227,7 @@ def test_harvester_kill_9_then_resume_reports_every_range_once(
     job = demo_job(panda_id=61, n_events=800, mode="streaming", sleep_per_event=0.01)
     with FakeHarvester(tmp_path / "ap", [job], prefeed=12, period_s=0.5) as fake:
         args = pilot_args(fake, "--set", "node.cores=2")
-        argv = [
-            str(Path(sys.executable).parent / "mpiexec"),
-            "-n",
-            str(RANKS),
-            sys.executable,
-            "-m",
-            "hpcpilot",
-        ]
-        proc = subprocess.Popen(
-            [*argv, *args],
-            cwd=REPO,
-            env=pilot_env({"TMPDIR": str(launcher_tmp)}),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
+        proc = _launch(launcher_tmp, *args)
         try:
             assert fake.wait_for(lambda: len(fake.finished_ranges(61)) >= 5, timeout=90), describe(fake)
             assert proc.poll() is None, describe(fake)
@@ -307,23 +285,7 @@ def test_panda_kill_9_then_resume_reports_every_range_once(
     with FakePandaServer(range_reply_shape="dict") as fake:
         fake.add_job(demo_job(panda_id=54, n_events=600, mode="streaming", sleep_per_event=0.01))
         args = panda_args(fake, tmp_path)
-        argv = [
-            str(Path(sys.executable).parent / "mpiexec"),
-            "-n",
-            str(RANKS),
-            sys.executable,
-            "-m",
-            "hpcpilot",
-        ]
-        proc = subprocess.Popen(
-            [*argv, *args],
-            cwd=REPO,
-            env=pilot_env({"TMPDIR": str(launcher_tmp)}),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
+        proc = _launch(launcher_tmp, *args)
         try:
             deadline = time.monotonic() + 90
             while len(fake.finished_ranges()) < 5:
