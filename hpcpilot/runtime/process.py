@@ -1,22 +1,53 @@
 """Payload processes: each in its own session (process group), ended as a group, reaped with rusage.
 
-The pilot only ever signals process groups it created here; it never kills by name.
+The pilot only ever signals process groups it created here; it never kills by name. On Linux a payload
+also gets SIGKILL when the pilot process that started it dies (``PR_SET_PDEATHSIG``): a worker rank
+killed with ``kill -9`` (or by the kernel) leaves no payload running on after it, writing into the work
+directory while ``run --resume`` or another rank does that range again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO
 
 #: Every process group started here and not yet reaped: killed on an abort (see `kill_all`).
 _LIVE: set[ProcessGroup] = set()
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    """The C library's ``prctl``, resolved once before any fork (None off Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+        return prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+
+
+def _die_with(parent: int) -> None:
+    """In the child, before exec: ask for SIGKILL when the parent dies; exit if it already has."""
+    if _PRCTL is None:
+        return
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl: nobody would kill this child
+        os._exit(137)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +104,7 @@ class ProcessGroup:
             stderr=stderr,
             start_new_session=True,
             close_fds=True,
+            preexec_fn=partial(_die_with, os.getpid()) if _PRCTL is not None else None,  # noqa: PLW1509
         )
         self.pid = self.popen.pid
         _LIVE.add(self)

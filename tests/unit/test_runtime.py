@@ -158,3 +158,46 @@ def test_journal_collects_frequent_events_into_group_records(tmp_path: Path) -> 
     assert records[0]["t"] <= records[0]["t_end"]
     assert records[2]["fsize"] == [20]
     journal.close()
+
+
+_STARTER = """
+import sys, time
+from pathlib import Path
+from hpcpilot.runtime.process import ProcessGroup
+group = ProcessGroup(["sleep", "60"], cwd=Path("."), env={"PATH": "/usr/bin:/bin"}, stdout=-3, stderr=-3)
+print(group.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_payload_dies_with_the_pilot_process_that_started_it(tmp_path: Path) -> None:
+    """A pilot process killed with SIGKILL leaves no payload running on (PR_SET_PDEATHSIG)."""
+    import subprocess
+
+    if not sys.platform.startswith("linux"):
+        import pytest
+
+        pytest.skip("parent-death signals are Linux only")
+    starter = subprocess.Popen(
+        [sys.executable, "-c", _STARTER], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        assert starter.stdout is not None
+        payload = int(starter.stdout.readline())
+        assert _alive(payload)
+    finally:
+        os.killpg(starter.pid, signal.SIGKILL)  # the group this test started (the payload has its own)
+        starter.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while _alive(payload) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _alive(payload), "the payload outlived the pilot process that started it"
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, reaped by init soon, counts as ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
