@@ -192,12 +192,3 @@ def test_a_payload_dies_with_the_pilot_process_that_started_it(tmp_path: Path) -
     while _alive(payload) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not _alive(payload), "the payload outlived the pilot process that started it"
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, reaped by init soon, counts as ended)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
