@@ -166,6 +166,9 @@ class _Consumer:
 class HarvesterCommunicator(Communicator):
     """Talks to Harvester through files in the access point (the work directory)."""
 
+    #: Reports reach Harvester when a dump file is written (every ``harvester.report_interval_s``).
+    defers_reports = True
+
     def __init__(self, settings: Settings, layout: WorkLayout) -> None:
         super().__init__(settings, layout)
         self.cfg = settings.harvester
@@ -518,9 +521,6 @@ class HarvesterCommunicator(Communicator):
         ids = [r.range_id for r in finished] + list(fatal)
         if ids:
             self._dump_ids.setdefault(job.panda_id, []).extend(ids)
-
-    #: Reports reach Harvester when a dump file is written (every ``harvester.report_interval_s``).
-    defers_reports = True
 
     def delivered(self) -> list[tuple[int, list[str]]]:
         """(PandaID, range ids) written to a dump file since the last call."""
