@@ -254,6 +254,7 @@ class Coordinator:
             self._update_slots()
             log.debug("rank %d on %s: %d cores", rank, update.node.host, update.node.cores)
             self.journal.append("worker", rank=rank, host=update.node.host, cores=update.node.cores)
+        self.monitor.fold(worker, update.samples)  # before the results: a job they end has them
         for line in update.logs:
             log.warning("[rank %d] %s", rank, line)
         if update.ranges:
@@ -264,7 +265,7 @@ class Coordinator:
                 self._finish_job(book)
         worker.busy_slots = update.busy_slots
         worker.free_cores = update.free_cores
-        self.monitor.on_update(worker, update.samples, self._worker_slots(worker))
+        self.monitor.on_update(worker, self._worker_slots(worker))
         if update.want_cores > 0:
             worker.want_cores = update.want_cores
             self._hungry.add(rank)
@@ -287,7 +288,7 @@ class Coordinator:
         worker.stopped = True
         worker.busy_core_s = bye.busy_core_s
         worker.busy_slots = 0
-        self.monitor.on_update(worker, (), self._worker_slots(worker), force=True)
+        self.monitor.on_update(worker, self._worker_slots(worker), force=True)
         self._hungry.discard(rank)
         if bye.returned:
             self.books.return_ranges(bye.returned, rank)

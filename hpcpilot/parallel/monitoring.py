@@ -55,36 +55,42 @@ class RunMonitor:
         self._next_write = time.monotonic() + settings.write_interval_s
         self._next_check = 0.0
 
-    def on_update(
-        self, worker: WorkerBook, samples: tuple[MetricSample, ...], slots: int, force: bool = False
-    ) -> None:
-        """A worker's update arrived: fold its samples, queue its rows.
+    def fold(self, worker: WorkerBook, samples: tuple[MetricSample, ...]) -> None:
+        """A worker's update arrived: note that it was heard from, fold its samples, queue them.
 
-        Parameters
-        ----------
-        worker
-            The worker's books, already updated.
-        samples
-            The samples the update carried.
-        slots
-            How many items the worker can run at once.
-        force
-            Write rank 0's row even if the last one is recent (the worker's last message).
+        Called before the update's results are booked, so that a job finished by them is reported with
+        the samples taken while its last payloads ran.
         """
         now_mono = time.monotonic()
         self._heard[worker.rank] = now_mono
         if worker.rank in self._silent:
             self._silent.discard(worker.rank)
             log.warning("rank %d is heard from again", worker.rank)
+        if not samples:
+            return
         host = worker.node.host if worker.node is not None else ""
-        if samples:
-            self.aggregator.add(worker.rank, samples)
-            for sample in samples:
-                values = {"t": sample.t, **dict(sample.values)}
-                if sample.panda_id == 0:
-                    self.series.add_node_row(worker.rank, host, values)
-                else:
-                    self.series.add_job_row(sample.panda_id, worker.rank, values)
+        self.aggregator.add(worker.rank, samples)
+        for sample in samples:
+            values = {"t": sample.t, **dict(sample.values)}
+            if sample.panda_id == 0:
+                self.series.add_node_row(worker.rank, host, values)
+            else:
+                self.series.add_job_row(sample.panda_id, worker.rank, values)
+
+    def on_update(self, worker: WorkerBook, slots: int, force: bool = False) -> None:
+        """A worker's update is booked: queue rank 0's row of it (busy slots, ranges in flight).
+
+        Parameters
+        ----------
+        worker
+            The worker's books, already updated.
+        slots
+            How many items the worker can run at once.
+        force
+            Write the row even if the last one is recent (the worker's last message).
+        """
+        now_mono = time.monotonic()
+        host = worker.node.host if worker.node is not None else ""
         row = {
             "t": time.time(),
             BUSY_SLOTS: float(worker.busy_slots),

@@ -114,7 +114,7 @@ def test_silent_worker_is_warned_about_once(tmp_path: Path, caplog: pytest.LogCa
         monitor.tick([worker])
     warnings = [r.getMessage() for r in caplog.records if "not been heard from" in r.getMessage()]
     assert len(warnings) == 1 and "rank 3 (nid003)" in warnings[0] and "5 range(s)" in warnings[0]
-    monitor.on_update(worker, (), 4)
+    monitor.fold(worker, ())
     assert "heard from again" in caplog.text
     assert not (tmp_path / "monitor.h5").exists()  # not due yet
     monitor.close()
@@ -138,12 +138,12 @@ def test_rank0_rows_are_thinned_but_the_latest_state_is_kept(
     worker = WorkerBook(2, node=NodeInfo(2, "nid002", 4))
     for busy in (2, 1, 0):  # three updates in a burst: the first is written, the last is held
         worker.busy_slots = busy
-        monitor.on_update(worker, (), 4)
+        monitor.on_update(worker, 4)
     time.sleep(0.1)
     monitor.tick([worker])  # the held row goes out once its time has come
     for busy in (3, 4):  # soon after that row: held, the latest kept until the end
         worker.busy_slots = busy
-        monitor.on_update(worker, (), 4)
+        monitor.on_update(worker, 4)
     monitor.close()
     data = read_series(tmp_path / "monitor.h5")
     assert data is not None
