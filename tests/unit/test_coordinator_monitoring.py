@@ -116,6 +116,7 @@ def test_silent_worker_is_warned_about_once(tmp_path: Path, caplog: pytest.LogCa
     assert len(warnings) == 1 and "rank 3 (nid003)" in warnings[0] and "5 range(s)" in warnings[0]
     monitor.fold(worker, ())
     assert "heard from again" in caplog.text
+    monitor.on_update(worker, 4)  # rank 0's row of the update
     assert not (tmp_path / "monitor.h5").exists()  # not due yet
     monitor.close()
     assert (tmp_path / "monitor.h5").exists()
