@@ -102,3 +102,85 @@ def test_a_streaming_payload_killed_by_the_kernel_fails_its_range_with_1212(tmp_
     [result] = wait(runner)
     assert isinstance(result, RangeResult) and result.error_code is ErrorCode.PAYLOAD_OUT_OF_MEMORY
     assert runner.pids() == ()
+
+
+_IN_CGROUP = """
+import json, os, sys
+from pathlib import Path
+Path(sys.argv[1], "cgroup.procs").write_text(str(os.getpid()))  # into the test's cgroup, payloads too
+from hpcpilot.model.job import FileSpec, Job
+from hpcpilot.payload.per_range import PerRangeRunner
+from tests.unit.test_runners import context, range_item, wait
+tmp = Path(sys.argv[2])
+job = Job(
+    panda_id=3,
+    transformation=sys.executable,
+    job_pars="-c 'b = bytearray(1024 * 1024 * 1024)'",
+    event_service=True,
+    output_files=(FileSpec("out.h5"),),
+)
+runner = PerRangeRunner(context(tmp, job))
+runner.submit(range_item(tmp, job, 1))
+[result] = wait(runner, 60)
+print(json.dumps({"code": int(result.error_code), "diag": result.error_diag}))
+"""
+
+LIMIT = 128 * 1024 * 1024
+
+
+def _memory_cgroup(name: str) -> Path | None:
+    """A new memory cgroup limited to `LIMIT` without swap (v1 or v2), or None if none may be made."""
+    v1 = ROOT / "memory"
+    v2 = ROOT / "cgroup.subtree_control"
+    try:
+        if (v1 / "memory.limit_in_bytes").exists():
+            path = v1 / name
+            path.mkdir()
+            (path / "memory.limit_in_bytes").write_text(str(LIMIT))
+            (path / "memory.swappiness").write_text("0")
+            return path
+        if "memory" in v2.read_text().split():
+            path = ROOT / name
+            path.mkdir()
+            (path / "memory.max").write_text(str(LIMIT))
+            (path / "memory.swap.max").write_text("0")
+            return path
+    except OSError:
+        return None
+    return None
+
+
+def test_the_kernel_oom_killer_for_real_gives_1212(tmp_path: Path) -> None:
+    """A payload over its cgroup's memory limit is killed by the kernel: the range fails with 1212."""
+    import json
+    import os
+    import signal
+    import subprocess
+
+    from tests.conftest import REPO, need, pilot_env
+
+    cgroup = _memory_cgroup(f"hpcpilot-oom-test-{os.getpid()}")
+    need(cgroup is not None, "a memory cgroup this test may create (root, cgroup v1 or v2 memory)")
+    assert cgroup is not None
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-c", _IN_CGROUP, str(cgroup), str(tmp_path)],
+            cwd=REPO,
+            env=pilot_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # the group this test ends, if it must
+        )
+        try:
+            out, err = child.communicate(timeout=120)
+        finally:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+        assert child.returncode == 0, err[-2000:]
+        result = json.loads(out.splitlines()[-1])
+        assert result["code"] == int(ErrorCode.PAYLOAD_OUT_OF_MEMORY), result
+        assert "OOM" in result["diag"]
+    finally:
+        cgroup.rmdir()
