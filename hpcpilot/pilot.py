@@ -205,6 +205,8 @@ def _resume_state(layout: WorkLayout) -> ResumeState:
     from hpcpilot.runtime.journal import read_journal
 
     state = resume_state(read_journal(layout.journal))
+    for problem in state.problems:
+        log.error("--resume: %s (the job is not taken up from the journal)", problem)
     if state.runs == 0:
         log.warning("--resume: no journal in %s: starting afresh", layout.root)
     else:

@@ -422,9 +422,27 @@ def job_from_record(record: Mapping[str, Any]) -> Job:
         fields["output_files"] = tuple(_spec_from(s) for s in fields.get("output_files", ()))
         log_spec = fields.get("log_file")
         fields["log_file"] = None if log_spec is None else _spec_from(log_spec)
+        for name, value in fields.items():
+            _check_record_type(name, value)
         return Job(**fields)
     except (TypeError, ValueError, AttributeError) as exc:
         raise JobDefinitionError(f"not a journaled job definition: {exc}") from None
+
+
+def _check_record_type(name: str, value: object) -> None:
+    """Raise TypeError unless ``value`` has the type of the `Job` field ``name`` (by its default)."""
+    spec = Job.__dataclass_fields__.get(name)
+    if spec is None or name in ("input_files", "output_files", "log_file"):
+        return  # unknown names fail in Job(); the file lists were rebuilt above
+    default = spec.default
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    else:  # an int, an optional int, or the required PandaID
+        ok = (isinstance(value, int) and not isinstance(value, bool)) or (default is None and value is None)
+    if not ok:
+        raise TypeError(f"field {name!r} is {value!r}")
 
 
 def _spec_record(spec: FileSpec) -> dict[str, Any]:

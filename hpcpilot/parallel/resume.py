@@ -86,12 +86,16 @@ class ResumeState:
         How many runs wrote to the journal before.
     clean_end
         Whether the last of them ended cleanly (an ``end`` record).
+    problems
+        Job records that could not be read back (each names the job and the field): those jobs are
+        not taken up from the journal.
     """
 
     done: frozenset[int]
     open: tuple[OpenJob, ...]
     runs: int = 0
     clean_end: bool = False
+    problems: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -126,6 +130,7 @@ def resume_state(records: Iterable[Mapping[str, Any]]) -> ResumeState:
     """Read journal records (in order) into what a resumed run restores."""
     trails: dict[int, _JobTrail] = {}
     done: set[int] = set()
+    problems: list[str] = []
     runs, clean = 0, False
     for record in records:
         event = record.get("ev")
@@ -134,16 +139,18 @@ def resume_state(records: Iterable[Mapping[str, Any]]) -> ResumeState:
         elif event == "end":
             clean = True
         elif event == "job":
-            _on_job(record, trails, done)
+            _on_job(record, trails, done, problems)
         else:
             trail = trails.get(record.get("job", -1))
             if trail is not None:
                 _on_range_record(event, record, trail)
     open_jobs = tuple(t.freeze() for pid, t in trails.items() if pid not in done)
-    return ResumeState(frozenset(done), open_jobs, runs, clean)
+    return ResumeState(frozenset(done), open_jobs, runs, clean, tuple(problems))
 
 
-def _on_job(record: Mapping[str, Any], trails: dict[int, _JobTrail], done: set[int]) -> None:
+def _on_job(
+    record: Mapping[str, Any], trails: dict[int, _JobTrail], done: set[int], problems: list[str]
+) -> None:
     panda_id = record.get("job")
     if not isinstance(panda_id, int):
         return
@@ -154,8 +161,8 @@ def _on_job(record: Mapping[str, Any], trails: dict[int, _JobTrail], done: set[i
     if isinstance(definition, dict) and panda_id not in trails:
         try:
             trails[panda_id] = _JobTrail(job_from_record(definition))
-        except HpcPilotError:
-            return
+        except HpcPilotError as exc:
+            problems.append(f"job {panda_id}: its journaled definition cannot be read: {exc}")
 
 
 def _on_range_record(event: object, record: Mapping[str, Any], trail: _JobTrail) -> None:

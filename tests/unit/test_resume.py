@@ -70,6 +70,14 @@ def test_a_job_without_its_definition_is_not_resumable(tmp_path: Path) -> None:
     assert state.empty and state.clean_end
 
 
+def test_a_job_whose_journaled_definition_is_garbled_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    path.write_text('{"t":1,"ev":"job","job":6,"state":"starting","def":{"panda_id":"six"}}\n')
+    state = resume_state(read_journal(path))
+    assert state.empty
+    assert len(state.problems) == 1 and state.problems[0].startswith("job 6: ")
+
+
 def test_books_restore_ranges_as_the_journal_left_them() -> None:
     es = parse_job({"PandaID": 7, "taskID": 1, "eventService": "True"}, source="t")
     books = Books(max_attempts=3, batch_size=8)
