@@ -300,6 +300,7 @@ def liveness(
     pid_alive: bool | None,
     stale_s: float = STALE_S,
     summary_t: float | None = None,
+    series_t: float | None = None,
 ) -> Liveness:
     """Judge whether the run goes on.
 
@@ -318,6 +319,9 @@ def liveness(
     summary_t
         When ``summary.json`` was written (None: it does not exist). A summary written after the
         journal's last record also means the run ended (a journal without ``end`` records).
+    series_t
+        When the time series (``monitor.h5``) was last written (None: no file). Rank 0 appends to it
+        every ``monitor.write_interval_s`` while workers sample, also when no range ends for long.
     """
     if not view.records:
         return Liveness("unknown", "no journal yet")
@@ -325,7 +329,7 @@ def liveness(
         return Liveness("ended", "the journal's last record is the end of the run")
     if summary_t is not None and summary_t >= view.last_t and view.run is None:
         return Liveness("ended", "summary.json was written after the journal's last record")
-    age = now - view.last_t
+    age = now - max(view.last_t, series_t or 0.0)
     run = view.run or {}
     host, pid = str(run.get("host", "")), run.get("pid")
     if host and pid is not None and _same_host(host, this_host) and pid_alive is not None:
@@ -334,7 +338,7 @@ def liveness(
         return Liveness("dead", f"process {pid} on {host} is gone and the journal has no end")
     if age <= stale_s:
         where = f" on {host}" if host else ""
-        return Liveness("active", f"the journal was written {age:.0f} s ago{where}")
+        return Liveness("active", f"the journal or monitor file was written {age:.0f} s ago{where}")
     return Liveness("stale", f"nothing written for {age:.0f} s and no end record")
 
 

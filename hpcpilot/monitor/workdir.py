@@ -68,5 +68,10 @@ def read_run(workdir: Path, monitor_file: str = "monitor.h5") -> RunFiles:
         summary = loaded if isinstance(loaded, dict) else None
     except (OSError, ValueError):
         summary = None
-    live = liveness(view, time.time(), host, alive, summary_t=summary_t)
-    return RunFiles(view, live, read_series(workdir / monitor_file), summary)
+    series = workdir / monitor_file
+    try:
+        series_t: float | None = series.stat().st_mtime
+    except OSError:
+        series_t = None
+    live = liveness(view, time.time(), host, alive, summary_t=summary_t, series_t=series_t)
+    return RunFiles(view, live, read_series(series), summary)

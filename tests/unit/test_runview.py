@@ -74,6 +74,8 @@ def test_new_record_kinds_give_hosts_run_and_end() -> None:
     assert liveness(view, T0 + 5, "login1", pid_alive=False).state == "dead"
     assert liveness(view, T0 + 5, "other", pid_alive=None).state == "active"
     assert liveness(view, T0 + 5000, "other", pid_alive=None).state == "stale"
+    # a run whose ranges take long: the time series, appended while workers sample, shows it lives
+    assert liveness(view, T0 + 5000, "other", pid_alive=None, series_t=T0 + 4990).state == "active"
     ended = run_view([*recs, {"t": T0 + 6, "ev": "end", "drained_by": "SIGTERM"}])
     assert liveness(ended, T0 + 5000, "login1", pid_alive=False).state == "ended"
     assert ended.drained_by == "SIGTERM" and ended.eta_s() is None
