@@ -462,6 +462,26 @@ class Books:
             self.worker(rank).plain.discard(panda_id)
             self.plain_queue.appendleft(panda_id)
 
+    def reclaim(self, rank: int) -> tuple[RangeTask, ...]:
+        """Take back what is still booked on a worker that said bye: work sent as its bye was on the way.
+
+        Such a worker runs nothing more, so its ranges still assigned are queued again (the attempt is
+        not counted) and its plain jobs too. Returns the ranges taken back.
+        """
+        worker = self.worker(rank)
+        tasks = tuple(
+            RangeTask(book.job.panda_id, entry.event_range, entry.attempts)
+            for book in self.jobs.values()
+            if book.in_flight
+            for entry in book.ranges.values()
+            if entry.state is RangeState.ASSIGNED and entry.rank == rank
+        )
+        if tasks:
+            self.return_ranges(tasks, rank)
+        if worker.plain:
+            self.return_plain(tuple(sorted(worker.plain)), rank)
+        return tasks
+
     def worker_lost(self, rank: int, diag: str, code: ErrorCode = ErrorCode.KILL_SIGNAL) -> LostWork:
         """A worker rank died: take back everything it had in flight and never give it work again.
 

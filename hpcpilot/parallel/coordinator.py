@@ -30,6 +30,7 @@ from hpcpilot.monitor.aggregate import JobFigures
 from hpcpilot.parallel.books import Books, JobBook, JobPhase, WorkerBook
 from hpcpilot.parallel.messages import (
     Assignment,
+    Farewell,
     Kill,
     Message,
     Stop,
@@ -297,6 +298,12 @@ class Coordinator:
                 self.journal.append("returned", job=panda_id, ids=ids)
         if bye.returned_plain:
             self.books.return_plain(bye.returned_plain, rank)
+        crossed = self.books.reclaim(rank)  # sent to it while its bye was on the way
+        for panda_id in {t.panda_id for t in crossed}:
+            ids = [t.event_range.range_id for t in crossed if t.panda_id == panda_id]
+            self.journal.append("returned", job=panda_id, ids=ids)
+        self.transport.send(rank, Farewell(rank))  # nothing more goes to this rank
+        self.messages_out += 1
 
     def worker_lost(self, rank: int, why: str) -> None:
         """A worker rank died (MPI with fault tolerance said so): its work in flight goes to others.

@@ -21,6 +21,7 @@ TAG_STOP = 13
 TAG_BYE = 14
 TAG_KILL = 15
 TAG_LOST = 16  # never on the wire: see WorkerLost
+TAG_FAREWELL = 17
 
 
 @compact_pickle
@@ -211,4 +212,24 @@ class WorkerLost:
     why: str
 
 
-Message = WorkerUpdate | Assignment | Stop | Kill | WorkerBye | WorkerLost
+@compact_pickle
+@dataclass(frozen=True, slots=True)
+class Farewell:
+    """Coordinator -> worker, the last message it sends that worker: its `WorkerBye` arrived.
+
+    Nothing follows it from rank 0, so a worker that has it may finalize MPI: no message of rank 0
+    is left unmatched in its queue (MPICH fails ``MPI_Finalize`` on one, and its launcher then kills
+    the whole job). Messages that crossed the worker's bye (a late `Stop`, an `Assignment` whose ranges
+    rank 0 takes back) are dropped by the worker before it.
+
+    Attributes
+    ----------
+    rank
+        The worker it is for.
+    """
+
+    TAG: ClassVar[int] = TAG_FAREWELL
+    rank: int
+
+
+Message = WorkerUpdate | Assignment | Stop | Kill | WorkerBye | WorkerLost | Farewell

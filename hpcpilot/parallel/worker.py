@@ -30,6 +30,7 @@ from hpcpilot.model.results import PayloadResult, RangeResult
 from hpcpilot.monitor.base import Monitor, NodeContext, Verdict, VerdictKind, Watched
 from hpcpilot.parallel.messages import (
     Assignment,
+    Farewell,
     Kill,
     Message,
     NodeInfo,
@@ -51,6 +52,9 @@ from hpcpilot.payload.exitcodes import signal_code
 from hpcpilot.plugins import load_plugin
 
 log = logging.getLogger(__name__)
+
+#: Longest a worker waits after its bye for rank 0's `Farewell` before it ends anyway.
+FAREWELL_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -122,6 +126,8 @@ class Worker:
         self.stop: Stop | None = None
         self.local_drain = False
         self.done = False
+        self.bye_sent = False
+        self._farewell_by = 0.0
         self.busy_core_s = 0.0
         self._runner_classes: dict[str, type[SlotRunner]] = {}
         self._inputs: dict[tuple[int, str], str] = {}
@@ -155,6 +161,8 @@ class Worker:
         while (message := self.transport.poll()) is not None:
             self._on_message(message)
             progress = True
+        if self.bye_sent:
+            return self._await_farewell() or progress
         for slot in self.slots:
             results = slot.runner.poll()
             if results:
@@ -214,7 +222,11 @@ class Worker:
     # --- messages in --------------------------------------------------------------------------
 
     def _on_message(self, message: Message) -> None:
-        if isinstance(message, Assignment):
+        if isinstance(message, Farewell):
+            self.done = True
+        elif self.bye_sent:  # crossed the bye: rank 0 takes back what it had sent (see Farewell)
+            log.debug("rank %d drops %s received after its bye", self.node.rank, type(message).__name__)
+        elif isinstance(message, Assignment):
             self.request_outstanding = False
             for job in message.jobs:
                 self.jobs[job.panda_id] = job
@@ -509,8 +521,21 @@ class Worker:
         )
         self.transport.send(bye)
         self.transport.flush()
-        self.done = True
+        self.bye_sent = True
+        self._farewell_by = time.monotonic() + FAREWELL_TIMEOUT_S
         return True
+
+    def _await_farewell(self) -> bool:
+        """After the bye: done once rank 0's `Farewell` came (or, should it never come, after a while)."""
+        if self.done:
+            return True
+        if time.monotonic() >= self._farewell_by:
+            log.warning(
+                "rank %d: no farewell from rank 0 within %.0f s: ending", self.node.rank, FAREWELL_TIMEOUT_S
+            )
+            self.done = True
+            return True
+        return False
 
     # --- monitoring ---------------------------------------------------------------------------
 

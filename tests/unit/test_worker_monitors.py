@@ -153,7 +153,7 @@ class _Recording(Coordinator):
 
 
 def test_user_metric_reaches_rank_0_in_a_single_process_run(tmp_path: Path) -> None:
-    write_jobs(tmp_path, [demo_job(panda_id=61, n_events=40, mode="per_range", sleep_per_event=0.02)])
+    write_jobs(tmp_path, [demo_job(panda_id=61, n_events=40, mode="per_range", sleep_per_event=0.05)])
     settings = Settings(
         run=RunSettings(workdir=str(tmp_path)),
         node=NodeSettings(cores=2),
