@@ -27,6 +27,7 @@ from tests.conftest import REPO, RunPilot, finished_ranges, journal, pilot_env, 
 from tests.fakes.harvester import FakeHarvester
 from tests.fakes.panda_server import FakePandaServer
 from tests.mpi.test_harvester_e2e import check_event_service_job, describe, pilot_args
+from tests.mpi.test_mpi_runs import _rank_process
 from tests.mpi.test_panda_e2e import check_event_service_run
 from tests.mpi.test_panda_e2e import pilot_args as panda_args
 
@@ -219,6 +220,48 @@ def test_a_signal_to_the_whole_run_drains_and_reports_every_finished_range(
     else:
         assert proc.returncode == 0, err[-2000:]  # the end of the allocation is a normal outcome
         assert s["drained_by"] == "REACHED_MAX_TIME" and job["error_code"] == 1213
+
+
+def test_the_end_announced_to_rank_0_alone_ends_every_rank_cleanly(
+    tmp_path: Path, launcher_tmp: Path
+) -> None:
+    """SIGUSR1 with no lead time to rank 0 only: workers of instant ranges stop at once, rank 0 later.
+
+    A worker must not finalize MPI with a message of rank 0 still unread (MPICH fails MPI_Finalize,
+    and its launcher then kills every rank before rank 0 writes its summary): it waits for rank 0's
+    farewell, and rank 0 takes back what crossed the worker's bye.
+    """
+    job = {
+        "PandaID": 91,
+        "transformation": "sleep",
+        "jobPars": "0.0",
+        "eventService": "True",
+        "nEventsPerInputFile": 200000,
+        "outFiles": "out.dat,log.tgz",
+        "logFile": "log.tgz",
+    }
+    write_jobs(tmp_path, [job])
+    settings = ("eventservice.mode=sleep", "local.events_per_range=1", "node.cores=1")
+    extra = [arg for item in settings for arg in ("--set", item)]
+    extra += ["--set", "batch.warning_lead_s=0", "--set", "batch.exit_margin_s=0"]
+    proc = _start(tmp_path, launcher_tmp, *extra)
+    try:
+        _wait_for(proc, tmp_path, lambda records: len(finished_ranges(records)) >= 1000)
+        _rank_process(proc, 0).send_signal(signal.SIGUSR1)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, err[-3000:]
+    records = journal(tmp_path)
+    assert records[-1]["ev"] == "end"
+    finished = Counter(rid for rid, _ in finished_ranges(records))
+    assert set(finished.values()) == {1}
+    s = summary(tmp_path)
+    assert s["drained_by"] == "REACHED_MAX_TIME"
+    assert s["ranges"]["finished"] == len(finished)
+    assert s["ranges"]["finished"] + s["ranges"]["not_done"] == s["ranges"]["total"]
 
 
 def test_harvester_kill_9_then_resume_reports_every_range_once(

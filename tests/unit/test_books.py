@@ -170,3 +170,19 @@ def test_drop_queued_removes_a_queued_plain_job() -> None:
     books.add_job(Job(panda_id=5))
     assert books.drop_queued(books.jobs[5]) == []
     assert not books.plain_queue
+
+
+def test_work_that_crossed_a_workers_bye_is_taken_back_without_using_an_attempt() -> None:
+    books = books_with_worker()
+    books.add_job(ES_JOB)
+    books.add_ranges(1, ranges(3))
+    ask(books, 1, want=2)
+    sent = books.assign(1)  # on its way while the worker says bye with nothing returned
+    assert sent is not None and len(sent.ranges) == 2
+    taken = books.reclaim(1)
+    assert [t.event_range.range_id for t in taken] == [t.event_range.range_id for t in sent.ranges]
+    assert all(t.attempt == 1 for t in taken)
+    book = books.jobs[1]
+    assert book.in_flight == 0 and book.queued == 3 and books.worker(1).in_flight == 0
+    assert all(e.state is RangeState.QUEUED for e in book.ranges.values())
+    assert books.reclaim(1) == ()  # nothing twice

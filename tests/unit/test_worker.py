@@ -10,7 +10,15 @@ from hpcpilot.config.schema import EventServiceSettings, ParallelSettings, Setti
 from hpcpilot.model.job import FileSpec, Job
 from hpcpilot.model.layout import WorkLayout
 from hpcpilot.model.ranges import EventRange, RangeState
-from hpcpilot.parallel.messages import Assignment, NodeInfo, RangeTask, WorkerUpdate
+from hpcpilot.parallel.messages import (
+    Assignment,
+    Farewell,
+    NodeInfo,
+    RangeTask,
+    Stop,
+    WorkerBye,
+    WorkerUpdate,
+)
 from hpcpilot.parallel.transport import LocalLink
 from hpcpilot.parallel.worker import Worker
 
@@ -105,3 +113,19 @@ def test_inputs_are_found_in_the_job_directory_or_at_the_top(tmp_path: Path) -> 
     assert w._input_path(5, "top.root") == str(tmp_path / "top.root")
     assert w._input_path(5, "both.root") == str(tmp_path / "5" / "both.root")
     assert w._input_path(5, "nowhere.root") == str(tmp_path / "5" / "nowhere.root")
+
+
+def test_after_its_bye_a_worker_drops_what_crossed_it_and_ends_at_the_farewell(tmp_path: Path) -> None:
+    w, link = worker(tmp_path)
+    link.to_worker.append(Stop(drain=False))
+    run_steps(w, 0.05)
+    assert any(isinstance(m, WorkerBye) for m in link.to_coordinator)
+    assert w.bye_sent and not w.done  # it waits for rank 0's last word
+    link.to_coordinator.clear()
+    link.to_worker.append(Assignment((JOB,), (task(1),)))  # sent by rank 0 before it had the bye
+    link.to_worker.append(Stop(drain=True, kill=True))
+    run_steps(w, 0.05)
+    assert not w.done and not link.to_coordinator and not w.queue  # dropped, nothing started or sent
+    link.to_worker.append(Farewell(1))
+    w.step()
+    assert w.done
