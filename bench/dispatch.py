@@ -287,14 +287,33 @@ def journal_records(workdir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
-def first_assigned(workdir: Path) -> bool:
-    """Whether the journal (flushed about once a second) shows a range handed out yet."""
-    path = workdir / "journal.jsonl"
-    try:
-        with path.open("rb") as handle:
-            return b'"ev":"assigned"' in handle.read(1 << 16)
-    except FileNotFoundError:
-        return False
+class FirstAssigned:
+    """Whether the journal (flushed about once a second) shows a range handed out yet.
+
+    Reads only what was appended since the last look: the journal's head may hold megabytes of
+    ``ranges`` records before the first ``assigned`` one.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        self.path = workdir / "journal.jsonl"
+        self.offset = 0
+        self.tail = b""
+        self.seen = False
+
+    def __call__(self) -> bool:
+        if self.seen:
+            return True
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return False
+        self.offset += len(data)
+        window = self.tail + data
+        self.tail = window[-32:]
+        self.seen = b'"ev":"assigned"' in window
+        return self.seen
 
 
 def cut_after(proc: subprocess.Popen[bytes], plan: Plan, workdir: Path, max_s: float) -> None:
@@ -304,9 +323,10 @@ def cut_after(proc: subprocess.Popen[bytes], plan: Plan, workdir: Path, max_s: f
     """
     rank0 = rank_processes(proc, plan.ranks).get(0) or psutil.Process(proc.pid)
     started: float | None = None
+    assigned = FirstAssigned(workdir)
     while proc.poll() is None:
         now = time.monotonic()
-        if started is None and first_assigned(workdir):
+        if started is None and assigned():
             started = now
         if started is not None and now - started >= max_s:
             rank0.send_signal(signal.SIGUSR1)
@@ -482,7 +502,7 @@ def idle_hpcpilot(plan: Plan) -> IdleCpu:
         (workdir / "HPCJobs.json").write_text(json.dumps({str(PANDA_ID): job}))
         log = workdir / "bench.log"
         proc = start(hpcpilot_cmd(plan, workdir, {}), log)
-        per_rank, window = cpu_window(proc, plan, lambda: first_assigned(workdir))
+        per_rank, window = cpu_window(proc, plan, FirstAssigned(workdir))
         finish(proc, log)
         records = journal_records(workdir)
     busy = [int(r["rank"]) for r in records if r["ev"] == "assigned"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,3 +185,61 @@ def _str_field(raw: Mapping[str, Any], key: str, context: dict[str, Any]) -> str
             context={**context, "field": key},
         )
     return value
+
+
+#: Per-range columns of a journal ``ranges`` record (`range_columns`), besides ``ids``.
+_NUMBER_COLUMNS = (("start", "startEvent"), ("last", "lastEvent"))
+_TEXT_COLUMNS = ("LFN", "GUID", "scope", "PFN")
+
+
+def range_columns(ranges: Sequence[EventRange]) -> dict[str, Any]:
+    """Ranges as compact columns for the journal: ids, first and last events, and the file fields.
+
+    A file field (``LFN``, ``GUID``, ``scope``, ``PFN``) that all ranges share is written once, as a
+    string; otherwise as a list. Half the size of a list of wire dicts, and cheaper to encode.
+    `ranges_from_columns` inverts it.
+    """
+    columns: dict[str, Any] = {
+        "ids": [r.range_id for r in ranges],
+        "start": [r.start_event for r in ranges],
+        "last": [r.last_event for r in ranges],
+    }
+    for name, values in (
+        ("LFN", [r.lfn for r in ranges]),
+        ("GUID", [r.guid for r in ranges]),
+        ("scope", [r.scope for r in ranges]),
+        ("PFN", [r.pfn for r in ranges]),
+    ):
+        first = values[0] if values else ""
+        columns[name] = first if all(v == first for v in values) else values
+    return columns
+
+
+def ranges_from_columns(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The wire dicts of a `range_columns` record (for `parse_range`).
+
+    Raises
+    ------
+    ValueError
+        If the columns are not aligned lists (not a record `range_columns` wrote).
+    """
+    ids = record.get("ids")
+    if not isinstance(ids, list):
+        raise ValueError("no 'ids' list")
+    n = len(ids)
+    wire: list[dict[str, Any]] = [{"eventRangeID": i} for i in ids]
+    for column, key in _NUMBER_COLUMNS:
+        values = record.get(column)
+        if not isinstance(values, list) or len(values) != n:
+            raise ValueError(f"column {column!r} is not a list of {n}")
+        for item, value in zip(wire, values, strict=True):
+            item[key] = value
+    for key in _TEXT_COLUMNS:
+        value = record.get(key, "")
+        values = value if isinstance(value, list) else [value] * n
+        if len(values) != n:
+            raise ValueError(f"column {key!r} is not a list of {n}")
+        for item, text in zip(wire, values, strict=True):
+            if text or key != "PFN":
+                item[key] = text
+    return wire

@@ -189,7 +189,11 @@ class RunView:
             job.event_service = str(definition["eventService"]).lower() in ("true", "1", "yes")
 
     def _on_ranges(self, r: Mapping[str, Any]) -> None:
-        ids = [str(x.get("eventRangeID", "")) for x in r.get("ranges", ()) if isinstance(x, dict)]
+        columns = r.get("ids")  # the columns of `range_columns`, or an older list of wire dicts
+        if isinstance(columns, list):
+            ids = [str(i) for i in columns]
+        else:
+            ids = [str(x.get("eventRangeID", "")) for x in r.get("ranges", ()) if isinstance(x, dict)]
         self._see(self._job(r), ids)
 
     def _on_assigned(self, r: Mapping[str, Any]) -> None:

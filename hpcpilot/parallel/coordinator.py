@@ -23,7 +23,7 @@ from hpcpilot.data.checksums import adler32_of_file
 from hpcpilot.model.errors import CommunicatorError, ErrorCode, HpcPilotError, StagingError
 from hpcpilot.model.job import Job, job_record
 from hpcpilot.model.layout import WorkLayout
-from hpcpilot.model.ranges import EventRange, RangeState
+from hpcpilot.model.ranges import EventRange, RangeState, range_columns
 from hpcpilot.model.results import OutputFile, RangeResult
 from hpcpilot.model.states import JobState
 from hpcpilot.monitor.aggregate import JobFigures
@@ -915,9 +915,9 @@ class Coordinator:
         flush of its own: the records go with the next periodic one.
         """
         known = book.ranges
-        new = [r.to_wire() for r in ranges if r.range_id not in known]
+        new = [r for r in ranges if r.range_id not in known]
         if new:
-            self.journal.append("ranges", job=book.job.panda_id, ranges=new)
+            self.journal.append("ranges", job=book.job.panda_id, **range_columns(new))
         if exhausted:
             self.journal.append("exhausted", job=book.job.panda_id)
         if (new or exhausted) and not self.comm.replays_ranges:

@@ -15,7 +15,7 @@ from typing import Any
 
 from hpcpilot.model.errors import HpcPilotError
 from hpcpilot.model.job import Job, job_from_record
-from hpcpilot.model.ranges import EventRange, parse_range
+from hpcpilot.model.ranges import EventRange, parse_range, ranges_from_columns
 
 _FINAL_STATES = frozenset({"finished", "failed"})
 
@@ -167,7 +167,7 @@ def _on_job(
 
 def _on_range_record(event: object, record: Mapping[str, Any], trail: _JobTrail) -> None:
     if event == "ranges":
-        for raw in record.get("ranges", ()):
+        for raw in journaled_ranges(record):
             try:
                 rng = parse_range(raw, source="journal")
             except HpcPilotError:
@@ -193,3 +193,17 @@ def _on_range_record(event: object, record: Mapping[str, Any], trail: _JobTrail)
         trail.reported.update(record.get("ids", ()))
     elif event == "exhausted":
         trail.exhausted = True
+
+
+def journaled_ranges(record: Mapping[str, Any]) -> list[Any]:
+    """The range wire dicts of a journal ``ranges`` record: columns (`range_columns`), or a list.
+
+    A record of neither shape gives none (it is not one this pilot wrote).
+    """
+    if "ids" in record:
+        try:
+            return list(ranges_from_columns(record))
+        except ValueError:
+            return []
+    listed = record.get("ranges", ())
+    return list(listed) if isinstance(listed, list) else []

@@ -22,7 +22,9 @@ Records that make a run resumable (``hpcpilot run --resume``) and readable by ``
                        with fault tolerance; its ranges follow as "failed" records with code 1200)
     {"t": ..., "ev": "job", "job": 1001, "state": "starting", "def": {...}}   (first record of a job:
                                                    its definition, `hpcpilot.model.job.job_record`)
-    {"t": ..., "ev": "ranges", "job": 1001, "ranges": [{range wire dict}, ...]}   (ranges received)
+    {"t": ..., "ev": "ranges", "job": 1001, "ids": [...], "start": [...], "last": [...],
+     "LFN": "...", "GUID": "...", "scope": "...", "PFN": ""}   (ranges received, as columns: a file
+                                  field all share is one string, else a list; `model.ranges.range_columns`)
     {"t": ..., "ev": "exhausted", "job": 1001}      (the job gets no more ranges)
     {"t": ..., "ev": "reported", "job": 1001, "ids": [...]}   (outcomes durable at the communicator)
     {"t": ..., "ev": "end", "drained_by": null}    (the run ended cleanly)

@@ -1,9 +1,18 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from hpcpilot.model.errors import RangeDefinitionError
-from hpcpilot.model.ranges import EventRange, RangeId, RangeState, parse_range
+from hpcpilot.model.ranges import (
+    EventRange,
+    RangeId,
+    RangeState,
+    parse_range,
+    range_columns,
+    ranges_from_columns,
+)
 
 SERVED = {
     "eventRangeID": "41000123-6543210987-17-3-1",
@@ -61,3 +70,16 @@ def test_range_states() -> None:
     assert RangeState.FINISHED.is_final and RangeState.FATAL.is_final
     assert not RangeState.FAILED.is_final
     assert RangeState.ASSIGNED.value == "running"
+
+
+def test_ranges_journal_as_columns_and_come_back_the_same() -> None:
+    shared = [EventRange(f"1-2-1-{i}-1", 10 * i + 1, 10 * i + 10, "EVNT.01", "g-1", "mc23") for i in range(3)]
+    mixed = [*shared, EventRange("1-2-2-1-1", 1, 5, "EVNT.02", "g-2", "mc23", pfn="/scratch/EVNT.02")]
+    columns = range_columns(shared)
+    assert columns["LFN"] == "EVNT.01" and columns["PFN"] == ""  # shared: written once
+    for ranges in (shared, mixed, []):
+        columns = json.loads(json.dumps(range_columns(ranges)))
+        back = [parse_range(w, source="journal") for w in ranges_from_columns(columns)]
+        assert back == ranges
+    with pytest.raises(ValueError, match="'start'"):
+        ranges_from_columns({"ids": ["a", "b"], "start": [1], "last": [1, 2]})

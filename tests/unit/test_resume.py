@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from hpcpilot.model.job import job_from_record, job_record, parse_job
-from hpcpilot.model.ranges import EventRange, RangeState
+from hpcpilot.model.ranges import EventRange, RangeState, range_columns
 from hpcpilot.model.results import OutputFile, RangeResult
 from hpcpilot.parallel.books import Books, JobPhase
 from hpcpilot.parallel.resume import resume_state
@@ -33,7 +33,8 @@ def _write(path: Path, killed_run: bool = True) -> None:
     j.append("run", host="h", pid=1, ranks=4, resume=False)
     j.append("job", job=7, state="starting", **{"def": job_record(es)})
     j.append("job", job=8, state="starting", **{"def": job_record(plain)})
-    j.append("ranges", job=7, ranges=[rng(i).to_wire() for i in range(1, 6)])
+    j.append("ranges", job=7, **range_columns([rng(i) for i in range(1, 4)]))
+    j.append("ranges", job=7, ranges=[rng(i).to_wire() for i in range(4, 6)])  # the older shape
     j.append("exhausted", job=7)
     j.collect("finished", 7, 1, ids=[rng(1).range_id], paths=["/o1"], fsize=[3], adler32=["a1"], nevents=[1])
     j.collect("finished", 7, 2, ids=[rng(2).range_id], paths=["/o2"], fsize=[4], adler32=["a2"], nevents=[1])

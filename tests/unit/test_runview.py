@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from hpcpilot.model.ranges import EventRange, range_columns
 from hpcpilot.monitor.present import busy_slot_seconds, format_status, report_tables
 from hpcpilot.monitor.runview import liveness, run_view
 from hpcpilot.monitor.timeseries import MonitorData, Table, TimeSeriesWriter, read_series
@@ -26,8 +27,14 @@ def records(*, with_new_kinds: bool) -> list[dict[str, Any]]:
         ]
     recs.append({"t": T0, "ev": "job", "job": 5, "state": "starting"})
     if with_new_kinds:
-        ranges = [{"eventRangeID": f"1-5-1-{i}-1"} for i in range(1, 11)]
-        recs.append({"t": T0, "ev": "ranges", "job": 5, "ranges": ranges})
+        recs.append(
+            {
+                "t": T0,
+                "ev": "ranges",
+                "job": 5,
+                **range_columns([EventRange(f"1-5-1-{i}-1", i, i) for i in range(1, 11)]),
+            }
+        )
     ids = [f"1-5-1-{i}-1" for i in range(1, 11)]
     recs += [
         {"t": T0 + 1, "t_end": T0 + 1, "ev": "assigned", "job": 5, "rank": 1, "ids": ids[:5]},
