@@ -54,7 +54,10 @@ def pilot_args(fake: FakeHarvester, *extra: str) -> list[str]:
 
 
 def start_pilot(args: Sequence[str], launcher_tmp: Path) -> subprocess.Popen[str]:
-    """Start ``mpiexec -n 4 python -m hpcpilot ARGS`` without waiting for it."""
+    """Start ``mpiexec -n 4 python -m hpcpilot ARGS`` in a session of its own, without waiting for it.
+
+    Its own process group: a test may signal that group, and only it.
+    """
     argv = [str(Path(sys.executable).parent / "mpiexec"), "-n", str(RANKS), sys.executable, "-m", "hpcpilot"]
     return subprocess.Popen(
         [*argv, *args],
@@ -63,6 +66,7 @@ def start_pilot(args: Sequence[str], launcher_tmp: Path) -> subprocess.Popen[str
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
 
 

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -23,10 +22,10 @@ import numpy as np
 import pytest
 
 from hpcpilot.demo.jobs import DEMO_OUTPUT, demo_job
-from tests.conftest import REPO, RunPilot, finished_ranges, journal, pilot_env, summary, write_jobs
+from tests.conftest import RunPilot, finished_ranges, journal, summary, write_jobs
 from tests.fakes.harvester import FakeHarvester
 from tests.fakes.panda_server import FakePandaServer
-from tests.mpi.test_harvester_e2e import check_event_service_job, describe, pilot_args
+from tests.mpi.test_harvester_e2e import check_event_service_job, describe, pilot_args, start_pilot
 from tests.mpi.test_mpi_runs import _rank_process
 from tests.mpi.test_panda_e2e import check_event_service_run
 from tests.mpi.test_panda_e2e import pilot_args as panda_args
@@ -55,16 +54,7 @@ def _start(workdir: Path, launcher_tmp: Path, *extra: str) -> subprocess.Popen[s
 
 def _launch(launcher_tmp: Path, *args: str) -> subprocess.Popen[str]:
     """``mpiexec -n RANKS python -m hpcpilot ARGS`` in a session of its own."""
-    argv = [str(Path(sys.executable).parent / "mpiexec"), "-n", str(RANKS), sys.executable, "-m", "hpcpilot"]
-    return subprocess.Popen(
-        [*argv, *args],
-        cwd=REPO,
-        env=pilot_env({"TMPDIR": str(launcher_tmp)}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: the test signals that group only
-    )
+    return start_pilot(args, launcher_tmp)
 
 
 def _wait_for(
@@ -116,7 +106,7 @@ def test_kill_9_then_resume_loses_nothing_and_reruns_nothing_reported(
     reported_before = set(_reported(before))
     finished_before = dict(finished_ranges(before))
     unreported_before = set(finished_before) - reported_before
-    received = {w["eventRangeID"] for r in before if r["ev"] == "ranges" for w in r["ranges"]}
+    received = {rid for r in before if r["ev"] == "ranges" for rid in r["ids"]}
     assert set(finished_before) <= received  # every range handed out was journaled first
     assert len(finished_before) < N_EVENTS // 10, "the kill came too late to test anything"
 
