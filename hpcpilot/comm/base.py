@@ -238,13 +238,21 @@ class Communicator(ABC):
         """
         return []
 
-    def adopt(self, job: Job, exhausted: bool = False) -> None:  # noqa: B027 - optional hook
+    def adopt(self, job: Job, exhausted: bool = False) -> JobState | None:
         """Take charge of a job a resumed run restored from its journal, without fetching it this time.
 
         From then on the communicator asks for the job's ranges (unless ``exhausted``: the workload
         manager said it has no more) and accepts its reports as for a job it fetched itself. Called
         before the run's first `fetch_jobs`.
+
+        Returns
+        -------
+        JobState or None
+            The final state the workload manager already has for the job, when the killed run
+            reported it just before the kill (before its journal recorded that): the job is then done
+            and not taken up. None when the job is not known to be final there.
         """
+        return None
 
     def set_slots(self, slots: int) -> None:  # noqa: B027 - optional hook
         """Learn how many payload slots the run has (called whenever it changes): sizes requests."""

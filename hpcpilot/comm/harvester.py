@@ -63,6 +63,7 @@ from hpcpilot.model.job import Job, parse_job
 from hpcpilot.model.layout import WorkLayout
 from hpcpilot.model.ranges import EventRange, RangeState, parse_range
 from hpcpilot.model.results import OutputFile, RangeResult
+from hpcpilot.model.states import JobState
 from hpcpilot.runtime.atomic import atomic_path, fsync_directory, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -395,13 +396,31 @@ class HarvesterCommunicator(Communicator):
         exhausted = job.panda_id in self._ended and not cache
         return RangeBatch(tuple(ranges), exhausted=exhausted, errors=tuple(errors))
 
-    def adopt(self, job: Job, exhausted: bool = False) -> None:
-        """A resumed job: its ranges are asked for and its reports written as for a job read here."""
+    def adopt(self, job: Job, exhausted: bool = False) -> JobState | None:
+        """A resumed job: its ranges are asked for and its reports written as for a job read here.
+
+        Its ``worker_attributes.json`` already final (written by the killed run) means Harvester has
+        its final state: that state is returned and the job is left alone.
+        """
         self.jobs[job.panda_id] = job
         self.job_ap[job.panda_id] = self.ap / str(job.panda_id) if self._own_dir(job) else self.ap
+        final = self._final_state(job.panda_id)
+        if final is not None:
+            return final
         self._open_cores[job.panda_id] = job.core_count
         if exhausted:
             self._ended.add(job.panda_id)
+        return None
+
+    def _final_state(self, panda_id: int) -> JobState | None:
+        """The final ``jobStatus`` of the job's ``worker_attributes.json``, if it has one."""
+        path = self.job_ap[panda_id] / self.names.workerAttributesFile
+        try:
+            status = json.loads(path.read_text(encoding="utf-8")).get("jobStatus")
+            state = JobState(status)
+        except (OSError, ValueError, AttributeError):
+            return None
+        return state if state.is_final else None
 
     def _own_dir(self, job: Job) -> bool:
         """Whether a job read in an earlier run had its own access point (as `_read_spec` decides)."""

@@ -30,6 +30,7 @@ from hpcpilot.model.job import Job, parse_job
 from hpcpilot.model.layout import WorkLayout
 from hpcpilot.model.ranges import EventRange, parse_range
 from hpcpilot.model.results import RangeResult
+from hpcpilot.model.states import JobState
 from hpcpilot.runtime.atomic import write_json_atomic
 
 
@@ -98,6 +99,15 @@ class LocalCommunicator(Communicator):
         self, job: Job, results: Sequence[RangeResult], fatal: Sequence[str], cut: Sequence[str] = ()
     ) -> None:
         """Nothing to do: the journal in the work directory already holds every range's state."""
+
+    def adopt(self, job: Job, exhausted: bool = False) -> JobState | None:
+        """A resumed job: its final state if ``results.json`` already has one (the killed run wrote it)."""
+        status = self._reports.get(str(job.panda_id), {}).get("jobStatus")
+        try:
+            state = JobState(status)
+        except ValueError:
+            return None
+        return state if state.is_final else None
 
     def report_job(self, report: JobReport) -> None:
         """Record the job's report in ``results.json`` (atomically)."""

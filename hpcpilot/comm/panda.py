@@ -269,12 +269,17 @@ class PandaCommunicator(Communicator):
                 self._wake.notify_all()
         return RangeBatch(tuple(ranges), exhausted=exhausted, errors=tuple(errors))
 
-    def adopt(self, job: Job, exhausted: bool = False) -> None:
-        """A resumed job: its ranges are asked for and its reports sent as for a job fetched here."""
+    def adopt(self, job: Job, exhausted: bool = False) -> JobState | None:
+        """A resumed job: its ranges are asked for and its reports sent as for a job fetched here.
+
+        Returns None: whether the server already has the job's final state is not asked (a final
+        update sent twice is answered like the first).
+        """
         with self._lock:
             self._known[job.panda_id] = job
             self._open[job.panda_id] = job
             self._wake.notify_all()
+        return None
 
     def report_ranges(
         self, job: Job, results: Sequence[RangeResult], fatal: Sequence[str], cut: Sequence[str] = ()

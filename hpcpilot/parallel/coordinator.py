@@ -129,7 +129,7 @@ class Coordinator:
         self.messages_out = 0
         self.staging = JobStaging(settings.data, layout)
         self.monitor = RunMonitor(settings.monitor, layout.root)
-        self._skip_jobs: frozenset[int] = frozenset()
+        self._skip_jobs: set[int] = set()
         self._bye_reasons: dict[int, int] = {}  # ranks that stopped on their own: why (a PanDA code)
 
     # --- the loop -----------------------------------------------------------------------------
@@ -728,6 +728,7 @@ class Coordinator:
         self.comm.report_job(job_report(book, self._host, self._figures(book)))
         code = int(book.error_code) if book.error_code is not None else 0
         self.journal.append("job", job=job.panda_id, state=book.state.value, code=code)
+        self.journal.flush()  # a resumed run must not take up a job whose end was reported
         settled = self._settled_at.pop(job.panda_id, None)
         if settled is not None:
             self.plan.observe_finish(time.monotonic() - settled)
@@ -933,10 +934,17 @@ class Coordinator:
         adler32 is the journaled one) and reported, or else run again; fatal ones stay fatal; every
         other range is queued, with the attempts it already used.
         """
-        self._skip_jobs = state.done
+        self._skip_jobs = set(state.done)
         for open_job in state.open:
             job = open_job.job
-            self.comm.adopt(job, open_job.exhausted)
+            final = self.comm.adopt(job, open_job.exhausted)
+            if final is not None:  # reported just before the kill, before the journal said so
+                log.info(
+                    "job %d: the workload manager has its final state (%s) already", job.panda_id, final.value
+                )
+                self._skip_jobs.add(job.panda_id)
+                self.journal.append("job", job=job.panda_id, state=final.value, code=None)
+                continue
             self._add_job(job, resumed=True)
             book = self.books.jobs[job.panda_id]
             if book.state is JobState.STARTING:

@@ -141,3 +141,26 @@ def test_harvester_does_not_ask_for_ranges_of_an_exhausted_resumed_job(tmp_path:
     comm.adopt(parse_job(job_dict(), source="t"), exhausted=True)
     scan(comm)
     assert not (tmp_path / "worker_requestevents.json").exists()
+
+
+def test_a_job_whose_final_report_went_out_before_the_kill_is_not_taken_up(tmp_path: Path) -> None:
+    """The killed run reported the job's end, but its journal did not say so yet."""
+    from hpcpilot.comm.local import LocalCommunicator
+    from hpcpilot.config.schema import Settings
+    from hpcpilot.model.layout import WorkLayout
+    from hpcpilot.model.states import JobState
+    from tests.unit.test_harvester_comm import PID, job_dict, make
+
+    job = parse_job(job_dict(), source="t")
+    (tmp_path / "ap").mkdir()
+    harvester = make(tmp_path / "ap")
+    assert harvester.adopt(job) is None  # nothing reported yet: taken up
+    (tmp_path / "ap" / "worker_attributes.json").write_text(json.dumps({"jobStatus": "finished"}))
+    assert make(tmp_path / "ap").adopt(job) is JobState.FINISHED
+
+    layout = WorkLayout(tmp_path / "local")
+    layout.root.mkdir()
+    layout.results.write_text(json.dumps({str(PID): {"jobStatus": "running"}}))
+    assert LocalCommunicator(Settings(), layout).adopt(job) is None
+    layout.results.write_text(json.dumps({str(PID): {"jobStatus": "failed"}}))
+    assert LocalCommunicator(Settings(), layout).adopt(job) is JobState.FAILED
