@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import abc
 import os
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -26,6 +27,8 @@ class BatchSystem(abc.ABC):
         Runs a command and captures its output (`hpcpilot.runtime.commands.run_command`).
     env
         The environment of the batch job (where allocation facts are read from).
+    clock
+        The current time (epoch seconds), for a time left that the batch system counts from now.
 
     Attributes
     ----------
@@ -44,9 +47,15 @@ class BatchSystem(abc.ABC):
     default_launcher: ClassVar[str] = "mpiexec"
     submit_tool: ClassVar[str] = ""
 
-    def __init__(self, run: CommandRunner = run_command, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        run: CommandRunner = run_command,
+        env: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.run = run
         self.env: Mapping[str, str] = os.environ if env is None else env
+        self.clock = clock
 
     # --- the allocation -----------------------------------------------------------------------
 

@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from hpcpilot.batch.base import BatchSystem
 from hpcpilot.model.allocation import Allocation, BatchJobState
 from hpcpilot.model.errors import BatchSystemError
-from hpcpilot.runtime.commands import CommandRunner, run_command
 
 __all__ = [
     "END_FIELDS",
@@ -150,25 +148,14 @@ class LsfBatchSystem(BatchSystem):
 
     Parameters
     ----------
-    run, env
-        As for `BatchSystem`.
-    clock
-        The current time (epoch seconds); ``TIME_LEFT`` counts from it.
+    run, env, clock
+        As for `BatchSystem`; ``TIME_LEFT`` counts from ``clock``.
     """
 
     name: ClassVar[str] = "lsf"
     template: ClassVar[str] = "lsf.sh"
     submit_tool: ClassVar[str] = "bsub"
     default_launcher: ClassVar[str] = "jsrun"
-
-    def __init__(
-        self,
-        run: CommandRunner = run_command,
-        env: Mapping[str, str] | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(run, env)
-        self.clock = clock
 
     @classmethod
     def in_allocation(cls, env: Mapping[str, str]) -> bool:

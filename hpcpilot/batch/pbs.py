@@ -12,8 +12,7 @@ files there, and the batch template starts with ``cd "$PBS_O_WORKDIR"`` (Torque 
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
@@ -21,7 +20,6 @@ from typing import ClassVar
 from hpcpilot.batch.base import BatchSystem
 from hpcpilot.model.allocation import Allocation, BatchJobState, parse_duration
 from hpcpilot.model.errors import BatchSystemError
-from hpcpilot.runtime.commands import CommandRunner, run_command
 
 __all__ = [
     "PbsBatchSystem",
@@ -190,25 +188,14 @@ class PbsBatchSystem(BatchSystem):
 
     Parameters
     ----------
-    run, env
-        As for `BatchSystem`.
-    clock
-        The current time (epoch seconds), for Torque's ``Walltime.Remaining``.
+    run, env, clock
+        As for `BatchSystem`; Torque's ``Walltime.Remaining`` counts from ``clock``.
     """
 
     name: ClassVar[str] = "pbs"
     template: ClassVar[str] = "pbs.sh"
     submit_tool: ClassVar[str] = "qsub"
     default_launcher: ClassVar[str] = "mpiexec"
-
-    def __init__(
-        self,
-        run: CommandRunner = run_command,
-        env: Mapping[str, str] | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(run, env)
-        self.clock = clock
 
     @classmethod
     def in_allocation(cls, env: Mapping[str, str]) -> bool:
