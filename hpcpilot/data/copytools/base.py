@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 import shlex
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -74,6 +75,23 @@ class Failure(enum.Enum):
     def retryable(self) -> bool:
         """Whether another attempt may help: after a timeout, a network error or an unknown error."""
         return self in {Failure.TIMEOUT, Failure.NETWORK, Failure.OTHER}
+
+
+#: (pattern, failure) pairs of a copytool's messages, the first that matches wins: `failure_rules`.
+FailureRules = tuple[tuple[re.Pattern[str], Failure], ...]
+
+
+def failure_rules(*rules: tuple[str, Failure]) -> FailureRules:
+    """Compile a copytool's (regular expression, failure) rules, case-insensitive, in order."""
+    return tuple((re.compile(pattern, re.IGNORECASE), failure) for pattern, failure in rules)
+
+
+def match_failure(rules: FailureRules, text: str) -> Failure | None:
+    """The failure of the first rule whose pattern is found in ``text``, or None."""
+    for pattern, failure in rules:
+        if pattern.search(text):
+            return failure
+    return None
 
 
 class Copytool(ABC):

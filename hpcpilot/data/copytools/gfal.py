@@ -30,7 +30,14 @@ import re
 from collections.abc import Mapping
 from typing import ClassVar
 
-from hpcpilot.data.copytools.base import Copytool, Failure, local_path, scheme_of
+from hpcpilot.data.copytools.base import (
+    Copytool,
+    Failure,
+    failure_rules,
+    local_path,
+    match_failure,
+    scheme_of,
+)
 from hpcpilot.data.transfer import Transfer
 from hpcpilot.model.errors import StagingError
 from hpcpilot.model.job import Checksum, ChecksumAlgorithm
@@ -50,21 +57,18 @@ KILL_GRACE_S = 10.0
 
 _ERROR_LINE = re.compile(r"gfal-copy error:\s*(\d+)\s*\(([^)]*)\)\s*-\s*(.*)")
 
-_TEXT_RULES: tuple[tuple[re.Pattern[str], Failure], ...] = tuple(
-    (re.compile(pattern, re.IGNORECASE), failure)
-    for pattern, failure in (
-        (r"checksum mismatch|checksum error|\[3019\]", Failure.CHECKSUM),
-        (r"auth failed|no protocols left to try|could not establish context|\[3030\]", Failure.AUTH),
-        (r"\[3029\]|no replicas", Failure.NO_REPLICA),
-        (r"\[3011\]|no such file or directory", Failure.MISSING),
-        (r"no space left|\[3009\]|\[3021\]|quota", Failure.NO_SPACE),
-        (
-            r"permission denied|not authorized|\[3010\]|\[3005\].*read/only|read-only file system",
-            Failure.DENIED,
-        ),
-        (r"operation expired|timed out|timeout", Failure.TIMEOUT),
-        (r"connection refused|connection reset|network is unreachable|no route to host", Failure.NETWORK),
-    )
+_TEXT_RULES = failure_rules(
+    (r"checksum mismatch|checksum error|\[3019\]", Failure.CHECKSUM),
+    (r"auth failed|no protocols left to try|could not establish context|\[3030\]", Failure.AUTH),
+    (r"\[3029\]|no replicas", Failure.NO_REPLICA),
+    (r"\[3011\]|no such file or directory", Failure.MISSING),
+    (r"no space left|\[3009\]|\[3021\]|quota", Failure.NO_SPACE),
+    (
+        r"permission denied|not authorized|\[3010\]|\[3005\].*read/only|read-only file system",
+        Failure.DENIED,
+    ),
+    (r"operation expired|timed out|timeout", Failure.TIMEOUT),
+    (r"connection refused|connection reset|network is unreachable|no route to host", Failure.NETWORK),
 )
 
 _ERRNO_RULES: Mapping[int, Failure] = {
@@ -105,9 +109,9 @@ def parse_error(text: str) -> tuple[int | None, str]:
 def classify_output(text: str) -> Failure:
     """The kind of failure gfal-copy's output describes: its message first, then its errno."""
     number, _ = parse_error(text)
-    for pattern, failure in _TEXT_RULES:
-        if pattern.search(text):
-            return failure
+    matched = match_failure(_TEXT_RULES, text)
+    if matched is not None:
+        return matched
     if number is not None:
         return _ERRNO_RULES.get(number, Failure.OTHER)
     return Failure.OTHER

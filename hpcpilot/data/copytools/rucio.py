@@ -20,12 +20,18 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
-from hpcpilot.data.copytools.base import Copytool, Failure, local_path, scheme_of
+from hpcpilot.data.copytools.base import (
+    Copytool,
+    Failure,
+    failure_rules,
+    local_path,
+    match_failure,
+    scheme_of,
+)
 from hpcpilot.data.transfer import Direction, Transfer
 from hpcpilot.model.errors import StagingError
 from hpcpilot.model.job import Checksum
@@ -36,28 +42,25 @@ RUCIO_DEFAULTS: Mapping[str, str] = {"RUCIO_LOGGING_FORMAT": "%(asctime)s\t%(lev
 #: seconds past ``--transfer-timeout`` for the catalogue calls before the command is killed
 KILL_GRACE_S = 60.0
 
-_RULES: tuple[tuple[re.Pattern[str], Failure], ...] = tuple(
-    (re.compile(pattern, re.IGNORECASE), failure)
-    for pattern, failure in (
-        (r"checksum validation failed|checksum mismatch|adler32 mismatch", Failure.CHECKSUM),
-        (
-            r"cannot authenticate|authentication failed|cannot find a valid x509 proxy|"
-            r"could not establish context|token has expired",
-            Failure.AUTH,
-        ),
-        (r"data identifier not found", Failure.MISSING),
-        (r"no available source|has only replicas on tape|no replicas|replica not found", Failure.NO_REPLICA),
-        (r"did does not exist|no such file or directory", Failure.MISSING),
-        (r"none of the requested files have been downloaded|not all files", Failure.NO_REPLICA),
-        (r"rse not found|rse does not exist|access denied|permission denied|not allowed", Failure.DENIED),
-        (r"no space left|quota", Failure.NO_SPACE),
-        (r"timed out|timeout", Failure.TIMEOUT),
-        (
-            r"service.unavailable|server returned 5\d\d|connection refused|connection reset|"
-            r"max retries exceeded|failed to establish a new connection",
-            Failure.NETWORK,
-        ),
-    )
+_RULES = failure_rules(
+    (r"checksum validation failed|checksum mismatch|adler32 mismatch", Failure.CHECKSUM),
+    (
+        r"cannot authenticate|authentication failed|cannot find a valid x509 proxy|"
+        r"could not establish context|token has expired",
+        Failure.AUTH,
+    ),
+    (r"data identifier not found", Failure.MISSING),
+    (r"no available source|has only replicas on tape|no replicas|replica not found", Failure.NO_REPLICA),
+    (r"did does not exist|no such file or directory", Failure.MISSING),
+    (r"none of the requested files have been downloaded|not all files", Failure.NO_REPLICA),
+    (r"rse not found|rse does not exist|access denied|permission denied|not allowed", Failure.DENIED),
+    (r"no space left|quota", Failure.NO_SPACE),
+    (r"timed out|timeout", Failure.TIMEOUT),
+    (
+        r"service.unavailable|server returned 5\d\d|connection refused|connection reset|"
+        r"max retries exceeded|failed to establish a new connection",
+        Failure.NETWORK,
+    ),
 )
 
 
@@ -84,10 +87,7 @@ def parse_location(location: str) -> tuple[str | None, str, str]:
 
 def classify_output(text: str) -> Failure:
     """The kind of failure the rucio client's log lines in ``text`` describe."""
-    for pattern, failure in _RULES:
-        if pattern.search(text):
-            return failure
-    return Failure.OTHER
+    return match_failure(_RULES, text) or Failure.OTHER
 
 
 def key_line(text: str) -> str:

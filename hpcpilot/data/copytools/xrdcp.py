@@ -26,7 +26,14 @@ import re
 from collections.abc import Mapping
 from typing import ClassVar
 
-from hpcpilot.data.copytools.base import Copytool, Failure, local_path, scheme_of
+from hpcpilot.data.copytools.base import (
+    Copytool,
+    Failure,
+    failure_rules,
+    local_path,
+    match_failure,
+    scheme_of,
+)
 from hpcpilot.data.transfer import Transfer
 from hpcpilot.model.errors import StagingError
 from hpcpilot.model.job import Checksum, ChecksumAlgorithm
@@ -40,25 +47,22 @@ XRD_DEFAULTS: Mapping[str, str] = {"XRD_CONNECTIONRETRY": "1", "XRD_CONNECTIONWI
 _CKSUM_NAMES = {ChecksumAlgorithm.ADLER32: "adler32", ChecksumAlgorithm.MD5: "md5"}
 
 # (pattern, failure), the first match wins; [30xx] are XRootD's kXR_* error numbers
-_RULES: tuple[tuple[re.Pattern[str], Failure], ...] = tuple(
-    (re.compile(pattern, re.IGNORECASE), failure)
-    for pattern, failure in (
-        (r"checksum error|checksum mismatch|\[3019\]", Failure.CHECKSUM),
-        (r"auth failed|no protocols left to try|could not establish context|\[3030\]", Failure.AUTH),
-        (r"\[3029\]|no replicas", Failure.NO_REPLICA),
-        (r"\[3011\]|no such file or directory|not found", Failure.MISSING),
-        (r"no space left|\[3009\]|\[3021\]|quota", Failure.NO_SPACE),
-        (
-            r"permission denied|not authorized|\[3010\]|\[3025\]|read/only|read-only file system",
-            Failure.DENIED,
-        ),
-        (r"operation expired|socket timeout|timed out|timeout", Failure.TIMEOUT),
-        (
-            r"connection refused|connection error|connection reset|network is unreachable|"
-            r"no route to host|socket error|stream error|unable to resolve|\[3024\]",
-            Failure.NETWORK,
-        ),
-    )
+_RULES = failure_rules(
+    (r"checksum error|checksum mismatch|\[3019\]", Failure.CHECKSUM),
+    (r"auth failed|no protocols left to try|could not establish context|\[3030\]", Failure.AUTH),
+    (r"\[3029\]|no replicas", Failure.NO_REPLICA),
+    (r"\[3011\]|no such file or directory|not found", Failure.MISSING),
+    (r"no space left|\[3009\]|\[3021\]|quota", Failure.NO_SPACE),
+    (
+        r"permission denied|not authorized|\[3010\]|\[3025\]|read/only|read-only file system",
+        Failure.DENIED,
+    ),
+    (r"operation expired|socket timeout|timed out|timeout", Failure.TIMEOUT),
+    (
+        r"connection refused|connection error|connection reset|network is unreachable|"
+        r"no route to host|socket error|stream error|unable to resolve|\[3024\]",
+        Failure.NETWORK,
+    ),
 )
 
 
@@ -76,10 +80,7 @@ def xrd_environment(base: Mapping[str, str]) -> dict[str, str]:
 
 def classify_output(text: str) -> Failure:
     """The kind of failure xrdcp's (or XrdCl's) messages in ``text`` describe."""
-    for pattern, failure in _RULES:
-        if pattern.search(text):
-            return failure
-    return Failure.OTHER
+    return match_failure(_RULES, text) or Failure.OTHER
 
 
 def printed_checksum(text: str) -> Checksum | None:
