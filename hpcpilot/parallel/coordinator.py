@@ -442,10 +442,15 @@ class Coordinator:
         """A job's resource figures from the monitors' samples."""
         return self.monitor.figures(book.job.panda_id, (book.ended or time.time()) - book.started)
 
-    def _worker_slots(self, worker: WorkerBook) -> int:
-        """How many items a worker can run at once (by the smallest core count of the open jobs)."""
-        per_slot = min((b.job.core_count for b in self.books.open_jobs()), default=1)
-        return worker.node.cores // max(per_slot, 1) if worker.node is not None else 0
+    def _worker_slots(self, worker: WorkerBook, per_slot: int | None = None) -> int:
+        """How many items a worker can run at once, of ``per_slot`` cores (default: `_slot_cores`)."""
+        if worker.node is None:
+            return 0
+        return worker.node.cores // max(per_slot or self._slot_cores(), 1)
+
+    def _slot_cores(self) -> int:
+        """Cores of the smallest slot: the smallest core count of the open jobs (1 without any)."""
+        return min((b.job.core_count for b in self.books.open.values()), default=1)
 
     def _update_slots(self) -> None:
         slots = self.books.total_cores
@@ -804,12 +809,8 @@ class Coordinator:
     def progress(self) -> Progress:
         """A snapshot of the run."""
         books = self.books
-        slots = 0
-        open_jobs = books.open_jobs()
-        per_slot = min((b.job.core_count for b in open_jobs), default=1)
-        for worker in books.workers.values():
-            if worker.node is not None:
-                slots += worker.node.cores // per_slot
+        per_slot = self._slot_cores()
+        slots = sum(self._worker_slots(worker, per_slot) for worker in books.workers.values())
         done_jobs = len(books.jobs) - len(books.open)
         return Progress(
             elapsed_s=time.monotonic() - self.started,
