@@ -141,7 +141,7 @@ def one_event_ranges(n: int) -> list[dict[str, Any]]:
             "startEvent": i,
             "lastEvent": i,
             "LFN": "in",
-            "GUID": "g",
+            "GUID": "0f0f0f0f-0000-4000-8000-000000000001",
             "scope": "s",
         }
         for i in range(1, n + 1)

@@ -386,7 +386,8 @@ class HarvesterCommunicator(Communicator):
         source = str(self._feed.path)
         while cache:
             try:
-                ranges.append(parse_range(cache.popleft(), source=f"{source}[{job.panda_id}]"))
+                raw = cache.popleft()
+                ranges.append(parse_range(raw, source=f"{source}[{job.panda_id}]", panda_id=job.panda_id))
             except HpcPilotError as exc:
                 errors.append(exc)
         ahead = self._ahead.get(job.panda_id, 0) + len(ranges)

@@ -88,7 +88,7 @@ class LocalCommunicator(Communicator):
         feed = self._range_feed()
         key = str(job.panda_id)
         if key in feed:
-            return self._from_feed(key, feed[key], n)
+            return self._from_feed(job.panda_id, feed[key], n)
         cutter = self._cutters.get(job.panda_id)
         if cutter is None:
             cutter = self._cutters[job.panda_id] = cut_ranges(job, self.settings.local.events_per_range)
@@ -162,13 +162,14 @@ class LocalCommunicator(Communicator):
             feed[key] = list(value)
         return feed
 
-    def _from_feed(self, key: str, items: list[Any], n: int) -> RangeBatch:
+    def _from_feed(self, panda_id: int, items: list[Any], n: int) -> RangeBatch:
         taken, items[:] = items[:n], items[n:]
         ranges: list[EventRange] = []
         errors: list[HpcPilotError] = []
         for raw in taken:
             try:
-                ranges.append(parse_range(raw, source=f"{self._ranges_path}[{key!r}]"))
+                source = f"{self._ranges_path}['{panda_id}']"
+                ranges.append(parse_range(raw, source=source, panda_id=panda_id))
             except HpcPilotError as exc:
                 errors.append(exc)
         return RangeBatch(tuple(ranges), exhausted=not items, errors=tuple(errors))

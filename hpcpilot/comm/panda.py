@@ -620,7 +620,7 @@ class PandaCommunicator(Communicator):
         errors: list[HpcPilotError] = []
         for raw in raw_ranges:
             try:
-                ranges.append(parse_range(raw, source=source))
+                ranges.append(parse_range(raw, source=source, panda_id=job.panda_id))
             except HpcPilotError as exc:
                 errors.append(exc)
         with self._lock:

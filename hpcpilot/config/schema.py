@@ -441,6 +441,10 @@ class DataSettings:
     stageout_destination
         Where outputs go: a URL template. Empty: outputs stay in the job directory (Harvester stages
         them out).
+    stageout_overwrite
+        Whether a stage-out to a file system (``cp``, ``mv``, ``symlink``) may replace a file that is
+        already at the destination. Off: such a file is left alone and the stage-out fails (1137),
+        unless it holds the same bytes (an earlier attempt of this job put it there).
     log_tools, log_destination
         The same for the log tarball (empty: as for outputs).
     retries
@@ -462,6 +466,7 @@ class DataSettings:
     stagein_source: str = ""
     stageout_tools: str = "cp"
     stageout_destination: str = ""
+    stageout_overwrite: bool = False
     log_tools: str = ""
     log_destination: str = ""
     retries: int = 2

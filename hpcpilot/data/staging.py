@@ -518,6 +518,7 @@ class StageOutClient(StagingClient):
                     fsize=spec.fsize,
                     checksum=spec.checksum,
                     guid=spec.guid,
+                    overwrite=self.settings.stageout_overwrite,
                 )
             )
         return transfers

@@ -51,6 +51,10 @@ class Transfer:
         The expected checksum, when known: verified after the copy.
     guid
         The file's GUID, when known (``rucio upload --guid``).
+    overwrite
+        A stage-out may replace a different file already at the destination
+        (``data.stageout_overwrite``); without it the local tools refuse to (a stage-in always may:
+        its destination is the job's own directory).
     """
 
     lfn: str
@@ -60,6 +64,7 @@ class Transfer:
     fsize: int | None = None
     checksum: Checksum | None = None
     guid: str | None = None
+    overwrite: bool = False
 
 
 @dataclass(frozen=True, slots=True)

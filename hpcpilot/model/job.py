@@ -3,7 +3,9 @@
 The server (and Harvester, which passes it on unchanged) sends a flat dict of strings. Per-file facts come
 as aligned comma-separated lists (``inFiles``/``GUID``/``fsize``/``checksum``/...), which may hold ``NULL``
 entries. `parse_job` turns such a dict into a `Job`, or raises a
-`hpcpilot.model.errors.JobDefinitionError` that names the source, the job and the field.
+`hpcpilot.model.errors.JobDefinitionError` that names the source, the job and the field. Every field
+that becomes a path, a file name or a command argument (file names, GUIDs, scopes, datasets, endpoints)
+is checked against its naming rule (`hpcpilot.model.naming.JOB_FIELD_RULES`).
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpcpilot.model.errors import JobDefinitionError
+from hpcpilot.model.naming import FILE_NAME, JOB_FIELD_RULES
 
 NULL_VALUES = frozenset({"", "NULL", "None", "null"})
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9._+:-][A-Za-z0-9._+:,=@-]*$")
 
 
 class ChecksumAlgorithm(enum.Enum):
@@ -178,7 +180,8 @@ def parse_job(raw: Mapping[str, Any], *, source: str) -> Job:
     Raises
     ------
     JobDefinitionError
-        If a field is missing, has the wrong type, or lists are not aligned; the message names
+        If a field is missing, has the wrong type, breaks its naming rule
+        (`hpcpilot.model.naming.JOB_FIELD_RULES`), or lists are not aligned; the message names
         ``source``, the PandaID (when readable) and the field.
     """
     if not isinstance(raw, Mapping):
@@ -191,6 +194,7 @@ def parse_job(raw: Mapping[str, Any], *, source: str) -> Job:
     reader.panda_id = panda_id
     inputs = _input_files(reader)
     outputs, log_file = _output_files(reader)
+    reader.named_list("destinationDBlock", None)  # not used, but a dataset name: checked as one
     return Job(
         panda_id=panda_id,
         task_id=reader.integer("taskID", minimum=0) or reader.integer("jediTaskID", minimum=0) or 0,
@@ -212,7 +216,7 @@ def parse_job(raw: Mapping[str, Any], *, source: str) -> Job:
         input_files=inputs,
         output_files=outputs,
         log_file=log_file,
-        destination_se=reader.text("destinationSE"),
+        destination_se=reader.named("destinationSE"),
         n_events_per_input_file=reader.integer("nEventsPerInputFile", minimum=1),
     )
 
@@ -226,11 +230,10 @@ def check_file_name(name: str, *, what: str) -> str:
     """Return ``name`` if it is a safe plain file name, else raise ValueError.
 
     A file name from a job must not be a path (no ``/``), must not be ``.`` or ``..`` and may hold only
-    the characters real LFNs use, so that it can neither escape the job directory nor reach a shell.
+    the characters real LFNs use, so that it can neither escape the job directory nor reach a shell
+    (`hpcpilot.model.naming.FILE_NAME`).
     """
-    if name in {".", ".."} or not _SAFE_NAME.fullmatch(name):
-        raise ValueError(f"{what} {name!r} is not a plain file name")
-    return name
+    return FILE_NAME.check(name, what)
 
 
 class _FieldReader:
@@ -268,6 +271,24 @@ class _FieldReader:
         if number < minimum:
             raise self.error(key, f"must be >= {minimum}, got {number}")
         return number
+
+    def named(self, key: str) -> str:
+        """A text field checked against its naming rule (empty when absent)."""
+        value = self.text(key)
+        if value:
+            problem = JOB_FIELD_RULES[key].problem(value)
+            if problem is not None:
+                raise self.error(key, f"{value!r} is not a {JOB_FIELD_RULES[key].name}: {problem}")
+        return value
+
+    def named_list(self, key: str, length: int | None) -> list[str | None]:
+        """An aligned list whose entries are checked against the field's naming rule."""
+        items = self.file_list(key, length)
+        rule = JOB_FIELD_RULES[key]
+        for item in items:
+            if item is not None and (problem := rule.problem(item)) is not None:
+                raise self.error(key, f"entry {item!r} is not a {rule.name}: {problem}")
+        return items
 
     def boolean(self, key: str) -> bool:
         value = self.raw.get(key)
@@ -309,12 +330,12 @@ def _to_int(value: object) -> int:
 def _input_files(reader: _FieldReader) -> tuple[FileSpec, ...]:
     lfns = reader.file_list("inFiles", None)
     n = len(lfns)
-    guids = reader.file_list("GUID", n)
+    guids = reader.named_list("GUID", n)
     sizes = reader.file_list("fsize", n)
     checksums = reader.file_list("checksum", n)
-    scopes = reader.file_list("scopeIn", n)
-    datasets = reader.file_list("realDatasetsIn", n)
-    endpoints = reader.file_list("ddmEndPointIn", n)
+    scopes = reader.named_list("scopeIn", n)
+    datasets = reader.named_list("realDatasetsIn", n)
+    endpoints = reader.named_list("ddmEndPointIn", n)
     specs = []
     for i, lfn in enumerate(lfns):
         if lfn is None:
@@ -336,10 +357,12 @@ def _input_files(reader: _FieldReader) -> tuple[FileSpec, ...]:
 def _output_files(reader: _FieldReader) -> tuple[tuple[FileSpec, ...], FileSpec | None]:
     lfns = reader.file_list("outFiles", None)
     n = len(lfns)
-    scopes = reader.file_list("scopeOut", n)
-    datasets = reader.file_list("realDatasets", n)
-    endpoints = reader.file_list("ddmEndPointOut", n)
+    scopes = reader.named_list("scopeOut", n)
+    datasets = reader.named_list("realDatasets", n)
+    endpoints = reader.named_list("ddmEndPointOut", n)
     log_name = reader.text("logFile")
+    log_guid = reader.named("logGUID") or None
+    log_scope = reader.named("scopeLog") or None
     outputs = []
     log_spec: FileSpec | None = None
     for i, lfn in enumerate(lfns):
@@ -354,8 +377,8 @@ def _output_files(reader: _FieldReader) -> tuple[tuple[FileSpec, ...], FileSpec 
         if lfn == log_name:
             log_spec = FileSpec(
                 lfn=spec.lfn,
-                guid=reader.text("logGUID") or None,
-                scope=reader.text("scopeLog") or spec.scope,
+                guid=log_guid,
+                scope=log_scope or spec.scope,
                 dataset=spec.dataset,
                 ddm_endpoint=spec.ddm_endpoint,
             )
@@ -364,17 +387,17 @@ def _output_files(reader: _FieldReader) -> tuple[tuple[FileSpec, ...], FileSpec 
     if log_name and log_spec is None:
         log_spec = FileSpec(
             lfn=_checked_name(reader, "logFile", log_name),
-            guid=reader.text("logGUID") or None,
-            scope=reader.text("scopeLog") or None,
+            guid=log_guid,
+            scope=log_scope,
         )
     return tuple(outputs), log_spec
 
 
 def _checked_name(reader: _FieldReader, key: str, name: str) -> str:
-    try:
-        return check_file_name(name, what="file name")
-    except ValueError as exc:
-        raise reader.error(key, str(exc)) from None
+    problem = FILE_NAME.problem(name)
+    if problem is not None:
+        raise reader.error(key, f"entry {name!r} is not a {FILE_NAME.name}: {problem}")
+    return name
 
 
 def _list_int(reader: _FieldReader, key: str, value: str | None) -> int | None:

@@ -4,6 +4,9 @@ A range as served (PROTOCOLS.md section 3):
 
     {"eventRangeID": "<taskID>-<PandaID>-<fileID>-<processID>-<attemptNr>",
      "startEvent": 1, "lastEvent": 1, "LFN": "EVNT...pool.root.1", "GUID": "...", "scope": "..."}
+
+Its text fields become file names and payload arguments (``{LFN}``, ``{GUID}``, ...): `parse_range`
+checks each against its naming rule (`hpcpilot.model.naming.RANGE_FIELD_RULES`).
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpcpilot.model.errors import RangeDefinitionError
+from hpcpilot.model.naming import RANGE_FIELD_RULES
 from hpcpilot.model.wire import compact_pickle
 
 _RANGE_ID = re.compile(r"^(\d+)-(\d+)-(\d+)-(\d+)-(\d+)$")
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]+$")
 
 
 class RangeState(enum.Enum):
@@ -121,23 +124,39 @@ class EventRange:
         return wire
 
 
-def parse_range(raw: object, *, source: str) -> EventRange:
+def parse_range(raw: object, *, source: str, panda_id: int | None = None) -> EventRange:
     """Parse one range dict as served.
+
+    Parameters
+    ----------
+    raw
+        The range as served.
+    source
+        Where it came from (a file, a URL): named in every error.
+    panda_id
+        The job the range was asked for, named in every error when given.
 
     Raises
     ------
     RangeDefinitionError
-        Naming ``source``, the range id (when readable) and the bad field.
+        Naming ``source``, the job (``PandaID``), the range id (when readable) and the bad field: a
+        missing or wrong-typed field, or a text field that breaks its naming rule
+        (`hpcpilot.model.naming.RANGE_FIELD_RULES`: ``GUID`` a UUID, ``LFN`` a plain file name,
+        ``scope`` a Rucio scope, ``PFN`` a path of safe characters).
     """
-    if not isinstance(raw, Mapping):
-        raise RangeDefinitionError(
-            f"event range is a {type(raw).__name__}, not a dict", context={"source": source}
-        )
-    range_id = raw.get("eventRangeID")
     context: dict[str, Any] = {"source": source}
-    if not isinstance(range_id, str) or not _SAFE_ID.fullmatch(range_id):
+    if panda_id is not None:
+        context["PandaID"] = panda_id
+    if not isinstance(raw, Mapping):
+        raise RangeDefinitionError(f"event range is a {type(raw).__name__}, not a dict", context=context)
+    range_id = raw.get("eventRangeID")
+    if not isinstance(range_id, str):
+        problem: str | None = "it is not a string"
+    else:
+        problem = RANGE_FIELD_RULES["eventRangeID"].problem(range_id)
+    if not isinstance(range_id, str) or problem is not None:
         raise RangeDefinitionError(
-            f"event range has a missing or unsafe 'eventRangeID': {range_id!r}",
+            f"event range has a missing or unsafe 'eventRangeID': {range_id!r} ({problem})",
             context={**context, "field": "eventRangeID"},
         )
     context["eventRangeID"] = range_id
@@ -182,6 +201,12 @@ def _str_field(raw: Mapping[str, Any], key: str, context: dict[str, Any]) -> str
     if not isinstance(value, str):
         raise RangeDefinitionError(
             f"event range field {key!r} must be a string, got {value!r}",
+            context={**context, "field": key},
+        )
+    rule = RANGE_FIELD_RULES[key]
+    if value and (problem := rule.problem(value)) is not None:
+        raise RangeDefinitionError(
+            f"event range field {key!r} {value!r} is not a {rule.name}: {problem}",
             context={**context, "field": key},
         )
     return value

@@ -632,7 +632,7 @@ class Coordinator:
             self.journal.append("exhausted", job=book.job.panda_id)
             return True
         for error in batch.errors:
-            log.error("job %d: skipping a malformed event range: %s", book.job.panda_id, error)
+            log.error("job %d: refused a malformed event range (not run): %s", book.job.panda_id, error)
         self._journal_ranges(book, batch.ranges, batch.exhausted)
         added = self.books.add_ranges(book.job.panda_id, batch.ranges)
         if batch.exhausted:

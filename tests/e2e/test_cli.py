@@ -206,3 +206,43 @@ def test_communicator_settings_are_checked_before_the_run(run_pilot: RunPilot, t
     assert harvester.returncode == 2 and "jobSpecFile must be a plain file name" in harvester.stderr
     unknown = run_pilot(["run", "--workdir", str(tmp_path), "--set", "run.communicator=harvestr"])
     assert unknown.returncode == 2 and "harvestr" in unknown.stderr
+
+
+def test_range_fields_never_reach_a_shell_and_bad_ranges_are_refused_alone(
+    run_pilot: RunPilot, tmp_path: Path
+) -> None:
+    """Issue 13: a served GUID of ``$(touch pwned)`` ran in the payload's shell."""
+    job = {
+        "PandaID": 401,
+        "taskID": 42,
+        "transformation": "/bin/sh",
+        "jobPars": "-c 'echo {GUID} {LFN} > {outputFile}'",
+        "eventService": "True",
+        "outFiles": "out.txt",
+    }
+    write_jobs(tmp_path, [job])
+    lfn, guid = "EVNT.37418906._000001.pool.root.1", "4A9B2C1E-7D3F-4E21-9A8B-1C2D3E4F5A6B"
+
+    def served(i: int, **fields: str) -> dict[str, object]:
+        rng = {"eventRangeID": f"42-401-1-{i}-1", "startEvent": i, "lastEvent": i, "LFN": lfn, "GUID": guid}
+        return {**rng, "scope": "mc23_13p6TeV", **fields}
+
+    feed = [
+        served(1),
+        served(2, GUID="$(touch pwned)"),
+        served(3, LFN="x;touch pwned"),
+        served(4, LFN="../../../../tmp/x"),
+        served(5, GUID=guid.lower()),
+    ]
+    (tmp_path / "JobsEventRanges.json").write_text(json.dumps({"401": feed}))
+    result = run_pilot(["run", "--workdir", str(tmp_path)], env=NO_MPI)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not list(tmp_path.rglob("pwned")) and not (REPO / "pwned").exists()
+    for i, field in ((2, "GUID"), (3, "LFN"), (4, "LFN")):
+        [line] = [ln for ln in result.stderr.splitlines() if f"eventRangeID=42-401-1-{i}-1" in ln]
+        assert "refused" in line and "PandaID=401" in line and f"field={field}" in line, line
+    finished = dict(finished_ranges(journal(tmp_path)))
+    assert sorted(finished) == ["42-401-1-1-1", "42-401-1-5-1"]
+    assert Path(str(finished["42-401-1-1-1"])).read_text() == f"{guid} {lfn}\n"
+    [report] = summary(tmp_path)["jobs"]
+    assert report["state"] == "finished"

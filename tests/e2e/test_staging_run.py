@@ -6,11 +6,13 @@ xrootd are in ``tests/data_movement``.
 
 from __future__ import annotations
 
+import json
 import os
 import zlib
 from pathlib import Path
 from typing import Any
 
+from hpcpilot.demo.jobs import DEMO_OUTPUT, demo_job
 from tests.conftest import RunPilot, summary, write_jobs
 
 NO_MPI = {"HPCPILOT_NO_MPI": "1"}
@@ -109,3 +111,54 @@ def test_a_failed_stage_out_fails_the_job_and_keeps_its_output(run_pilot: RunPil
     assert job["state"] == "failed" and job["error_code"] == 1137, job
     assert "out201.dat" in job["error_diag"]
     assert (work / "201" / "out201.dat").read_text() == "result\n"
+
+
+def test_hostile_scopes_fail_their_job_and_nothing_outside_the_destination_is_touched(
+    run_pilot: RunPilot, tmp_path: Path
+) -> None:
+    """Issue 13: a scopeOut of ``../../../victim`` overwrote a file outside the destination."""
+    work, se = tmp_path / "work", tmp_path / "se" / "a" / "b"
+    victim = tmp_path / "victim" / DEMO_OUTPUT
+    victim.parent.mkdir()
+    victim.write_bytes(b"a file the job must not touch\n")
+    foreign = se / "demo" / DEMO_OUTPUT  # already at a good job's destination, written by someone else
+    foreign.parent.mkdir(parents=True)
+    foreign.write_bytes(b"another job's output\n")
+    jobs = [
+        {**demo_job(panda_id=301, n_events=10, sleep_per_event=0), "scopeOut": "../../../victim,demo"},
+        {**demo_job(panda_id=302, n_events=10, sleep_per_event=0), "scopeOut": "$(touch x),demo"},
+        demo_job(panda_id=303, n_events=10, sleep_per_event=0),
+        {
+            **demo_job(panda_id=304, n_events=10, sleep_per_event=0),
+            "scopeOut": "user.jdoe,user.jdoe",
+            "scopeLog": "user.jdoe",
+        },
+    ]
+    write_jobs(work, jobs)
+    result = run_pilot(
+        ["run", "--workdir", str(work), "--set", f"data.stageout_destination={se}/{{scope}}"],
+        env=NO_MPI,
+    )
+    assert result.returncode == 3, result.stderr[-3000:]
+    results = json.loads((work / "results.json").read_text())
+    for panda_id in ("301", "302"):
+        assert results[panda_id]["jobStatus"] == "failed" and results[panda_id]["pilotErrorCode"] == 1008
+        assert "'scopeOut'" in results[panda_id]["pilotErrorDiag"]
+    assert "../../../victim" in results["301"]["pilotErrorDiag"]
+    assert victim.read_bytes() == b"a file the job must not touch\n"
+    assert not list(tmp_path.rglob("*touch*")) and not list(tmp_path.rglob("x"))
+    assert not (work / "301").exists() or not any((work / "301").iterdir())
+    # a file the job did not write is left alone: the stage-out fails (1137), the output stays local
+    assert results["303"]["jobStatus"] == "failed" and results["303"]["pilotErrorCode"] == 1137
+    assert "already exists" in results["303"]["pilotErrorDiag"]
+    assert foreign.read_bytes() == b"another job's output\n"
+    assert (work / "303" / DEMO_OUTPUT).is_file()
+    # the other jobs are not affected
+    assert results["304"]["jobStatus"] == "finished", results["304"]
+    assert (se / "user.jdoe" / DEMO_OUTPUT).read_bytes() == (work / "304" / DEMO_OUTPUT).read_bytes()
+    assert sorted(p.name for p in (tmp_path / "se").rglob("*") if p.is_dir()) == [
+        "a",
+        "b",
+        "demo",
+        "user.jdoe",
+    ]

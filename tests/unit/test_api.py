@@ -30,7 +30,7 @@ def job_dict(**changes: Any) -> dict[str, Any]:
     raw: dict[str, Any] = {
         "PandaID": "4242",
         "inFiles": "EVNT.01.pool.root.1,EVNT.02.pool.root.1",
-        "GUID": "g1,g2",
+        "GUID": "0f0f0f0f-0000-4000-8000-000000000001,0f0f0f0f-0000-4000-8000-000000000002",
         "fsize": f"{len(PAYLOAD)},{len(OTHER)}",
         "checksum": f"ad:{adler(PAYLOAD)},ad:{adler(OTHER)}",
         "scopeIn": "mc23,mc23",
@@ -186,9 +186,12 @@ def test_stage_in_wrong_checksum_is_a_failed_result(storage: Path, tmp_path: Pat
     assert second.ok  # one bad file does not stop the others
 
 
+GUID3 = "0f0f0f0f-0000-4000-8000-000000000003"
+
+
 def test_stage_in_md5_checksum(storage: Path, tmp_path: Path) -> None:
     raw = job_dict(
-        inFiles="EVNT.01.pool.root.1", GUID="g", fsize=str(len(PAYLOAD)), scopeIn="mc23",
+        inFiles="EVNT.01.pool.root.1", GUID=GUID3, fsize=str(len(PAYLOAD)), scopeIn="mc23",
         checksum=f"md5:{hashlib.md5(PAYLOAD).hexdigest()}",
     )  # fmt: skip
     (result,) = api.stage_in(raw, tmp_path / "job", source=str(storage), settings=FAST)

@@ -493,11 +493,38 @@ def test_cp_copies_through_a_temporary_name(tmp_path: Path) -> None:
     assert src.exists()
 
 
-def test_cp_replaces_an_existing_destination_and_accepts_file_urls(tmp_path: Path) -> None:
+def test_cp_replaces_an_existing_destination_when_told_and_accepts_file_urls(tmp_path: Path) -> None:
     src = _write(tmp_path / "a", b"new")
     dest = _write(tmp_path / "b", b"old")
-    CpCopytool().copy(Transfer("b", f"file://{src}", f"file://{dest}", OUT), 1.0)
+    CpCopytool().copy(Transfer("b", f"file://{src}", f"file://{dest}", OUT, overwrite=True), 1.0)
     assert dest.read_bytes() == b"new"
+
+
+@pytest.mark.parametrize("tool", [CpCopytool, MvCopytool, SymlinkCopytool])
+def test_a_stage_out_leaves_a_file_it_did_not_write_alone(tool: type[Copytool], tmp_path: Path) -> None:
+    src = _write(tmp_path / "out.h5", b"the job's output")
+    victim = _write(tmp_path / "se" / "out.h5", b"someone else's file")
+    with pytest.raises(StagingError) as info:
+        tool().copy(Transfer("out.h5", str(src), str(victim), OUT), 1.0)
+    assert int(info.value.code) == 1137 and not info.value.retryable
+    assert "already exists" in info.value.message and "data.stageout_overwrite" in info.value.message
+    assert victim.read_bytes() == b"someone else's file" and src.read_bytes() == b"the job's output"
+    link = tmp_path / "se" / "link.h5"
+    link.symlink_to(victim)  # a link at the destination is not written through either
+    with pytest.raises(StagingError, match="already exists"):
+        tool().copy(Transfer("link.h5", str(src), str(link), OUT), 1.0)
+    assert victim.read_bytes() == b"someone else's file" and link.is_symlink()
+
+
+@pytest.mark.parametrize("tool", [CpCopytool, MvCopytool])
+def test_a_stage_out_accepts_its_own_earlier_copy(tool: type[Copytool], tmp_path: Path) -> None:
+    src = _write(tmp_path / "out.h5", b"the job's output")
+    earlier = _write(tmp_path / "se" / "out.h5", b"the job's output")  # an earlier attempt's copy
+    tool().copy(Transfer("out.h5", str(src), str(earlier), OUT), 1.0)
+    assert earlier.read_bytes() == b"the job's output"
+    stage_in_dest = _write(tmp_path / "job" / "in.root", b"stale")
+    tool().copy(Transfer("in.root", str(src), str(stage_in_dest), IN), 1.0)  # stage-in may replace
+    assert stage_in_dest.read_bytes() == b"the job's output"
 
 
 def test_local_tools_do_nothing_when_the_file_is_in_place(tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ def plain_job(panda_id: int) -> dict[str, Any]:
         "transformation": "run.sh",
         "jobPars": "-x",
         "inFiles": f"in.{panda_id}.txt",
-        "GUID": f"guid-{panda_id}",
+        "GUID": f"0f0f0f0f-0000-4000-8000-{panda_id:012d}",
         "outFiles": "out.txt",
     }
 
@@ -564,7 +564,12 @@ def test_operator_command(fake: FakeHarvester) -> None:
 
 
 def test_cut_ranges_follow_the_input_files() -> None:
-    job = {**es_job(n_events=15), "inFiles": "EVNT.1,EVNT.2", "GUID": "g1,g2", "scopeIn": "mc,mc"}
+    job = {
+        **es_job(n_events=15),
+        "inFiles": "EVNT.1,EVNT.2",
+        "GUID": "0f0f0f0f-0000-4000-8000-000000000001,0f0f0f0f-0000-4000-8000-000000000002",
+        "scopeIn": "mc,mc",
+    }
     ranges = cut_ranges(job, 10)
     assert [(r["eventRangeID"], r["startEvent"], r["lastEvent"], r["LFN"]) for r in ranges] == [
         ("42-5001-1-1-1", 1, 10, "EVNT.1"),

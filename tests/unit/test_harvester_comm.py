@@ -53,7 +53,7 @@ def rng(i: int, panda_id: int = PID) -> dict[str, Any]:
         "startEvent": i,
         "lastEvent": i,
         "LFN": "EVNT.pool.root",
-        "GUID": "g",
+        "GUID": "0f0f0f0f-0000-4000-8000-000000000004",
         "scope": "mc",
     }
 

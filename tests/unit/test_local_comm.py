@@ -103,7 +103,7 @@ def test_range_feed_file_wins_and_bad_ranges_are_reported(tmp_path: Path) -> Non
         "startEvent": 1,
         "lastEvent": 4,
         "LFN": "f",
-        "GUID": "g",
+        "GUID": "0f0f0f0f-0000-4000-8000-000000000005",
         "scope": "s",
     }
     (tmp_path / "JobsEventRanges.json").write_text(

@@ -27,7 +27,7 @@ SERVER_JOB: dict[str, Any] = {
     "prodSourceLabel": "managed",
     "eventService": "True",
     "inFiles": "EVNT.01._000001.pool.root.1,NULL,EVNT.01._000003.pool.root.1",
-    "GUID": "A1B2,NULL,C3D4",
+    "GUID": "4A9B2C1E-7D3F-4E21-9A8B-1C2D3E4F5A6B,NULL,c3d4e5f6-0718-4293-a4b5-c6d7e8f90a1b",
     "fsize": "123456,NULL,654321",
     "checksum": "ad:0a1b2c3d,NULL,md5:0123456789abcdef0123456789abcdef",
     "scopeIn": "mc23_13p6TeV,NULL,mc23_13p6TeV",
@@ -39,7 +39,7 @@ SERVER_JOB: dict[str, Any] = {
     "ddmEndPointOut": "SITE_DATADISK,SITE_DATADISK",
     "destinationSE": "SITE",
     "logFile": "log.02._000001.job.log.tgz.1",
-    "logGUID": "LOG-GUID",
+    "logGUID": "7E5D4C3B-2A19-4F08-B7C6-D5E4F3A2B1C0",
     "scopeLog": "mc23_13p6TeV",
 }
 
@@ -56,12 +56,16 @@ def test_server_job_parses_into_typed_fields() -> None:
         "EVNT.01._000003.pool.root.1",
     ]
     first, third = job.input_files
-    assert first.fsize == 123456 and first.guid == "A1B2" and first.scope == "mc23_13p6TeV"
+    assert (
+        first.fsize == 123456
+        and first.guid == "4A9B2C1E-7D3F-4E21-9A8B-1C2D3E4F5A6B"
+        and first.scope == "mc23_13p6TeV"
+    )
     assert first.checksum == Checksum(ChecksumAlgorithm.ADLER32, "0a1b2c3d")
     assert third.checksum is not None and third.checksum.algorithm is ChecksumAlgorithm.MD5
     assert [f.lfn for f in job.output_files] == ["HITS.02._000001.pool.root.1"]
     assert job.log_file is not None and job.log_file.lfn == "log.02._000001.job.log.tgz.1"
-    assert job.log_file.guid == "LOG-GUID"
+    assert job.log_file.guid == "7E5D4C3B-2A19-4F08-B7C6-D5E4F3A2B1C0"
     assert job.main_output is not None and job.main_output.dataset == "hits_ds"
 
 
@@ -72,7 +76,11 @@ def test_server_job_parses_into_typed_fields() -> None:
         ("PandaID", "abc", "'PandaID' must be an integer"),
         ("coreCount", "0", "'coreCount' must be >= 1"),
         ("eventService", "maybe", "'eventService' must be True or False"),
-        ("GUID", "A1B2,C3D4", "'GUID' has 2 entries but the aligned list has 3"),
+        (
+            "GUID",
+            "4A9B2C1E-7D3F-4E21-9A8B-1C2D3E4F5A6B,c3d4e5f6-0718-4293-a4b5-c6d7e8f90a1b",
+            "'GUID' has 2 entries but the aligned list has 3",
+        ),
         ("fsize", "x,NULL,2", "'fsize' entry 'x' is not an integer"),
         ("checksum", "sha1:abc,NULL,NULL", "'checksum'"),
         ("outFiles", "../../etc/passwd,log.02._000001.job.log.tgz.1", "'outFiles'"),

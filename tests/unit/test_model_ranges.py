@@ -19,7 +19,7 @@ SERVED = {
     "startEvent": 21,
     "lastEvent": 30,
     "LFN": "EVNT.01._000001.pool.root.1",
-    "GUID": "A1B2",
+    "GUID": "4A9B2C1E-7D3F-4E21-9A8B-1C2D3E4F5A6B",
     "scope": "mc23_13p6TeV",
 }
 
@@ -73,8 +73,24 @@ def test_range_states() -> None:
 
 
 def test_ranges_journal_as_columns_and_come_back_the_same() -> None:
-    shared = [EventRange(f"1-2-1-{i}-1", 10 * i + 1, 10 * i + 10, "EVNT.01", "g-1", "mc23") for i in range(3)]
-    mixed = [*shared, EventRange("1-2-2-1-1", 1, 5, "EVNT.02", "g-2", "mc23", pfn="/scratch/EVNT.02")]
+    shared = [
+        EventRange(
+            f"1-2-1-{i}-1", 10 * i + 1, 10 * i + 10, "EVNT.01", "0f0f0f0f-0000-4000-8000-000000000001", "mc23"
+        )
+        for i in range(3)
+    ]
+    mixed = [
+        *shared,
+        EventRange(
+            "1-2-2-1-1",
+            1,
+            5,
+            "EVNT.02",
+            "0f0f0f0f-0000-4000-8000-000000000002",
+            "mc23",
+            pfn="/scratch/EVNT.02",
+        ),
+    ]
     columns = range_columns(shared)
     assert columns["LFN"] == "EVNT.01" and columns["PFN"] == ""  # shared: written once
     for ranges in (shared, mixed, []):

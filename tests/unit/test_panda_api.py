@@ -306,7 +306,14 @@ def test_update_job_reply_without_status_names_the_field() -> None:
     assert err.value.context == {"call": "update_job", "field": "data"}
 
 
-RANGE = {"eventRangeID": "1-2-3-4-5", "startEvent": 1, "lastEvent": 10, "LFN": "f", "GUID": "g", "scope": "s"}
+RANGE = {
+    "eventRangeID": "1-2-3-4-5",
+    "startEvent": 1,
+    "lastEvent": 10,
+    "LFN": "f",
+    "GUID": "0f0f0f0f-0000-4000-8000-000000000007",
+    "scope": "s",
+}
 
 
 @pytest.mark.parametrize(

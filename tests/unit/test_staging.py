@@ -17,7 +17,7 @@ from hpcpilot.data import checksums
 from hpcpilot.data.async_stager import AsyncStager
 from hpcpilot.data.checksums import adler32_of_file, checksum_of_file, md5_of_file
 from hpcpilot.data.copytools.base import Copytool, local_path, scheme_of
-from hpcpilot.data.locations import location, rucio_path
+from hpcpilot.data.locations import fixed_prefix, location, rucio_path
 from hpcpilot.data.staging import StageInClient, StageOutClient, StagingClient
 from hpcpilot.data.transfer import Direction, Transfer, TransferResult
 from hpcpilot.model.errors import ErrorCode, PluginError, StagingError
@@ -151,6 +151,61 @@ def test_location_refuses_unknown_placeholders() -> None:
         location("/x/{guid}", SPEC, 1)
     with pytest.raises(StagingError, match="malformed"):
         location("/x/{lfn", SPEC, 1)
+
+
+@pytest.mark.parametrize(
+    ("template", "field", "spec"),
+    [
+        ("/se/a/b/{scope}", "scope", FileSpec(lfn="HITS.1", scope="../../../victim")),
+        ("/se/{scope}", "scope", FileSpec(lfn="HITS.1", scope="$(touch x)")),
+        ("root://se//atlas/{scope}/{lfn}", "scope", FileSpec(lfn="HITS.1", scope="..")),
+        ("root://se//atlas/{rucio_path}", "scope", FileSpec(lfn="HITS.1", scope="../../x")),
+        ("root://se//atlas/{rucio_path}", "lfn", FileSpec(lfn="../../x", scope="mc23")),
+        ("davs://se/{dataset}/{lfn}", "dataset", FileSpec(lfn="HITS.1", dataset="a/../../b")),
+        ("rucio://{endpoint}/{scope}:{lfn}", "endpoint", FileSpec(lfn="H.1", scope="s", ddm_endpoint="X/..")),
+        ("/lustre/inputs", "lfn", FileSpec(lfn="../../etc/passwd")),
+        ("/out/{panda_id}", "lfn", FileSpec(lfn="a\nb")),
+    ],
+)  # fmt: skip
+def test_location_refuses_a_value_that_breaks_its_naming_rule(
+    template: str, field: str, spec: FileSpec
+) -> None:
+    with pytest.raises(StagingError) as info:
+        location(template, spec, 4242)
+    assert info.value.context["field"] == field and info.value.context["PandaID"] == 4242
+    assert "cannot be placed in a location" in info.value.message
+
+
+def test_a_local_location_must_resolve_under_the_templates_fixed_prefix(tmp_path: Path) -> None:
+    se, outside = tmp_path / "se" / "a" / "b", tmp_path / "victim"
+    se.mkdir(parents=True)
+    outside.mkdir()
+    spec = FileSpec(lfn="HITS.1", scope="mc23", dataset="ds1")
+    assert location(f"{se}/{{scope}}", spec, 1) == f"{se}/mc23/HITS.1"  # below, not there yet: fine
+    assert location(f"file://{se}/{{scope}}", spec, 1) == f"file://{se}/mc23/HITS.1"
+    (se / "mc23").symlink_to(outside)  # a link under the prefix that leads out of it
+    for template in (f"{se}/{{scope}}", f"file://{se}/{{scope}}/{{lfn}}", f"{se}/{{rucio_path}}"):
+        with pytest.raises(StagingError) as info:
+            location(template, spec, 1)
+        assert "outside" in info.value.message and str(outside) in info.value.message
+        assert info.value.context["field"] in {"scope,lfn", "rucio_path"}
+    (se / "inside").mkdir()
+    (se / "ds1").symlink_to(se / "inside")  # a link that stays under the prefix is fine
+    assert location(f"{se}/{{dataset}}", spec, 1) == f"{se}/ds1/HITS.1"
+    # the prefix ends at the last '/' before the first placeholder; links above it are the site's
+    site = tmp_path / "site-link"
+    site.symlink_to(tmp_path / "se")
+    assert location(f"{site}/a/b/out{{panda_id}}", spec, 7) == f"{site}/a/b/out7/HITS.1"
+    with pytest.raises(StagingError, match="outside"):
+        location(f"{site}/a/b/{{scope}}", spec, 7)
+
+
+def test_fixed_prefix() -> None:
+    assert fixed_prefix("/lustre/out/{scope}/{lfn}") == "/lustre/out/"
+    assert fixed_prefix("/lustre/out{panda_id}") == "/lustre/"
+    assert fixed_prefix("/lustre/out") == "/lustre/out/"
+    assert fixed_prefix("/lustre/{{x}}/{lfn}") == "/lustre/{x}/"
+    assert fixed_prefix("{scope}/{lfn}") == ""
 
 
 # -- the client: retries, backoff, fallback ---------------------------------------------------------
@@ -344,6 +399,29 @@ def test_stage_out_to_a_shared_filesystem_carries_the_adler32(tmp_path: Path) ->
     assert result.ok and result.checksum == adler(data) and result.fsize == len(data)
     assert result.transfer.checksum == adler(data)  # computed before the copy, handed to the tool
     assert (tmp_path / "store" / src.name).read_bytes() == data
+
+
+def test_stage_out_replaces_an_existing_file_only_when_the_setting_says_so(tmp_path: Path) -> None:
+    src = tmp_path / "job" / "HITS.pool.root.1"
+    src.parent.mkdir()
+    src.write_bytes(b"the job's output")
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / src.name).write_bytes(b"a file this job did not write")
+    spec = FileSpec(lfn=src.name)
+    keep = StageOutClient.from_settings(settings(stageout_destination=str(store)))
+    [transfer] = keep.plan(Job(panda_id=7), [(spec, src)])
+    assert not transfer.overwrite
+    [result] = keep.transfer([transfer])
+    assert not result.ok and result.error_code == ErrorCode.STAGE_OUT_FAILED and result.attempts == 1
+    assert "already exists" in result.error_diag and "data.stageout_overwrite" in result.error_diag
+    assert (store / src.name).read_bytes() == b"a file this job did not write"
+    replace = StageOutClient.from_settings(settings(stageout_destination=str(store), stageout_overwrite=True))
+    [transfer] = replace.plan(Job(panda_id=7), [(spec, src)])
+    assert transfer.overwrite and replace.transfer([transfer])[0].ok
+    assert (store / src.name).read_bytes() == b"the job's output"
+    [again] = keep.transfer(keep.plan(Job(panda_id=7), [(spec, src)]))  # its own file: already there
+    assert again.ok and again.checksum == adler(b"the job's output")
 
 
 def test_stage_out_hands_the_local_checksum_to_the_tool(tmp_path: Path) -> None:

@@ -9,6 +9,11 @@ They run in-process (`shutil`/`os`, no command), for local paths and ``file://``
 * ``symlink`` links the destination to the source's absolute path (atomically, through a temporary
   link).
 
+A stage-out never replaces a file that is already at its destination unless the transfer says so
+(``Transfer.overwrite``, from ``data.stageout_overwrite``): a file with the same size and adler32 as the
+source counts as already there (an earlier attempt of this job put it there), any other fails the
+transfer (1137, not retried) and is left as it was. The check is made just before the copy.
+
 Errors: a missing source is 1103 (no such file), a full disk or quota 1098 (no local space), any other
 `OSError` the direction's failed code (1099/1137), retryable only for transient errnos (EIO, EAGAIN,
 EBUSY, ESTALE, ETIMEDOUT, EINTR). Local copies are not bounded by the per-file timeout: nothing here can
@@ -26,10 +31,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import ClassVar
 
+from hpcpilot.data.checksums import checksum_of_file
 from hpcpilot.data.copytools.base import Copytool, local_path
-from hpcpilot.data.transfer import Transfer
+from hpcpilot.data.transfer import Direction, Transfer
 from hpcpilot.model.errors import ErrorCode, StagingError
-from hpcpilot.model.job import Checksum
+from hpcpilot.model.job import Checksum, ChecksumAlgorithm
 from hpcpilot.runtime.atomic import atomic_path
 from hpcpilot.runtime.commands import CommandResult, run_command
 
@@ -85,11 +91,25 @@ class LocalCopytool(Copytool):
         try:
             if dest.exists() and os.path.samefile(source, dest):
                 return None  # already in place (a link to it, or the same path)
+            if self.keeps_existing(transfer) and os.path.lexists(dest):
+                if same_content(source, dest, transfer.checksum):
+                    return None  # an earlier attempt of this job put it there
+                raise StagingError(
+                    f"{self.verb}: {dest} already exists and is not this job's file; it is left alone "
+                    f"(data.stageout_overwrite is off) ({transfer.lfn})",
+                    code=transfer.direction.failed_code,
+                    context={"path": str(dest)},
+                )
             dest.parent.mkdir(parents=True, exist_ok=True)
             self.place(source, dest)
         except OSError as exc:
             raise self.os_error(transfer, exc, source, dest) from exc
         return None
+
+    @staticmethod
+    def keeps_existing(transfer: Transfer) -> bool:
+        """Whether an existing destination must be left alone: a stage-out without ``overwrite``."""
+        return transfer.direction is Direction.OUT and not transfer.overwrite
 
     @abstractmethod
     def place(self, source: Path, dest: Path) -> None:
@@ -157,6 +177,15 @@ class SymlinkCopytool(LocalCopytool):
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+
+
+def same_content(source: Path, dest: Path, checksum: Checksum | None) -> bool:
+    """Whether ``dest`` is a regular file with ``source``'s size and adler32 (``checksum``, if adler32)."""
+    if dest.is_symlink() or not dest.is_file() or dest.stat().st_size != source.stat().st_size:
+        return False
+    if checksum is None or checksum.algorithm is not ChecksumAlgorithm.ADLER32:
+        checksum = checksum_of_file(source, ChecksumAlgorithm.ADLER32)
+    return checksum_of_file(dest, ChecksumAlgorithm.ADLER32) == checksum
 
 
 def temp_name(dest: Path) -> Path:
