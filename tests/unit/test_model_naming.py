@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -245,3 +246,17 @@ def test_a_served_range_with_empty_or_real_fields_parses() -> None:
     assert rng.guid == SERVED["GUID"] and rng.pfn == "/lustre/atlas/EVNT.1"
     empty = parse_range({**SERVED, "LFN": "", "GUID": "", "scope": ""}, source="t")
     assert (empty.lfn, empty.guid, empty.scope, empty.pfn) == ("", "", "", "")
+
+
+def test_the_security_page_lists_every_field_with_its_rule() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    rows = [line for line in page.splitlines() if line.startswith("| `")]
+    for rules in (JOB_FIELD_RULES, RANGE_FIELD_RULES):
+        for field, rule in rules.items():
+            [row] = [
+                r
+                for r in rows
+                if f"`{field}`" in r.split("|")[1]
+                and (rules is RANGE_FIELD_RULES) == (r.endswith("the range is refused |"))
+            ]
+            assert rule.name in row, (field, rule.name, row)
