@@ -152,6 +152,21 @@ def test_garbage_feed_is_set_aside_once_it_stops_changing(
     assert "set aside" in caplog.text
 
 
+def test_a_range_that_breaks_a_naming_rule_is_refused_alone(tmp_path: Path) -> None:
+    (tmp_path / "HPCJobs.json").write_text(json.dumps({str(PID): job_dict()}))
+    feed = [rng(1), {**rng(2), "LFN": "x;touch pwned"}, {**rng(3), "scope": "../x"}, rng(4)]
+    (tmp_path / "JobsEventRanges.json").write_text(json.dumps({str(PID): feed}))
+    comm = make(tmp_path)
+    (job,) = comm.fetch_jobs(5).jobs
+    scan(comm)
+    batch = comm.fetch_ranges(job, 10)
+    assert [r.range_id for r in batch.ranges] == [f"7-{PID}-1-1-1", f"7-{PID}-1-4-1"]
+    assert [(e.context["PandaID"], e.context["eventRangeID"], e.context["field"]) for e in batch.errors] == [
+        (PID, f"7-{PID}-1-2-1", "LFN"),
+        (PID, f"7-{PID}-1-3-1", "scope"),
+    ]
+
+
 def test_requests_early_and_empty_list_ends(tmp_path: Path) -> None:
     (tmp_path / "HPCJobs.json").write_text(json.dumps({str(PID): job_dict()}))
     (tmp_path / "JobsEventRanges.json").write_text(json.dumps({str(PID): [rng(i) for i in range(1, 4)]}))

@@ -27,7 +27,7 @@ from hpcpilot.comm.outbox import Outbox, OutboxKind
 from hpcpilot.comm.panda import PandaCommunicator
 from hpcpilot.config.schema import EventServiceSettings, PandaSettings, RunSettings, Settings
 from hpcpilot.demo.jobs import demo_job
-from hpcpilot.model.errors import CommunicatorError, ConfigError, ErrorCode
+from hpcpilot.model.errors import CommunicatorError, ConfigError, ErrorCode, HpcPilotError
 from hpcpilot.model.job import Job
 from hpcpilot.model.layout import WorkLayout
 from hpcpilot.model.ranges import EventRange, RangeState
@@ -147,6 +147,34 @@ def test_jobs_and_ranges_arrive(make: Factory, api: str, shape: str) -> None:
         assert sizes <= {8, 16, "8", "16"}
         assert {c.api for c in fake.calls} == {api}
         assert fake.violations == []
+
+
+def test_a_served_range_that_breaks_a_naming_rule_is_refused_alone(
+    make: Factory, fake: FakePandaServer
+) -> None:
+    guid = "4A9B2C1E-7D3F-4E21-9A8B-1C2D3E4F5A6B"
+    served = [
+        {"eventRangeID": f"42-16-1-{i}-1", "startEvent": i, "lastEvent": i, "LFN": "EVNT.1", "GUID": guid}
+        for i in range(1, 4)
+    ]
+    served[1]["GUID"] = "$(touch pwned)"
+    fake.add_job(demo_job(panda_id=16, n_events=3), ranges=served)
+    comm = make(make_settings(fake.url))
+    [job] = get_jobs(comm)
+    ranges: list[EventRange] = []
+    errors: list[HpcPilotError] = []
+
+    def more() -> bool:
+        batch = comm.fetch_ranges(job, 10)
+        ranges.extend(batch.ranges)
+        errors.extend(batch.errors)
+        return batch.exhausted
+
+    until(more, what="ranges")
+    assert [r.range_id for r in ranges] == ["42-16-1-1-1", "42-16-1-3-1"]
+    [error] = errors
+    assert error.context["PandaID"] == 16 and error.context["field"] == "GUID"
+    assert error.context["eventRangeID"] == "42-16-1-2-1"
 
 
 def test_jobs_are_asked_for_free_slots_and_end_when_the_server_has_none(
