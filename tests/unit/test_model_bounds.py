@@ -10,9 +10,10 @@ import pytest
 from hpcpilot.comm.local import LocalCommunicator
 from hpcpilot.comm.panda import _panda_id
 from hpcpilot.comm.wire import panda_id_or_none
+from hpcpilot.config.loader import load_config
 from hpcpilot.config.schema import Settings
 from hpcpilot.model.bounds import JOB_FIELDS, RANGE_FIELDS, Bound, is_panda_id
-from hpcpilot.model.errors import ErrorCode, JobDefinitionError, RangeDefinitionError
+from hpcpilot.model.errors import ConfigError, ErrorCode, JobDefinitionError, RangeDefinitionError
 from hpcpilot.model.job import parse_job
 from hpcpilot.model.layout import WorkLayout
 from hpcpilot.model.ranges import parse_range
@@ -144,3 +145,12 @@ def test_bound_membership_and_problems() -> None:
     assert bound.problem(5) is None
     assert bound.problem(10) == "must be <= 9 (one digit), got 10"
     assert bound.problem(0) == "must be >= 1, got 0"
+
+
+def test_the_ranges_the_pilot_cuts_are_bounded_like_served_ones() -> None:
+    assert (
+        load_config(env={}, overrides={"local.events_per_range": "1000000"}).settings.local.events_per_range
+        == 1000000
+    )
+    with pytest.raises(ConfigError, match=r"local\.events_per_range.*must be <= 1000000"):
+        load_config(env={}, overrides={"local.events_per_range": "1000001"})
