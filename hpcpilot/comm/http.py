@@ -2,13 +2,15 @@
 
 * **TLS verification** is always on for ``https://`` URLs; no setting turns it off. The CA certificates
   come from ``panda.ca_path`` (a directory or a bundle file), else ``$X509_CERT_DIR`` when set, else the
-  system's. A plain ``http://`` URL (tests, the server's port 25080) is allowed, with one warning.
+  system's. A plain ``http://`` URL (tests, the server's port 25080) is allowed, with one warning, but
+  not with a bearer token unless ``panda.allow_insecure_token`` says so (the token would travel in clear).
 * **Credentials**: a bearer token (``panda.token_file``, else the file named by ``$PANDA_AUTH_TOKEN`` /
   ``$OIDC_AUTH_TOKEN``, looked up in ``$PANDA_AUTH_DIR`` / ``$OIDC_AUTH_DIR`` when not a path) sent as
   ``Authorization: Bearer`` with an ``Origin`` header (``panda.origin``, else ``$PANDA_AUTH_ORIGIN`` /
   ``$OIDC_AUTH_ORIGIN``); otherwise an X.509 proxy (``panda.proxy``, else ``$X509_USER_PROXY``) as client
   certificate. The token file is read again when it changes (tokens are refreshed). Neither the token
-  nor any header is ever logged.
+  nor any header is ever logged. A token or proxy file that group or others may read is used, with a
+  warning that names it and its mode (it should be ``0600``).
 * **Bodies** with a JSON content type are gzipped (``Content-Encoding: gzip``) when ``panda.gzip``;
   gzipped replies are unpacked.
 * **Retries**: `HttpClient.call` makes up to ``panda.retries`` attempts, pausing ``panda.backoff_s``,
@@ -27,6 +29,7 @@ import logging
 import os
 import random
 import ssl
+import stat
 import threading
 import urllib.error
 import urllib.parse
@@ -113,15 +116,52 @@ def find_credentials(settings: PandaSettings, env: Mapping[str, str]) -> Credent
     if token:
         if not Path(token).is_file():
             raise ConfigError(f"{token_source}: token file {token} does not exist")
+        warn_if_shared(token, f"{token_source}: token file")
         origin = settings.origin or env.get("PANDA_AUTH_ORIGIN") or env.get("OIDC_AUTH_ORIGIN") or ""
         if not origin:
             log.warning("a token is configured but no Origin (panda.origin): the server may refuse it")
         return Credentials(token_file=token, origin=origin)
     proxy = settings.proxy or env.get("X509_USER_PROXY", "")
+    source = "panda.proxy" if settings.proxy else "$X509_USER_PROXY"
     if proxy and not Path(proxy).is_file():
-        source = "panda.proxy" if settings.proxy else "$X509_USER_PROXY"
         raise ConfigError(f"{source}: X.509 proxy {proxy} does not exist", code=ErrorCode.NO_PROXY)
+    if proxy:
+        warn_if_shared(proxy, f"{source}: X.509 proxy")
     return Credentials(proxy=proxy)
+
+
+def warn_if_shared(path: str, what: str) -> bool:
+    """Warn when group or others have any access to a credential file (it should be ``0600``).
+
+    The file is still used: the site may have its reasons (a shared service account), and refusing
+    would stop the run where a warning does not. Pilot 3 refuses a proxy that is not ``0600``.
+
+    Parameters
+    ----------
+    path
+        The token or proxy file.
+    what
+        What it is and where it was configured, for the message (``panda.proxy: X.509 proxy``).
+
+    Returns
+    -------
+    bool
+        Whether a warning was logged.
+    """
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return False  # a missing file is reported where it is read
+    if not mode & 0o077:
+        return False
+    log.warning(
+        "%s %s has mode %04o: group or others may read it; it should be 0600 (chmod 600 %s)",
+        what,
+        path,
+        mode,
+        path,
+    )
+    return True
 
 
 def _token_path(name: str, env: Mapping[str, str]) -> str:
@@ -178,9 +218,11 @@ class _Token:
 
     def value(self) -> str:
         try:
-            stat = self._path.stat()
-            stamp = (stat.st_mtime, stat.st_size)
+            info = self._path.stat()
+            stamp = (info.st_mtime, info.st_size)
             if stamp != self._stamp:
+                if self._stamp is not None:  # refreshed: the new file may have other permissions
+                    warn_if_shared(str(self._path), "refreshed token file")
                 self._value = self._path.read_text(encoding="utf-8").strip()
                 self._stamp = stamp
         except OSError as exc:
@@ -220,7 +262,8 @@ class HttpClient:
     Raises
     ------
     ConfigError
-        If the URL is not ``http(s)://host...``, or credentials or CA certificates are unusable.
+        If the URL is not ``http(s)://host...``, or credentials or CA certificates are unusable, or a
+        bearer token would go over plain ``http://`` without ``panda.allow_insecure_token``.
     """
 
     def __init__(
@@ -243,8 +286,16 @@ class HttpClient:
             handlers.append(
                 urllib.request.HTTPSHandler(context=ssl_context(settings.ca_path, self.credentials, environ))
             )
+        elif self._token is not None and not settings.allow_insecure_token:
+            raise ConfigError(
+                f"panda.url {self.base_url} is plain http: the bearer token would be sent unencrypted; "
+                "use https, or set panda.allow_insecure_token=true (for a test server only)"
+            )
         else:
-            log.warning("panda.url %s is plain http: nothing is encrypted or verified", self.base_url)
+            clear = " (the bearer token too: panda.allow_insecure_token)" if self._token is not None else ""
+            log.warning(
+                "panda.url %s is plain http: nothing is encrypted or verified%s", self.base_url, clear
+            )
         self._opener = urllib.request.build_opener(*handlers)
 
     def call(

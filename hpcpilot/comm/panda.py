@@ -73,6 +73,7 @@ from hpcpilot.comm.panda_api import (
 from hpcpilot.comm.prefetch import RangePrefetch
 from hpcpilot.comm.wire import batch_id
 from hpcpilot.config.schema import Settings
+from hpcpilot.model.bounds import is_panda_id
 from hpcpilot.model.errors import CommunicatorError, ConfigError, ErrorCode, HpcPilotError, JobDefinitionError
 from hpcpilot.model.job import Job, parse_job
 from hpcpilot.model.layout import WorkLayout
@@ -741,9 +742,10 @@ class PandaCommunicator(Communicator):
 def _panda_id(raw: object) -> int | None:
     if isinstance(raw, Mapping):
         try:
-            return int(raw.get("PandaID"))  # type: ignore[arg-type]
-        except (TypeError, ValueError):
+            number = int(raw.get("PandaID"))  # type: ignore[arg-type]
+        except (TypeError, ValueError, OverflowError):
             return None
+        return number if is_panda_id(number) else None
     return None
 
 

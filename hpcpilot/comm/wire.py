@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any
 
+from hpcpilot.model.bounds import is_panda_id
 from hpcpilot.model.errors import CommunicatorError
 
 #: Variables that hold the batch system's id of this allocation, tried in this order.
@@ -42,11 +43,16 @@ def parse_json_object(text: str, *, source: str) -> dict[str, Any]:
 
 
 def panda_id_or_none(key: str) -> int | None:
-    """A PandaID given as a key (``"123"``), or None if it is not an integer."""
+    """A PandaID given as a key (``"123"``), or None if it is not one PanDA could have given.
+
+    An integer outside `hpcpilot.model.bounds.PANDA_ID` (``10**30``, a negative number) names no
+    job: it is not reported, and never becomes a directory name.
+    """
     try:
-        return int(key)
+        number = int(key)
     except ValueError:
         return None
+    return number if is_panda_id(number) else None
 
 
 def batch_id(env: Mapping[str, str]) -> str:

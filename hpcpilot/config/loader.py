@@ -31,6 +31,7 @@ import yaml
 
 import hpcpilot
 from hpcpilot.config.schema import Settings
+from hpcpilot.model.bounds import RANGE_EVENTS
 from hpcpilot.model.errors import ConfigError
 
 __all__ = [
@@ -71,12 +72,15 @@ class _Rule:
     ----------
     minimum
         Smallest allowed value of a numeric field.
+    maximum
+        Largest allowed value of a numeric field (None: no limit).
     choices
         Allowed values of a string field, matched case-insensitively and normalised to the
         spelling given here.
     """
 
     minimum: float = 0
+    maximum: float | None = None
     choices: tuple[str, ...] = ()
 
 
@@ -84,7 +88,7 @@ _DEFAULT_RULE = _Rule()
 """Applies to every key not in `_RULES`: numbers must not be negative."""
 
 _RULES: Mapping[str, _Rule] = {
-    "local.events_per_range": _Rule(minimum=1),
+    "local.events_per_range": _Rule(minimum=1, maximum=RANGE_EVENTS.maximum),
     "eventservice.max_attempts": _Rule(minimum=1),
     "eventservice.prefetch_per_slot": _Rule(minimum=1),
     "parallel.batch_size": _Rule(minimum=1),
@@ -220,8 +224,11 @@ def _apply_rule(dotted: str, value: object) -> object:
     rule = _RULES.get(dotted, _DEFAULT_RULE)
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"must be a finite number, got {value!r}")
-    if isinstance(value, int | float) and not isinstance(value, bool) and value < rule.minimum:
-        raise ValueError(f"must be >= {rule.minimum:g}, got {value!r}")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value < rule.minimum:
+            raise ValueError(f"must be >= {rule.minimum:g}, got {value!r}")
+        if rule.maximum is not None and value > rule.maximum:
+            raise ValueError(f"must be <= {rule.maximum}, got {value!r}")
     if isinstance(value, str) and rule.choices:
         for choice in rule.choices:
             if value.lower() == choice.lower():

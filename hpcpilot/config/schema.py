@@ -136,6 +136,9 @@ class PandaSettings:
         File holding an OIDC token sent as ``Authorization: Bearer`` (instead of a proxy).
     origin
         The ``Origin`` header sent with a token (the VO, e.g. ``atlas``).
+    allow_insecure_token
+        Send the token over a plain ``http://`` URL (a test server only); without it such a URL
+        with a token stops the run at its start.
     ca_path
         CA certificates: a directory (``$X509_CERT_DIR``) or a bundle file; empty: the system's.
     timeout_s
@@ -173,6 +176,7 @@ class PandaSettings:
     proxy: str = ""
     token_file: str = ""
     origin: str = ""
+    allow_insecure_token: bool = False
     ca_path: str = ""
     timeout_s: float = 60.0
     retries: int = 3

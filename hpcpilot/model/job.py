@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hpcpilot.model.bounds import JOB_FIELDS
 from hpcpilot.model.errors import JobDefinitionError
 from hpcpilot.model.naming import FILE_NAME, JOB_FIELD_RULES
 
@@ -189,7 +190,7 @@ def parse_job(raw: Mapping[str, Any], *, source: str) -> Job:
             f"job definition is a {type(raw).__name__}, not a dict", context={"source": source}
         )
     reader = _FieldReader(raw, source)
-    panda_id = reader.integer("PandaID", required=True, minimum=1)
+    panda_id = reader.integer("PandaID", required=True)
     assert panda_id is not None
     reader.panda_id = panda_id
     inputs = _input_files(reader)
@@ -197,27 +198,27 @@ def parse_job(raw: Mapping[str, Any], *, source: str) -> Job:
     reader.named_list("destinationDBlock", None)  # not used, but a dataset name: checked as one
     return Job(
         panda_id=panda_id,
-        task_id=reader.integer("taskID", minimum=0) or reader.integer("jediTaskID", minimum=0) or 0,
-        jobset_id=reader.integer("jobsetID", minimum=0) or 0,
-        attempt_nr=reader.integer("attemptNr", minimum=0) or 0,
+        task_id=reader.integer("taskID") or reader.integer("jediTaskID") or 0,
+        jobset_id=reader.integer("jobsetID") or 0,
+        attempt_nr=reader.integer("attemptNr") or 0,
         transformation=reader.text("transformation"),
         job_pars=reader.text("jobPars"),
-        core_count=reader.integer("coreCount", minimum=1) or 1,
+        core_count=reader.integer("coreCount") or 1,
         event_service=reader.boolean("eventService"),
         prod_source_label=reader.text("prodSourceLabel"),
         home_package=reader.text("homepackage"),
         sw_release=reader.text("swRelease"),
         cmt_config=reader.text("cmtConfig"),
         container_name=reader.text("container_name"),
-        min_ram_mb=reader.integer("minRamCount", minimum=0),
-        max_disk_mb=reader.integer("maxDiskCount", minimum=0),
-        max_cpu_s=reader.integer("maxCpuCount", minimum=0),
-        max_walltime_s=reader.integer("maxWalltime", minimum=0),
+        min_ram_mb=reader.integer("minRamCount"),
+        max_disk_mb=reader.integer("maxDiskCount"),
+        max_cpu_s=reader.integer("maxCpuCount"),
+        max_walltime_s=reader.integer("maxWalltime"),
         input_files=inputs,
         output_files=outputs,
         log_file=log_file,
         destination_se=reader.named("destinationSE"),
-        n_events_per_input_file=reader.integer("nEventsPerInputFile", minimum=1),
+        n_events_per_input_file=reader.integer("nEventsPerInputFile"),
     )
 
 
@@ -258,7 +259,8 @@ class _FieldReader:
             raise self.error(key, f"must be a string, got {type(value).__name__}")
         return str(value)
 
-    def integer(self, key: str, *, required: bool = False, minimum: int = 0) -> int | None:
+    def integer(self, key: str, *, required: bool = False) -> int | None:
+        """The integer field ``key`` within its bound (`hpcpilot.model.bounds.JOB_FIELDS`), or None."""
         value = self.raw.get(key)
         if is_null(value):
             if required:
@@ -267,9 +269,10 @@ class _FieldReader:
         try:
             number = _to_int(value)
         except ValueError:
-            raise self.error(key, f"must be an integer, got {value!r}") from None
-        if number < minimum:
-            raise self.error(key, f"must be >= {minimum}, got {number}")
+            raise self.error(key, f"must be an integer, got {_shown(value)}") from None
+        problem = JOB_FIELDS[key].problem(number)
+        if problem is not None:
+            raise self.error(key, problem)
         return number
 
     def named(self, key: str) -> str:
@@ -404,9 +407,19 @@ def _list_int(reader: _FieldReader, key: str, value: str | None) -> int | None:
     if value is None:
         return None
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
-        raise reader.error(key, f"entry {value!r} is not an integer") from None
+        raise reader.error(key, f"entry {_shown(value)} is not an integer") from None
+    problem = JOB_FIELDS[key].problem(number)
+    if problem is not None:
+        raise reader.error(key, f"entry {problem}")
+    return number
+
+
+def _shown(value: object) -> str:
+    """``value`` for an error message, cut short (a job field may be megabytes long)."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 def _list_checksum(reader: _FieldReader, key: str, value: str | None) -> Checksum | None:

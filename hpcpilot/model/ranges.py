@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hpcpilot.model.bounds import RANGE_FIELDS
 from hpcpilot.model.errors import RangeDefinitionError
 from hpcpilot.model.naming import RANGE_FIELD_RULES
 from hpcpilot.model.wire import compact_pickle
@@ -167,6 +168,12 @@ def parse_range(raw: object, *, source: str, panda_id: int | None = None) -> Eve
             f"lastEvent {last} is before startEvent {start}",
             context={**context, "field": "lastEvent"},
         )
+    too_many = RANGE_FIELDS["events"].problem(last - start + 1)
+    if too_many is not None:
+        raise RangeDefinitionError(
+            f"event range of startEvent {start} to lastEvent {last}: its number of events {too_many}",
+            context={**context, "field": "lastEvent"},
+        )
     return EventRange(
         range_id=range_id,
         start_event=start,
@@ -186,12 +193,16 @@ def _int_field(raw: Mapping[str, Any], key: str, context: dict[str, Any]) -> int
             context={**context, "field": key},
         )
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise RangeDefinitionError(
-            f"event range field {key!r} must be an integer, got {value!r}",
+            f"event range field {key!r} must be an integer, got {repr(value)[:80]}",
             context={**context, "field": key},
         ) from None
+    problem = RANGE_FIELDS[key].problem(number)
+    if problem is not None:
+        raise RangeDefinitionError(f"event range field {key!r} {problem}", context={**context, "field": key})
+    return number
 
 
 def _str_field(raw: Mapping[str, Any], key: str, context: dict[str, Any]) -> str:

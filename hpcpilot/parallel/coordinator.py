@@ -443,10 +443,13 @@ class Coordinator:
         return self.monitor.figures(book.job.panda_id, (book.ended or time.time()) - book.started)
 
     def _worker_slots(self, worker: WorkerBook, per_slot: int | None = None) -> int:
-        """How many items a worker can run at once, of ``per_slot`` cores (default: `_slot_cores`)."""
+        """How many items a worker can run at once, of ``per_slot`` cores (default: `_slot_cores`).
+
+        At least one: an item that asks for more cores than the node has gets the whole node.
+        """
         if worker.node is None:
             return 0
-        return worker.node.cores // max(per_slot or self._slot_cores(), 1)
+        return max(worker.node.cores // max(per_slot or self._slot_cores(), 1), 1)
 
     def _slot_cores(self) -> int:
         """Cores of the smallest slot: the smallest core count of the open jobs (1 without any)."""

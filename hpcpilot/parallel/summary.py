@@ -64,7 +64,7 @@ def run_summary(
         "workers": len(books.workers),
         "lost_ranks": sorted(w.rank for w in books.workers.values() if w.lost),
         "cores": cores,
-        "utilisation": round(busy / (cores * wall_s), 4) if cores and wall_s > 0 else 0.0,
+        "utilisation": utilisation(busy, cores, wall_s),
         "busy_core_s": round(busy, 3),
         "ranges": {
             "total": books.ranges_total,
@@ -79,6 +79,17 @@ def run_summary(
         "error": error,
         "jobs": jobs,
     }
+
+
+def utilisation(busy_core_s: float, cores: int, wall_s: float) -> float:
+    """The busy fraction of the workers' core time, between 0 and 1 (4 decimals).
+
+    Each slot counts the cores it held (never more than its node's), so ``busy_core_s`` cannot
+    exceed ``cores * wall_s`` but by the clocks' jitter; the result is clamped to 1 for that.
+    """
+    if cores <= 0 or wall_s <= 0:
+        return 0.0
+    return round(min(max(busy_core_s / (cores * wall_s), 0.0), 1.0), 4)
 
 
 def job_summary(book: JobBook) -> dict[str, Any]:

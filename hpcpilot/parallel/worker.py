@@ -59,7 +59,7 @@ FAREWELL_TIMEOUT_S = 60.0
 
 @dataclass
 class _Slot:
-    """A runner and the cores it holds."""
+    """A runner and the cores it holds (the job's ``coreCount``, or the whole node when that is less)."""
 
     runner: SlotRunner
     panda_id: int
@@ -145,6 +145,7 @@ class Worker:
         self._pin = node_settings.bind_cpus and _has_taskset()
         self._chain: EnvironmentChain | None = None
         self._requests: dict[int, EnvironmentRequest | HpcPilotError] = {}
+        self._oversized: set[int] = set()  # jobs warned about asking for more cores than the node has
         self._scratch = scratch_root(settings.data.scratch)
         self._monitoring = bool(settings.monitor.plugins.strip())
         self._monitors: list[Monitor] | None = None  # loaded at the first sample
@@ -306,6 +307,16 @@ class Worker:
     def _new_slot(self, job: Job, placement: SlotPlacement) -> _Slot:
         used = {s.index for s in self.slots}
         index = next(i for i in range(len(used) + 1) if i not in used)
+        cores = len(placement.positions)  # a job larger than the node holds the whole node, no more
+        if cores < job.core_count and job.panda_id not in self._oversized:
+            self._oversized.add(job.panda_id)
+            log.warning(
+                "job %d asks for %d cores, node %s has %d: its payloads get the whole node",
+                job.panda_id,
+                job.core_count,
+                self.node.host,
+                cores,
+            )
         context = SlotContext(
             job=job,
             job_dir=self.layout.job_dir(job.panda_id),
@@ -315,6 +326,7 @@ class Worker:
             base_env=self.base_env,
             slot_env=gpu_env(self.settings.node.gpu_vendor, placement.gpus),
             cpu_list=cpu_list(placement.cpus) if self._pin else "",
+            cores=cores,
         )
         try:
             request = self._environment(job)
@@ -325,7 +337,7 @@ class Worker:
         except HpcPilotError as exc:
             log.warning("job %d: cannot set up its payload: %s", job.panda_id, exc)
             runner = _FailingRunner(context, exc)
-        slot = _Slot(runner, job.panda_id, job.core_count, index, placement)
+        slot = _Slot(runner, job.panda_id, cores, index, placement)
         self.slots.append(slot)
         return slot
 

@@ -83,6 +83,9 @@ class SlotContext:
         The slot's own variables (its GPU selection, ``CUDA_VISIBLE_DEVICES`` ...).
     cpu_list
         The CPUs the slot's payloads are pinned to, in ``taskset --cpu-list`` form ("" for no pinning).
+    cores
+        The cores the slot holds: the job's ``coreCount``, or the whole node when the job asks for more
+        than the node has (0: the job's ``coreCount``).
     """
 
     job: Job
@@ -94,6 +97,7 @@ class SlotContext:
     wrap: Callable[[Command], Command] = lambda command: command
     slot_env: Mapping[str, str] = field(default_factory=dict)
     cpu_list: str = ""
+    cores: int = 0
 
 
 ItemResult = RangeResult | PayloadResult
@@ -151,7 +155,7 @@ def payload_env(context: SlotContext, extra: Mapping[str, str] | None = None) ->
     """The environment of a payload: the base environment plus the job's and the slot's facts."""
     env = dict(context.base_env)
     env.update(context.slot_env)
-    cores = str(context.job.core_count)
+    cores = str(context.cores or context.job.core_count)
     env.update(
         {
             "PANDAID": str(context.job.panda_id),

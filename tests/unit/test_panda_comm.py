@@ -517,7 +517,8 @@ def test_the_token_is_sent_and_never_logged(
     fake.add_job({"PandaID": 21, "transformation": "true"})
     fake.fail_next(1, 500)
     fake.fail_next(1, 403, call="update_job")
-    comm = make(make_settings(fake.url, token_file=str(token), origin="atlas.pilot"))
+    settings = make_settings(fake.url, token_file=str(token), origin="atlas.pilot", allow_insecure_token=True)
+    comm = make(settings)
     get_jobs(comm)
     comm.report_job(JobReport(21, JobState.RUNNING, start_time=1))
     comm.report_job(JobReport(21, JobState.FINISHED, start_time=1, end_time=2))
@@ -533,7 +534,7 @@ def test_the_token_is_sent_and_never_logged(
 def test_token_from_the_environment_and_missing_credentials(tmp_path: Path) -> None:
     (tmp_path / "tok").write_text("abc")
     env = {"PANDA_AUTH_TOKEN": "tok", "PANDA_AUTH_DIR": str(tmp_path), "PANDA_AUTH_ORIGIN": "vo"}
-    client = HttpClient(PandaSettings(url="http://127.0.0.1:1"), env)
+    client = HttpClient(PandaSettings(url="http://127.0.0.1:1", allow_insecure_token=True), env)
     assert client.credentials.token_file == str(tmp_path / "tok") and client.credentials.origin == "vo"
     with pytest.raises(ConfigError, match=r"\$X509_USER_PROXY"):
         HttpClient(PandaSettings(url="https://127.0.0.1:1"), {"X509_USER_PROXY": str(tmp_path / "none")})
@@ -543,6 +544,57 @@ def test_token_from_the_environment_and_missing_credentials(tmp_path: Path) -> N
         PandaCommunicator(
             Settings(panda=PandaSettings(url="http://127.0.0.1:1")), WorkLayout(tmp_path), env={}
         )
+
+
+def test_a_token_over_plain_http_is_refused_unless_a_setting_allows_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cr3t")
+    token.chmod(0o600)
+    url = "http://127.0.0.1:1"
+    by_setting = PandaSettings(url=url, token_file=str(token))
+    by_env = {"PANDA_AUTH_TOKEN": str(token)}
+    for settings, env in ((by_setting, {}), (PandaSettings(url=url), by_env)):
+        with pytest.raises(ConfigError) as refused:
+            HttpClient(settings, env)
+        assert url in str(refused.value) and "panda.allow_insecure_token" in str(refused.value)
+    caplog.set_level(logging.WARNING)
+    allowed = HttpClient(PandaSettings(url=url, token_file=str(token), allow_insecure_token=True), {})
+    assert allowed.credentials.token_file == str(token)
+    assert "plain http" in caplog.text and "panda.allow_insecure_token" in caplog.text
+    assert HttpClient(PandaSettings(url=url), {}).credentials.token_file == ""  # no token: no refusal
+    secure = HttpClient(PandaSettings(url="https://127.0.0.1:1", token_file=str(token)), {})
+    assert secure.credentials.token_file == str(token)  # over https the token is fine
+    assert "s3cr3t" not in caplog.text
+
+
+def test_a_credential_file_others_may_read_is_used_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    token, proxy = tmp_path / "token", tmp_path / "x509up"
+    token.write_text("s3cr3t")
+    proxy.write_text("not a real proxy")  # over http the proxy is found, not loaded
+    caplog.set_level(logging.WARNING, logger="hpcpilot.comm.http")
+    for path in (token, proxy):
+        path.chmod(0o600)
+    HttpClient(PandaSettings(url="https://127.0.0.1:1", token_file=str(token)), {})
+    HttpClient(PandaSettings(url="http://127.0.0.1:1", proxy=str(proxy)), {})
+    assert not [r for r in caplog.records if "0600" in r.getMessage()]  # private files: no word
+    token.chmod(0o644)
+    proxy.chmod(0o640)
+    client = HttpClient(PandaSettings(url="https://127.0.0.1:1", token_file=str(token)), {})
+    HttpClient(PandaSettings(url="http://127.0.0.1:1"), {"X509_USER_PROXY": str(proxy)})
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("panda.token_file" in w and str(token) in w and "0644" in w for w in warnings), warnings
+    assert any("$X509_USER_PROXY" in w and str(proxy) in w and "0640" in w for w in warnings), warnings
+    assert client.credentials.token_file == str(token)  # used all the same
+    caplog.clear()
+    assert client._token is not None and client._token.value() == "s3cr3t"
+    token.write_text("r3fr3sh3d-token")  # a refreshed token, still 0644
+    assert client._token.value() == "r3fr3sh3d-token"
+    assert any("refreshed token file" in r.getMessage() and "0644" in r.getMessage() for r in caplog.records)
+    assert "s3cr3t" not in caplog.text and "r3fr3sh3d" not in caplog.text
 
 
 def test_backoff_doubles_with_jitter_up_to_the_ceiling() -> None:
