@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -115,6 +116,7 @@ def _run_role(world: par.World, settings: Settings, resume: bool = False) -> int
         worker = par.make_worker(world, link.worker, settings, layout, tuple, allocation.gpus_per_node)
         if state is not None:
             coordinator.restore(state)
+        coordinator.disk.reserve.make()
         par.run_single(coordinator, worker, settings, signals)
     else:
         tolerant = par.fault_tolerant(world, settings.parallel.fault_tolerance, os.environ)
@@ -129,12 +131,16 @@ def _run_role(world: par.World, settings: Settings, resume: bool = False) -> int
         )
         if state is not None:
             coordinator.restore(state)
+        coordinator.disk.reserve.make()
         par.run_coordinator(coordinator, settings, signals)
     printer.finish()
-    communicator.close()
+    _last_write(coordinator, "the communicator's last files", communicator.close)
     coordinator.journal_delivered()
     journal.append("end", drained_by=coordinator.drain_code.name if coordinator.drain_code else None)
-    journal.close()
+    flushed = _last_write(coordinator, "the journal", journal.flush)
+    if not flushed:
+        log.error("%d journal record(s) are lost to the full disk", journal.pending)
+    journal.close(discard=not flushed)
     return _conclude(coordinator, layout)
 
 
@@ -219,16 +225,41 @@ def _resume_state(layout: WorkLayout) -> ResumeState:
     return state
 
 
+def _last_write(coordinator: Coordinator, what: str, write: Callable[[], object]) -> bool:
+    """One of the run's last writes; on a full disk the space held back is given up and it is tried again.
+
+    Returns whether it was written; if not, the error is logged and the run ends without it.
+    """
+    from hpcpilot.runtime.diskspace import is_disk_full
+
+    for last in (False, True):
+        try:
+            write()
+            return True
+        except (OSError, HpcPilotError) as exc:
+            if not is_disk_full(exc):
+                raise
+            if last or not coordinator.disk.release_reserve():
+                coordinator.disk.enter(time.monotonic(), f"{what}: {exc}")
+                log.error("disk full: cannot write %s: %s", what, exc)
+                return False
+    return False
+
+
 def _conclude(coordinator: Coordinator, layout: WorkLayout) -> int:
     from hpcpilot.parallel.status import format_summary
     from hpcpilot.runtime.atomic import write_json_atomic
 
     summary = coordinator.summary()
-    write_json_atomic(layout.summary, summary)
+    path = layout.summary
+    written = _last_write(coordinator, path.name, lambda: write_json_atomic(path, summary))
+    coordinator.disk.reserve.release()
     sys.stdout.write(format_summary(summary))
     sys.stdout.flush()
     if coordinator.fatal_error is not None:
         return ExitCode.CONFIG
+    if coordinator.drain_code is ErrorCode.NO_LOCAL_SPACE or coordinator.disk.full or not written:
+        return ExitCode.DISK_FULL
     cut = int(ErrorCode.REACHED_MAX_TIME)
     if any(job["state"] != "finished" and job["error_code"] != cut for job in summary["jobs"]):
         return ExitCode.JOBS_FAILED

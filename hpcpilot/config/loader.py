@@ -110,6 +110,7 @@ _RULES: Mapping[str, _Rule] = {
     "data.timeout_s": _Rule(minimum=0.1),
     "monitor.period_s": _Rule(minimum=0.01),
     "monitor.write_interval_s": _Rule(minimum=0.01),
+    "disk.retry_s": _Rule(minimum=0.01),
 }
 
 

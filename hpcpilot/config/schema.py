@@ -529,6 +529,30 @@ class MonitorSettings:
 
 
 @dataclass(frozen=True)
+class DiskSettings:
+    """A full disk (ENOSPC, EDQUOT) in the work directory: how long to wait for space, what to keep.
+
+    Attributes
+    ----------
+    wait_s
+        How long the run waits for space to come back once the disk is full (nothing new is handed
+        out meanwhile), never past the point where no work fits before the end of the allocation.
+        Then it drains: jobs not done fail with 1098 and the run exits with code 4. A worker whose own
+        disk stays too full this long stops (1098).
+    retry_s
+        First pause between two tries of the writes that failed (doubling, at most 10 s, or ``retry_s``
+        when that is longer).
+    reserve_mb
+        Space rank 0 holds back in the work directory (``.hpcpilot-reserve``) and gives up on a full
+        disk for its last records: journal, reports, ``summary.json``. 0: none.
+    """
+
+    wait_s: float = 120.0
+    retry_s: float = 1.0
+    reserve_mb: int = 16
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings, one section each."""
 
@@ -545,3 +569,4 @@ class Settings:
     environment: EnvironmentSettings = field(default_factory=EnvironmentSettings)
     data: DataSettings = field(default_factory=DataSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
+    disk: DiskSettings = field(default_factory=DiskSettings)

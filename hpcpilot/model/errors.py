@@ -68,6 +68,7 @@ class ExitCode(enum.IntEnum):
     ERROR = 1  #: an unexpected error; the MPI job was aborted
     CONFIG = 2  #: bad configuration, unusable work directory, or no jobs could be read
     JOBS_FAILED = 3  #: the run ended normally but some job failed or was cut short
+    DISK_FULL = 4  #: the run ended on a full disk (1098): free space, then ``run --resume``
 
 
 class HpcPilotError(Exception):
@@ -148,6 +149,12 @@ class StagingError(HpcPilotError):
     """Moving a file in or out failed."""
 
     default_code = ErrorCode.STAGE_IN_FAILED
+
+
+class DiskFullError(HpcPilotError):
+    """A write failed because the disk is full or the quota used up (ENOSPC, EDQUOT): wait, retry."""
+
+    default_code = ErrorCode.NO_LOCAL_SPACE
 
 
 class EnvironmentSetupError(HpcPilotError):

@@ -17,7 +17,6 @@ directory), busy slots. The decisions are `hpcpilot.monitor.checks`'.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -47,6 +46,7 @@ from hpcpilot.monitor.processes import (
     sample_from_proc,
     sample_process,
 )
+from hpcpilot.runtime.diskspace import free_mb
 
 #: Most looping scans of one item's files per ``monitor.looping_s`` (the scan is rate-limited).
 SCANS_PER_LOOPING_PERIOD = 20
@@ -75,14 +75,6 @@ def latest_mtime(paths: Iterable[Path], directory: Path | None = None) -> float 
         except OSError:
             pass
     return max(times, default=None)
-
-
-def free_mb(path: Path) -> float | None:
-    """Free MB for an unprivileged user on the filesystem of ``path`` (None if it cannot be read)."""
-    try:
-        return shutil.disk_usage(path).free / 2**20
-    except OSError:
-        return None
 
 
 # --- the monitor ----------------------------------------------------------------------------
@@ -132,7 +124,7 @@ class PsutilMonitor(Monitor):
         self._items: dict[str, _ItemState] = {}
         self._last: dict[tuple[int, float], tuple[int, ProcSample]] = {}
         self._retired: dict[int, dict[str, float]] = defaultdict(lambda: dict.fromkeys(COUNTERS, 0.0))
-        self._stopped = False
+        self._disk_low = False  # the last look found too little disk: no new verdict until it had room
 
     def observe(self, now: float, running: Sequence[Watched]) -> Observation:
         """Sample every running item's processes and the node; return samples and verdicts."""
@@ -276,6 +268,7 @@ class PsutilMonitor(Monitor):
                 disks["scratch"] = scratch
                 values.append((m.SCRATCH_FREE_MB, scratch))
         values.append((m.BUSY_SLOTS, float(busy)))
-        verdict = None if self._stopped else disk_verdict(disks, self.settings)
-        self._stopped |= verdict is not None
-        return MetricSample(t, 0, tuple(values)), verdict
+        verdict = disk_verdict(disks, self.settings)
+        fresh = verdict if verdict is not None and not self._disk_low else None
+        self._disk_low = verdict is not None
+        return MetricSample(t, 0, tuple(values)), fresh

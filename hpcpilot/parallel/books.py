@@ -2,7 +2,8 @@
 
 Pure bookkeeping, no I/O and no MPI: the coordinator loop feeds it messages and carries out what it
 decides (journal records, reports, sends). Ranges are handed out first come, first served across jobs; a
-failed range goes to the back of the queue until it has used ``max_attempts``, then it is ``fatal``.
+failed range goes to the back of the queue until it has used ``max_attempts``, then it is ``fatal``. A
+range that failed for lack of disk space (1098) keeps its attempts and goes to the front of the queue.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class RangeEntry:
     attempts: int = 0
     rank: int = -1
     result: RangeResult | None = None
+    disk_full: int = 0  # failures for lack of disk space that did not count as attempts
 
 
 @dataclass
@@ -139,9 +141,11 @@ class Books:
         self.range_queue: deque[RangeTask] = deque()
         self.plain_queue: deque[int] = deque()
         self.draining = False
+        self.paused = False  # nothing is handed out (a full disk), see `assign`
         self.ranges_finished = 0
         self.ranges_fatal = 0
         self.ranges_failed_attempts = 0
+        self.ranges_disk_full = 0
 
     # --- jobs and ranges in -------------------------------------------------------------------
 
@@ -314,7 +318,7 @@ class Books:
             Whether a plain job may start now (None: every job may).
         """
         worker = self.worker(rank)
-        if self.draining or worker.stopped or worker.want_cores <= 0:
+        if self.draining or self.paused or worker.stopped or worker.want_cores <= 0:
             return None
         plain = self._take_plain(worker, plain_fits)
         ranges = self._take_ranges(worker, self.batch_size if max_ranges is None else max_ranges)
@@ -384,6 +388,11 @@ class Books:
         that takes no more work, see `drop_queued`), or None for a result
         that does not match an assigned range (a duplicate or stray). The attempt it was for stays
         in the range's entry (``attempts``) until the range is handed out again.
+
+        A range that failed for lack of disk space (1098, `hpcpilot.parallel.diskspace`) does not spend
+        the attempt: it is queued again at the front with the same attempt number. A range that fails so
+        more than ``max_attempts`` times is one that fills the disk itself: from then on such failures
+        count as attempts.
         """
         book = self.jobs.get(result.panda_id)
         entry = book.ranges.get(result.range_id) if book else None
@@ -401,6 +410,8 @@ class Books:
             book.n_events += result.n_events
             self.ranges_finished += 1
             return RangeState.FINISHED
+        if self._disk_full_again(book, entry, result):
+            return RangeState.FAILED
         book.failed_attempts += 1
         self.ranges_failed_attempts += 1
         if book.stopped:  # the job takes no more work: the range is not retried here
@@ -415,6 +426,19 @@ class Books:
         book.queued += 1
         self.range_queue.append(RangeTask(result.panda_id, entry.event_range, attempt + 1))
         return RangeState.FAILED
+
+    def _disk_full_again(self, book: JobBook, entry: RangeEntry, result: RangeResult) -> bool:
+        """Queue a range that failed for lack of space again, attempts kept; False if it was not that."""
+        if result.error_code is not ErrorCode.NO_LOCAL_SPACE or book.stopped:
+            return False
+        if entry.disk_full >= self.max_attempts:
+            return False
+        entry.disk_full += 1
+        self.ranges_disk_full += 1
+        entry.state = RangeState.QUEUED
+        book.queued += 1
+        self.range_queue.appendleft(RangeTask(result.panda_id, entry.event_range, entry.attempts))
+        return True
 
     def record_payload(self, rank: int, result: PayloadResult) -> JobBook | None:
         """Book a plain job's result; returns its books, or None for a stray result."""

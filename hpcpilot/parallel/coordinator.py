@@ -11,7 +11,7 @@ import logging
 import signal
 import socket
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,13 @@ from hpcpilot.comm.base import BadJob, Command, CommandKind, Communicator, JobRe
 from hpcpilot.config.schema import Settings
 from hpcpilot.data.archive import make_tarball
 from hpcpilot.data.checksums import adler32_of_file
-from hpcpilot.model.errors import CommunicatorError, ErrorCode, HpcPilotError, StagingError
+from hpcpilot.model.errors import (
+    CommunicatorError,
+    DiskFullError,
+    ErrorCode,
+    HpcPilotError,
+    StagingError,
+)
 from hpcpilot.model.job import Job, job_record
 from hpcpilot.model.layout import WorkLayout
 from hpcpilot.model.ranges import EventRange, RangeState, range_columns
@@ -28,6 +34,7 @@ from hpcpilot.model.results import OutputFile, RangeResult
 from hpcpilot.model.states import JobState
 from hpcpilot.monitor.aggregate import JobFigures
 from hpcpilot.parallel.books import Books, JobBook, JobPhase, WorkerBook
+from hpcpilot.parallel.diskspace import DiskWait
 from hpcpilot.parallel.messages import (
     Assignment,
     Farewell,
@@ -48,6 +55,7 @@ from hpcpilot.parallel.transport import CoordinatorTransport
 from hpcpilot.parallel.walltime import EndPlan
 from hpcpilot.payload.exitcodes import signal_code
 from hpcpilot.payload.merge_run import MergeProcess, choose_merger
+from hpcpilot.runtime.diskspace import is_disk_full
 from hpcpilot.runtime.journal import Journal
 
 log = logging.getLogger(__name__)
@@ -131,6 +139,10 @@ class Coordinator:
         self.monitor = RunMonitor(settings.monitor, layout.root)
         self._skip_jobs: set[int] = set()
         self._bye_reasons: dict[int, int] = {}  # ranks that stopped on their own: why (a PanDA code)
+        self.disk = DiskWait(settings.disk, settings.monitor, layout.root)
+        self._finals: deque[tuple[JobReport, dict[str, Any]]] = deque()  # final reports not sent yet
+        self._resumable: set[int] = set()  # jobs a full disk ended early: `--resume` takes them up
+        self._last_writes = False
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -141,20 +153,21 @@ class Coordinator:
             self._on_message(rank, message)
             self.messages_in += 1
             progress = True
-        for command in self.comm.poll():
+        for command in self._poll_communicator():
             self._on_command(command)
             progress = True
         if self.comm.defers_reports:
             progress |= self._journal_delivered_now()
         now = time.monotonic()
+        progress |= self._watch_the_disk(now)
         progress |= self._watch_the_end(now)
-        if not self.books.draining:
+        if not self.books.draining and not self.books.paused:
             if now >= self._next_fetch:
                 progress |= self._fetch_work(now)
             progress |= self._serve_hungry()
         progress |= self._collect_staged()
         progress |= self._finish_jobs()
-        if now >= self._next_flush:
+        if now >= self._next_flush and not self.disk.full:  # on a full disk: `_watch_the_disk` retries
             self._flush()
             self._next_flush = now + self.settings.parallel.journal_flush_s
         if now >= self._next_status:
@@ -190,6 +203,71 @@ class Coordinator:
             self.drain_code = signal_code(signum)
             self.books.draining = True
         self.plan.cut_by(now + self.settings.batch.term_grace_s)
+
+    # --- a full disk (hpcpilot.parallel.diskspace) --------------------------------------------
+
+    def _disk_full(self, why: str) -> None:
+        """The disk is full: hand out and fetch nothing more until there is space again."""
+        if self.disk.enter(time.monotonic(), why):
+            log.error(
+                "disk full (1098 NO_LOCAL_SPACE): %s; no more work is handed out, waiting up to %.0f s "
+                "for space",
+                why,
+                self.settings.disk.wait_s,
+            )
+        self.books.paused = True
+
+    def _on_full(self, exc: BaseException, what: str) -> bool:
+        """Take ``exc`` as a full disk if it is one (the run waits for space); False if it is not."""
+        if not is_disk_full(exc):
+            return False
+        self._disk_full(f"{what}: {exc}")
+        return True
+
+    def _watch_the_disk(self, now: float) -> bool:
+        """On a full disk: try the failed writes again now and then; go on when there is space, or drain.
+
+        The wait lasts ``disk.wait_s`` and never past the point where no work fits before the end.
+        """
+        disk = self.disk
+        if not disk.due(now):
+            return False
+        if self._flush() and disk.has_space():
+            lasted = disk.leave(now)
+            self.books.paused = False
+            log.warning("space is back after %.0f s: the run goes on", lasted)
+            return True
+        plan = self.plan
+        last = None if plan.kill_at is None else plan.kill_at - (plan.ranges.estimate() or 0.0)
+        drain = not self.books.draining and disk.expired(now, last)
+        if drain:
+            log.error(
+                "the disk stayed full for %.0f s: draining (1098 NO_LOCAL_SPACE): %s",
+                now - (disk.since or now),
+                disk.why,
+            )
+            self.drain_code = self.drain_code or ErrorCode.NO_LOCAL_SPACE
+            self.books.draining = disk.drained = True
+        disk.not_yet(now)
+        return drain
+
+    def _poll_communicator(self) -> tuple[Command, ...]:
+        """The communicator's periodic work and commands (none this time when its files hit a full disk)."""
+        try:
+            return self.comm.poll()
+        except OSError as exc:
+            if not self._on_full(exc, "the communicator's files"):
+                raise
+            return ()
+
+    def _sync_journal(self) -> bool:
+        """Flush the journal; False on a full disk (its records stay queued for the next try)."""
+        try:
+            self.journal.flush()
+        except DiskFullError as exc:
+            self._disk_full(str(exc))
+            return False
+        return True
 
     # --- the end of the allocation ------------------------------------------------------------
 
@@ -261,6 +339,8 @@ class Coordinator:
         if update.ranges:
             self._book_ranges(rank, update.ranges)
         for payload in update.payloads:
+            if payload.error_code is ErrorCode.NO_LOCAL_SPACE:
+                self._disk_full(f"job {payload.panda_id} on rank {rank}: {payload.error_diag[-200:]}")
             book = self.books.record_payload(rank, payload)
             if book is not None:
                 self._finish_job(book)
@@ -275,6 +355,8 @@ class Coordinator:
     def _on_bye(self, rank: int, bye: WorkerBye) -> None:
         self._on_update(rank, bye.update)
         worker = self.books.worker(rank)
+        if bye.reason == ErrorCode.NO_LOCAL_SPACE:
+            self._disk_full(f"rank {rank}'s disk stayed full")
         if bye.reason:
             self._bye_reasons[rank] = bye.reason
             log.warning(
@@ -348,6 +430,9 @@ class Coordinator:
                 )
                 continue
             self._unreported[result.panda_id].append(result)
+            if result.error_code is ErrorCode.NO_LOCAL_SPACE:
+                self._disk_full(f"range {result.range_id} on rank {rank}: {result.error_diag[-200:]}")
+                self.disk.requeued += state is RangeState.FAILED
             if state is RangeState.FINISHED:
                 finished[result.panda_id].append(result)
                 self.plan.observe_range(result.wall_s)
@@ -436,7 +521,12 @@ class Coordinator:
     def _heartbeat(self) -> None:
         """Report every open job's current state (``running`` heartbeats)."""
         for book in self.books.open_jobs():
-            self.comm.report_job(job_report(book, self._host, self._figures(book)))
+            try:
+                self.comm.report_job(job_report(book, self._host, self._figures(book)))
+            except OSError as exc:
+                if not self._on_full(exc, "a heartbeat"):
+                    raise
+                return
 
     def _figures(self, book: JobBook) -> JobFigures:
         """A job's resource figures from the monitors' samples."""
@@ -559,15 +649,18 @@ class Coordinator:
         if bad.panda_id is None:
             return
         code, diag, now = int(bad.error.code), str(bad.error), time.time()
-        self.comm.report_job(
-            JobReport(bad.panda_id, JobState.FAILED, code, diag, start_time=now, end_time=now)
-        )
-        self.journal.append("job", job=bad.panda_id, state="failed", code=code)
+        report = JobReport(bad.panda_id, JobState.FAILED, code, diag, start_time=now, end_time=now)
+        self._finals.append((report, {"job": bad.panda_id, "state": "failed", "code": code}))
+        self._send_finals()
         self._bad_jobs.append({"PandaID": bad.panda_id, "error_code": code, "error_diag": diag})
 
     def _add_job(self, job: Job, resumed: bool = False) -> None:
         job_dir = self.layout.job_dir(job.panda_id)
-        self.layout.payload_log_dir(job.panda_id).mkdir(parents=True, exist_ok=True)
+        try:
+            self.layout.payload_log_dir(job.panda_id).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # made by the first payload then (`hpcpilot.payload.base.open_log`)
+            if not self._on_full(exc, f"job {job.panda_id}'s directory"):
+                raise
         try:
             staging = self.staging.stage_in(job)
             error = None
@@ -604,6 +697,8 @@ class Coordinator:
             if book is None:
                 continue
             error = staged.error()
+            if error is not None and error[0] is ErrorCode.NO_LOCAL_SPACE:
+                self._disk_full(f"job {staged.panda_id}'s files: {error[1][-200:]}")
             if staged.inbound:
                 self._inputs_staged(book, staged, error)
             elif book.phase is JobPhase.STAGING_OUT:
@@ -683,7 +778,10 @@ class Coordinator:
                 merger, inputs, target, self.layout.payload_log_dir(job.panda_id)
             )
         except (OSError, HpcPilotError) as exc:
-            book.error_code, book.error_diag = ErrorCode.PAYLOAD_EXECUTION_FAILURE, str(exc)
+            code = ErrorCode.PAYLOAD_EXECUTION_FAILURE
+            if self._on_full(exc, f"job {job.panda_id}'s merge"):
+                code = ErrorCode.NO_LOCAL_SPACE
+            book.error_code, book.error_diag = code, str(exc)
             self._finish_job(book)
 
     def _poll_merge(self, book: JobBook) -> bool:
@@ -733,10 +831,12 @@ class Coordinator:
         """Report the job's final state and journal it."""
         job = book.job
         self.books.mark_done(book)
-        self.comm.report_job(job_report(book, self._host, self._figures(book)))
         code = int(book.error_code) if book.error_code is not None else 0
-        self.journal.append("job", job=job.panda_id, state=book.state.value, code=code)
-        self.journal.flush()  # a resumed run must not take up a job whose end was reported
+        record: dict[str, Any] = {"job": job.panda_id, "state": book.state.value, "code": code}
+        if job.panda_id in self._resumable:
+            record["resumable"] = True
+        self._finals.append((job_report(book, self._host, self._figures(book)), record))
+        self._send_finals()
         settled = self._settled_at.pop(job.panda_id, None)
         if settled is not None:
             self.plan.observe_finish(time.monotonic() - settled)
@@ -746,6 +846,25 @@ class Coordinator:
             book.state.value,
             f" (error {code}: {book.error_diag})" if code else "",
         )
+
+    def _send_finals(self) -> bool:
+        """Send the final reports not sent yet, in order, each followed by its journal record (flushed).
+
+        A report that meets a full disk (the local communicator's ``results.json``, Harvester's files)
+        waits with those after it for the next try; False then.
+        """
+        while self._finals:
+            report, record = self._finals[0]
+            try:
+                self.comm.report_job(report)
+            except OSError as exc:
+                if not self._on_full(exc, f"the final report of job {report.panda_id}"):
+                    raise
+                return False
+            self._finals.popleft()
+            self.journal.append("job", **record)
+            self._sync_journal()  # a resumed run must not take up a job whose end was reported
+        return True
 
     def _log_tarball(self, book: JobBook) -> OutputFile | None:
         """Pack the job's payload logs into its ``logFile`` (when the job names one)."""
@@ -759,23 +878,28 @@ class Coordinator:
             )
         except OSError as exc:
             log.warning("job %d: cannot write the log tarball %s: %s", book.job.panda_id, spec.lfn, exc)
+            self._on_full(exc, f"job {book.job.panda_id}'s log tarball")
             return None
 
     # --- periodic work ------------------------------------------------------------------------
 
-    def _flush(self) -> None:
-        """Flush the journal, then report ranges: a range is always journaled before it is reported."""
-        self.journal.flush()
-        for panda_id in list(self._unreported):
-            self._flush_ranges(panda_id, journaled=True)
+    def _flush(self) -> bool:
+        """Flush the journal, then report ranges: a range is always journaled before it is reported.
+
+        Returns False when a write met a full disk (what was not written is tried again later).
+        """
+        if not self._sync_journal():
+            return False
+        reported = [self._flush_ranges(panda_id, journaled=True) for panda_id in list(self._unreported)]
         self.journal_delivered()
-        self.journal.flush()  # the "reported" records: narrows the window of a second report
+        sent = self._send_finals()
+        return self._sync_journal() and all(reported) and sent  # "reported": narrows a second report
 
     def _journal_delivered_now(self) -> bool:
         """Journal (and flush) reports that just became durable: a resumed run does not send them again."""
         if not self.journal_delivered():
             return False
-        self.journal.flush()
+        self._sync_journal()
         return True
 
     def journal_delivered(self) -> bool:
@@ -785,29 +909,42 @@ class Coordinator:
             self.journal.append("reported", job=panda_id, ids=ids)
         return bool(delivered)
 
-    def _flush_ranges(self, panda_id: int, journaled: bool = False) -> None:
+    def _flush_ranges(self, panda_id: int, journaled: bool = False) -> bool:
         """Report a job's range outcomes (after flushing the journal unless ``journaled``).
 
         Reporting is at-least-once: a ``reported`` record follows a successful report, and a run killed
-        between the two reports those ranges again after ``--resume``.
+        between the two reports those ranges again after ``--resume``. Returns False when a full disk
+        kept them back (nothing is reported before it is journaled): they wait for the next try.
         """
         results = self._unreported.pop(panda_id, [])
         fatal = self._unreported_fatal.pop(panda_id, [])
         cut = self._cut.pop(panda_id, [])
-        if results or fatal or cut:
-            if not journaled:
-                self.journal.flush()
-            try:
-                self.comm.report_ranges(self.books.jobs[panda_id].job, results, fatal, cut)
-            except CommunicatorError as exc:
-                log.warning("job %d: range report failed, kept for later: %s", panda_id, exc)
-                self._unreported[panda_id][:0] = results
-                self._unreported_fatal[panda_id][:0] = fatal
-                self._cut[panda_id][:0] = cut
-                return
-            ids = [r.range_id for r in results if r.state is RangeState.FINISHED] + fatal
-            if ids and not self.comm.defers_reports:
-                self.journal.append("reported", job=panda_id, ids=ids)
+        if not (results or fatal or cut):
+            return True
+        if not journaled and not self._sync_journal():
+            self._keep(panda_id, results, fatal, cut)
+            return False
+        try:
+            self.comm.report_ranges(self.books.jobs[panda_id].job, results, fatal, cut)
+        except CommunicatorError as exc:
+            log.warning("job %d: range report failed, kept for later: %s", panda_id, exc)
+            self._keep(panda_id, results, fatal, cut)
+            return True
+        except OSError as exc:
+            if not self._on_full(exc, f"the range report of job {panda_id}"):
+                raise
+            self._keep(panda_id, results, fatal, cut)
+            return False
+        ids = [r.range_id for r in results if r.state is RangeState.FINISHED] + fatal
+        if ids and not self.comm.defers_reports:
+            self.journal.append("reported", job=panda_id, ids=ids)
+        return True
+
+    def _keep(self, panda_id: int, results: list[RangeResult], fatal: list[str], cut: list[str]) -> None:
+        """Put range outcomes back for the next report, ahead of those that came since."""
+        self._unreported[panda_id][:0] = results
+        self._unreported_fatal[panda_id][:0] = fatal
+        self._cut[panda_id][:0] = cut
 
     def progress(self) -> Progress:
         """A snapshot of the run."""
@@ -864,9 +1001,17 @@ class Coordinator:
             finishing = self._merges or self.staging.busy
             if books.draining and finishing and not self.kill_sent and self.plan.kill_at is not None:
                 return False  # merges and stage-out of jobs that are done may finish until the cut
-            if books.draining:
-                self._end_drained_jobs()
-            self._flush()
+            if not self._last_writes:
+                self._last_writes = True
+                if self.disk.full:
+                    self.disk.release_reserve()  # nothing runs any more: the space is for the records
+                if books.draining:
+                    self._end_drained_jobs()
+                self._flush()
+            if self.disk.full and self._writes_pending():
+                if not self.disk.expired(time.monotonic()):
+                    return False  # `_watch_the_disk` tries the writes again until there is space
+                self._give_up_writing()
             self.monitor.close()
             self.transport.flush()
             self.ended = time.monotonic()
@@ -875,8 +1020,26 @@ class Coordinator:
             return True
         return False
 
+    def _writes_pending(self) -> bool:
+        """Whether journal records, final reports or range outcomes wait to be written."""
+        return bool(self.journal.pending or self._finals or any(self._unreported.values()))
+
+    def _give_up_writing(self) -> None:
+        """The disk stayed full to the end: say what could not be written (it is lost)."""
+        unreported = sum(len(r) for r in self._unreported.values())
+        log.error(
+            "the disk is still full: %d journal record(s), %d final job report(s) and %d range "
+            "outcome(s) could not be written",
+            self.journal.pending,
+            len(self._finals),
+            unreported,
+        )
+
     def _end_drained_jobs(self) -> None:
         code = self.drain_code or (self.fatal_error.code if self.fatal_error else ErrorCode.GENERAL_ERROR)
+        # a full disk ends jobs early that a resumed run can finish, where nobody else hands out their work
+        resumable = code is ErrorCode.NO_LOCAL_SPACE and self.comm.replays_ranges
+        why = "disk full, NO_LOCAL_SPACE" if code is ErrorCode.NO_LOCAL_SPACE else code.name
         for merge in self._merges.values():
             merge.kill(self.settings.payload.kill_grace_s)
         self._merges.clear()
@@ -884,14 +1047,17 @@ class Coordinator:
         for book in self.books.open_jobs():
             if book.phase is JobPhase.STAGING_OUT:
                 book.error_code = book.error_code or ErrorCode.STAGE_OUT_TIMEOUT
-                book.error_diag = book.error_diag or f"run ended early ({code.name}) during stage-out"
+                book.error_diag = book.error_diag or f"run ended early ({why}) during stage-out"
                 book.state = JobState.FAILED
                 self._report_final(book)
                 continue
             book.error_code = code
             left = book.queued + book.in_flight
             during = " (during stage-in)" if book.phase is JobPhase.STAGING_IN else ""
-            book.error_diag = f"run ended early ({code.name}){during}: {left} work item(s) not done"
+            book.error_diag = f"run ended early ({why}){during}: {left} work item(s) not done"
+            if resumable:
+                self._resumable.add(book.job.panda_id)
+                book.error_diag += "; free space, then 'run --resume' finishes it"
             book.state = JobState.FAILED
             self._finish_job(book)
 
@@ -899,7 +1065,7 @@ class Coordinator:
 
     def summary(self) -> dict[str, Any]:
         """The end-of-run summary (written to ``summary.json`` and printed)."""
-        return run_summary(
+        summary = run_summary(
             self.books,
             workdir=str(self.layout.root),
             wall_s=(self.ended or time.monotonic()) - self.started,
@@ -909,6 +1075,8 @@ class Coordinator:
             messages={"in": self.messages_in, "out": self.messages_out},
             cut=self.ranges_cut,
         )
+        summary["disk"] = self.disk.summary(time.monotonic())
+        return summary
 
     # --- resuming -----------------------------------------------------------------------------
 
@@ -926,7 +1094,7 @@ class Coordinator:
         if exhausted:
             self.journal.append("exhausted", job=book.job.panda_id)
         if (new or exhausted) and not self.comm.replays_ranges:
-            self.journal.flush()
+            self._sync_journal()
 
     def restore(self, state: ResumeState) -> None:
         """Take up what a killed run left (`hpcpilot.parallel.resume`), before the loop starts.
@@ -942,7 +1110,7 @@ class Coordinator:
         for open_job in state.open:
             job = open_job.job
             final = self.comm.adopt(job, open_job.exhausted)
-            if final is not None:  # reported just before the kill, before the journal said so
+            if final is not None and not open_job.ended_early:  # reported just before the kill
                 log.info(
                     "job %d: the workload manager has its final state (%s) already", job.panda_id, final.value
                 )

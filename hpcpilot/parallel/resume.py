@@ -1,10 +1,11 @@
 """What a killed run left behind: its journal read back into the state `hpcpilot run --resume` restores.
 
 Pure: journal records in, a `ResumeState` out. A job is *done* once a final state (``finished`` or
-``failed``) was journaled for it; every other job whose definition the journal holds is *open*, and for
-each of its ranges the journal tells whether it finished (and whether that was reported), became fatal,
-or how many attempts failed. A job journaled without its definition (a journal from before resume
-existed) cannot be resumed and is left out.
+``failed``) was journaled for it, unless that state is marked ``resumable`` (a full disk ended the job
+early); every other job whose definition the journal holds is *open*, and for each of its ranges the
+journal tells whether it finished (and whether that was reported), became fatal, or how many attempts
+failed (a failure for lack of disk space, 1098, is not an attempt). A job journaled without its
+definition (a journal from before resume existed) cannot be resumed and is left out.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpcpilot.model.errors import HpcPilotError
+from hpcpilot.model.errors import ErrorCode, HpcPilotError
 from hpcpilot.model.job import Job, job_from_record
 from hpcpilot.model.ranges import EventRange, parse_range, ranges_from_columns
 
@@ -62,6 +63,9 @@ class OpenJob:
         Failed attempts per range id.
     exhausted
         Whether its range source had no more ranges.
+    ended_early
+        Whether a run ended it early with a final state a resumed run may take back (a full disk
+        with the local communicator: the ``job`` record says ``"resumable": true``).
     """
 
     job: Job
@@ -70,6 +74,7 @@ class OpenJob:
     fatal: Mapping[str, bool] = field(default_factory=dict)
     failed: Mapping[str, int] = field(default_factory=dict)
     exhausted: bool = False
+    ended_early: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +119,7 @@ class _JobTrail:
         self.failed: dict[str, int] = {}
         self.reported: set[str] = set()
         self.exhausted = False
+        self.ended_early = False
 
     def freeze(self) -> OpenJob:
         finished = {
@@ -122,7 +128,13 @@ class _JobTrail:
         }
         fatal = {rid: rid in self.reported for rid in self.fatal}
         return OpenJob(
-            self.job, tuple(self.ranges.values()), finished, fatal, dict(self.failed), self.exhausted
+            self.job,
+            tuple(self.ranges.values()),
+            finished,
+            fatal,
+            dict(self.failed),
+            self.exhausted,
+            self.ended_early,
         )
 
 
@@ -155,6 +167,10 @@ def _on_job(
     if not isinstance(panda_id, int):
         return
     if record.get("state") in _FINAL_STATES:
+        trail = trails.get(panda_id)
+        if record.get("resumable") is True and trail is not None:
+            trail.ended_early = True  # a full disk ended it: not done
+            return
         done.add(panda_id)
         return
     definition = record.get("def")
@@ -183,7 +199,7 @@ def _on_range_record(event: object, record: Mapping[str, Any], trail: _JobTrail)
             return  # not a record this pilot wrote
     elif event == "failed":
         rid = record.get("id")
-        if isinstance(rid, str):
+        if isinstance(rid, str) and record.get("code") != ErrorCode.NO_LOCAL_SPACE:  # 1098: no attempt
             trail.failed[rid] = trail.failed.get(rid, 0) + 1
     elif event == "fatal":
         rid = record.get("id")

@@ -101,6 +101,13 @@ def format_summary(summary: dict[str, Any], max_files: int = 8) -> str:
         f"retried, {summary['ranges']['not_done']} not done",
         f"jobs           : {len(summary['jobs'])}",
     ]
+    disk = summary.get("disk")
+    if disk:
+        lines.insert(
+            -1,
+            f"disk           : {disk['state']} (error {disk['error_code']}): {disk['diag']}; waited "
+            f"{disk['waited_s']:.0f} s, {disk['ranges_requeued']} range(s) queued again",
+        )
     for job in summary["jobs"]:
         state = job["state"] + (
             f" (error {job['error_code']}: {job['error_diag']})" if job["error_code"] else ""

@@ -25,9 +25,10 @@ from hpcpilot.model.errors import ErrorCode, HpcPilotError
 from hpcpilot.model.job import Job
 from hpcpilot.model.layout import WorkLayout
 from hpcpilot.model.metrics import MetricSample
-from hpcpilot.model.ranges import EventRange
+from hpcpilot.model.ranges import EventRange, RangeState
 from hpcpilot.model.results import PayloadResult, RangeResult
 from hpcpilot.monitor.base import Monitor, NodeContext, Verdict, VerdictKind, Watched
+from hpcpilot.parallel.diskspace import NodeDisk, may_be_disk_full
 from hpcpilot.parallel.messages import (
     Assignment,
     Farewell,
@@ -153,6 +154,9 @@ class Worker:
         self._samples: list[MetricSample] = []
         self._samples_since = 0.0
         self._bye_reason = 0
+        disks = {"workdir": layout.root} | ({"scratch": self._scratch} if self._scratch else {})
+        self.disk = NodeDisk(settings.disk, settings.monitor, disks)
+        self._outputs: dict[tuple[int, str], Path] = {}  # output of each range in flight
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -170,7 +174,9 @@ class Worker:
                 self._collect(slot, results)
                 progress = True
         progress |= self._reap_closed()
-        if not self._stopping:
+        if self.disk.full and not self._stopping:
+            progress |= self._watch_disk()
+        if not self._stopping and not self.disk.full:
             progress |= self._start_queued()
         if self._monitoring and time.monotonic() >= self._next_sample:
             progress |= self._observe()
@@ -392,6 +398,8 @@ class Worker:
             if rng.lfn and not rng.pfn:
                 rng = _with_pfn(rng, self._input_path(job.panda_id, rng.lfn))
             item = WorkItem(job, rng, self.layout.range_output(job, rng), entry.attempt)
+            assert item.output is not None
+            self._outputs[(job.panda_id, rng.range_id)] = item.output
         else:
             item = WorkItem(job, None, None)
         slot.started = time.monotonic()
@@ -434,10 +442,68 @@ class Worker:
         for result in results:
             self.busy_core_s += result.wall_s * slot.cores
             if isinstance(result, RangeResult):
-                self.range_results.append(result)
+                self.range_results.append(self._range_outcome(result))
             else:
-                self.payload_results.append(result)
+                self.payload_results.append(self._payload_outcome(result))
                 slot.closing = True  # a plain job's runner is used once
+
+    def _range_outcome(self, result: RangeResult) -> RangeResult:
+        """A range's result as reported: 1098 when it failed for lack of space (its output removed)."""
+        output = self._outputs.pop((result.panda_id, result.range_id), None)
+        if result.state is RangeState.FINISHED or not self._for_lack_of_space(result):
+            return result
+        _remove_partial(output)
+        return replace(result, error_code=ErrorCode.NO_LOCAL_SPACE, error_diag=_full(result))
+
+    def _payload_outcome(self, result: PayloadResult) -> PayloadResult:
+        """A plain job's result as reported: 1098 when it failed for lack of space."""
+        if result.ok or not self._for_lack_of_space(result):
+            return result
+        return replace(result, error_code=ErrorCode.NO_LOCAL_SPACE, error_diag=_full(result))
+
+    def _for_lack_of_space(self, result: RangeResult | PayloadResult) -> bool:
+        """Whether a failed item failed because a disk is full; if so, start nothing new for a while."""
+        if not may_be_disk_full(result.error_code) or not self.disk.explains(result.error_diag):
+            return False
+        what = f"range {result.range_id}" if isinstance(result, RangeResult) else "the payload"
+        self._disk_full(f"{what} of job {result.panda_id} failed: {result.error_diag[-200:]}")
+        return True
+
+    def _disk_full(self, why: str) -> None:
+        """A disk of this node is full: pause (start nothing new, ask for nothing) until it has space."""
+        if self.disk.enter(time.monotonic(), why):
+            log.warning(
+                "rank %d on %s: disk full (%s): starting nothing new, waiting up to %.0f s for space",
+                self.node.rank,
+                self.node.host,
+                why,
+                self.settings.disk.wait_s,
+            )
+
+    def _watch_disk(self) -> bool:
+        """While paused for a full disk: go on when there is space again, stop when it lasts too long."""
+        now = time.monotonic()
+        if not self.disk.due(now):
+            return False
+        if self.disk.has_space():
+            lasted = self.disk.leave(now)
+            log.warning("rank %d: space is back after %.0f s: taking work again", self.node.rank, lasted)
+            return True
+        if self.disk.expired(now):
+            log.warning(
+                "rank %d on %s stops taking work (%d %s): its disk stayed full for %.0f s (%s)",
+                self.node.rank,
+                self.node.host,
+                ErrorCode.NO_LOCAL_SPACE,
+                ErrorCode.NO_LOCAL_SPACE.name,
+                self.settings.disk.wait_s,
+                self.disk.why,
+            )
+            self.local_drain = True
+            self._bye_reason = int(ErrorCode.NO_LOCAL_SPACE)
+            return True
+        self.disk.not_yet(now)
+        return False
 
     def _reap_closed(self) -> bool:
         kept = []
@@ -473,6 +539,7 @@ class Worker:
         capacity = total * (1 + self._prefetch)
         wants = (
             not self.request_outstanding
+            and not self.disk.full
             and queued_cores * 2 <= total * self._prefetch
             and capacity - running_cores - queued_cores > 0
         )
@@ -615,7 +682,15 @@ class Worker:
         return running
 
     def _carry_out(self, verdict: Verdict) -> None:
-        """Kill a slot's item (it fails with the verdict's code), or stop taking work on this node."""
+        """Kill a slot's item (it fails with the verdict's code), or stop taking work on this node.
+
+        Too little disk (1098) pauses the node instead (see `hpcpilot.parallel.diskspace`): it stops
+        only if the disk stays full for ``disk.wait_s``.
+        """
+        if verdict.kind is VerdictKind.STOP_NODE and verdict.code is ErrorCode.NO_LOCAL_SPACE:
+            if not self._stopping:
+                self._disk_full(verdict.diag)
+            return
         if verdict.kind is VerdictKind.STOP_NODE:
             if not self._stopping:
                 log.warning(
@@ -655,6 +730,22 @@ def _has_taskset() -> bool:
     if not found:
         log.warning("node.bind_cpus is on but taskset is not on PATH: payloads are not pinned")
     return found
+
+
+def _full(result: RangeResult | PayloadResult) -> str:
+    """The diagnosis of an item that failed for lack of space."""
+    code = int(result.error_code) if result.error_code is not None else "no code"
+    return f"no space left (the payload failed with {code}): {result.error_diag}"[-1000:]
+
+
+def _remove_partial(output: Path | None) -> None:
+    """Remove what a range wrote before the disk was full (its output is incomplete): space back."""
+    if output is None:
+        return
+    try:
+        output.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("cannot remove the partial output %s: %s", output, exc)
 
 
 def _with_pfn(rng: EventRange, pfn: str) -> EventRange:

@@ -294,6 +294,12 @@ def failed_range(
 def open_log(path: Path) -> int:
     """Open a payload log file for appending; returns the raw descriptor (the caller closes it).
 
-    The directory must exist (the coordinator creates every job's log directory).
+    The coordinator creates every job's log directory; one it could not create (a full disk at the
+    time) is created here.
     """
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    try:
+        return os.open(path, flags, 0o644)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, flags, 0o644)

@@ -60,11 +60,23 @@ class ProcessRunner(SlotRunner):
         return self._proc is None
 
     def submit(self, item: WorkItem) -> None:
-        """Start ``item``'s process; a failure to start fails the item (setup failure, 1110)."""
+        """Start ``item``'s process; a failure to start fails the item (setup failure, 1110).
+
+        A log that cannot be opened or written (a full disk) is such a failure too.
+        """
         self._item = item
         self._started = time.monotonic()
         self._killed = None
-        out_fd, err_fd = open_log(self.out_path), open_log(self.err_path)
+        try:
+            out_fd = open_log(self.out_path)
+            try:
+                err_fd = open_log(self.err_path)
+            except OSError:
+                os.close(out_fd)
+                raise
+        except OSError as exc:  # a full disk: the item fails, the worker sees why
+            self._start_failure = self.failed(item, ErrorCode.SETUP_FAILURE, f"cannot open its logs: {exc}")
+            return
         try:
             argv, env = self.command(item)
             command = payload_command(self.context, argv, env)

@@ -39,6 +39,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from hpcpilot.model.errors import DiskFullError
+from hpcpilot.runtime.diskspace import is_disk_full
+
 
 class Journal:
     """Buffered, append-only journal file.
@@ -54,6 +57,7 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._buffer: list[str] = []
+        self._torn = False  # a failed write could not be cut back: start the next one on a new line
         self._groups: dict[tuple[str, int, int], dict[str, Any]] = {}
         self.records_written = 0
 
@@ -95,23 +99,63 @@ class Journal:
         return len(self._buffer) + len(self._groups)
 
     def flush(self) -> None:
-        """Write every queued record and collected group in one write, then fsync."""
+        """Write every queued record and collected group in one write, then fsync.
+
+        A write or fsync that fails (a full disk: ENOSPC, EDQUOT) leaves no partial line behind: the
+        file is cut back to its length before the write, and the records stay queued for the next
+        flush, which writes them whole (never twice). Should even the cut fail, the next flush starts
+        on a new line, so the torn line is the only one lost to the reader (`read_journal` skips it).
+
+        Raises
+        ------
+        DiskFullError
+            If the disk is full (the records stay queued; flush again when there is space).
+        OSError
+            Any other failure to write (the records stay queued too).
+        """
         self._close_groups()
         if not self._buffer:
             return
-        data = ("\n".join(self._buffer) + "\n").encode()
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        os.fsync(self._fd)
+        data = ("\n" if self._torn else "") + "\n".join(self._buffer) + "\n"
+        size = os.fstat(self._fd).st_size
+        try:
+            view = memoryview(data.encode())
+            while view:
+                view = view[os.write(self._fd, view) :]
+            os.fsync(self._fd)
+        except OSError as exc:
+            self._cut_back(size)
+            if is_disk_full(exc):
+                raise DiskFullError(
+                    f"cannot write the journal: {exc.strerror}",
+                    retryable=True,
+                    context={"path": str(self.path), "records": len(self._buffer)},
+                ) from exc
+            raise
+        self._torn = False
         self.records_written += len(self._buffer)
         self._buffer.clear()
 
-    def close(self) -> None:
-        """Flush and close."""
-        self.flush()
-        os.close(self._fd)
+    def _cut_back(self, size: int) -> None:
+        """Cut the file back to ``size`` bytes after a failed write: no partial record stays."""
+        try:
+            os.ftruncate(self._fd, size)
+        except OSError:
+            self._torn = True
+
+    def close(self, *, discard: bool = False) -> None:
+        """Flush and close (closed also when the flush fails; the error is raised). Closing twice is fine.
+
+        With ``discard`` the records still queued are not written (a full disk that did not clear).
+        """
+        if self._fd < 0:
+            return
+        try:
+            if not discard:
+                self.flush()
+        finally:
+            os.close(self._fd)
+            self._fd = -1
 
 
 def read_journal(path: Path) -> Iterator[dict[str, Any]]:

@@ -51,6 +51,23 @@ class WarningBuffer(logging.Handler):
         return lines
 
 
+class RankFileHandler(logging.FileHandler):
+    """A rank's log file; a record that cannot be written (a full disk) is counted and dropped.
+
+    The standard handler prints a traceback on stderr for every record it could not write: on a full
+    disk that would be every record, drowning the lines that say the disk is full.
+    """
+
+    dropped = 0
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        """Drop a record the file refused (an ``OSError``); any other error is reported as usual."""
+        if isinstance(sys.exc_info()[1], OSError):
+            self.dropped += 1
+            return
+        super().handleError(record)
+
+
 class TerminalHandler(logging.StreamHandler[TextIO]):
     """A stderr handler that moves the live status line out of the way of each record."""
 
@@ -104,7 +121,7 @@ def setup_logging(
         handlers.append(TerminalHandler(printer))
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file))
+        handlers.append(RankFileHandler(log_file))
     if not handlers:
         handlers.append(logging.StreamHandler(sys.stderr))
     buffer = WarningBuffer() if printer is None else None

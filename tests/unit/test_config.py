@@ -79,6 +79,7 @@ def test_settings_to_dict_in_schema_order() -> None:
         "environment",
         "data",
         "monitor",
+        "disk",
     ]
     assert data["parallel"]["batch_size"] == 64
     data["parallel"]["batch_size"] = 1

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hpcpilot.comm.local import LocalCommunicator
 from hpcpilot.config.schema import (
+    DiskSettings,
     EventServiceSettings,
     MonitorSettings,
     NodeSettings,
@@ -50,13 +51,16 @@ def job(seconds: float, **fields: object) -> Job:
     )
 
 
-def worker(tmp_path: Path, monitor: MonitorSettings, cores: int = 2) -> tuple[Worker, LocalLink]:
+def worker(
+    tmp_path: Path, monitor: MonitorSettings, cores: int = 2, disk: DiskSettings | None = None
+) -> tuple[Worker, LocalLink]:
     (tmp_path / "5" / "logs").mkdir(parents=True)
     settings = Settings(
         eventservice=EventServiceSettings(mode="per_range"),
         parallel=ParallelSettings(report_interval_s=0.05),
         payload=PayloadSettings(kill_grace_s=0.5),
         monitor=monitor,
+        disk=disk or DiskSettings(),
     )
     link = LocalLink()
     return Worker(link.worker, settings, WorkLayout(tmp_path), NodeInfo(1, "n1", cores), os.environ), link
@@ -124,8 +128,9 @@ def test_job_wall_time_limit_kills_the_range_with_1213(tmp_path: Path) -> None:
     assert time.monotonic() - start < 30  # killed, not waited for (the payload sleeps 60 s)
 
 
-def test_low_disk_stops_the_node_without_killing(tmp_path: Path) -> None:
-    w, link = worker(tmp_path, MonitorSettings(period_s=0.1, min_free_disk_mb=10**9), cores=1)
+def test_low_disk_pauses_the_node_then_stops_it_without_killing(tmp_path: Path) -> None:
+    low = MonitorSettings(period_s=0.1, min_free_disk_mb=10**9)
+    w, link = worker(tmp_path, low, cores=1, disk=DiskSettings(wait_s=1.0, retry_s=0.1))
     link.to_worker.append(Assignment((job(0.5),), (task(1), task(2), task(3))))
     seen = run_until(w, link, lambda s: any(isinstance(x, WorkerBye) for x in s))
     [bye] = [x for x in seen if isinstance(x, WorkerBye)]
