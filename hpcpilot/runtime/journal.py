@@ -57,7 +57,7 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._buffer: list[str] = []
-        self._torn = False  # a failed write could not be cut back: start the next one on a new line
+        self._tail = b""  # bytes of a failed write that could not be cut back: written first next time
         self._groups: dict[tuple[str, int, int], dict[str, Any]] = {}
         self.records_written = 0
 
@@ -95,16 +95,18 @@ class Journal:
 
     @property
     def pending(self) -> int:
-        """Records waiting for the next flush (open groups included)."""
-        return len(self._buffer) + len(self._groups)
+        """Records waiting for the next flush (open groups included, and a torn one to complete)."""
+        return len(self._buffer) + len(self._groups) + bool(self._tail)
 
     def flush(self) -> None:
         """Write every queued record and collected group in one write, then fsync.
 
         A write or fsync that fails (a full disk: ENOSPC, EDQUOT) leaves no partial line behind: the
         file is cut back to its length before the write, and the records stay queued for the next
-        flush, which writes them whole (never twice). Should even the cut fail, the next flush starts
-        on a new line, so the torn line is the only one lost to the reader (`read_journal` skips it).
+        flush, which writes them whole (never twice). Should even the cut fail, the bytes that did not
+        reach the file are kept and written first by the next flush, completing the torn line: every
+        record is still written once (a crash before that leaves the torn last line `read_journal`
+        skips).
 
         Raises
         ------
@@ -114,17 +116,20 @@ class Journal:
             Any other failure to write (the records stay queued too).
         """
         self._close_groups()
-        if not self._buffer:
+        if not self._buffer and not self._tail:
             return
-        data = ("\n" if self._torn else "") + "\n".join(self._buffer) + "\n"
+        data = self._tail + ("\n".join(self._buffer) + "\n").encode() if self._buffer else self._tail
         size = os.fstat(self._fd).st_size
+        written = 0
         try:
-            view = memoryview(data.encode())
-            while view:
-                view = view[os.write(self._fd, view) :]
+            view = memoryview(data)
+            while written < len(data):
+                written += os.write(self._fd, view[written:])
             os.fsync(self._fd)
         except OSError as exc:
-            self._cut_back(size)
+            if not self._cut_back(size):  # what reached the file stays: the rest completes it later
+                self._tail = data[written:]
+                self._written()
             if is_disk_full(exc):
                 raise DiskFullError(
                     f"cannot write the journal: {exc.strerror}",
@@ -132,16 +137,20 @@ class Journal:
                     context={"path": str(self.path), "records": len(self._buffer)},
                 ) from exc
             raise
-        self._torn = False
+        self._tail = b""
+        self._written()
+
+    def _written(self) -> None:
         self.records_written += len(self._buffer)
         self._buffer.clear()
 
-    def _cut_back(self, size: int) -> None:
+    def _cut_back(self, size: int) -> bool:
         """Cut the file back to ``size`` bytes after a failed write: no partial record stays."""
         try:
             os.ftruncate(self._fd, size)
         except OSError:
-            self._torn = True
+            return False
+        return True
 
     def close(self, *, discard: bool = False) -> None:
         """Flush and close (closed also when the flush fails; the error is raised). Closing twice is fine.

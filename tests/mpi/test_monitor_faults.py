@@ -78,12 +78,9 @@ def test_no_local_space_on_every_node_drains_the_run_with_1098(
     run_pilot: RunPilot, mpiexec: Path, tmp_path: Path
 ) -> None:
     write_jobs(tmp_path, [demo_job(panda_id=92, n_events=100, mode="per_range", sleep_per_event=0)])
-    result = run_pilot(
-        ["run", "--workdir", str(tmp_path), "--set", f"monitor.min_free_disk_mb={10**9}"],
-        ranks=4,
-        timeout=120,
-    )
-    assert result.returncode == 3, result.stderr[-3000:]
+    low = [f"monitor.min_free_disk_mb={10**9}", "monitor.period_s=0.5", "disk.wait_s=2"]
+    result = run_pilot(["run", "--workdir", str(tmp_path), *sets(low)], ranks=4, timeout=120)
+    assert result.returncode == 4, result.stderr[-3000:]  # the run ended on a full disk
     for rank in (1, 2, 3):
         assert f"rank {rank} stopped on its own (1098 NO_LOCAL_SPACE)" in result.stderr
     s = summary(tmp_path)
