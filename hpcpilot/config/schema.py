@@ -503,7 +503,9 @@ class MonitorSettings:
     looping_s
         A payload that modified no file of its job for this long is killed as looping (1150). 0: off.
     min_free_disk_mb
-        A worker whose work directory (or scratch) has less free space stops taking work (1098). 0: off.
+        A worker whose work directory (or scratch) has less free space pauses, and stops after
+        ``disk.wait_s`` (1098); a payload that fails on such a disk failed for lack of space. 0: off
+        (1 MB free still counts as full).
     job_limits
         Kill a payload that runs longer than the job's ``maxWalltime`` (1213) or uses more CPU than its
         ``maxCpuCount`` (1204).

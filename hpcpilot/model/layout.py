@@ -9,6 +9,7 @@ The layout:
       journal.jsonl           rank 0's journal of every range's state
       results.json            the local communicator's job reports
       summary.json            the end-of-run summary
+      .hpcpilot-reserve       space rank 0 holds back for its last records on a full disk
       logs/                   rank-NNNN.log per rank, payload stdout/stderr per slot
 """
 
@@ -51,6 +52,11 @@ class WorkLayout:
     def summary(self) -> Path:
         """The end-of-run summary (JSON)."""
         return self.root / "summary.json"
+
+    @property
+    def disk_reserve(self) -> Path:
+        """The file that holds back space for rank 0's last records on a full disk."""
+        return self.root / ".hpcpilot-reserve"
 
     @property
     def log_dir(self) -> Path:

@@ -139,7 +139,7 @@ class Coordinator:
         self.monitor = RunMonitor(settings.monitor, layout.root)
         self._skip_jobs: set[int] = set()
         self._bye_reasons: dict[int, int] = {}  # ranks that stopped on their own: why (a PanDA code)
-        self.disk = DiskWait(settings.disk, settings.monitor, layout.root)
+        self.disk = DiskWait(settings.disk, settings.monitor, layout)
         self._finals: deque[tuple[JobReport, dict[str, Any]]] = deque()  # final reports not sent yet
         self._resumable: set[int] = set()  # jobs a full disk ended early: `--resume` takes them up
         self._last_writes = False

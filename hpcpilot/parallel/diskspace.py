@@ -30,6 +30,7 @@ from typing import Any
 
 from hpcpilot.config.schema import DiskSettings, MonitorSettings
 from hpcpilot.model.errors import ErrorCode
+from hpcpilot.model.layout import WorkLayout
 from hpcpilot.monitor.checks import disk_verdict
 from hpcpilot.runtime.diskspace import Reserve, free_mb, mentions_disk_full, takes_writes
 
@@ -157,13 +158,13 @@ class DiskWait(FullDisk):
     ----------
     settings, monitor
         The ``disk`` and ``monitor`` settings.
-    workdir
+    layout
         The work directory (the disk rank 0 writes to).
     """
 
-    def __init__(self, settings: DiskSettings, monitor: MonitorSettings, workdir: Path) -> None:
-        super().__init__(settings, monitor, {"workdir": workdir})
-        self.reserve = Reserve(workdir / ".hpcpilot-reserve", settings.reserve_mb)
+    def __init__(self, settings: DiskSettings, monitor: MonitorSettings, layout: WorkLayout) -> None:
+        super().__init__(settings, monitor, {"workdir": layout.root})
+        self.reserve = Reserve(layout.disk_reserve, settings.reserve_mb)
         self.requeued = 0  # ranges that failed for lack of space and went back to the queue
         self.drained = False
 
