@@ -1009,7 +1009,7 @@ class Coordinator:
                     self._end_drained_jobs()
                 self._flush()
             if self.disk.full and self._writes_pending():
-                if not self.disk.expired(time.monotonic()):
+                if not self.disk.expired(time.monotonic(), self.plan.kill_at):
                     return False  # `_watch_the_disk` tries the writes again until there is space
                 self._give_up_writing()
             self.monitor.close()
