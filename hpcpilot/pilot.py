@@ -137,10 +137,9 @@ def _run_role(world: par.World, settings: Settings, resume: bool = False) -> int
     _last_write(coordinator, "the communicator's last files", communicator.close)
     coordinator.journal_delivered()
     journal.append("end", drained_by=coordinator.drain_code.name if coordinator.drain_code else None)
-    flushed = _last_write(coordinator, "the journal", journal.flush)
-    if not flushed:
-        log.error("%d journal record(s) are lost to the full disk", journal.pending)
-    journal.close(discard=not flushed)
+    if not _last_write(coordinator, "the journal", journal.flush):
+        log.error("%d journal record(s) are lost to the full disk", journal.discard())
+    journal.close()
     return _conclude(coordinator, layout)
 
 

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hpcpilot.model.errors import ErrorCode
+
 #: A journal this many seconds old, with no ``end`` and no process to check, counts as stale.
 STALE_S = 600.0
 
@@ -235,8 +237,9 @@ class RunView:
         job = self._job(r)
         rid = str(r.get("id", ""))
         self._see(job, [rid])
-        job.failed_attempts += 1
         code = int(r.get("code") or 0)
+        if code != ErrorCode.NO_LOCAL_SPACE:  # a failure for lack of space is no attempt
+            job.failed_attempts += 1
         entry = self._failures.setdefault(code, [0, ""])
         entry[0] += 1
         entry[1] = str(r.get("diag", "")) or entry[1]

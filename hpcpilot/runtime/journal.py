@@ -152,16 +152,20 @@ class Journal:
             return False
         return True
 
-    def close(self, *, discard: bool = False) -> None:
-        """Flush and close (closed also when the flush fails; the error is raised). Closing twice is fine.
+    def discard(self) -> int:
+        """Drop what is still queued (a full disk that did not clear); returns how many records."""
+        self._close_groups()
+        lost = len(self._buffer) + bool(self._tail)
+        self._buffer.clear()
+        self._tail = b""
+        return lost
 
-        With ``discard`` the records still queued are not written (a full disk that did not clear).
-        """
+    def close(self) -> None:
+        """Flush and close (closed also when the flush fails; the error is raised). Closing twice is fine."""
         if self._fd < 0:
             return
         try:
-            if not discard:
-                self.flush()
+            self.flush()
         finally:
             os.close(self._fd)
             self._fd = -1
