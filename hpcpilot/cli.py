@@ -13,8 +13,9 @@ Commands:
     hpcpilot status   WORKDIR [--monitor-file F]
     hpcpilot report   WORKDIR [--monitor-file F] [--plot FILE.png]
 
-Exit codes of ``run`` and ``demo``: 0 every job finished; 3 some job failed; 2 bad configuration or
-unusable work directory; 1 an unexpected error (the MPI job is aborted).
+Exit codes of ``run`` and ``demo``: 0 every job finished; 3 some job failed; 4 the run ended on a full
+disk (1098: free space, then ``run --resume``); 2 bad configuration or unusable work directory; 1 an
+unexpected error (the MPI job is aborted).
 """
 
 from __future__ import annotations
