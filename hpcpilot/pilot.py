@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hpcpilot.config.schema import Settings
 from hpcpilot.model.allocation import Allocation, parse_duration
@@ -140,7 +140,7 @@ def _run_role(world: par.World, settings: Settings, resume: bool = False) -> int
     if not _last_write(coordinator, "the journal", journal.flush):
         log.error("%d journal record(s) are lost to the full disk", journal.discard())
     journal.close()
-    return _conclude(coordinator, layout)
+    return _conclude(coordinator, layout, state)
 
 
 def _allocation(settings: Settings) -> Allocation:
@@ -245,11 +245,14 @@ def _last_write(coordinator: Coordinator, what: str, write: Callable[[], object]
     return False
 
 
-def _conclude(coordinator: Coordinator, layout: WorkLayout) -> int:
+def _conclude(coordinator: Coordinator, layout: WorkLayout, resumed: ResumeState | None = None) -> int:
+    """Write and print the summary (a resumed run's keeps the jobs of the runs before); the exit code."""
     from hpcpilot.parallel.status import format_summary
     from hpcpilot.runtime.atomic import write_json_atomic
 
     summary = coordinator.summary()
+    if resumed is not None:
+        summary = _with_earlier_summary(layout, summary)
     path = layout.summary
     written = _last_write(coordinator, path.name, lambda: write_json_atomic(path, summary))
     coordinator.disk.reserve.release()
@@ -263,3 +266,19 @@ def _conclude(coordinator: Coordinator, layout: WorkLayout) -> int:
     if any(job["state"] != "finished" and job["error_code"] != cut for job in summary["jobs"]):
         return ExitCode.JOBS_FAILED
     return ExitCode.OK  # the end of the allocation cutting work is a normal outcome
+
+
+def _with_earlier_summary(layout: WorkLayout, summary: dict[str, Any]) -> dict[str, Any]:
+    """``summary`` merged with the one the runs before wrote (`merge_summaries`), if there is one."""
+    import json
+
+    from hpcpilot.parallel.summary import merge_summaries
+
+    try:
+        earlier = json.loads(layout.summary.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return summary
+    except (OSError, ValueError) as exc:
+        log.warning("--resume: the earlier %s cannot be read (%s): not merged", layout.summary.name, exc)
+        return summary
+    return merge_summaries(earlier, summary) if isinstance(earlier, dict) else summary

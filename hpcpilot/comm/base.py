@@ -181,6 +181,11 @@ class Communicator(ABC):
     #: Whether a new run in the same work directory is served the same ranges again (the local
     #: communicator cuts them from its files): their journal records then need no flush of their own.
     replays_ranges: bool = False
+    #: Whether ``--resume`` takes up a job that the run before ended unfinished with its work intact
+    #: (failed by a drain: a signal, the walltime, a full disk; or by a merge that a full disk or a
+    #: kill ended). Only where no one else hands the job's work out again (the local communicator): a
+    #: workload manager that was told the job failed hands out its ranges again itself.
+    resumes_ended_jobs: bool = False
 
     def __init__(self, settings: Settings, layout: WorkLayout) -> None:
         self.settings = settings
@@ -251,6 +256,14 @@ class Communicator(ABC):
             The final state the workload manager already has for the job, when the killed run
             reported it just before the kill (before its journal recorded that): the job is then done
             and not taken up. None when the job is not known to be final there.
+        """
+        return None
+
+    def ranges_expected(self, job: Job) -> int | None:
+        """How many ranges an event-service job gets in all, when that is known beforehand.
+
+        None (the default) when only the workload manager knows; the run's totals then count the
+        ranges received.
         """
         return None
 

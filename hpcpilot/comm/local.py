@@ -38,6 +38,7 @@ class LocalCommunicator(Communicator):
     """Serves jobs and ranges from files in the work directory; writes reports there."""
 
     replays_ranges = True  # the same files give the same ranges to a resumed run
+    resumes_ended_jobs = True  # no one else hands out the work of a job a drain cut short
 
     def __init__(self, settings: Settings, layout: WorkLayout) -> None:
         super().__init__(settings, layout)
@@ -47,6 +48,7 @@ class LocalCommunicator(Communicator):
         self._feed: dict[str, list[Any]] | None = None
         self._feed_error: CommunicatorError | None = None
         self._cutters: dict[int, Iterator[EventRange]] = {}
+        self._served: dict[str, int] = {}  # entries of the range file handed out, per job
         self._reports: dict[str, dict[str, Any]] = self._earlier_reports()
 
     def fetch_jobs(self, n: int) -> JobBatch:
@@ -94,6 +96,20 @@ class LocalCommunicator(Communicator):
             cutter = self._cutters[job.panda_id] = cut_ranges(job, self.settings.local.events_per_range)
         ranges = tuple(islice(cutter, n))
         return RangeBatch(ranges, exhausted=len(ranges) < n)
+
+    def ranges_expected(self, job: Job) -> int | None:
+        """The ranges the range file lists for ``job``, else the number `cut_ranges` cuts.
+
+        None when that cannot be told (a range file that cannot be read, a job without an event count).
+        """
+        try:
+            feed = self._range_feed()
+        except CommunicatorError:
+            return None
+        key = str(job.panda_id)
+        if key in feed:
+            return len(feed[key]) + self._served.get(key, 0)
+        return count_ranges(job, self.settings.local.events_per_range)
 
     def report_ranges(
         self, job: Job, results: Sequence[RangeResult], fatal: Sequence[str], cut: Sequence[str] = ()
@@ -164,6 +180,7 @@ class LocalCommunicator(Communicator):
 
     def _from_feed(self, panda_id: int, items: list[Any], n: int) -> RangeBatch:
         taken, items[:] = items[:n], items[n:]
+        self._served[str(panda_id)] = self._served.get(str(panda_id), 0) + len(taken)
         ranges: list[EventRange] = []
         errors: list[HpcPilotError] = []
         for raw in taken:
@@ -183,6 +200,14 @@ class LocalCommunicator(Communicator):
                 f"cannot read {path.name}: {exc.strerror}", context={"source": str(path)}
             ) from None
         return parse_json_object(text, source=str(path))
+
+
+def count_ranges(job: Job, events_per_range: int) -> int | None:
+    """How many ranges `cut_ranges` cuts from ``job`` (None without ``nEventsPerInputFile``)."""
+    per_file = job.n_events_per_input_file
+    if per_file is None or events_per_range <= 0:
+        return None
+    return max(len(job.input_files), 1) * -(-per_file // events_per_range)
 
 
 def cut_ranges(job: Job, events_per_range: int) -> Iterator[EventRange]:

@@ -71,11 +71,30 @@ class JobBook:
     merged: OutputFile | None = None
     log: OutputFile | None = None
     held: list[RangeTask] = field(default_factory=list)  # restored ranges waiting for `Books.release`
+    #: Ended by the run rather than by its own work (a drain, a full disk, a killed merge): what it
+    #: did is intact, and ``--resume`` takes it up where no one else hands its work out again.
+    resumable: bool = False
+    #: Ranges its source will give in all, when the communicator knows (None: unknown).
+    ranges_expected: int | None = None
+    ranges_timed: int = 0  # finished ranges with a measured duration ...
+    ranges_timed_s: float = 0.0  # ... and the sum of those durations
 
     @property
     def ranges_done(self) -> bool:
         """Whether an event-service job's ranges are all final and no more will come."""
         return self.source_exhausted and self.queued == 0 and self.in_flight == 0
+
+    @property
+    def unfetched(self) -> int:
+        """Ranges the job is known to have that were not received yet (0 when unknown)."""
+        if self.source_exhausted or self.ranges_expected is None:
+            return 0
+        return max(self.ranges_expected - len(self.ranges), 0)
+
+    @property
+    def range_s(self) -> float | None:
+        """The mean duration of its finished ranges (None before one finished)."""
+        return self.ranges_timed_s / self.ranges_timed if self.ranges_timed else None
 
 
 @dataclass
@@ -409,6 +428,9 @@ class Books:
             book.finished += 1
             book.n_events += result.n_events
             self.ranges_finished += 1
+            if result.wall_s > 0:
+                book.ranges_timed += 1
+                book.ranges_timed_s += result.wall_s
             return RangeState.FINISHED
         if self._disk_full_again(book, entry, result):
             return RangeState.FAILED
@@ -570,8 +592,8 @@ class Books:
 
     @property
     def ranges_total(self) -> int:
-        """Ranges known so far, all jobs."""
-        return self.ranges_known
+        """Ranges of all jobs: those received, and those known to come (`JobBook.unfetched`)."""
+        return self.ranges_known + sum(b.unfetched for b in self.jobs.values())
 
     @property
     def busy_slots(self) -> int:

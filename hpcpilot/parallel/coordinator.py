@@ -25,6 +25,7 @@ from hpcpilot.model.errors import (
     DiskFullError,
     ErrorCode,
     HpcPilotError,
+    PayloadError,
     StagingError,
 )
 from hpcpilot.model.job import Job, job_record
@@ -46,7 +47,7 @@ from hpcpilot.parallel.messages import (
     WorkerUpdate,
 )
 from hpcpilot.parallel.monitoring import RunMonitor
-from hpcpilot.parallel.outcome import job_report, merge_inputs, settle_event_service
+from hpcpilot.parallel.outcome import finished_outputs, job_report, merge_inputs, settle_event_service
 from hpcpilot.parallel.resume import FinishedRange, OpenJob, ResumeState
 from hpcpilot.parallel.staging import JobStaging, Staged
 from hpcpilot.parallel.status import Progress, RateMeter, format_status
@@ -141,7 +142,6 @@ class Coordinator:
         self._bye_reasons: dict[int, int] = {}  # ranks that stopped on their own: why (a PanDA code)
         self.disk = DiskWait(settings.disk, settings.monitor, layout)
         self._finals: deque[tuple[JobReport, dict[str, Any]]] = deque()  # final reports not sent yet
-        self._resumable: set[int] = set()  # jobs a full disk ended early: `--resume` takes them up
         self._last_writes = False
 
     # --- the loop -----------------------------------------------------------------------------
@@ -290,12 +290,20 @@ class Coordinator:
         code = self.drain_code or ErrorCode.REACHED_MAX_TIME
         grace = self.settings.payload.kill_grace_s
         diag = f"cut at the end of the run ({code.name}): killed with {grace:g} s grace"
+        window = plan.spare_window(now)
+        means = ((b.job.panda_id, b.range_s) for b in self.books.open.values())
+        expected = tuple((p, s) for p, s in means if s is not None) if window > 0 else ()
+        stop = Stop(True, True, int(code), diag, window, expected)
         busy = [w for w in self.books.workers.values() if not w.stopped and (w.busy_slots or w.in_flight)]
         if busy:
-            log.warning("the end has come: killing the payloads still running on %d rank(s)", len(busy))
+            log.warning(
+                "the end has come: killing the payloads still running on %d rank(s)%s",
+                len(busy),
+                f" but ranges expected to end within {window:.1f} s" if stop.expected_s else "",
+            )
         for worker in self.books.workers.values():
             if not worker.stopped:
-                self.transport.send(worker.rank, Stop(drain=True, kill=True, code=int(code), diag=diag))
+                self.transport.send(worker.rank, stop)
                 self.messages_out += 1
         for merge in self._merges.values():
             merge.kill(self.settings.payload.kill_grace_s)
@@ -667,6 +675,8 @@ class Coordinator:
         except StagingError as exc:
             staging, error = False, exc
         book = self.books.add_job(job, staging=staging or error is not None)
+        if job.event_service:
+            book.ranges_expected = self.comm.ranges_expected(job)
         log.info(
             "job %d: %s, %d core(s) per payload, in %s%s",
             job.panda_id,
@@ -775,21 +785,47 @@ class Coordinator:
         )
         try:
             self._merges[job.panda_id] = MergeProcess(
-                merger, inputs, target, self.layout.payload_log_dir(job.panda_id)
+                merger,
+                inputs,
+                target,
+                self.layout.payload_log_dir(job.panda_id),
+                input_bytes=sum(out.fsize for _, out in finished_outputs(book)),
+                keep_free_bytes=self.settings.monitor.min_free_disk_mb << 20,
             )
-        except (OSError, HpcPilotError) as exc:
-            code = ErrorCode.PAYLOAD_EXECUTION_FAILURE
-            if self._on_full(exc, f"job {job.panda_id}'s merge"):
-                code = ErrorCode.NO_LOCAL_SPACE
-            book.error_code, book.error_diag = code, str(exc)
+        except HpcPilotError as exc:
+            self._merge_failed(book, exc)
             self._finish_job(book)
+            return
+        except OSError as exc:
+            if not self._on_full(exc, f"job {job.panda_id}'s merge"):
+                book.error_code, book.error_diag = ErrorCode.PAYLOAD_EXECUTION_FAILURE, str(exc)
+            else:
+                why = f"cannot start the merge: {exc}"
+                self._merge_failed(book, PayloadError(why, code=ErrorCode.NO_LOCAL_SPACE, retryable=True))
+            self._finish_job(book)
+
+    def _merge_failed(self, book: JobBook, exc: HpcPilotError) -> None:
+        """A merge failed; one that may succeed later (no space, killed) leaves the job resumable.
+
+        Resumable only where no one else hands out the job's work (`Communicator.resumes_ended_jobs`).
+        """
+        book.error_code, book.error_diag = exc.code, str(exc)
+        book.resumable = exc.retryable and self.comm.resumes_ended_jobs
+        log.error(
+            "job %d: %s%s",
+            book.job.panda_id,
+            exc,
+            "; its range outputs are kept: 'run --resume' merges them" if book.resumable else "",
+        )
 
     def _poll_merge(self, book: JobBook) -> bool:
         merge = self._merges[book.job.panda_id]
         try:
             merged = merge.poll()
         except HpcPilotError as exc:
-            book.error_code, book.error_diag = exc.code, str(exc)
+            if exc.code is ErrorCode.NO_LOCAL_SPACE:  # the merger met a full disk
+                self._disk_full(f"job {book.job.panda_id}'s merge: {exc}")
+            self._merge_failed(book, exc)
             merged = None
         else:
             if merged is None:
@@ -833,7 +869,7 @@ class Coordinator:
         self.books.mark_done(book)
         code = int(book.error_code) if book.error_code is not None else 0
         record: dict[str, Any] = {"job": job.panda_id, "state": book.state.value, "code": code}
-        if job.panda_id in self._resumable:
+        if book.resumable and book.state is JobState.FAILED:
             record["resumable"] = True
         self._finals.append((job_report(book, self._host, self._figures(book)), record))
         self._send_finals()
@@ -1037,14 +1073,17 @@ class Coordinator:
 
     def _end_drained_jobs(self) -> None:
         code = self.drain_code or (self.fatal_error.code if self.fatal_error else ErrorCode.GENERAL_ERROR)
-        # a full disk ends jobs early that a resumed run can finish, where nobody else hands out their work
-        resumable = code is ErrorCode.NO_LOCAL_SPACE and self.comm.replays_ranges
+        # the run cut them short (a full disk, a signal, the walltime; not the workload manager): a
+        # resumed run finishes them where nobody else hands out their work
+        drained = self.drain_code is not None and self.drain_code is not ErrorCode.KILLED_BY_PANDA
+        resumable = drained and self.comm.resumes_ended_jobs
         why = "disk full, NO_LOCAL_SPACE" if code is ErrorCode.NO_LOCAL_SPACE else code.name
         for merge in self._merges.values():
             merge.kill(self.settings.payload.kill_grace_s)
         self._merges.clear()
         self.staging.close(wait=False)
         for book in self.books.open_jobs():
+            book.resumable = resumable
             if book.phase is JobPhase.STAGING_OUT:
                 book.error_code = book.error_code or ErrorCode.STAGE_OUT_TIMEOUT
                 book.error_diag = book.error_diag or f"run ended early ({why}) during stage-out"
@@ -1052,12 +1091,12 @@ class Coordinator:
                 self._report_final(book)
                 continue
             book.error_code = code
-            left = book.queued + book.in_flight
+            left = book.queued + book.in_flight + book.unfetched
             during = " (during stage-in)" if book.phase is JobPhase.STAGING_IN else ""
             book.error_diag = f"run ended early ({why}){during}: {left} work item(s) not done"
             if resumable:
-                self._resumable.add(book.job.panda_id)
-                book.error_diag += "; free space, then 'run --resume' finishes it"
+                free = "free space, then " if code is ErrorCode.NO_LOCAL_SPACE else ""
+                book.error_diag += f"; {free}'run --resume' finishes it"
             book.state = JobState.FAILED
             self._finish_job(book)
 
@@ -1110,7 +1149,9 @@ class Coordinator:
         for open_job in state.open:
             job = open_job.job
             final = self.comm.adopt(job, open_job.exhausted)
-            if final is not None and not open_job.ended_early:  # reported just before the kill
+            if open_job.ended_early and final is JobState.FAILED:
+                final = None  # the failure the run before reported as it ended the job early
+            if final is not None:  # reported just before the kill, before the journal said so
                 log.info(
                     "job %d: the workload manager has its final state (%s) already", job.panda_id, final.value
                 )
@@ -1127,8 +1168,9 @@ class Coordinator:
             if open_job.exhausted:
                 self.books.exhaust(book)
             log.info(
-                "job %d resumed: %d range(s) finished before, %d to run%s",
+                "job %d resumed%s: %d range(s) finished before, %d to run%s",
                 job.panda_id,
+                " (the run before ended it early)" if open_job.ended_early else "",
                 book.finished,
                 book.queued,
                 f" ({rerun} finished but unverifiable: run again)" if rerun else "",

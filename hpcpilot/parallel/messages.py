@@ -141,6 +141,12 @@ class Stop:
         The PanDA error code of the killed items (1144 tobekilled, 1213 walltime, 120x signals).
     diag
         Why they were killed.
+    spare_s
+        With ``kill``: seconds within which a running range may still end; a range expected to end
+        within them (`hpcpilot.parallel.walltime.may_finish`) is not killed now, but when they are
+        over if it still runs. 0: kill everything now.
+    expected_s
+        (PandaID, seconds) pairs: how long a range of each job takes (the mean of its finished ones).
     """
 
     TAG: ClassVar[int] = TAG_STOP
@@ -148,6 +154,8 @@ class Stop:
     kill: bool = False
     code: int = 1144
     diag: str = "the whole run was killed by the workload manager (tobekilled)"
+    spare_s: float = 0.0
+    expected_s: tuple[tuple[int, float], ...] = ()
 
 
 @compact_pickle

@@ -41,7 +41,7 @@ def range_counts(book: JobBook) -> dict[str, int]:
     if not book.job.event_service:
         return {}
     return {
-        "total": len(book.ranges),
+        "total": len(book.ranges) + book.unfetched,
         "finished": book.finished,
         "fatal": book.fatal,
         "failed_attempts": book.failed_attempts,

@@ -1,11 +1,13 @@
 """What a killed run left behind: its journal read back into the state `hpcpilot run --resume` restores.
 
 Pure: journal records in, a `ResumeState` out. A job is *done* once a final state (``finished`` or
-``failed``) was journaled for it, unless that state is marked ``resumable`` (a full disk ended the job
-early); every other job whose definition the journal holds is *open*, and for each of its ranges the
-journal tells whether it finished (and whether that was reported), became fatal, or how many attempts
-failed (a failure for lack of disk space, 1098, is not an attempt). A job journaled without its
-definition (a journal from before resume existed) cannot be resumed and is left out.
+``failed``) was journaled for it, unless that state is marked ``resumable`` (the run ended the job
+early with its work intact where no one else hands that work out again: a drain by a full disk, a
+signal or the walltime; a merge that a full disk or a kill ended); every other job whose definition
+the journal holds is *open*, and for each of its ranges the journal tells whether it finished (and
+whether that was reported), became fatal, or how many attempts failed (a failure for lack of disk
+space, 1098, is not an attempt). A job journaled without its definition (a journal from before
+resume existed) cannot be resumed and is left out.
 """
 
 from __future__ import annotations
@@ -169,7 +171,7 @@ def _on_job(
     if record.get("state") in _FINAL_STATES:
         trail = trails.get(panda_id)
         if record.get("resumable") is True and trail is not None:
-            trail.ended_early = True  # a full disk ended it: not done
+            trail.ended_early = True  # the run ended it early, with its work intact: not done
             return
         done.add(panda_id)
         return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hpcpilot.parallel.books import Books, JobBook
@@ -57,7 +57,7 @@ def run_summary(
         }
         for b in bad_jobs
     )
-    not_done = sum(b.queued + b.in_flight for b in books.jobs.values() if b.job.event_service)
+    not_done = sum(b.queued + b.in_flight + b.unfetched for b in books.jobs.values() if b.job.event_service)
     return {
         "workdir": workdir,
         "wall_s": round(wall_s, 3),
@@ -104,8 +104,41 @@ def job_summary(book: JobBook) -> dict[str, Any]:
         "cpu_s": round(book.cpu_s, 3),
         "outputs": [{"path": o.path, "fsize": o.fsize, "adler32": o.adler32} for o in book.outputs],
     }
+    if book.resumable:
+        entry["resumable"] = True  # ended by the run, its work intact: `run --resume` may finish it
     if book.job.event_service:
         entry["ranges"] = range_counts(book)
         outs = [out for _, out in finished_outputs(book)]
         entry["range_outputs"] = {"count": len(outs), "bytes": sum(o.fsize for o in outs)}
     return entry
+
+
+def merge_summaries(earlier: Mapping[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """The summary of a resumed run, keeping what the summary of the runs before it said.
+
+    The jobs of ``earlier`` that this run did not take up again are kept (first, in their order),
+    and their ranges are added to the range totals; this run's jobs follow. Everything else (time,
+    utilisation, what drained the run) is this run's. ``runs`` counts the runs the summary covers.
+    A malformed ``earlier`` (not written by hpcpilot) is ignored.
+    """
+    jobs = earlier.get("jobs")
+    if not isinstance(jobs, list):
+        return current
+    now = {job.get("PandaID") for job in current["jobs"]}
+    kept = [job for job in jobs if isinstance(job, dict) and job.get("PandaID") not in now]
+    merged = dict(current)
+    merged["jobs"] = [*kept, *current["jobs"]]
+    ranges = dict(current["ranges"])
+    for job in kept:
+        counts = job.get("ranges")
+        if not isinstance(counts, dict):
+            continue
+        numbers = {k: v for k, v in counts.items() if isinstance(v, int) and not isinstance(v, bool)}
+        for key in ("total", "finished", "fatal", "failed_attempts"):
+            ranges[key] = ranges.get(key, 0) + numbers.get(key, 0)
+        left = numbers.get("total", 0) - numbers.get("finished", 0) - numbers.get("fatal", 0)
+        ranges["not_done"] = ranges.get("not_done", 0) + max(left, 0)
+    merged["ranges"] = ranges
+    runs = earlier.get("runs", 1)
+    merged["runs"] = (runs if isinstance(runs, int) and runs > 0 else 1) + 1
+    return merged

@@ -9,6 +9,10 @@ the *cut* time, and when that time has come. The timeline, from the allocation's
 
 ``kill_at = end - exit_margin - kill_grace - finish``, where ``finish`` is the longest time a job took
 to finish so far (merging its outputs, packing its logs, reporting).
+
+At the cut, a range that is expected to end anyway before ``end - exit_margin - finish`` needs no
+kill: it is *spared* (`EndPlan.spare_window`, `may_finish`) and killed only if it still runs when
+that window closes. A terminating signal's cut spares nothing (the batch system's hard kill is near).
 """
 
 from __future__ import annotations
@@ -125,7 +129,32 @@ class EndPlan:
             return False
         return now + (self.ranges.estimate() or 0.0) > kill_at
 
+    def spare_window(self, now: float) -> float:
+        """Seconds from ``now`` within which a range running at the cut may still end (0: none may).
+
+        At the end of the allocation that is ``end - exit_margin - finish``: a range expected to end
+        by then needs no kill. After a terminating signal (`cut_by`) nothing is spared.
+        """
+        if self.end is None or self.cut_at is not None:
+            return 0.0
+        return max(self.end - self.exit_margin_s - self.finish_s - now, 0.0)
+
     def due(self, now: float) -> bool:
         """Whether the cut has come."""
         kill_at = self.kill_at
         return kill_at is not None and now >= kill_at
+
+
+def may_finish(elapsed_s: float, expected_s: float | None, window_s: float) -> bool:
+    """Whether a running range may finish at the cut instead of being killed.
+
+    Parameters
+    ----------
+    elapsed_s
+        How long it has run.
+    expected_s
+        How long a range of its job takes (the mean of its finished ranges; None: none finished).
+    window_s
+        `EndPlan.spare_window` as the cut came.
+    """
+    return expected_s is not None and window_s > 0 and expected_s - elapsed_s <= window_s

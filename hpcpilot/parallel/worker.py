@@ -41,6 +41,7 @@ from hpcpilot.parallel.messages import (
     WorkerUpdate,
 )
 from hpcpilot.parallel.transport import WorkerTransport
+from hpcpilot.parallel.walltime import may_finish
 from hpcpilot.payload.base import (
     ItemResult,
     SlotContext,
@@ -134,6 +135,7 @@ class Worker:
         self._inputs: dict[tuple[int, str], str] = {}
         self._kill_at: float | None = None
         self._kill_code = ErrorCode.KILL_SIGNAL
+        self._kill_diag = ""
         self._prefetch = settings.eventservice.prefetch_per_slot
         self._batch = settings.parallel.batch_size
         node_settings = settings.node
@@ -182,7 +184,7 @@ class Worker:
             progress |= self._observe()
         if self._kill_at is not None and time.monotonic() >= self._kill_at:
             self._kill_at = None
-            self._kill(None, f"{self._kill_code.name} reached rank {self.node.rank}", self._kill_code)
+            self._kill(None, self._kill_diag, self._kill_code)
             progress = True
         if self._stopping:
             progress |= self._wind_down()
@@ -218,9 +220,9 @@ class Worker:
             log.info("rank %d: SIGUSR1 received, rank 0 decides what still runs", self.node.rank)
             return
         self.local_drain = True
-        if self._kill_at is None:
-            self._kill_at = time.monotonic() + self.settings.batch.term_grace_s
-            self._kill_code = signal_code(signum)
+        code = signal_code(signum)
+        when = time.monotonic() + self.settings.batch.term_grace_s
+        self._kill_later(when, code, f"{code.name} reached rank {self.node.rank}")
 
     @property
     def _stopping(self) -> bool:
@@ -246,12 +248,40 @@ class Worker:
         elif isinstance(message, Stop):
             self.stop = message
             if message.kill:
-                self._kill(None, message.diag, ErrorCode(message.code))
+                self._cut(message)
         elif isinstance(message, Kill):
             for panda_id in message.panda_ids:
                 self._kill(panda_id, f"job {panda_id} was killed by the workload manager (tobekilled)")
         else:
             log.warning("rank %d ignores unexpected message %s", self.node.rank, type(message).__name__)
+
+    def _cut(self, stop: Stop) -> None:
+        """Kill what runs, but spare the ranges expected to end within ``stop.spare_s``.
+
+        Spared ranges are killed when ``spare_s`` is over if they still run then.
+        """
+        code = ErrorCode(stop.code)
+        expected = dict(stop.expected_s)
+        now = time.monotonic()
+        spared = 0
+        for slot in self.slots:
+            if slot.runner.busy and may_finish(now - slot.started, expected.get(slot.panda_id), stop.spare_s):
+                spared += 1
+                continue
+            slot.runner.kill(code, stop.diag)
+        if spared:
+            log.info(
+                "rank %d: %d range(s) expected to end within %.1f s may finish",
+                self.node.rank,
+                spared,
+                stop.spare_s,
+            )
+            self._kill_later(now + stop.spare_s, code, stop.diag)
+
+    def _kill_later(self, when: float, code: ErrorCode, diag: str) -> None:
+        """Kill whatever still runs at ``when`` (the earliest of such times wins)."""
+        if self._kill_at is None or when < self._kill_at:
+            self._kill_at, self._kill_code, self._kill_diag = when, code, diag
 
     def _kill(self, panda_id: int | None, diag: str, code: ErrorCode = ErrorCode.KILLED_BY_PANDA) -> None:
         """Kill the running items of one job, or of all for None; fail a job's queued items.

@@ -8,12 +8,13 @@ Usage:
 ``{"path", "range_id", "start_event", "last_event", "adler32"}`` (relative paths are relative to the
 working directory). On success one JSON line ``{"nEvents": N, "fsize": bytes, "adler32": hex}`` is
 printed to stdout and the exit code is 0; if the merge, the list or the merger is bad, the message
-goes to stderr and the exit code is 2.
+goes to stderr and the exit code is 2; if the disk is full (``ENOSPC``), it is 3.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from collections.abc import Sequence
@@ -21,13 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from hpcpilot.data.checksums import adler32_of_file
-from hpcpilot.model.errors import HpcPilotError, PayloadError
+from hpcpilot.model.errors import ErrorCode, HpcPilotError, PayloadError
 from hpcpilot.payload.merge import MergeInput, Merger
 from hpcpilot.plugins import load_plugin
 
-#: Entry-point group of merger plugins.
 #: Exit code when the merge fails.
 EXIT_MERGE_FAILED = 2
+#: Exit code when the merge fails because the disk is full (the merge may be retried later).
+EXIT_NO_SPACE = 3
 
 
 def load_merger(name: str) -> Merger:
@@ -118,9 +120,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = run(args.merger, args.inputs, args.output)
     except HpcPilotError as exc:
         print(f"merge_cli: {exc}", file=sys.stderr)
-        return EXIT_MERGE_FAILED
+        return EXIT_NO_SPACE if _no_space(exc) else EXIT_MERGE_FAILED
+    except OSError as exc:  # a merger plugin that lets an I/O error through
+        print(f"merge_cli: {exc}", file=sys.stderr)
+        return EXIT_NO_SPACE if _no_space(exc) else EXIT_MERGE_FAILED
     print(json.dumps(summary), flush=True)
     return 0
+
+
+def _no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` (or the error it was raised from) says the disk is full."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, HpcPilotError) and seen.code is ErrorCode.NO_LOCAL_SPACE:
+            return True
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 if __name__ == "__main__":

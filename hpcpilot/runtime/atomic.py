@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ def atomic_path(path: Path, *, durable: bool = True) -> Iterator[Path]:
     fsynced: readers still never see a torn file, but a crash may lose it (copies that are verified
     afterwards, or that die with the job anyway).
     """
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=_TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -34,6 +35,30 @@ def atomic_path(path: Path, *, durable: bool = True) -> Iterator[Path]:
         raise
     if durable:
         fsync_directory(path.parent)
+
+
+_TEMP_SUFFIX = ".tmp"
+#: The random part of a `tempfile.mkstemp` name (``tempfile._RandomNameSequence``: 8 characters).
+_TEMP_RANDOM = r"[a-z0-9_]{8}"
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name[:200]}."
+
+
+def leftover_temporaries(path: Path) -> list[Path]:
+    """The temporary files `atomic_path` made for ``path`` and a killed process left behind.
+
+    Only files in ``path``'s directory named exactly as `atomic_path` names its temporaries for
+    ``path`` (``.<name>.XXXXXXXX.tmp``) are listed; none while the directory cannot be read. Call it
+    only where no other process writes ``path`` at the same time (its temporary would be listed).
+    """
+    pattern = re.compile(re.escape(_temp_prefix(path)) + _TEMP_RANDOM + re.escape(_TEMP_SUFFIX))
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return []
+    return sorted(path.parent / name for name in names if pattern.fullmatch(name))
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
