@@ -252,7 +252,7 @@ def _conclude(coordinator: Coordinator, layout: WorkLayout, resumed: ResumeState
 
     summary = coordinator.summary()
     if resumed is not None:
-        summary = _with_earlier_summary(layout, summary)
+        summary = _with_earlier_summary(layout, summary, resumed)
     path = layout.summary
     written = _last_write(coordinator, path.name, lambda: write_json_atomic(path, summary))
     coordinator.disk.reserve.release()
@@ -268,17 +268,19 @@ def _conclude(coordinator: Coordinator, layout: WorkLayout, resumed: ResumeState
     return ExitCode.OK  # the end of the allocation cutting work is a normal outcome
 
 
-def _with_earlier_summary(layout: WorkLayout, summary: dict[str, Any]) -> dict[str, Any]:
-    """``summary`` merged with the one the runs before wrote (`merge_summaries`), if there is one."""
+def _with_earlier_summary(
+    layout: WorkLayout, summary: dict[str, Any], resumed: ResumeState
+) -> dict[str, Any]:
+    """``summary`` merged with the one the runs before wrote and the jobs their journal has as done."""
     import json
 
     from hpcpilot.parallel.summary import merge_summaries
 
+    earlier: Any = {}
     try:
         earlier = json.loads(layout.summary.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return summary
+        pass
     except (OSError, ValueError) as exc:
         log.warning("--resume: the earlier %s cannot be read (%s): not merged", layout.summary.name, exc)
-        return summary
-    return merge_summaries(earlier, summary) if isinstance(earlier, dict) else summary
+    return merge_summaries(earlier if isinstance(earlier, dict) else {}, summary, resumed.finals)

@@ -80,6 +80,33 @@ class OpenJob:
 
 
 @dataclass(frozen=True, slots=True)
+class DoneJob:
+    """A job that has its final state: what the journal says of it (for the summary).
+
+    Attributes
+    ----------
+    panda_id
+        The job.
+    state, code
+        Its last final state and error code (0: none).
+    event_service
+        Whether it is an event-service job (None: its definition was not journaled).
+    ranges, finished, fatal, failed_attempts, n_events
+        Its ranges as journaled: received, finished, fatal, failed attempts; events of finished ones.
+    """
+
+    panda_id: int
+    state: str
+    code: int
+    event_service: bool | None = None
+    ranges: int = 0
+    finished: int = 0
+    fatal: int = 0
+    failed_attempts: int = 0
+    n_events: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ResumeState:
     """Everything a resumed run restores.
 
@@ -96,6 +123,8 @@ class ResumeState:
     problems
         Job records that could not be read back (each names the job and the field): those jobs are
         not taken up from the journal.
+    finals
+        What the journal says of each job in ``done``.
     """
 
     done: frozenset[int]
@@ -103,6 +132,7 @@ class ResumeState:
     runs: int = 0
     clean_end: bool = False
     problems: tuple[str, ...] = ()
+    finals: tuple[DoneJob, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -144,6 +174,7 @@ def resume_state(records: Iterable[Mapping[str, Any]]) -> ResumeState:
     """Read journal records (in order) into what a resumed run restores."""
     trails: dict[int, _JobTrail] = {}
     done: set[int] = set()
+    last: dict[int, Mapping[str, Any]] = {}  # each job's last final record
     problems: list[str] = []
     runs, clean = 0, False
     for record in records:
@@ -154,12 +185,34 @@ def resume_state(records: Iterable[Mapping[str, Any]]) -> ResumeState:
             clean = True
         elif event == "job":
             _on_job(record, trails, done, problems)
+            if record.get("state") in _FINAL_STATES and isinstance(record.get("job"), int):
+                last[record["job"]] = record
         else:
             trail = trails.get(record.get("job", -1))
             if trail is not None:
                 _on_range_record(event, record, trail)
     open_jobs = tuple(t.freeze() for pid, t in trails.items() if pid not in done)
-    return ResumeState(frozenset(done), open_jobs, runs, clean, tuple(problems))
+    finals = tuple(_done_job(pid, last[pid], trails.get(pid)) for pid in sorted(done) if pid in last)
+    return ResumeState(frozenset(done), open_jobs, runs, clean, tuple(problems), finals)
+
+
+def _done_job(panda_id: int, final: Mapping[str, Any], trail: _JobTrail | None) -> DoneJob:
+    code = final.get("code")
+    state = str(final.get("state"))
+    if trail is None:
+        return DoneJob(panda_id, state, code if isinstance(code, int) else 0)
+    n_events = sum(f.nevents for f in trail.finished.values())
+    return DoneJob(
+        panda_id,
+        state,
+        code if isinstance(code, int) else 0,
+        trail.job.event_service,
+        len(trail.ranges),
+        len(trail.finished),
+        len(trail.fatal),
+        sum(trail.failed.values()),
+        n_events,
+    )
 
 
 def _on_job(

@@ -7,6 +7,7 @@ from typing import Any
 
 from hpcpilot.parallel.books import Books, JobBook
 from hpcpilot.parallel.outcome import finished_outputs, range_counts
+from hpcpilot.parallel.resume import DoneJob
 
 
 def run_summary(
@@ -113,32 +114,89 @@ def job_summary(book: JobBook) -> dict[str, Any]:
     return entry
 
 
-def merge_summaries(earlier: Mapping[str, Any], current: dict[str, Any]) -> dict[str, Any]:
-    """The summary of a resumed run, keeping what the summary of the runs before it said.
+def merge_summaries(
+    earlier: Mapping[str, Any], current: dict[str, Any], journaled: Sequence[DoneJob] = ()
+) -> dict[str, Any]:
+    """The summary of a resumed run, keeping what the runs before it ended.
 
-    The jobs of ``earlier`` that this run did not take up again are kept (first, in their order),
-    and their ranges are added to the range totals; this run's jobs follow. Everything else (time,
-    utilisation, what drained the run) is this run's. ``runs`` counts the runs the summary covers.
-    A malformed ``earlier`` (not written by hpcpilot) is ignored.
+    The jobs of the ``earlier`` summary that this run did not take up again come first, then jobs
+    the journal has as done (``journaled``) that neither summary has (a run killed after a job's final
+    record, before its summary), then this run's jobs. The range totals add those of the jobs kept;
+    everything else (time, utilisation, what drained the run) is this run's, and ``runs`` counts
+    the runs the summary covers. Entries of ``earlier`` not shaped as hpcpilot writes them are left
+    out.
     """
     jobs = earlier.get("jobs")
-    if not isinstance(jobs, list):
+    now = {job["PandaID"] for job in current["jobs"]}
+    kept = [job for job in jobs if _job_entry_ok(job)] if isinstance(jobs, list) else []
+    kept = [job for job in kept if job["PandaID"] not in now]
+    known = now | {job["PandaID"] for job in kept}
+    kept += [journaled_job(done) for done in journaled if done.panda_id not in known]
+    if not kept and not isinstance(jobs, list):
         return current
-    now = {job.get("PandaID") for job in current["jobs"]}
-    kept = [job for job in jobs if isinstance(job, dict) and job.get("PandaID") not in now]
     merged = dict(current)
     merged["jobs"] = [*kept, *current["jobs"]]
     ranges = dict(current["ranges"])
     for job in kept:
-        counts = job.get("ranges")
-        if not isinstance(counts, dict):
-            continue
-        numbers = {k: v for k, v in counts.items() if isinstance(v, int) and not isinstance(v, bool)}
+        counts = job.get("ranges") or {}
         for key in ("total", "finished", "fatal", "failed_attempts"):
-            ranges[key] = ranges.get(key, 0) + numbers.get(key, 0)
-        left = numbers.get("total", 0) - numbers.get("finished", 0) - numbers.get("fatal", 0)
+            ranges[key] = ranges.get(key, 0) + counts.get(key, 0)
+        left = counts.get("total", 0) - counts.get("finished", 0) - counts.get("fatal", 0)
         ranges["not_done"] = ranges.get("not_done", 0) + max(left, 0)
     merged["ranges"] = ranges
     runs = earlier.get("runs", 1)
     merged["runs"] = (runs if isinstance(runs, int) and runs > 0 else 1) + 1
     return merged
+
+
+def journaled_job(done: DoneJob) -> dict[str, Any]:
+    """A job's part of the summary as the journal tells it (no diagnosis, no output files)."""
+    entry: dict[str, Any] = {
+        "PandaID": done.panda_id,
+        "kind": "event service" if done.event_service else "plain",
+        "state": done.state,
+        "error_code": done.code,
+        "error_diag": "",
+        "n_events": done.n_events,
+        "outputs": [],
+    }
+    if done.event_service:
+        entry["ranges"] = {
+            "total": done.ranges,
+            "finished": done.finished,
+            "fatal": done.fatal,
+            "failed_attempts": done.failed_attempts,
+        }
+    return entry
+
+
+_ENTRY_FIELDS = {"PandaID": int, "kind": str, "state": str, "error_code": int, "error_diag": str}
+_RANGE_FIELDS = ("total", "finished", "fatal", "failed_attempts")
+_FILE_FIELDS = {"path": str, "fsize": int, "adler32": str}
+
+
+def _job_entry_ok(job: Any) -> bool:
+    """Whether ``job`` is a summary job entry as `job_summary` writes it (what the text needs)."""
+    if not isinstance(job, dict):
+        return False
+    if not all(_is(job.get(name), kind) for name, kind in _ENTRY_FIELDS.items()):
+        return False
+    outputs = job.get("outputs")
+    if not isinstance(outputs, list) or not all(
+        isinstance(f, dict) and all(_is(f.get(n), k) for n, k in _FILE_FIELDS.items()) for f in outputs
+    ):
+        return False
+    if job["kind"] == "event service":
+        counts = job.get("ranges")
+        if not isinstance(counts, dict) or not all(_is(counts.get(n), int) for n in _RANGE_FIELDS):
+            return False
+        if not _is(job.get("n_events"), int):
+            return False
+    made = job.get("range_outputs")
+    return made is None or (
+        isinstance(made, dict) and _is(made.get("count"), int) and _is(made.get("bytes"), int)
+    )
+
+
+def _is(value: Any, kind: type) -> bool:
+    return isinstance(value, kind) and not isinstance(value, bool)

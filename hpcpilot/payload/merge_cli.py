@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hpcpilot.data.checksums import adler32_of_file
 from hpcpilot.model.errors import ErrorCode, HpcPilotError, PayloadError
@@ -114,18 +115,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code."""
+    """Run the command line; return the exit code (0).
+
+    A failed merge ends the process at once with its exit code (`exit_now`), before the failed
+    merger's objects are torn down.
+    """
     args = build_parser().parse_args(argv)
     try:
         summary = run(args.merger, args.inputs, args.output)
-    except HpcPilotError as exc:
+    except (HpcPilotError, OSError) as exc:  # OSError: a merger plugin that lets one through
         print(f"merge_cli: {exc}", file=sys.stderr)
-        return EXIT_NO_SPACE if _no_space(exc) else EXIT_MERGE_FAILED
-    except OSError as exc:  # a merger plugin that lets an I/O error through
-        print(f"merge_cli: {exc}", file=sys.stderr)
-        return EXIT_NO_SPACE if _no_space(exc) else EXIT_MERGE_FAILED
+        exit_now(EXIT_NO_SPACE if _no_space(exc) else EXIT_MERGE_FAILED)
     print(json.dumps(summary), flush=True)
     return 0
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process with ``code`` without tearing the interpreter down.
+
+    After a failed merge a library may still hold a half-written file: libhdf5 crashes (SIGSEGV)
+    freeing one whose writes failed on a full disk, and the exit code must say what happened.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _no_space(exc: BaseException) -> bool:
@@ -141,4 +154,4 @@ def _no_space(exc: BaseException) -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -14,6 +14,7 @@ The file attributes are ``nRanges``, ``nEvents`` and ``merger``.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from hpcpilot.model.errors import PayloadError
+from hpcpilot.model.errors import ErrorCode, PayloadError
 from hpcpilot.payload.merge import MergeInput, Merger
 from hpcpilot.runtime.atomic import atomic_path
 
@@ -110,11 +111,25 @@ class Hdf5Merger(Merger):
         try:
             with _atomic_hdf5(output) as handle:
                 _write_merged(handle, specs, scanned)
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # libhdf5 closing a file whose writes failed: RuntimeError
+            full = _disk_full(exc)
             raise PayloadError(
-                f"cannot write merge output {output}: {exc}", context={"file": str(output)}
+                f"cannot write merge output {output}: {'no space left on device' if full else exc}",
+                code=ErrorCode.NO_LOCAL_SPACE if full else None,
+                retryable=full,
+                context={"file": str(output)},
             ) from exc
         return sum(entry.n_events for entry in scanned)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether ``exc``, or an error it came from, is ``ENOSPC`` / ``EDQUOT``."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _input_error(item: MergeInput, what: str) -> PayloadError:

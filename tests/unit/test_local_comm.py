@@ -149,3 +149,23 @@ def test_unreadable_range_feed_fails_every_job_alike(tmp_path: Path) -> None:
         job = Job(panda_id=panda_id, event_service=True, n_events_per_input_file=10)
         with pytest.raises(CommunicatorError, match=r"JobsEventRanges\.json is not valid JSON"):
             c.fetch_ranges(job, 10)
+
+
+def test_the_number_of_ranges_is_known_before_they_are_fetched(tmp_path: Path) -> None:
+    two_files = (FileSpec("a.root"), FileSpec("b.root"))
+    job = Job(panda_id=5, event_service=True, n_events_per_input_file=25, input_files=two_files)
+    c = comm(tmp_path, events_per_range=10)
+    assert c.ranges_expected(job) == 6 == len(list(cut_ranges(job, 10)))
+    assert c.ranges_expected(Job(panda_id=6, event_service=True, n_events_per_input_file=30)) == 3
+    assert c.ranges_expected(Job(panda_id=7, event_service=True)) is None  # no event count
+    feed = [{"eventRangeID": f"1-8-1-{i}-1", "startEvent": i, "lastEvent": i} for i in range(1, 5)]
+    (tmp_path / "JobsEventRanges.json").write_text(json.dumps({"8": feed}))
+    listed = Job(panda_id=8, event_service=True)
+    c = comm(tmp_path)
+    assert c.ranges_expected(listed) == 4
+    c.fetch_ranges(listed, 3)
+    assert c.ranges_expected(listed) == 4  # served ones still count
+
+
+def test_local_runs_take_up_jobs_a_drain_ended() -> None:
+    assert LocalCommunicator.resumes_ended_jobs  # no one else hands out their work again

@@ -5,9 +5,11 @@ from hpcpilot.model.job import Job
 from hpcpilot.model.ranges import EventRange, RangeState
 from hpcpilot.model.results import OutputFile, RangeResult
 from hpcpilot.model.states import JobState
-from hpcpilot.parallel.books import JobBook, RangeEntry
+from hpcpilot.parallel.books import Books, JobBook, RangeEntry
 from hpcpilot.parallel.outcome import job_report, merge_inputs, settle_event_service
-from hpcpilot.parallel.summary import job_summary
+from hpcpilot.parallel.resume import DoneJob
+from hpcpilot.parallel.status import format_summary
+from hpcpilot.parallel.summary import job_summary, merge_summaries, run_summary
 
 
 def es_book(finished: int, fatal: int) -> JobBook:
@@ -57,3 +59,52 @@ def test_an_earlier_error_wins_and_the_merged_output_is_reported() -> None:
     failed.error_code, failed.error_diag = ErrorCode.PAYLOAD_EXECUTION_FAILURE, "merge failed: x"
     settle_event_service(failed)
     assert failed.state is JobState.FAILED and job_report(failed).error_code == 1305
+
+
+def test_ranges_known_to_come_count_in_the_totals_until_the_source_is_exhausted() -> None:
+    books = Books(max_attempts=3, batch_size=8)
+    book = books.add_job(Job(panda_id=9, event_service=True))
+    book.ranges_expected = 200
+    books.add_ranges(9, tuple(EventRange(f"1-9-1-{i}-1", i, i) for i in range(192)))
+    assert book.unfetched == 8 and books.ranges_total == 200
+    assert job_summary(book)["ranges"]["total"] == 200
+    summary = run_summary(books, workdir="w", wall_s=1.0, bad_jobs=[], drained_by="SIGTERM", error=None)
+    assert summary["ranges"]["total"] == 200 and summary["ranges"]["not_done"] == 200
+    books.exhaust(book)  # fewer came (bad ones skipped): what came is the truth
+    assert book.unfetched == 0 and books.ranges_total == 192
+
+
+def test_a_resumed_run_s_summary_keeps_the_jobs_of_the_runs_before() -> None:
+    earlier_book = es_book(finished=2, fatal=1)
+    settle_event_service(earlier_book)
+    earlier_job = {**job_summary(earlier_book), "PandaID": 8, "state": "failed"}
+    taken_up = {**earlier_job, "PandaID": 9, "error_code": 1201}  # taken up again and finished
+    earlier = {"jobs": [earlier_job, taken_up], "runs": 1, "ranges": {"total": 8, "finished": 2}}
+    book = es_book(finished=3, fatal=0)
+    book.state = JobState.FINISHED
+    books = Books(max_attempts=3, batch_size=8)
+    books.jobs[9] = book
+    books.ranges_known = books.ranges_finished = 3
+    current = run_summary(books, workdir="w", wall_s=1.0, bad_jobs=[], drained_by=None, error=None)
+    merged = merge_summaries(earlier, current)
+    assert [(j["PandaID"], j["state"]) for j in merged["jobs"]] == [(8, "failed"), (9, "finished")]
+    assert merged["ranges"]["total"] == 3 + 3 and merged["ranges"]["finished"] == 3 + 2
+    assert merged["ranges"]["fatal"] == 1 and merged["ranges"]["not_done"] == 0
+    assert merged["runs"] == 2 and merged["wall_s"] == current["wall_s"]
+    assert merge_summaries({"jobs": "garbage"}, current) == current
+    broken = {"jobs": [{"PandaID": 8, "state": "failed"}, earlier_job]}  # one not as hpcpilot writes
+    assert [j["PandaID"] for j in merge_summaries(broken, current)["jobs"]] == [8, 9]
+    nothing_new = run_summary(Books(3, 8), workdir="w", wall_s=0.1, bad_jobs=[], drained_by=None, error=None)
+    assert merge_summaries(earlier, nothing_new)["jobs"] == earlier["jobs"]  # never `jobs: []`
+
+
+def test_a_resumed_run_without_an_earlier_summary_has_the_jobs_the_journal_has_as_done() -> None:
+    """Killed after a job's final record, before the summary: the journal is what is left."""
+    nothing_new = run_summary(Books(3, 8), workdir="w", wall_s=0.1, bad_jobs=[], drained_by=None, error=None)
+    done = DoneJob(7, "finished", 0, True, ranges=5, finished=4, fatal=1, failed_attempts=3, n_events=40)
+    merged = merge_summaries({}, nothing_new, [done, DoneJob(8, "failed", 1008)])
+    [es, bad] = merged["jobs"]
+    assert (es["PandaID"], es["state"], es["n_events"], es["ranges"]["fatal"]) == (7, "finished", 40, 1)
+    assert (bad["PandaID"], bad["kind"], bad["error_code"]) == (8, "plain", 1008)
+    assert merged["ranges"]["total"] == 5 and merged["ranges"]["finished"] == 4
+    assert format_summary(merged).count("  job ") == 2

@@ -164,3 +164,46 @@ def test_a_job_whose_final_report_went_out_before_the_kill_is_not_taken_up(tmp_p
     assert LocalCommunicator(Settings(), layout).adopt(job) is None
     layout.results.write_text(json.dumps({str(PID): {"jobStatus": "failed"}}))
     assert LocalCommunicator(Settings(), layout).adopt(job) is JobState.FAILED
+
+
+def _ended_journal(path: Path, *finals: dict[str, object]) -> None:
+    """Job 7 with one finished range, then ``finals`` (final ``job`` records of later runs)."""
+    es = parse_job({"PandaID": 7, "taskID": 1, "eventService": "True", "jobPars": "x"}, source="t")
+    j = Journal(path)
+    j.append("run", host="h", pid=1, ranks=1, resume=False)
+    j.append("job", job=7, state="starting", **{"def": job_record(es)})
+    j.append("ranges", job=7, **range_columns([rng(1), rng(2)]))
+    j.collect("finished", 7, 1, ids=[rng(1).range_id], paths=["/o1"], fsize=[3], adler32=["a1"], nevents=[1])
+    j.append("reported", job=7, ids=[rng(1).range_id])
+    j.append("job", job=8, state="failed", code=1201, resumable=True)  # no definition journaled
+    for final in finals:
+        j.append("job", job=7, **final)
+    j.append("end", drained_by="SIGTERM")
+    j.close()
+
+
+def test_a_job_the_run_ended_early_is_open_again_and_a_done_job_is_described(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    _ended_journal(path, {"state": "failed", "code": 1201, "resumable": True})
+    state = resume_state(read_journal(path))
+    assert state.done == {8}  # without its definition it cannot be taken up
+    [job] = state.open
+    assert job.job.panda_id == 7 and job.ended_early and list(job.finished) == [rng(1).range_id]
+    assert [r.range_id for r in job.ranges] == [rng(1).range_id, rng(2).range_id]
+    assert [(d.panda_id, d.state, d.code, d.event_service) for d in state.finals] == [
+        (8, "failed", 1201, None)
+    ]
+    _ended_journal(tmp_path / "done.jsonl", {"state": "failed", "code": 1201})  # not resumable
+    done = resume_state(read_journal(tmp_path / "done.jsonl"))
+    assert done.done == {7, 8} and not done.open
+    [seven, _] = done.finals
+    assert (seven.event_service, seven.ranges, seven.finished, seven.n_events) == (True, 2, 1, 1)
+
+
+def test_a_job_ended_early_then_finished_by_a_resumed_run_is_done(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    ended = {"state": "failed", "code": 1098, "resumable": True}
+    _ended_journal(path, ended, {"state": "running"}, {"state": "finished", "code": 0})
+    state = resume_state(read_journal(path))
+    assert state.done == {7, 8} and not state.open
+    assert [(d.panda_id, d.state) for d in state.finals] == [(7, "finished"), (8, "failed")]

@@ -19,7 +19,7 @@ from hpcpilot.model.states import JobState
 from hpcpilot.parallel import run as par
 from hpcpilot.parallel.coordinator import Coordinator
 from hpcpilot.parallel.transport import LocalLink
-from hpcpilot.parallel.walltime import DurationStats, EndPlan
+from hpcpilot.parallel.walltime import DurationStats, EndPlan, may_finish
 from hpcpilot.runtime.journal import Journal
 from hpcpilot.runtime.signals import SignalFlag
 from tests.conftest import journal
@@ -71,6 +71,33 @@ def test_a_warning_only_brings_the_end_forward() -> None:
     assert plan.fits(40, 10) and not plan.fits(41, 10) and plan.fits(49, None)
 
 
+def test_at_the_end_a_range_may_finish_within_what_is_left_before_the_exit_margin() -> None:
+    plan = EndPlan(end=100.0, exit_margin_s=1, kill_grace_s=10)
+    assert plan.due(97) and plan.spare_window(97) == 2  # the kill grace alone would cut it now
+    plan.observe_finish(0.5)  # finishing the job takes time too
+    assert plan.spare_window(97) == 1.5 and plan.spare_window(99) == 0
+    assert EndPlan(None, 1, 10).spare_window(0) == 0  # no end known
+    plan.cut_by(98)  # a terminating signal: the hard kill is near, nothing is spared
+    assert plan.spare_window(97) == 0
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "expected", "window", "spared"),
+    [
+        (0.5, 1.6, 2.0, True),  # 1.1 s left of 1.6, 2 s to go
+        (0.0, 1.6, 1.5, False),  # just started: 1.6 s left, only 1.5 s to go
+        (1.0, 1.6, 0.7, True),
+        (3.0, 1.6, 0.1, True),  # overdue: given what is left, killed then if still running
+        (0.5, None, 60.0, False),  # no range of its job finished yet: nothing to expect
+        (0.5, 1.0, 0.0, False),
+    ],
+)
+def test_a_running_range_is_spared_when_its_expected_rest_fits(
+    elapsed: float, expected: float | None, window: float, spared: bool
+) -> None:
+    assert may_finish(elapsed, expected, window) is spared
+
+
 # --- runs in one process ------------------------------------------------------------------------
 
 
@@ -109,6 +136,7 @@ def run_until(
     end_in: float | None,
     batch: BatchSettings,
     signals: SignalFlag | None = None,
+    kill_grace_s: float = 0.2,
 ) -> tuple[Coordinator, Recording, float]:
     settings = Settings(
         eventservice=EventServiceSettings(mode="sleep"), node=NodeSettings(cores=4), batch=batch
@@ -116,7 +144,7 @@ def run_until(
     settings = replace(
         settings,
         parallel=replace(settings.parallel, journal_flush_s=0.01),
-        payload=replace(settings.payload, kill_grace_s=0.2),
+        payload=replace(settings.payload, kill_grace_s=kill_grace_s),
     )
     layout = WorkLayout(tmp_path)
     comm = Recording(settings, layout, payload_s)
@@ -171,6 +199,24 @@ def test_sigusr1_announces_the_end(tmp_path: Path) -> None:
     assert wall < 0.3 + 1.0
     s = coordinator.summary()
     assert s["drained_by"] == "REACHED_MAX_TIME" and s["ranges"]["finished"] > 0
+    assert comm.reports[-1].error_code == 1213
+
+
+def test_at_the_end_ranges_expected_to_end_before_the_exit_margin_finish(tmp_path: Path) -> None:
+    """SIGUSR1 with the end 1.5 s away, ranges of 0.6 s, a kill grace of 5 s: nothing is killed."""
+    coordinator, comm, wall = run_until(
+        tmp_path,
+        payload_s=0.6,
+        end_in=None,
+        batch=BatchSettings(exit_margin_s=0.2, warning_lead_s=1.5),
+        signals=SignalAt(signal.SIGUSR1, 0.9),  # the first 4 ranges took 0.6 s each
+        kill_grace_s=5.0,
+    )
+    assert wall < 0.9 + 1.5
+    s = coordinator.summary()
+    assert s["drained_by"] == "REACHED_MAX_TIME" and s["ranges"]["cut"] == 0 and comm.cut == []
+    assert not [r for r in journal(tmp_path) if r["ev"] == "failed"]
+    assert s["ranges"]["finished"] == 8  # those running at the signal finished too
     assert comm.reports[-1].error_code == 1213
 
 

@@ -129,3 +129,49 @@ def test_after_its_bye_a_worker_drops_what_crossed_it_and_ends_at_the_farewell(t
     link.to_worker.append(Farewell(1))
     w.step()
     assert w.done
+
+
+def _sleeping(seconds: float, panda_id: int = 5) -> Job:
+    return Job(
+        panda_id=panda_id,
+        transformation="sleep",
+        job_pars=str(seconds),
+        event_service=True,
+        output_files=(FileSpec("o.dat"),),
+    )
+
+
+def test_at_the_cut_a_range_that_fits_finishes_and_one_that_overruns_is_killed_later(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "6" / "logs").mkdir(parents=True)
+    w, link = worker(tmp_path)
+    w.step()
+    updates(link)
+    quick, stuck = _sleeping(0.3), _sleeping(30, panda_id=6)
+    link.to_worker.append(
+        Assignment((quick, stuck), (task(1), RangeTask(6, EventRange("1-6-1-1-1", 1, 1), 1)))
+    )
+    run_steps(w, 0.05)
+    # each job's ranges took 0.3 s so far: both are expected to end within the 0.5 s left
+    expected = ((5, 0.3), (6, 0.3))
+    link.to_worker.append(Stop(True, True, 1213, "cut at the end", spare_s=0.5, expected_s=expected))
+    run_steps(w, 0.35)
+    assert not w.bye_sent  # the stuck one is spared too, and still runs
+    run_steps(w, 0.4)
+    [bye] = [m for m in link.to_coordinator if isinstance(m, WorkerBye)]
+    results = {r.range_id: r for r in bye.update.ranges}
+    assert results["1-5-1-1-1"].state is RangeState.FINISHED  # spared, and it made it
+    assert results["1-6-1-1-1"].error_code == 1213  # killed when the 0.5 s were over
+
+
+def test_at_the_cut_a_range_of_a_job_without_a_finished_one_is_killed_at_once(tmp_path: Path) -> None:
+    w, link = worker(tmp_path)
+    w.step()
+    updates(link)
+    link.to_worker.append(Assignment((_sleeping(30),), (task(1),)))
+    run_steps(w, 0.05)
+    link.to_worker.append(Stop(True, True, 1213, "cut", spare_s=60.0, expected_s=()))
+    run_steps(w, 0.1)
+    [bye] = [m for m in link.to_coordinator if isinstance(m, WorkerBye)]
+    assert [r.error_code for r in bye.update.ranges] == [1213]
