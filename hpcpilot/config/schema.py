@@ -505,7 +505,8 @@ class MonitorSettings:
     min_free_disk_mb
         A worker whose work directory (or scratch) has less free space pauses, and stops after
         ``disk.wait_s`` (1098); a payload that fails on such a disk failed for lack of space. 0: off
-        (1 MB free still counts as full).
+        (1 MB free still counts as full). A merge starts only if this much stays free after it
+        (else its job fails with 1098).
     job_limits
         Kill a payload that runs longer than the job's ``maxWalltime`` (1213) or uses more CPU than its
         ``maxCpuCount`` (1204).

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -22,7 +23,15 @@ import numpy as np
 import pytest
 
 from hpcpilot.demo.jobs import DEMO_OUTPUT, demo_job
-from tests.conftest import RunPilot, finished_ranges, journal, summary, write_jobs
+from tests.conftest import (
+    RunPilot,
+    finished_ranges,
+    journal,
+    resize_tmpfs,
+    summary,
+    tmpfs,
+    write_jobs,
+)
 from tests.fakes.harvester import FakeHarvester
 from tests.fakes.panda_server import FakePandaServer
 from tests.mpi.test_harvester_e2e import check_event_service_job, describe, pilot_args, start_pilot
@@ -360,3 +369,112 @@ def test_resume_skips_done_jobs_served_again_and_finishes_the_open_one(
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["81"]["jobStatus"] == "finished" and results["91"]["jobStatus"] == "finished"
     assert np.array_equal(_events(tmp_path / MERGED)["event_number"], np.arange(1, N_EVENTS + 1))
+
+
+# --- a full disk during the merge; resume and drain semantics (issue 13) ----------------------------
+
+
+def _resumed_assignments(workdir: Path) -> set[str]:
+    return {rid for r in _after_last_run(journal(workdir)) if r["ev"] == "assigned" for rid in r["ids"]}
+
+
+def test_a_merge_short_of_disk_fails_cleanly_and_resume_merges_once_there_is_room(
+    run_pilot: RunPilot, mpiexec: Path, tmp_path: Path
+) -> None:
+    """A 5 MB disk holds the range outputs (3.5 MB) but not their merge as well."""
+    with tmpfs(tmp_path / "disk", "5m") as work:
+        write_jobs(work, [demo_job(panda_id=71, n_events=2000, sleep_per_event=0)])
+        args = ["run", "--workdir", str(work), "--set", "monitor.min_free_disk_mb=1"]
+        result = run_pilot(args, ranks=RANKS)
+        assert result.returncode == 3, result.stderr[-3000:]
+        [job] = summary(work)["jobs"]
+        assert job["state"] == "failed" and job["error_code"] == 1098  # not 1305 from a crashed merger
+        assert "not enough free space to merge" in job["error_diag"] and job["resumable"]
+        assert job["ranges"]["finished"] == 200
+        assert not (work / "71" / DEMO_OUTPUT).exists()
+        # a merge killed mid-write leaves its temporary file (named as atomic_path names them)
+        fd, left = tempfile.mkstemp(prefix=f".{DEMO_OUTPUT}.", suffix=".tmp", dir=work / "71")
+        os.close(fd)
+        foreign = work / "71" / f".{DEMO_OUTPUT}.notes.tmp"  # not the merger's: left alone
+        foreign.write_text("x")
+
+        resize_tmpfs(work, "64m")
+        result = run_pilot([*args, "--resume"], ranks=RANKS)
+        assert result.returncode == 0, result.stderr[-3000:]
+        [job] = summary(work)["jobs"]
+        assert job["state"] == "finished" and job["n_events"] == 2000
+        assert not _resumed_assignments(work)  # merged from the intact range outputs, none rerun
+        assert not Path(left).exists() and foreign.exists()
+        events = _events(work / "71" / DEMO_OUTPUT)["event_number"]
+        assert np.array_equal(events, np.arange(1, 2001))
+
+
+def test_resume_of_a_run_that_ended_keeps_its_summary(
+    run_pilot: RunPilot, mpiexec: Path, tmp_path: Path
+) -> None:
+    write_jobs(tmp_path, [demo_job(panda_id=72, n_events=40, sleep_per_event=0)])
+    result = run_pilot(["run", "--workdir", str(tmp_path)], ranks=RANKS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    before = summary(tmp_path)
+    result = run_pilot(["run", "--resume", "--workdir", str(tmp_path)], ranks=RANKS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = summary(tmp_path)
+    assert after["jobs"] == before["jobs"] and after["ranges"]["finished"] == 4  # not `jobs: []`
+    assert after["runs"] == 2
+    assert "job 72: finished" in result.stdout
+
+
+def test_sigterm_in_local_mode_then_resume_finishes_the_job(
+    run_pilot: RunPilot, mpiexec: Path, tmp_path: Path, launcher_tmp: Path
+) -> None:
+    """No one else hands out the work of a local job a drain cut short: ``--resume`` finishes it."""
+    n_ranges = 300  # more than rank 0 fetches at once
+    job = demo_job(panda_id=PANDA_ID, n_events=10 * n_ranges, sleep_per_event=0.005)
+    work = tmp_path / "cut"
+    write_jobs(work, [job])
+    proc = _start(work, launcher_tmp)
+    _wait_for(proc, work, lambda records: len(finished_ranges(records)) >= 20)
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 3
+    cut = summary(work)
+    [failed] = cut["jobs"]
+    assert failed["error_code"] == 1201 and failed["resumable"]
+    assert cut["ranges"]["total"] == n_ranges == failed["ranges"]["total"]  # not only those fetched
+    assert cut["ranges"]["finished"] + cut["ranges"]["not_done"] == n_ranges
+    finished_before = {rid for rid, _ in finished_ranges(journal(work))}
+    assert 0 < len(finished_before) < n_ranges
+
+    result = run_pilot(["run", "--resume", "--workdir", str(work)], ranks=RANKS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "the run before cut it short" in result.stderr
+    assert not _resumed_assignments(work) & finished_before
+    finished = Counter(rid for rid, _ in finished_ranges(journal(work)))
+    assert len(finished) == n_ranges and set(finished.values()) == {1}
+    [done] = summary(work)["jobs"]
+    assert done["state"] == "finished" and done["ranges"]["finished"] == n_ranges
+    assert json.loads((work / "results.json").read_text())[str(PANDA_ID)]["jobStatus"] == "finished"
+    write_jobs(tmp_path / "undisturbed", [job])
+    result = run_pilot(["run", "--workdir", str(tmp_path / "undisturbed")], ranks=RANKS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert np.array_equal(_events(work / MERGED), _events(tmp_path / "undisturbed" / MERGED))
+
+
+def test_sigusr1_lets_running_ranges_that_end_before_the_exit_margin_finish(
+    tmp_path: Path, launcher_tmp: Path
+) -> None:
+    """The end 4 s away, ranges of 1.5 s, a kill grace of 10 s: none is killed, none is lost."""
+    write_jobs(tmp_path, [demo_job(panda_id=PANDA_ID, n_events=600, sleep_per_event=0.15)])
+    settings = ("batch.warning_lead_s=4", "batch.exit_margin_s=1", "payload.kill_grace_s=10")
+    proc = _start(tmp_path, launcher_tmp, *(arg for item in settings for arg in ("--set", item)))
+    _wait_for(proc, tmp_path, lambda records: len(finished_ranges(records)) >= 6)
+    os.killpg(proc.pid, signal.SIGUSR1)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    records = journal(tmp_path)
+    assert [r for r in records if r["ev"] == "failed"] == []  # before: all 6 running were killed (1213)
+    s = summary(tmp_path)
+    assert s["drained_by"] == "REACHED_MAX_TIME" and s["ranges"]["cut"] == 0
+    finished = Counter(rid for rid, _ in finished_ranges(records))
+    assert set(finished.values()) == {1} and s["ranges"]["finished"] == len(finished) > 6
+    assert Counter(_reported(records)) == finished
