@@ -447,7 +447,7 @@ def test_sigterm_in_local_mode_then_resume_finishes_the_job(
 
     result = run_pilot(["run", "--resume", "--workdir", str(work)], ranks=RANKS)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "the run before cut it short" in result.stderr
+    assert "the run before ended it early" in result.stderr
     assert not _resumed_assignments(work) & finished_before
     finished = Counter(rid for rid, _ in finished_ranges(journal(work)))
     assert len(finished) == n_ranges and set(finished.values()) == {1}
