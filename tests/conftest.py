@@ -6,8 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,29 +134,3 @@ def check_cut_by_the_end(workdir: Path, panda_id: int, output_lfn: str) -> dict[
     assert set(adlers) <= set(written) and set(written) - set(adlers) <= cut
     assert all(adler32_of_file(written[rid]) == adler for rid, adler in adlers.items())
     return s
-
-
-@contextmanager
-def tmpfs(path: Path, size: str) -> Iterator[Path]:
-    """Mount a tmpfs of ``size`` (``5m``) at ``path`` (made if missing) for the block; unmount after.
-
-    Needs the right to mount (root, as in CI): skips without it, fails under ``CI=true``.
-    """
-    path.mkdir(parents=True, exist_ok=True)
-    mount = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)]
-    try:
-        done = subprocess.run(mount, capture_output=True, text=True, check=False)
-        why = done.stderr.strip() if done.returncode else ""
-    except OSError as exc:  # no mount command
-        why = str(exc)
-    need(not why, f"mounting a tmpfs ({why})")
-    try:
-        yield path
-    finally:
-        if subprocess.run(["umount", str(path)], capture_output=True, check=False).returncode:
-            subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
-
-
-def resize_tmpfs(path: Path, size: str) -> None:
-    """Give a tmpfs mounted by `tmpfs` a new size."""
-    subprocess.run(["mount", "-o", f"remount,size={size}", str(path)], check=True)

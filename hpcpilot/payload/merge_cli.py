@@ -14,7 +14,6 @@ goes to stderr and the exit code is 2; if the disk is full (``ENOSPC``), it is 3
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
 import sys
@@ -26,6 +25,7 @@ from hpcpilot.data.checksums import adler32_of_file
 from hpcpilot.model.errors import ErrorCode, HpcPilotError, PayloadError
 from hpcpilot.payload.merge import MergeInput, Merger
 from hpcpilot.plugins import load_plugin
+from hpcpilot.runtime.diskspace import is_disk_full
 
 #: Exit code when the merge fails.
 EXIT_MERGE_FAILED = 2
@@ -142,15 +142,8 @@ def exit_now(code: int) -> NoReturn:
 
 
 def _no_space(exc: BaseException) -> bool:
-    """Whether ``exc`` (or the error it was raised from) says the disk is full."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, HpcPilotError) and seen.code is ErrorCode.NO_LOCAL_SPACE:
-            return True
-        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        seen = seen.__cause__
-    return False
+    """Whether ``exc`` (or an error it came from) says the disk is full."""
+    return (isinstance(exc, HpcPilotError) and exc.code is ErrorCode.NO_LOCAL_SPACE) or is_disk_full(exc)
 
 
 if __name__ == "__main__":

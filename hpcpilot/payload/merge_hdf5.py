@@ -14,7 +14,6 @@ The file attributes are ``nRanges``, ``nEvents`` and ``merger``.
 
 from __future__ import annotations
 
-import errno
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import numpy as np
 from hpcpilot.model.errors import ErrorCode, PayloadError
 from hpcpilot.payload.merge import MergeInput, Merger
 from hpcpilot.runtime.atomic import atomic_path
+from hpcpilot.runtime.diskspace import is_disk_full
 
 #: Value of the output's ``merger`` attribute.
 MERGER_NAME = "hpcpilot.payload.merge_hdf5"
@@ -112,7 +112,7 @@ class Hdf5Merger(Merger):
             with _atomic_hdf5(output) as handle:
                 _write_merged(handle, specs, scanned)
         except (OSError, RuntimeError) as exc:  # libhdf5 closing a file whose writes failed: RuntimeError
-            full = _disk_full(exc)
+            full = is_disk_full(exc)
             raise PayloadError(
                 f"cannot write merge output {output}: {'no space left on device' if full else exc}",
                 code=ErrorCode.NO_LOCAL_SPACE if full else None,
@@ -120,16 +120,6 @@ class Hdf5Merger(Merger):
                 context={"file": str(output)},
             ) from exc
         return sum(entry.n_events for entry in scanned)
-
-
-def _disk_full(exc: BaseException) -> bool:
-    """Whether ``exc``, or an error it came from, is ``ENOSPC`` / ``EDQUOT``."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def _input_error(item: MergeInput, what: str) -> PayloadError:

@@ -23,21 +23,14 @@ import numpy as np
 import pytest
 
 from hpcpilot.demo.jobs import DEMO_OUTPUT, demo_job
-from tests.conftest import (
-    RunPilot,
-    finished_ranges,
-    journal,
-    resize_tmpfs,
-    summary,
-    tmpfs,
-    write_jobs,
-)
+from tests.conftest import RunPilot, finished_ranges, journal, summary, write_jobs
 from tests.fakes.harvester import FakeHarvester
 from tests.fakes.panda_server import FakePandaServer
 from tests.mpi.test_harvester_e2e import check_event_service_job, describe, pilot_args, start_pilot
 from tests.mpi.test_mpi_runs import _rank_process
 from tests.mpi.test_panda_e2e import check_event_service_run
 from tests.mpi.test_panda_e2e import pilot_args as panda_args
+from tests.tmpfs import resize, tmpfs
 
 pytestmark = pytest.mark.mpi
 RANKS = 4
@@ -398,7 +391,7 @@ def test_a_merge_short_of_disk_fails_cleanly_and_resume_merges_once_there_is_roo
         foreign = work / "71" / f".{DEMO_OUTPUT}.notes.tmp"  # not the merger's: left alone
         foreign.write_text("x")
 
-        resize_tmpfs(work, "64m")
+        resize(work, "64m")
         result = run_pilot([*args, "--resume"], ranks=RANKS)
         assert result.returncode == 0, result.stderr[-3000:]
         [job] = summary(work)["jobs"]

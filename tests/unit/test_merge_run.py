@@ -21,7 +21,8 @@ from hpcpilot.payload.merge_run import (
     merge_space_needed,
 )
 from hpcpilot.runtime.atomic import leftover_temporaries
-from tests.conftest import pilot_env, tmpfs
+from tests.conftest import pilot_env
+from tests.tmpfs import tmpfs
 from tests.unit.test_merge_hdf5 import make_range
 
 
