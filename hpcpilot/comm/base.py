@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from hpcpilot.config.schema import Settings
@@ -258,6 +258,15 @@ class Communicator(ABC):
             and not taken up. None when the job is not known to be final there.
         """
         return None
+
+    def adopt_done(self, panda_ids: Collection[int]) -> None:  # noqa: B027 - optional hook
+        """Learn the jobs the runs before a resumed one ended: fetched then, never taken up again.
+
+        Called before the run's first `fetch_jobs`, with the PandaIDs the journal holds a final state
+        for. A communicator that reads its jobs once (Harvester's job spec file, consumed by the run
+        that read it) counts them as read, so that a resumed run whose jobs all ended before the kill
+        ends too, instead of waiting for jobs that will not come.
+        """
 
     def ranges_expected(self, job: Job) -> int | None:
         """How many ranges an event-service job gets in all, when that is known beforehand.

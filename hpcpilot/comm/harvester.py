@@ -7,6 +7,10 @@ the pilot writes there, each on its own polling period (minutes in production). 
   nothing is read twice and a file Harvester is still writing is completed in place and read again on
   the next look (a file still unreadable once it has not changed for `STALE_S` seconds is set aside
   as ``<name>.bad.<ns>``);
+* keeps a taken range feed as ``.reading`` until the coordinator has been handed (and so has
+  journaled) the ranges it brought for open jobs, and only then as ``.read``: a kill at any moment
+  leaves every range Harvester fed, and the empty list that ends a job's ranges, either in the journal
+  or in the feed file, which a resumed run reads again (its journal tells the ranges it knows);
 * keeps a deep cache of ranges per job and writes ``worker_requestevents.json`` when the cache falls
   below a threshold that grows with the rate ranges are used times the delay Harvester took to answer
   the last request, so slots never starve;
@@ -27,7 +31,7 @@ import tarfile
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -189,8 +193,11 @@ class HarvesterCommunicator(Communicator):
         self._new_bad: list[BadJob] = []
         self._open_cores: dict[int, int] = {}
         self._job_request_t: float | None = None
+        self._done_before: set[int] = set()  # jobs runs before a resumed one read and ended
         # ranges
         self._feed = _Consumer(self.ap / self.names.eventRangesFile)
+        self._feed_held = False  # the feed taken (``.reading``) is parsed and cached, not marked read
+        self._held: set[int] = set()  # jobs whose ranges of that feed were not handed out yet
         self._cache: dict[int, deque[Any]] = {}
         self._ended: set[int] = set()
         self._ahead: dict[int, int] = {}  # ranges handed beyond what the coordinator asked for
@@ -220,6 +227,7 @@ class HarvesterCommunicator(Communicator):
     def poll(self) -> tuple[Command, ...]:
         """Look at the access point when due; write due reports; touch the heartbeat file."""
         now = time.monotonic()
+        self._release_feed()
         if now >= self._next_scan:
             self._scan(now)
         if self._dump_since is not None and now - self._dump_since >= self.cfg.report_interval_s:
@@ -237,7 +245,8 @@ class HarvesterCommunicator(Communicator):
     def _scan(self, now: float) -> None:
         self._next_scan = now + self.cfg.poll_s
         self._scan_jobs()
-        self._scan_ranges(now)
+        self._note_answer(now)
+        self._scan_ranges()
         self._scan_kill_files()
         self._request_ranges(now)
         self._request_jobs(now)
@@ -262,12 +271,16 @@ class HarvesterCommunicator(Communicator):
         if self._new_jobs or self._listed or self._spec_top.pending or self._ids_file.pending:
             return False
         max_jobs = self.settings.run.max_jobs
-        if max_jobs and len(self.jobs) >= max_jobs:
+        if max_jobs and self._jobs_read() >= max_jobs:
             return True
         if self.cfg.request_jobs:
             asked = self._job_request_t
             return not self._open_cores and asked is not None and now - asked >= self.cfg.job_wait_s
-        return bool(self.jobs) or now - self.started >= self.cfg.job_wait_s
+        return self._jobs_read() > 0 or now - self.started >= self.cfg.job_wait_s
+
+    def _jobs_read(self) -> int:
+        """Jobs read from the access point, by this run or (ended) by the runs before a resumed one."""
+        return len(self._done_before.union(self.jobs))
 
     def _scan_jobs(self) -> None:
         text = self._spec_top.take()
@@ -359,7 +372,7 @@ class HarvesterCommunicator(Communicator):
         per_job = max((j.core_count for j in self.jobs.values()), default=1)
         free = (self._slots - sum(self._open_cores.values())) // max(per_job, 1)
         if max_jobs:
-            free = min(free, max_jobs - len(self.jobs))
+            free = min(free, max_jobs - self._jobs_read())
         if free <= 0:
             return
         write_json_atomic(path, {"nJobs": free}, indent=None)
@@ -375,9 +388,12 @@ class HarvesterCommunicator(Communicator):
         All of them, not only the ``n`` asked for: a range taken from Harvester's feed file reaches the
         coordinator's journal at once, so that a killed run loses none (``run --resume``). Those beyond
         ``n`` count as used only when the coordinator asks for them (the prefetch keeps its rate and
-        counts them as cached when deciding to ask Harvester for more).
+        counts them as cached when deciding to ask Harvester for more). The feed they came in is
+        marked read on the next call (the coordinator has journaled them by then): until then a
+        resumed run reads it again.
         """
         now = time.monotonic()
+        self._release_feed()
         if now >= self._next_scan:
             self._scan(now)
         cache = self._cache.get(job.panda_id)
@@ -395,6 +411,7 @@ class HarvesterCommunicator(Communicator):
         self._ahead[job.panda_id] = ahead - used
         self.prefetch.taken(used, now, n)
         exhausted = job.panda_id in self._ended and not cache
+        self._held.discard(job.panda_id)
         return RangeBatch(tuple(ranges), exhausted=exhausted, errors=tuple(errors))
 
     def adopt(self, job: Job, exhausted: bool = False) -> JobState | None:
@@ -412,6 +429,15 @@ class HarvesterCommunicator(Communicator):
         if exhausted:
             self._ended.add(job.panda_id)
         return None
+
+    def adopt_done(self, panda_ids: Collection[int]) -> None:
+        """Jobs the runs before a resumed one read and ended: they count as read.
+
+        Harvester feeds a worker's jobs once (the spec file, consumed by the run that read it): a
+        resumed run whose jobs all ended before the kill must end, not wait ``harvester.job_wait_s``
+        for a job spec that will not come.
+        """
+        self._done_before.update(panda_ids)
 
     def _final_state(self, panda_id: int) -> JobState | None:
         """The final ``jobStatus`` of the job's ``worker_attributes.json``, if it has one."""
@@ -438,7 +464,28 @@ class HarvesterCommunicator(Communicator):
             return False
         return len(raw_jobs) > 1
 
-    def _scan_ranges(self, now: float) -> None:
+    def _note_answer(self, now: float) -> None:
+        """Harvester's answer to the last range request is there: how long it took (sizes requests)."""
+        if self._request_t is not None and self._feed.path.exists():
+            self.prefetch.answered(now - self._request_t)
+            self._request_t = None
+
+    def _release_feed(self) -> None:
+        """Mark the held feed read once the ranges it brought for open jobs were handed out.
+
+        The coordinator journals (and fsyncs) the ranges `fetch_ranges` hands it before it calls the
+        communicator again; ranges of a job not (or no longer) open do not hold the feed back.
+        """
+        if not self._feed_held:
+            return
+        if self._held & (self._open_cores.keys() | {j.panda_id for j in self._new_jobs}):
+            return
+        self._feed.done()
+        self._feed_held, self._held = False, set()
+
+    def _scan_ranges(self) -> None:
+        if self._feed_held:
+            return  # the next feed waits in its file until the ranges of this one are journaled
         text = self._feed.take()
         if text is None:
             return
@@ -447,10 +494,7 @@ class HarvesterCommunicator(Communicator):
         except CommunicatorError as exc:
             self._feed.failed(exc)
             return
-        self._feed.done()
-        if self._request_t is not None:
-            self.prefetch.answered(now - self._request_t)
-            self._request_t = None
+        self._feed_held = True
         added = 0
         for key, items in feed.items():
             panda_id = panda_id_or_none(key)
@@ -472,6 +516,7 @@ class HarvesterCommunicator(Communicator):
             if not items:
                 self._ended.add(panda_id)
             self._cache.setdefault(panda_id, deque()).extend(items)
+            self._held.add(panda_id)
             added += len(items)
         log.info("took %d range(s) from %s", added, self._feed.path.name)
 
@@ -479,7 +524,7 @@ class HarvesterCommunicator(Communicator):
         path = self.ap / self.names.eventRequestFile
         if self._request_t is not None and path.exists():
             return  # Harvester has not answered the last request yet
-        if self._feed.waiting:
+        if self._feed.path.exists() or (self._feed.pending and not self._feed_held):
             return  # its answer is not read yet: a new answer would overwrite it
         threshold, size = self.prefetch.sizes(self._slots)
         request = {
@@ -594,6 +639,8 @@ class HarvesterCommunicator(Communicator):
                 old = old or self._entries_of(claimed, panda_id)
         except FileNotFoundError:
             pass
+        known = {_entry_key(e) for e in old}  # a resumed run reports again what the killed run left here
+        new = [e for e in new if _entry_key(e) not in known]
         entries = old + new
         try:
             with atomic_path(path) as tmp:
@@ -666,3 +713,16 @@ class HarvesterCommunicator(Communicator):
         for name in (self.names.eventRequestFile, self.names.jobRequestFile):
             (self.ap / name).unlink(missing_ok=True)
         write_json_atomic(self.ap / self.names.killWorkerFile, {"time": time.time()}, indent=None)
+
+
+def _entry_key(text: str) -> tuple[str, str]:
+    """What a dump entry declares: (range id, status) for a range, ("path", path) for a file."""
+    try:
+        entry = json.loads(text)
+    except ValueError:
+        return ("text", text)
+    if not isinstance(entry, dict):
+        return ("text", text)
+    if entry.get("eventRangeID") is not None:
+        return (str(entry["eventRangeID"]), str(entry.get("eventStatus")))
+    return ("path", str(entry.get("path")))

@@ -1138,7 +1138,8 @@ class Coordinator:
     def restore(self, state: ResumeState) -> None:
         """Take up what a killed run left (`hpcpilot.parallel.resume`), before the loop starts.
 
-        Done jobs are never run again (also when the communicator serves them again). Each open job is
+        Done jobs are never run again (also when the communicator serves them again), and the
+        communicator counts them as fetched (`Communicator.adopt_done`). Each open job is
         added again and told to the communicator (`Communicator.adopt`); its ranges are booked as the
         journal left them: finished and reported ones stay finished (not rerun, not reported again,
         their outputs merged), finished but unreported ones are verified (the output exists and its
@@ -1146,6 +1147,7 @@ class Coordinator:
         other range is queued, with the attempts it already used.
         """
         self._skip_jobs = set(state.done)
+        self.comm.adopt_done(state.done)  # read and ended before: a resumed run does not wait for them
         for open_job in state.open:
             job = open_job.job
             final = self.comm.adopt(job, open_job.exhausted)

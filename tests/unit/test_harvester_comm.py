@@ -186,6 +186,43 @@ def test_requests_early_and_empty_list_ends(tmp_path: Path) -> None:
     assert not (tmp_path / "worker_requestevents.json").exists()
 
 
+def test_a_feed_is_kept_until_its_ranges_were_handed_out_so_a_kill_loses_none(tmp_path: Path) -> None:
+    """Ranges and the empty list taken from the feed stay in it (``.reading``) until journaled.
+
+    Before, a feed was kept as ``.read`` as soon as it was parsed, while rank 0 takes ranges (and
+    journals them) only when its queue runs low: a kill in between lost them, and a resumed run
+    asked again for the ranges of a job Harvester had already said had no more.
+    """
+    (tmp_path / "HPCJobs.json").write_text(json.dumps({str(PID): job_dict()}))
+    feed = tmp_path / "JobsEventRanges.json"
+    reading, read = tmp_path / "JobsEventRanges.json.reading", tmp_path / "JobsEventRanges.json.read"
+    feed.write_text(json.dumps({str(PID): [rng(1), rng(2)], "999": [rng(1, 999)]}))
+    comm = make(tmp_path, request_threshold=5, request_ranges=20)
+    comm.set_slots(2)
+    (job,) = comm.fetch_jobs(5).jobs
+    scan(comm)
+    assert reading.exists() and not read.exists()  # parsed, not handed out: the queue is full
+    request = tmp_path / "worker_requestevents.json"
+    assert request.exists()  # a held feed is parsed: a new answer overwrites nothing
+    request.unlink()  # Harvester answers: no more ranges
+    feed.write_text(json.dumps({str(PID): []}))
+    scan(comm)
+    assert feed.exists()  # the next answer waits in its file meanwhile
+    # killed here: the resumed run's communicator reads the held feed again (the journal drops known ids)
+    ids = [f"7-{PID}-1-1-1", f"7-{PID}-1-2-1"]
+    resumed = make(tmp_path)
+    assert resumed.adopt(job) is None
+    assert [r.range_id for r in resumed.fetch_ranges(job, 1).ranges] == ids
+    assert reading.exists() and not read.exists()  # handed out; journaled before the next call
+    scan(resumed)  # the unknown job 999 holds nothing back; the next answer is taken
+    assert read.exists() and not feed.exists()
+    batch = resumed.fetch_ranges(job, 10)
+    assert batch.ranges == () and batch.exhausted
+    assert reading.exists()  # the end of the job's ranges, too, is marked read only once journaled
+    scan(resumed)
+    assert not reading.exists()
+
+
 def test_dump_merges_into_unconsumed_file_and_restarts_after_harvester_took_it(tmp_path: Path) -> None:
     (tmp_path / "HPCJobs.json").write_text(json.dumps({str(PID): job_dict()}))
     comm = make(tmp_path, report_interval_s=0.0)
@@ -214,6 +251,32 @@ def test_dump_merges_into_unconsumed_file_and_restarts_after_harvester_took_it(t
     comm.report_ranges(job, [result(4)], [])
     comm.poll()
     assert [e["eventRangeID"] for e in json.loads(dump.read_text())[str(PID)]] == [f"7-{PID}-1-4-1"]
+
+
+def test_a_resumed_run_declares_nothing_twice_in_the_dump_the_killed_run_left(tmp_path: Path) -> None:
+    """Killed after writing a dump, before journaling ``reported``: the resumed run reports again."""
+    (tmp_path / "HPCJobs.json").write_text(json.dumps({str(PID): job_dict()}))
+    killed = make(tmp_path, report_interval_s=0.0)
+    (job,) = killed.fetch_jobs(5).jobs
+    job_dir = tmp_path / str(PID)
+    job_dir.mkdir()
+
+    def result(i: int) -> RangeResult:
+        path = job_dir / f"HITS.pool.root.7-{PID}-1-{i}-1"
+        path.write_bytes(b"x" * i)
+        out = OutputFile(str(path), i, f"{zlib.adler32(b'x' * i):08x}")
+        return RangeResult(PID, f"7-{PID}-1-{i}-1", RangeState.FINISHED, out, n_events=1)
+
+    killed.report_ranges(job, [result(1), result(2)], [f"7-{PID}-1-8-1"])
+    killed.poll()
+    resumed = make(tmp_path, report_interval_s=0.0)
+    assert resumed.adopt(job) is None
+    resumed.report_ranges(job, [result(1), result(2), result(3)], [f"7-{PID}-1-8-1"])
+    resumed.poll()
+    entries = json.loads((tmp_path / "event_status.dump.json").read_text())[str(PID)]
+    assert [e["eventRangeID"] for e in entries] == [f"7-{PID}-1-{i}-1" for i in (1, 2, 8, 3)]
+    ids = [f"7-{PID}-1-{i}-1" for i in (1, 2, 3, 8)]
+    assert resumed.delivered() == [(PID, ids)]  # all of them durable: journaled ``reported``
 
 
 def test_packed_ranges_are_zip_output(tmp_path: Path) -> None:
