@@ -8,10 +8,10 @@ registered by a package under the ``hpcpilot.monitors`` entry-point group.
 
 from __future__ import annotations
 
-import os
 import time
-from collections import Counter
 from collections.abc import Sequence
+
+import psutil
 
 from hpcpilot.model.metrics import MetricSample
 from hpcpilot.monitor.base import Monitor, Observation, Watched
@@ -20,22 +20,33 @@ from hpcpilot.monitor.base import Monitor, Observation, Watched
 OPEN_FDS = "open_fds"
 
 
-def open_fds(pid: int) -> int:
-    """Descriptors a process holds open (0 if it ended or may not be read)."""
+def open_fds(pid: int) -> int | None:
+    """Descriptors a live process holds open; None if it ended or may not be read.
+
+    A payload that has just exited is still in ``running`` until the worker reaps it, as a zombie
+    that holds no descriptors: it is left out rather than counted as 0. Its state is asked after the
+    count, so a process found alive then was alive while counted.
+    """
     try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return 0
+        process = psutil.Process(pid)
+        count = process.num_fds()
+        alive = process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return None
+    return count if alive else None
 
 
 class OpenFilesMonitor(Monitor):
     """Counts the open file descriptors of every running payload's group leaders, per job."""
 
     def observe(self, now: float, running: Sequence[Watched]) -> Observation:
-        """One ``open_fds`` sample per job with payloads running on the node."""
-        per_job: Counter[int] = Counter()
+        """One ``open_fds`` sample per job with live payloads on the node (none for a job without)."""
+        per_job: dict[int, int] = {}
         for item in running:
-            per_job[item.job.panda_id] += sum(open_fds(pid) for pid in item.pids)
+            counts = [n for n in map(open_fds, item.pids) if n is not None]
+            if counts:
+                panda_id = item.job.panda_id
+                per_job[panda_id] = per_job.get(panda_id, 0) + sum(counts)
         t = time.time()
         samples = tuple(
             MetricSample(t, panda_id, ((OPEN_FDS, float(n)),)) for panda_id, n in sorted(per_job.items())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -26,7 +28,7 @@ from hpcpilot.model.job import FileSpec, Job
 from hpcpilot.model.layout import WorkLayout
 from hpcpilot.model.metrics import MetricSample
 from hpcpilot.model.ranges import EventRange, RangeState
-from hpcpilot.monitor.base import Monitor, Observation, Watched
+from hpcpilot.monitor.base import Monitor, NodeContext, Observation, Watched
 from hpcpilot.parallel import run as par
 from hpcpilot.parallel.coordinator import Coordinator
 from hpcpilot.parallel.messages import Assignment, NodeInfo, RangeTask, WorkerBye, WorkerUpdate
@@ -35,7 +37,7 @@ from hpcpilot.parallel.worker import Worker
 from hpcpilot.runtime.journal import Journal
 from hpcpilot.runtime.signals import SignalFlag
 from tests.conftest import write_jobs
-from tests.plugins.extra_metric import OPEN_FDS
+from tests.plugins.extra_metric import OPEN_FDS, OpenFilesMonitor
 
 SLEEPER = "import sys, time; time.sleep(float(sys.argv[1])); open(sys.argv[2], 'w').write('x')"
 
@@ -178,6 +180,26 @@ def test_user_metric_reaches_rank_0_in_a_single_process_run(tmp_path: Path) -> N
     assert fds and {s.panda_id for s in fds} == {61} and all(s.get(OPEN_FDS) >= 3 for s in fds)
     assert any(s.panda_id == 61 and s.get(m.CPU_S) > 0 for s in coordinator.received)
     assert any(s.panda_id == 0 and s.get(m.MEM_TOTAL_KB) > 0 for s in coordinator.received)
+
+
+def test_user_metric_leaves_out_a_payload_that_exited_and_is_not_reaped_yet(tmp_path: Path) -> None:
+    """The flake of the run above: a payload sampled as a zombie (not reaped yet) counted 0 open fds."""
+    monitor = OpenFilesMonitor(MonitorSettings(), NodeContext(0, "h", 2, tmp_path, None))
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        os.waitid(os.P_PID, ended.pid, os.WEXITED | os.WNOWAIT)  # exited, left a zombie: not reaped
+        other = dataclasses.replace(job(0.0), panda_id=6)
+        running = [
+            Watched("s1", job(0.0), (ended.pid,), 0.0, tmp_path),
+            Watched("s2", other, (live.pid, ended.pid), 0.0, tmp_path),
+        ]
+        samples = monitor.observe(time.monotonic(), running).samples
+        assert [(s.panda_id, s.get(OPEN_FDS) >= 3) for s in samples] == [(6, True)]
+    finally:
+        live.kill()
+        live.wait()
+        ended.wait()
 
 
 class Broken(Monitor):
