@@ -38,6 +38,7 @@ from tests.mpi.test_harvester_e2e import (
 from tests.mpi.test_mpi_runs import _rank_process
 from tests.mpi.test_panda_e2e import check_event_service_run
 from tests.mpi.test_panda_e2e import pilot_args as panda_args
+from tests.plugins.gated_merger import gate, merging_marker
 from tests.tmpfs import resize, tmpfs
 
 pytestmark = pytest.mark.mpi
@@ -45,6 +46,7 @@ RANKS = 4
 PANDA_ID = 91
 N_EVENTS = 1200  # 120 ranges of 10 events
 MERGED = f"{PANDA_ID}/HITS.demo._000001.h5"
+GATED = "tests.plugins.gated_merger:GatedMerger"
 
 
 def _job() -> dict[str, Any]:
@@ -308,30 +310,33 @@ def _job_ended(panda_id: int) -> Callable[[list[dict[str, Any]]], bool]:
     )
 
 
-@pytest.mark.parametrize("moment", ["every_range_reported", "final_report"])
+@pytest.mark.parametrize("moment", ["merging", "final_report"])
 def test_harvester_kill_9_as_the_job_ends_then_resume_ends_too(
     run_pilot: RunPilot, mpiexec: Path, tmp_path: Path, launcher_tmp: Path, moment: str
 ) -> None:
-    """kill -9 once Harvester has every range, or once the final report is journaled: ``--resume`` ends.
+    """kill -9 while the job merges (every range done), or once its final report is journaled.
 
     Before: a resumed run whose one job had ended before the kill counted no job read from the access
     point, and waited ``harvester.job_wait_s`` (600 s) for a job spec Harvester never writes again.
-    Wherever the kill lands after the chosen moment (merging, reporting, closing, even after the
-    ``end`` record), the resumed run finishes what is left, reports nothing twice (but what the kill
-    raced: `raced_reports`), and ends.
+    Wherever the kill lands after its final record (closing, even after the ``end`` record), the
+    resumed run ends at once; killed while merging, it merges and reports the job. Nothing is
+    reported twice (but what the kill raced: `raced_reports`).
     """
     n_ranges = 40
     job = demo_job(panda_id=62, n_events=10 * n_ranges, mode="streaming", sleep_per_event=0.005)
     with FakeHarvester(tmp_path / "ap", [job], prefeed=12, period_s=0.5) as fake:
         ap = fake.access_point
-        args = pilot_args(fake, "--set", "node.cores=2")
+        merged = ap / "62" / DEMO_OUTPUT
+        args = pilot_args(fake, "--set", "node.cores=2", "--set", f"eventservice.merger={GATED}")
+        if moment == "final_report":
+            gate(merged).parent.mkdir()
+            gate(merged).touch()
         proc = _launch(launcher_tmp, *args)
         try:
             if moment == "final_report":
                 _wait_for(proc, ap, _job_ended(62))
-            else:  # the merge and the final report may be under way or done
-                every = fake.wait_for(lambda: len(set(fake.finished_ranges(62))) == n_ranges, timeout=90)
-                assert every, describe(fake)
+            else:  # the merger waits for its gate: no final report can come before the kill
+                _wait_for(proc, ap, lambda _: merging_marker(merged).exists())
         finally:
             with contextlib.suppress(ProcessLookupError):  # the run may have ended meanwhile
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -339,8 +344,9 @@ def test_harvester_kill_9_as_the_job_ends_then_resume_ends_too(
         before = journal(ap)
         finished_before = {rid for rid, _ in finished_ranges(before)}
         assert len(finished_before) == n_ranges
-        assert moment != "final_report" or _job_ended(62)(before)
+        assert _job_ended(62)(before) is (moment == "final_report")
         raced = raced_reports(fake, 62, before)
+        gate(merged).touch()
         result = run_pilot([*args, "--resume"], ranks=RANKS, timeout=90)
         assert result.returncode == 0, describe(fake, result.stderr)
         assert fake.wait_for(lambda: fake.kill_seen, timeout=10), describe(fake, result.stderr)
@@ -350,7 +356,7 @@ def test_harvester_kill_9_as_the_job_ends_then_resume_ends_too(
     assert not _resumed_assignments(ap), "a range finished before the kill ran again"
     [done] = summary(ap)["jobs"]
     assert done["state"] == "finished" and done["n_events"] == 10 * n_ranges
-    assert np.array_equal(_events(ap / "62" / DEMO_OUTPUT)["event_number"], np.arange(1, 10 * n_ranges + 1))
+    assert np.array_equal(_events(merged)["event_number"], np.arange(1, 10 * n_ranges + 1))
 
 
 # --- the PanDA server: a long outage; kill -9 and resume --------------------------------------------
