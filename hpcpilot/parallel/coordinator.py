@@ -776,6 +776,7 @@ class Coordinator:
             self._finish_job(book)
             return
         book.phase = JobPhase.MERGING
+        self._sync_journal()  # every range's end is durable before a merge that may last: no rerun
         log.info(
             "job %d: merging %d range outputs into %s with %s",
             job.panda_id,
