@@ -645,9 +645,8 @@ class HarvesterCommunicator(Communicator):
         try:
             with atomic_path(path) as tmp:
                 tmp.write_text(dump_text({str(panda_id): entries}), encoding="utf-8")
-        except (
-            OSError
-        ):  # a full disk: the new entries wait for the next write (the claimed file keeps the old)
+        except OSError:
+            # a full disk: the new entries wait for the next write (the claimed file keeps the old)
             self._dump_new[panda_id] = new + self._dump_new.get(panda_id, [])
             raise
         claimed.unlink(missing_ok=True)

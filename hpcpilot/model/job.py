@@ -275,22 +275,29 @@ class _FieldReader:
             raise self.error(key, problem)
         return number
 
+    def checked(self, key: str, value: str, *, entry: bool = True) -> str:
+        """``value`` if it keeps the naming rule of field ``key``, else the error naming the field.
+
+        ``entry`` says whether the value is an entry of the field's list (the message says which).
+        """
+        rule = JOB_FIELD_RULES[key]
+        problem = rule.problem(value)
+        if problem is not None:
+            what = "entry " if entry else ""
+            raise self.error(key, f"{what}{value!r} is not a {rule.name}: {problem}")
+        return value
+
     def named(self, key: str) -> str:
         """A text field checked against its naming rule (empty when absent)."""
         value = self.text(key)
-        if value:
-            problem = JOB_FIELD_RULES[key].problem(value)
-            if problem is not None:
-                raise self.error(key, f"{value!r} is not a {JOB_FIELD_RULES[key].name}: {problem}")
-        return value
+        return self.checked(key, value, entry=False) if value else value
 
     def named_list(self, key: str, length: int | None) -> list[str | None]:
         """An aligned list whose entries are checked against the field's naming rule."""
         items = self.file_list(key, length)
-        rule = JOB_FIELD_RULES[key]
         for item in items:
-            if item is not None and (problem := rule.problem(item)) is not None:
-                raise self.error(key, f"entry {item!r} is not a {rule.name}: {problem}")
+            if item is not None:
+                self.checked(key, item)
         return items
 
     def boolean(self, key: str) -> bool:
@@ -345,7 +352,7 @@ def _input_files(reader: _FieldReader) -> tuple[FileSpec, ...]:
             continue
         specs.append(
             FileSpec(
-                lfn=_checked_name(reader, "inFiles", lfn),
+                lfn=reader.checked("inFiles", lfn),
                 guid=guids[i],
                 fsize=_list_int(reader, "fsize", sizes[i]),
                 checksum=_list_checksum(reader, "checksum", checksums[i]),
@@ -372,7 +379,7 @@ def _output_files(reader: _FieldReader) -> tuple[tuple[FileSpec, ...], FileSpec 
         if lfn is None:
             continue
         spec = FileSpec(
-            lfn=_checked_name(reader, "outFiles", lfn),
+            lfn=reader.checked("outFiles", lfn),
             scope=scopes[i],
             dataset=datasets[i],
             ddm_endpoint=endpoints[i],
@@ -389,18 +396,11 @@ def _output_files(reader: _FieldReader) -> tuple[tuple[FileSpec, ...], FileSpec 
             outputs.append(spec)
     if log_name and log_spec is None:
         log_spec = FileSpec(
-            lfn=_checked_name(reader, "logFile", log_name),
+            lfn=reader.checked("logFile", log_name),
             guid=log_guid,
             scope=log_scope,
         )
     return tuple(outputs), log_spec
-
-
-def _checked_name(reader: _FieldReader, key: str, name: str) -> str:
-    problem = FILE_NAME.problem(name)
-    if problem is not None:
-        raise reader.error(key, f"entry {name!r} is not a {FILE_NAME.name}: {problem}")
-    return name
 
 
 def _list_int(reader: _FieldReader, key: str, value: str | None) -> int | None:

@@ -198,14 +198,15 @@ def resume_state(records: Iterable[Mapping[str, Any]]) -> ResumeState:
 
 def _done_job(panda_id: int, final: Mapping[str, Any], trail: _JobTrail | None) -> DoneJob:
     code = final.get("code")
+    code = code if isinstance(code, int) else 0
     state = str(final.get("state"))
     if trail is None:
-        return DoneJob(panda_id, state, code if isinstance(code, int) else 0)
+        return DoneJob(panda_id, state, code)
     n_events = sum(f.nevents for f in trail.finished.values())
     return DoneJob(
         panda_id,
         state,
-        code if isinstance(code, int) else 0,
+        code,
         trail.job.event_service,
         len(trail.ranges),
         len(trail.finished),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -56,6 +57,14 @@ def rng(i: int, panda_id: int = PID) -> dict[str, Any]:
         "GUID": "0f0f0f0f-0000-4000-8000-000000000004",
         "scope": "mc",
     }
+
+
+def finished_range(job_dir: Path, i: int) -> RangeResult:
+    """Range ``i`` of job `PID` finished, its output (``i`` bytes) written in ``job_dir``."""
+    path = job_dir / f"HITS.pool.root.7-{PID}-1-{i}-1"
+    path.write_bytes(b"x" * i)
+    out = OutputFile(str(path), i, f"{zlib.adler32(b'x' * i):08x}")
+    return RangeResult(PID, f"7-{PID}-1-{i}-1", RangeState.FINISHED, out, n_events=1)
 
 
 def make(ap: Path, **harvester: Any) -> HarvesterCommunicator:
@@ -229,12 +238,7 @@ def test_dump_merges_into_unconsumed_file_and_restarts_after_harvester_took_it(t
     (job,) = comm.fetch_jobs(5).jobs
     job_dir = tmp_path / str(PID)
     job_dir.mkdir()
-
-    def result(i: int) -> RangeResult:
-        path = job_dir / f"HITS.pool.root.7-{PID}-1-{i}-1"
-        path.write_bytes(b"x" * i)
-        out = OutputFile(str(path), i, f"{zlib.adler32(b'x' * i):08x}")
-        return RangeResult(PID, f"7-{PID}-1-{i}-1", RangeState.FINISHED, out, n_events=1)
+    result = functools.partial(finished_range, job_dir)
 
     dump = tmp_path / "event_status.dump.json"
     comm.report_ranges(job, [result(1), result(2)], [])
@@ -260,12 +264,7 @@ def test_a_resumed_run_declares_nothing_twice_in_the_dump_the_killed_run_left(tm
     (job,) = killed.fetch_jobs(5).jobs
     job_dir = tmp_path / str(PID)
     job_dir.mkdir()
-
-    def result(i: int) -> RangeResult:
-        path = job_dir / f"HITS.pool.root.7-{PID}-1-{i}-1"
-        path.write_bytes(b"x" * i)
-        out = OutputFile(str(path), i, f"{zlib.adler32(b'x' * i):08x}")
-        return RangeResult(PID, f"7-{PID}-1-{i}-1", RangeState.FINISHED, out, n_events=1)
+    result = functools.partial(finished_range, job_dir)
 
     killed.report_ranges(job, [result(1), result(2)], [f"7-{PID}-1-8-1"])
     killed.poll()
