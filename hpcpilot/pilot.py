@@ -149,9 +149,6 @@ def _allocation(settings: Settings) -> Allocation:
     A batch system that cannot be asked (a failing ``squeue``) is logged, and the run goes on
     without a known end: the batch system's signals still end it cleanly.
     """
-    import os
-    import time
-
     from hpcpilot.batch.select import discover_allocation
 
     started = time.time()
@@ -187,8 +184,6 @@ def _journal(layout: WorkLayout, resume: bool, series: Path) -> Journal:
     The earlier run's time series (``series``, ``monitor.h5``) is moved aside with it, so a new run's
     figures never mix with an old one's.
     """
-    import time
-
     from hpcpilot.runtime.journal import Journal
 
     path = layout.journal
