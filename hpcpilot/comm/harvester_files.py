@@ -20,6 +20,7 @@ from typing import Any
 from hpcpilot.comm.base import JobReport
 from hpcpilot.comm.panda_api import METRIC_PARAMS
 from hpcpilot.comm.wire import parse_json_object
+from hpcpilot.model.bounds import fit_words
 from hpcpilot.model.errors import CommunicatorError
 from hpcpilot.model.job import Job
 from hpcpilot.model.results import OutputFile, RangeResult
@@ -256,11 +257,10 @@ def worker_attributes(report: JobReport, job: Job | None, batch_id: str) -> dict
         attrs["nInputFiles"] = len(job.input_files)
     if batch_id:
         attrs["batchID"] = batch_id
-    words = [f"{k}={v}" for k, v in report.ranges.items()]
-    if report.job_metrics:
-        words.append(report.job_metrics)
+    # the range counts first; the whole words that fit in what PanDA keeps (Harvester passes it on)
+    words = [f"{k}={v}" for k, v in report.ranges.items()] + report.job_metrics.split()
     if words:
-        attrs["jobMetrics"] = " ".join(words)
+        attrs["jobMetrics"] = fit_words(words)
     attrs.update((k, v) for k, v in report.metrics.items() if k in METRIC_PARAMS)  # PanDA's names only
     return attrs
 

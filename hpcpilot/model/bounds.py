@@ -11,7 +11,7 @@ out of the pilot's arithmetic (cores, events, range counts). The tables are `JOB
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 
@@ -98,6 +98,24 @@ RANGE_FIELDS: Mapping[str, Bound] = {
     "lastEvent": EVENT_NUMBER,
     "events": RANGE_EVENTS,
 }
+
+
+#: The longest ``jobMetrics`` PanDA keeps, in bytes: its ``JOBMETRICS`` column is
+#: ``VARCHAR2(500 BYTE)`` and ``update_job`` cuts the text there, whatever it cuts in half.
+JOB_METRICS_MAX = 500
+
+
+def fit_words(words: Iterable[str], limit: int = JOB_METRICS_MAX) -> str:
+    """The first ``words`` joined by spaces, as many whole words as fit in ``limit`` bytes (UTF-8)."""
+    kept: list[str] = []
+    size = -1
+    for word in words:
+        grown = size + 1 + len(word.encode())
+        if grown > limit:
+            break
+        kept.append(word)
+        size = grown
+    return " ".join(kept)
 
 
 def is_panda_id(value: object) -> bool:

@@ -22,7 +22,10 @@ from hpcpilot.model.errors import RangeDefinitionError
 from hpcpilot.model.naming import RANGE_FIELD_RULES
 from hpcpilot.model.wire import compact_pickle
 
-_RANGE_ID = re.compile(r"^(\d+)-(\d+)-(\d+)-(\d+)-(\d+)$")
+#: PanDA's range id: five decimal numbers as Python writes them (ASCII digits, no leading zero), at most
+#: 20 digits each: `RangeId.parse` gives them back exactly as they came.
+_ID_NUMBER = r"(0|[1-9][0-9]{0,19})"
+_RANGE_ID = re.compile("-".join([_ID_NUMBER] * 5))
 
 
 class RangeState(enum.Enum):
@@ -62,12 +65,13 @@ class RangeId:
         Raises
         ------
         RangeDefinitionError
-            If ``text`` does not have the five-number structure.
+            If ``text`` is not five decimal numbers joined by ``-`` as PanDA writes them (ASCII
+            digits, no leading zero, at most 20 digits each).
         """
         match = _RANGE_ID.fullmatch(text)
         if match is None:
             raise RangeDefinitionError(
-                f"event range id {text!r} is not <taskID>-<PandaID>-<fileID>-<processID>-<attemptNr>",
+                f"event range id {text[:80]!r} is not <taskID>-<PandaID>-<fileID>-<processID>-<attemptNr>",
                 context={"field": "eventRangeID"},
             )
         return cls(*(int(g) for g in match.groups()))

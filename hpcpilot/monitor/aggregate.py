@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from hpcpilot.model import metrics as m
+from hpcpilot.model.bounds import JOB_METRICS_MAX, fit_words
 from hpcpilot.model.metrics import MetricSample
 
 #: Memory metrics (kB) -> the PanDA suffix of their ``max*`` / ``avg*`` figures.
@@ -51,8 +52,6 @@ STANDARD = frozenset(
     }
 )
 
-#: Longest ``jobMetrics`` string sent (PanDA keeps 500 characters).
-JOB_METRICS_MAX = 500
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 
@@ -155,16 +154,10 @@ class MetricsAggregator:
 
 
 def job_metrics_string(values: dict[str, float], limit: int = JOB_METRICS_MAX) -> str:
-    """``name=value`` words, names cleaned, in name order, cut at whole words to ``limit`` characters."""
-    words: list[str] = []
-    size = -1
-    for name in sorted(values):
-        word = f"{_UNSAFE.sub('_', name)}={format_value(values[name])}"
-        if size + 1 + len(word) > limit:
-            break
-        words.append(word)
-        size += 1 + len(word)
-    return " ".join(words)
+    """``name=value`` words, names cleaned, in name order, cut at whole words to ``limit`` bytes."""
+    return fit_words(
+        (f"{_UNSAFE.sub('_', name)}={format_value(values[name])}" for name in sorted(values)), limit
+    )
 
 
 def format_value(value: float) -> str:

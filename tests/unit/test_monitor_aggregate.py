@@ -8,9 +8,10 @@ from hpcpilot.comm.base import JobReport
 from hpcpilot.comm.harvester_files import worker_attributes
 from hpcpilot.comm.panda_api import Api, JobUpdate, update_job
 from hpcpilot.model import metrics as m
+from hpcpilot.model.bounds import JOB_METRICS_MAX
 from hpcpilot.model.metrics import MetricSample
 from hpcpilot.model.states import JobState
-from hpcpilot.monitor.aggregate import JOB_METRICS_MAX, MetricsAggregator, job_metrics_string
+from hpcpilot.monitor.aggregate import MetricsAggregator, job_metrics_string
 
 
 def sample(t: float, panda_id: int, **values: float) -> MetricSample:
