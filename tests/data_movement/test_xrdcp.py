@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import time
 from pathlib import Path
 from typing import Any
 
@@ -99,12 +98,11 @@ def test_unreachable_port_fails_quickly_with_a_clear_diag(xrootd: Xrootd, tmp_pa
     port = free_port()
     settings = data_settings(xrootd, stagein_source=f"root://127.0.0.1:{port}//store/{{lfn}}")
     into = StageInClient.from_settings(settings)
-    started = time.monotonic()
     [result] = into.transfer(into.plan(Job(panda_id=3, input_files=(FileSpec(lfn="EVNT.2"),)), tmp_path))
-    assert time.monotonic() - started < 10
     assert not result.ok and result.error_code == ErrorCode.STAGE_IN_FAILED
     assert result.attempts == 2  # a network error is retried
     assert "network error" in result.error_diag and "Connection error" in result.error_diag
+    assert "timed out" not in result.error_diag  # quickly: refused at once, not left to a timeout
 
 
 def test_upload_with_a_wrong_checksum_is_1172_and_removed(xrootd: Xrootd, tmp_path: Path) -> None:
@@ -136,9 +134,7 @@ def test_a_timeout_is_1151(xrootd: Xrootd, tmp_path: Path) -> None:
         transfer = Transfer(
             "EVNT.3", f"root://127.0.0.1:{port}//store/EVNT.3", str(tmp_path / "EVNT.3"), Direction.IN
         )
-        started = time.monotonic()
         [result] = client.transfer([transfer])
-    assert time.monotonic() - started < 10
     assert not result.ok and result.error_code == ErrorCode.STAGE_IN_TIMEOUT
     assert "timed out after 2 s" in result.error_diag
 

@@ -42,7 +42,7 @@ def wait(runner: SlotRunner, timeout: float = 30.0) -> list[ItemResult]:
         results = runner.poll()
         if results:
             return results
-        assert time.monotonic() < deadline, "runner never finished"
+        assert time.monotonic() < deadline, f"runner never finished in {timeout} s"
         time.sleep(0.005)
 
 
@@ -100,10 +100,8 @@ def test_per_range_time_limit_kills_the_group(tmp_path: Path) -> None:
     job = es_job('-c "import time; time.sleep(60)"')
     runner = PerRangeRunner(context(tmp_path, job, timeout_s=0.3))
     runner.submit(range_item(tmp_path, job, 1))
-    start = time.monotonic()
-    [result] = wait(runner)
+    [result] = wait(runner)  # within wait's deadline: killed, not waited for the 60 s
     assert isinstance(result, RangeResult) and result.error_code is ErrorCode.REACHED_MAX_TIME
-    assert time.monotonic() - start < 10
 
 
 def test_missing_executable_fails_the_range_not_the_worker(tmp_path: Path) -> None:
@@ -203,10 +201,9 @@ def test_streaming_range_over_the_time_limit_is_killed(tmp_path: Path) -> None:
     job = es_job('-c "import sys, time; sys.stdin.readline(); time.sleep(60)"')
     runner = StreamingRunner(context(tmp_path, job, timeout_s=0.3))
     runner.submit(range_item(tmp_path, job, 1))
-    start = time.monotonic()
-    [result] = wait(runner)
+    [result] = wait(runner)  # within wait's deadline: killed, not waited for the 60 s
     assert isinstance(result, RangeResult) and result.error_code is ErrorCode.REACHED_MAX_TIME
-    assert time.monotonic() - start < 10 and runner.closed
+    assert runner.closed
 
 
 @pytest.mark.parametrize("runner_class", [PerRangeRunner, StreamingRunner])
@@ -218,12 +215,11 @@ def test_kill_stops_the_running_item_with_the_given_code(
     runner.submit(range_item(tmp_path, job, 1))
     time.sleep(0.2)
     assert runner.poll() == []
-    start = time.monotonic()
     runner.kill(ErrorCode.KILLED_BY_PANDA, "tobekilled")
-    [result] = wait(runner)
+    [result] = wait(runner)  # within wait's deadline: killed, not waited for the 60 s
     assert isinstance(result, RangeResult) and result.error_code is ErrorCode.KILLED_BY_PANDA
     assert result.error_diag.startswith("tobekilled")
-    assert time.monotonic() - start < 10 and runner.closed
+    assert runner.closed
 
 
 def test_kill_ends_a_sleep_range_at_once(tmp_path: Path) -> None:

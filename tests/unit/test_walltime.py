@@ -137,7 +137,7 @@ def run_until(
     batch: BatchSettings,
     signals: SignalFlag | None = None,
     kill_grace_s: float = 0.2,
-) -> tuple[Coordinator, Recording, float]:
+) -> tuple[Coordinator, Recording]:
     settings = Settings(
         eventservice=EventServiceSettings(mode="sleep"), node=NodeSettings(cores=4), batch=batch
     )
@@ -153,21 +153,20 @@ def run_until(
     end = None if end_in is None else time.time() + end_in
     coordinator = Coordinator(link.coordinator, settings, layout, comm, jnl, lambda line: None, end)
     worker = par.make_worker(par.World(0, 1, "h"), link.worker, settings, layout, tuple)
-    started = time.monotonic()
     par.run_single(coordinator, worker, settings, signals or SignalFlag())
     jnl.close()
-    return coordinator, comm, time.monotonic() - started
+    return coordinator, comm
 
 
 def test_the_end_drains_before_the_deadline_and_loses_nothing(tmp_path: Path) -> None:
-    coordinator, comm, wall = run_until(
+    coordinator, comm = run_until(
         tmp_path, payload_s=0.05, end_in=1.5, batch=BatchSettings(exit_margin_s=0.3)
     )
-    assert wall < 1.5 - 0.2  # ended before the end, within the exit margin
     s = coordinator.summary()
-    assert s["drained_by"] == "REACHED_MAX_TIME"
+    assert s["drained_by"] == "REACHED_MAX_TIME"  # the plan ended it, before the 5 s all ranges take
     assert 0 < s["ranges"]["finished"] < N_RANGES
     assert s["ranges"]["finished"] + s["ranges"]["not_done"] == s["ranges"]["total"]
+    # drained in time: a drain too late for the exit margin ends in the hard kill, which cuts ranges
     assert s["ranges"]["cut"] == 0 and comm.cut == []  # 50 ms ranges: none was still running
     finished = {rid for r in journal(tmp_path) if r["ev"] == "finished" for rid in r["ids"]}
     assert finished == set(comm.reported)  # every finished range reported, nothing else
@@ -177,10 +176,8 @@ def test_the_end_drains_before_the_deadline_and_loses_nothing(tmp_path: Path) ->
 
 
 def test_payloads_running_at_the_cut_are_killed_and_reported_failed(tmp_path: Path) -> None:
-    coordinator, comm, wall = run_until(
-        tmp_path, payload_s=60, end_in=1.0, batch=BatchSettings(exit_margin_s=0.2)
-    )
-    assert wall < 5  # not the 60 s of the payloads
+    coordinator, comm = run_until(tmp_path, payload_s=60, end_in=1.0, batch=BatchSettings(exit_margin_s=0.2))
+    # killed, not waited for: a 60 s payload left to run ends finished, not failed with 1213
     failed = [r for r in journal(tmp_path) if r["ev"] == "failed"]
     assert failed and {r["code"] for r in failed} == {1213}
     assert sorted(comm.cut) == sorted(r["id"] for r in failed)  # reported failed, never lost
@@ -189,22 +186,22 @@ def test_payloads_running_at_the_cut_are_killed_and_reported_failed(tmp_path: Pa
 
 
 def test_sigusr1_announces_the_end(tmp_path: Path) -> None:
-    coordinator, comm, wall = run_until(
+    coordinator, comm = run_until(
         tmp_path,
         payload_s=0.05,
         end_in=None,
         batch=BatchSettings(exit_margin_s=0.2, warning_lead_s=1.0),
         signals=SignalAt(signal.SIGUSR1, 0.3),
     )
-    assert wall < 0.3 + 1.0
     s = coordinator.summary()
     assert s["drained_by"] == "REACHED_MAX_TIME" and s["ranges"]["finished"] > 0
+    assert s["ranges"]["finished"] < N_RANGES  # no end was known before the signal: it brought one
     assert comm.reports[-1].error_code == 1213
 
 
 def test_at_the_end_ranges_expected_to_end_before_the_exit_margin_finish(tmp_path: Path) -> None:
     """SIGUSR1 with the end 1.5 s away, ranges of 0.6 s, a kill grace of 5 s: nothing is killed."""
-    coordinator, comm, wall = run_until(
+    coordinator, comm = run_until(
         tmp_path,
         payload_s=0.6,
         end_in=None,
@@ -212,7 +209,6 @@ def test_at_the_end_ranges_expected_to_end_before_the_exit_margin_finish(tmp_pat
         signals=SignalAt(signal.SIGUSR1, 0.9),  # the first 4 ranges took 0.6 s each
         kill_grace_s=5.0,
     )
-    assert wall < 0.9 + 1.5
     s = coordinator.summary()
     assert s["drained_by"] == "REACHED_MAX_TIME" and s["ranges"]["cut"] == 0 and comm.cut == []
     assert not [r for r in journal(tmp_path) if r["ev"] == "failed"]
@@ -221,14 +217,13 @@ def test_at_the_end_ranges_expected_to_end_before_the_exit_margin_finish(tmp_pat
 
 
 def test_sigterm_kills_what_runs_after_the_grace(tmp_path: Path) -> None:
-    coordinator, comm, wall = run_until(
+    coordinator, comm = run_until(
         tmp_path,
         payload_s=60,
         end_in=3600,
         batch=BatchSettings(term_grace_s=0.5),
         signals=SignalAt(signal.SIGTERM, 0.2),
     )
-    assert wall < 5
     s = coordinator.summary()
     assert s["drained_by"] == "SIGTERM" and s["ranges"]["cut"] == 4
     assert comm.reports[-1].error_code == 1201

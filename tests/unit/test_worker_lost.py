@@ -7,6 +7,7 @@ finishes. The MPI side (ULFM) is tested in ``tests/mpi/test_ulfm.py``.
 
 from __future__ import annotations
 
+import time
 from collections import Counter, deque
 from dataclasses import replace
 from pathlib import Path
@@ -75,7 +76,9 @@ def test_a_lost_worker_s_ranges_finish_on_the_other(tmp_path: Path) -> None:
     }
     backoff = Backoff(0.001, 0.01)
     killed = False
+    deadline = time.monotonic() + 120
     while not coordinator.done:
+        assert time.monotonic() < deadline, f"the run never ended: {len(comm.reported)} ranges reported"
         progress = coordinator.step()
         for rank, worker in workers.items():
             if not worker.done and not (killed and rank == 1):

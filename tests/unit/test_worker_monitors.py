@@ -121,13 +121,11 @@ def test_samples_go_out_every_period_as_a_heartbeat(tmp_path: Path) -> None:
 def test_job_wall_time_limit_kills_the_range_with_1213(tmp_path: Path) -> None:
     w, link = worker(tmp_path, MonitorSettings(period_s=0.1))
     link.to_worker.append(Assignment((job(60, max_walltime_s=1),), (task(1),)))
-    start = time.monotonic()
-    seen = run_until(w, link, lambda s: len(results(s)) == 1)
+    seen = run_until(w, link, lambda s: len(results(s)) == 1)  # within 30 s: not the payload's 60 s
     [result] = results(seen)
     assert result.state is RangeState.FAILED  # type: ignore[attr-defined]
     assert result.error_code is ErrorCode.REACHED_MAX_TIME  # type: ignore[attr-defined]
     assert "wall-time limit" in result.error_diag  # type: ignore[attr-defined]
-    assert time.monotonic() - start < 30  # killed, not waited for (the payload sleeps 60 s)
 
 
 def test_low_disk_pauses_the_node_then_stops_it_without_killing(tmp_path: Path) -> None:
