@@ -7,6 +7,9 @@ at most ``10**p - 1``; ``ATLAS_PANDA.JOBSACTIVE4``, ``FILESTABLE4``, ``JEDI_EVEN
 server cannot store did not come from a real task, and refusing it at the door keeps absurd numbers
 out of the pilot's arithmetic (cores, events, range counts). The tables are `JOB_FIELDS` and
 `RANGE_FIELDS`; ``docs/security.md`` lists them with their reasons.
+
+The same columns bound what the pilot sends: `JOB_METRICS_MAX` is what PanDA keeps of ``jobMetrics``,
+and `fit_words` cuts such a text at whole words.
 """
 
 from __future__ import annotations
