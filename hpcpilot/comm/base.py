@@ -186,6 +186,10 @@ class Communicator(ABC):
     #: kill ended). Only where no one else hands the job's work out again (the local communicator): a
     #: workload manager that was told the job failed hands out its ranges again itself.
     resumes_ended_jobs: bool = False
+    #: Whether the run exits 0 (not `ExitCode.JOBS_FAILED`) when jobs failed: where a job's failure is
+    #: reported in the files the workload manager reads and a failed batch job would be taken for a
+    #: broken worker (ARC, the ``act`` communicator: aCT reads the failure from ``heartbeat.json``).
+    exits_ok_on_failed_jobs: bool = False
 
     def __init__(self, settings: Settings, layout: WorkLayout) -> None:
         self.settings = settings

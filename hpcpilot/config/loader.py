@@ -111,6 +111,8 @@ _RULES: Mapping[str, _Rule] = {
     "monitor.period_s": _Rule(minimum=0.01),
     "monitor.write_interval_s": _Rule(minimum=0.01),
     "disk.retry_s": _Rule(minimum=0.01),
+    "act.events_per_range": _Rule(minimum=1, maximum=RANGE_EVENTS.maximum),
+    "act.heartbeat_s": _Rule(minimum=0.01),
 }
 
 
