@@ -88,7 +88,10 @@ class ActCommunicator(Communicator):
                 "act.output_url is required: the storage URL the job's outputs are uploaded to by ARC",
                 context={"key": "act.output_url"},
             )
-        for key, value in (("act.output_url", settings.act.output_url), ("act.log_url", settings.act.log_url)):
+        for key, value in (
+            ("act.output_url", settings.act.output_url),
+            ("act.log_url", settings.act.log_url),
+        ):
             if value and "://" not in value:
                 raise ConfigError(
                     f"{key} must be a URL (scheme://host/path), got {value!r}", context={"key": key}
@@ -179,7 +182,9 @@ class ActCommunicator(Communicator):
             for o in report.outputs:
                 path = Path(str(o["path"]))
                 files.append(
-                    self._file(report, path, specs.get(path.name), self.cfg.output_url, o["fsize"], o["adler32"])
+                    self._file(
+                        report, path, specs.get(path.name), self.cfg.output_url, o["fsize"], o["adler32"]
+                    )
                 )
         if report.log is not None:
             path = Path(str(report.log["path"]))
