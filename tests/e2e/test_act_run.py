@@ -95,3 +95,13 @@ def test_an_event_service_job_reports_its_merged_output(run_pilot: RunPilot, tmp
     xml = json.loads(act.heartbeat()["xml"])
     assert set(xml) == {DEMO_OUTPUT, DEMO_LOG}
     assert xml[DEMO_OUTPUT]["adler32"] == adler32_of(merged) == adler32_of(storage / DEMO_OUTPUT)
+
+
+def test_without_an_output_url_the_run_ends_before_it_starts(run_pilot: RunPilot, tmp_path: Path) -> None:
+    session = tmp_path / "session"
+    FakeAct(session).submit(plain_job(904, "pass"))
+    args = ["run", "--workdir", str(session), "--set", "run.communicator=act"]
+    result = run_pilot(args, env=NO_MPI)
+    assert result.returncode == 2
+    assert "act.output_url is required" in result.stderr
+    assert not (session / "heartbeat.json").exists()
