@@ -97,6 +97,7 @@ _RULES: Mapping[str, _Rule] = {
     "run.status_mode": _Rule(choices=("auto", "redraw", "lines")),
     "eventservice.exhausted_status": _Rule(choices=("failed", "fatal")),
     "harvester.job_spec_format": _Rule(choices=("json", "cgi")),
+    "harvester.mapping_type": _Rule(choices=("auto", "OneToOne", "OneToMany", "ManyToOne")),
     "harvester.poll_s": _Rule(minimum=0.01),
     "panda.api": _Rule(choices=("v1", "legacy")),
     "panda.retries": _Rule(minimum=1),
