@@ -87,8 +87,8 @@ KNOWN_SPEC_NAMES = ("HPCJobs.json", "pandaJobData.out")
 
 #: How the pilot learns Harvester's file names (named by the error of a listed job without a spec).
 CONFIG_HINT = (
-    "the names come from Harvester's [payload_interaction] section: give the pilot Harvester's "
-    "configuration (harvester.config_file, --harvester-config, $HPCPILOT_HARVESTER_CONFIG in launchers/)"
+    "Harvester's jobSpecFile is read from its configuration: harvester.config_file, --harvester-config "
+    "or $HPCPILOT_HARVESTER_CONFIG"
 )
 
 
@@ -361,10 +361,14 @@ class HarvesterCommunicator(Communicator):
         self._new_bad.append(BadJob(panda_id, self._no_spec_error(panda_id, consumer.path)))
 
     def _no_spec_error(self, panda_id: int, own: Path) -> JobDefinitionError:
-        """The error of a listed job without a spec: the files tried, those found, the setting."""
+        """The error of a listed job without a spec: the files tried, those found, the setting.
+
+        Paths are relative to the access point (the context's ``source`` names it): the diagnosis
+        Harvester passes on to PanDA keeps 250 characters.
+        """
         tried = [self._spec_top.path, own]
         found = sorted(
-            str(d / name)
+            str((d / name).relative_to(self.ap))
             for d in {p.parent for p in tried}
             for name in KNOWN_SPEC_NAMES
             if name != self.names.jobSpecFile and (d / name).exists()
@@ -372,9 +376,9 @@ class HarvesterCommunicator(Communicator):
         names = ", ".join(str(p.relative_to(self.ap)) for p in tried)
         also = f" (found {', '.join(found)})" if found else ""
         return JobDefinitionError(
-            f"PandaID {panda_id} is listed in {self.names.pandaIDsFile} but has no job spec: tried {names} "
-            f"in {self.ap}{also}; {CONFIG_HINT}",
-            context={"source": str(own), "field": "jobSpecFile"},
+            f"PandaID {panda_id} listed in {self.names.pandaIDsFile} has no spec: tried {names}{also}; "
+            + CONFIG_HINT,
+            context={"source": str(self.ap), "field": "jobSpecFile"},
         )
 
     def _read_spec(self, consumer: _Consumer, text: str, *, top: bool) -> None:
