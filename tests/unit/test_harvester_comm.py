@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from hpcpilot import cli
 from hpcpilot.comm import harvester
 from hpcpilot.comm.base import BadJob, CommandKind, JobReport
 from hpcpilot.comm.harvester import HarvesterCommunicator, load_file_names
@@ -494,3 +495,21 @@ def test_many_to_one_with_event_service_is_warned_about(
     with caplog.at_level(logging.WARNING):
         assert len(make(tmp_path).fetch_jobs(10).jobs) == 1
     assert f"job {PID} is an event-service job in a ManyToOne worker" in caplog.text
+
+
+def test_config_check_warns_about_many_to_one_with_event_service(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text("harvester:\n  mapping_type: ManyToOne\neventservice:\n  mode: per_range\n")
+    assert cli.main(["config", "check", str(site)]) == 0
+    out = capsys.readouterr().out
+    assert f"WARN {site}: harvester.mapping_type is ManyToOne" in out and f"ok   {site}" in out
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("harvester:\n  mapping_type: ManyToOne\n")
+    assert cli.main(["config", "check", str(plain)]) == 0
+    assert "WARN" not in capsys.readouterr().out
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("harvester:\n  mapping_type: ManyToMany\n")
+    assert cli.main(["config", "check", str(typo)]) == 2
+    assert "harvester.mapping_type" in capsys.readouterr().out
