@@ -27,6 +27,7 @@ from hpcpilot.comm.harvester_files import (
     report_dir,
     worker_attributes,
 )
+from hpcpilot.config.loader import load_config
 from hpcpilot.config.schema import EventServiceSettings, HarvesterSettings, Settings
 from hpcpilot.model.errors import CommunicatorError, ConfigError
 from hpcpilot.model.layout import WorkLayout
@@ -513,3 +514,18 @@ def test_config_check_warns_about_many_to_one_with_event_service(
     typo.write_text("harvester:\n  mapping_type: ManyToMany\n")
     assert cli.main(["config", "check", str(typo)]) == 2
     assert "harvester.mapping_type" in capsys.readouterr().out
+
+
+def test_harvester_config_from_its_environment_variable(tmp_path: Path) -> None:
+    cfg = tmp_path / "panda_harvester.cfg"
+    loaded = load_config(env={"HPCPILOT_HARVESTER_CONFIG": str(cfg)})
+    assert loaded.settings.harvester.config_file == str(cfg)
+    assert loaded.origins["harvester.config_file"] == "env:HPCPILOT_HARVESTER_CONFIG"
+    assert load_config(env={"HPCPILOT_HARVESTER_CONFIG": ""}).settings.harvester.config_file == ""
+    both = {"HPCPILOT_HARVESTER_CONFIG": str(cfg), "HPCPILOT_HARVESTER__CONFIG_FILE": "other.cfg"}
+    with pytest.raises(ConfigError, match="both set"):
+        load_config(env=both)
+    cli_wins = load_config(
+        env={"HPCPILOT_HARVESTER_CONFIG": str(cfg)}, overrides={"harvester.config_file": "x"}
+    )
+    assert cli_wins.settings.harvester.config_file == "x"
