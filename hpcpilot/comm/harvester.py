@@ -367,11 +367,17 @@ class HarvesterCommunicator(Communicator):
         Harvester passes on to PanDA keeps 250 characters.
         """
         tried = [self._spec_top.path, own]
+        dirs = {p.parent for p in tried}
         found = sorted(
             str((d / name).relative_to(self.ap))
-            for d in {p.parent for p in tried}
+            for d in dirs
             for name in KNOWN_SPEC_NAMES
             if name != self.names.jobSpecFile and (d / name).exists()
+        )
+        found += sorted(
+            f"{p.relative_to(self.ap)}: not valid"
+            for d in dirs
+            for p in d.glob(f"{self.names.jobSpecFile}.bad.*")
         )
         names = ", ".join(str(p.relative_to(self.ap)) for p in tried)
         also = f" (found {', '.join(found)})" if found else ""

@@ -529,3 +529,22 @@ def test_harvester_config_from_its_environment_variable(tmp_path: Path) -> None:
         env={"HPCPILOT_HARVESTER_CONFIG": str(cfg)}, overrides={"harvester.config_file": "x"}
     )
     assert cli_wins.settings.harvester.config_file == "x"
+
+
+def test_a_listed_job_whose_spec_was_set_aside_fails_naming_it_and_ends_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(harvester, "STALE_S", 0.0)
+    (tmp_path / "77").mkdir()
+    (tmp_path / "77" / "HPCJobs.json").write_text('{"77": {"PandaID": 77, ')  # never completed
+    (tmp_path / "worker_pandaids.json").write_text("[77]")
+    comm = make(tmp_path, job_wait_s=3600.0)
+    batch = comm.fetch_jobs(10)
+    for _ in range(harvester.MAX_TRIES + 2):  # set aside after MAX_TRIES looks, then failed
+        if batch.bad:
+            break
+        scan(comm)
+        batch = comm.fetch_jobs(10)
+    [bad] = batch.bad
+    assert bad.panda_id == 77 and "77/HPCJobs.json.bad." in str(bad.error) and batch.exhausted
+    assert comm.job_ap[77] == tmp_path / "77", "Harvester made <ap>/<PandaID>/: ManyToOne"
