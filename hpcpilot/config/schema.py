@@ -79,6 +79,12 @@ class HarvesterSettings:
         ``[payload_interaction]`` section; names it does not set keep their usual values.
     job_spec_format
         ``json`` or ``cgi`` (urlencoded), as Harvester's messenger ``jobSpecFileFormat``.
+    mapping_type
+        How the worker's jobs map to it, Harvester's ``mapType`` of the queue: ``OneToOne`` and
+        ``OneToMany`` (reports at the top of the access point), ``ManyToOne`` (reports in
+        ``<accessPoint>/<PandaID>/``), or ``auto``: inferred per job from where Harvester put its
+        spec (one job at the top: ``OneToOne``; a spec, or the directory Harvester makes, in
+        ``<accessPoint>/<PandaID>/``, or several jobs listed: ``ManyToOne``).
     request_jobs
         Whether the queue lets the worker ask for more jobs (``worker_requestjob.json``) for idle slots.
     job_wait_s
@@ -103,6 +109,7 @@ class HarvesterSettings:
 
     config_file: str = ""
     job_spec_format: str = "json"
+    mapping_type: str = "auto"
     request_jobs: bool = False
     job_wait_s: float = 600.0
     request_threshold: int = 0

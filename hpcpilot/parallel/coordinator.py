@@ -841,7 +841,7 @@ class Coordinator:
         job = book.job
         book.ended = time.time()
         if job.event_service:
-            settle_event_service(book)
+            settle_event_service(book, status=self.settings.eventservice.exhausted_status)
         self._flush_ranges(job.panda_id)
         book.log = self._log_tarball(book)
         if self._stage_out(book):
