@@ -1,14 +1,17 @@
 """The composition root: argv -> settings -> plugins -> the role of this rank.
 
-Commands:
+Commands (with no command, ``hpcpilot [OPTIONS]`` is ``hpcpilot run [OPTIONS]``: what
+``srun -N 512 python -m hpcpilot`` runs on every rank):
 
     hpcpilot run      [--workdir D] [--site S | --site-config F] [--harvester-config F]
                       [--walltime T] [--set section.key=value ...]
     hpcpilot launch   [same options as run] [--dry-run] -- ARGS...
     hpcpilot submit   --nodes N --walltime T [--site S] [--workdir D] [--dry-run] ...
+    hpcpilot submit   --print-template [NAME]
     hpcpilot demo     [--workdir D] [--events N] [--mode streaming|per_range] [--setup-only] ...
     hpcpilot config show  [same options as run]
     hpcpilot config check FILE...
+    hpcpilot config sites
     hpcpilot plugins
     hpcpilot status   WORKDIR [--monitor-file F]
     hpcpilot report   WORKDIR [--monitor-file F] [--plot FILE.png]
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,14 +42,23 @@ if TYPE_CHECKING:  # the loader (and PyYAML) is imported on rank 0 only, when se
 log = logging.getLogger("hpcpilot.cli")
 
 
+COMMANDS: tuple[str, ...] = ("run", "demo", "config", "launch", "submit", "plugins", "status", "report")
+"""The commands; with none, or with options only, the command is ``run``."""
+
+WORKDIR_VAR = "HPCPILOT_WORKDIR"
+"""The work directory when ``--workdir`` is not given (else the current directory)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
     parser = argparse.ArgumentParser(
         prog="hpcpilot",
-        description="An MPI-aware pilot that runs PanDA workloads on supercomputers.",
+        description="An MPI-aware pilot that runs PanDA workloads on supercomputers. "
+        "With no command, 'hpcpilot [OPTIONS]' is 'hpcpilot run [OPTIONS]' (what every MPI rank runs: "
+        "srun -N 512 python -m hpcpilot).",
     )
     parser.add_argument("--version", action="version", version=f"hpcpilot {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
 
     run = sub.add_parser("run", help="run the jobs of a work directory (every MPI rank runs this)")
     _settings_options(run)
@@ -83,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     _settings_options(show)
     check = config_sub.add_parser("check", help="validate site configuration files")
     check.add_argument("files", nargs="+", type=Path)
+    config_sub.add_parser(
+        "sites", help="list the site files found on the search path, where each came from, which wins"
+    )
 
     launch = sub.add_parser(
         "launch",
@@ -92,11 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
     launch.add_argument("args", nargs=argparse.REMAINDER, help="-- then the hpcpilot command of each rank")
 
-    submit = sub.add_parser("submit", help="render a batch script from launchers/ and submit it")
+    submit = sub.add_parser("submit", help="render a batch-script template (launchers/) and submit it")
     _settings_options(submit)
-    submit.add_argument("--nodes", type=int, required=True, help="nodes to ask for")
+    submit.add_argument("--nodes", type=int, help="nodes to ask for (required unless --print-template)")
     submit.add_argument("--cores-per-node", type=int, default=0, help="cores per node (default: node.cores)")
     submit.add_argument("--dry-run", action="store_true", help="print the script and command only")
+    submit.add_argument(
+        "--print-template",
+        nargs="?",
+        const="",
+        metavar="NAME",
+        help="print a packaged template (slurm, pbs, lsf; default: batch.template or batch.system's) "
+        "unrendered, and its path on stderr",
+    )
 
     sub.add_parser("plugins", help="list plugin families, names, origins and load status")
 
@@ -111,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workdir", help="work directory (default: the current directory)")
+    parser.add_argument(
+        "--workdir", help=f"work directory (default: ${WORKDIR_VAR}, else the current directory)"
+    )
     parser.add_argument(
         "--walltime",
         metavar="T",
@@ -123,7 +149,9 @@ def _settings_options(parser: argparse.ArgumentParser) -> None:
         help="Harvester's configuration file: file names from its [payload_interaction] section",
     )
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--site", help="site configuration by name (site_configs/<SITE>.yaml)")
+    group.add_argument(
+        "--site", help="site configuration by name, on the site search path ('hpcpilot config sites')"
+    )
     group.add_argument("--site-config", type=Path, help="site configuration file")
     parser.add_argument(
         "--set",
@@ -157,9 +185,20 @@ def load_settings(args: argparse.Namespace) -> LoadedConfig:
     return load_config(site=args.site, site_file=args.site_config, overrides=_overrides(args))
 
 
+def _with_command(argv: Sequence[str]) -> list[str]:
+    """``argv`` with ``run`` put first when it names no command (empty, or options of ``run``)."""
+    args = list(argv)
+    if not args or (args[0].startswith("-") and args[0] not in ("-h", "--help", "--version")):
+        return ["run", *args]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    """Run one command (``run`` when none is named); returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(_with_command(sys.argv[1:] if argv is None else argv))
+    if args.command == "submit" and args.print_template is None and args.nodes is None:
+        parser.error("submit: the following arguments are required: --nodes")
     if args.command == "run":
         return _cmd_run(args)
     if args.command == "demo":
@@ -169,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("status", "report"):
         return _cmd_inspect(args)
     if args.command in ("launch", "submit"):
-        from hpcpilot.launching import launch_command, submit_command
+        from hpcpilot.launching import launch_command, print_template_command, submit_command
 
         try:
             loaded = load_settings(args)
@@ -178,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return ExitCode.CONFIG
         if args.command == "launch":
             return launch_command(loaded.settings, args.args, dry_run=args.dry_run)
+        if args.print_template is not None:
+            return print_template_command(loaded.settings, args.print_template)
         return submit_command(
             loaded.settings,
             nodes=args.nodes,
@@ -217,7 +258,7 @@ def _settings_for_run(args: argparse.Namespace) -> Settings:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from hpcpilot.demo.jobs import demo_job, write_demo
 
-    workdir = Path(args.workdir or ".").resolve()
+    workdir = Path(args.workdir or os.environ.get(WORKDIR_VAR) or ".").resolve()
     try:
         fail = [int(e) for e in args.fail_events.split(",") if e.strip()]
         job = demo_job(
@@ -241,8 +282,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    from hpcpilot.config.loader import check_config_file, format_config
+    from hpcpilot.config.loader import check_config_file, find_sites, format_config, format_sites
 
+    if args.config_command == "sites":
+        sys.stdout.write(format_sites(find_sites()))
+        return ExitCode.OK
     if args.config_command == "show":
         try:
             loaded = load_settings(args)

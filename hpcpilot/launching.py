@@ -146,6 +146,29 @@ def _submit_text(system: BatchSystem, script: Path, workdir: Path, options: list
         return f"the {system.name} job service"
 
 
+def print_template_command(settings: Settings, name: str) -> int:
+    """``hpcpilot submit --print-template [NAME]``: write a batch-script template to stdout, unrendered.
+
+    The template is the packaged ``launchers/<NAME>.sh`` (or the file ``NAME``); without a name, that of
+    ``batch.template``, else of ``batch.system``. Its path goes to stderr: it is what Harvester's
+    submitter takes as ``templateFile``.
+    """
+    try:
+        if not name:
+            cls = submit_system(settings.batch.system)
+            name = settings.batch.template or cls.template
+            if not name:
+                raise ConfigError(f"batch.system: the {cls.name} batch system has no batch-script template")
+        template = find_template(name)
+        text = template.read_text()
+    except (HpcPilotError, OSError) as exc:
+        print(f"hpcpilot submit: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG
+    sys.stdout.write(text)
+    print(f"hpcpilot submit: template {template}", file=sys.stderr)
+    return ExitCode.OK
+
+
 def submit_command(
     settings: Settings,
     *,

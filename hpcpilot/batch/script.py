@@ -2,7 +2,7 @@
 
 Harvester's Slurm, PBS and LSF submitters read a template file (``templateFile``) and fill it in with
 Python's ``str.format`` (``template.format(**values)``; newer Harvester versions use ``format_map`` with a
-dict that leaves unknown names alone). The templates in ``launchers/`` are usable unchanged as such
+dict that leaves unknown names alone). The templates in the package's ``launchers/`` are usable unchanged as such
 templates: they contain only the placeholders of `HARVESTER_PLACEHOLDERS`, and every brace the shell
 needs is doubled (``${{VAR}}`` renders as ``${VAR}``). ``hpcpilot submit`` renders the same templates
 with the values of a `ScriptRequest`, computed as Harvester computes them.
@@ -14,9 +14,9 @@ import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
-import hpcpilot
 from hpcpilot.model.errors import ConfigError
 
 #: The placeholders Harvester's batch submitters fill in (PROTOCOLS.md section 5).
@@ -249,8 +249,23 @@ def drop_empty_directives(script: str) -> str:
 
 
 def templates_dir() -> Path:
-    """The ``launchers/`` directory of the hpcpilot source tree (beside the ``hpcpilot`` package)."""
-    return Path(hpcpilot.__file__).resolve().parent.parent / "launchers"
+    """The ``launchers/`` directory of batch-script templates inside the installed ``hpcpilot`` package.
+
+    The templates are package data, read with `importlib.resources`: a source checkout and an installed
+    wheel give the same files (``<site-packages>/hpcpilot/launchers/`` once installed).
+
+    Returns
+    -------
+    Path
+        The directory; hpcpilot is installed as plain files (pip never installs it zipped).
+    """
+    return _package_path("launchers")
+
+
+def _package_path(name: str) -> Path:
+    """The file-system path of the package-data directory ``name`` of ``hpcpilot``."""
+    ref = resources.files("hpcpilot") / name
+    return ref if isinstance(ref, Path) else Path(str(ref))
 
 
 def find_template(name: str) -> Path:
@@ -259,8 +274,8 @@ def find_template(name: str) -> Path:
     Parameters
     ----------
     name
-        A template name in ``launchers/`` with or without ``.sh``, or the path of a template file
-        (``batch.template``).
+        A template name in the package's ``launchers/`` (`templates_dir`) with or without ``.sh``, or
+        the path of a template file (``batch.template``).
 
     Raises
     ------
@@ -271,9 +286,10 @@ def find_template(name: str) -> Path:
     if given.is_file() and (given.is_absolute() or "/" in name):
         return given
     folder = templates_dir()
-    for candidate in (folder / name, folder / f"{name}.sh"):
-        if candidate.is_file():
-            return candidate
+    if "/" not in name and name not in ("", ".", ".."):
+        for candidate in (folder / name, folder / f"{name}.sh"):
+            if candidate.is_file():
+                return candidate
     available = sorted(p.name for p in folder.glob("*.sh")) if folder.is_dir() else []
     raise ConfigError(
         f"batch.template: no template {name!r} in {folder}",

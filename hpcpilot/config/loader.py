@@ -3,10 +3,12 @@
 Layers, lowest first:
 
 1. built-in defaults (the dataclass defaults in `hpcpilot.config.schema`);
-2. the site file: ``site_configs/<site>.yaml`` looked up by name, or an explicit path;
+2. the site file: ``<site>.yaml`` looked up by name on the site search path (`site_search_path`:
+   ``$HPCPILOT_SITE_PATH``, the user's ``~/.config/hpcpilot/sites``, the packaged ``site_configs/``),
+   or an explicit path;
 3. the user file: the path in ``$HPCPILOT_CONFIG``, if set;
 4. environment variables ``HPCPILOT_<SECTION>__<KEY>`` (section and key case-insensitive), and the
-   aliases of `ENV_ALIASES` (``HPCPILOT_HARVESTER_CONFIG``);
+   aliases of `ENV_ALIASES` (``HPCPILOT_HARVESTER_CONFIG``, ``HPCPILOT_WORKDIR``);
 5. command-line overrides ``--set section.key=value``.
 
 Files are YAML mappings of section name to a mapping of key to value; their values must already
@@ -22,27 +24,32 @@ import difflib
 import functools
 import math
 import os
-import sys
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import yaml
 
-import hpcpilot
 from hpcpilot.config.schema import Settings
 from hpcpilot.model.bounds import RANGE_EVENTS
 from hpcpilot.model.errors import ConfigError
 
 __all__ = [
     "LoadedConfig",
+    "SiteDir",
+    "SiteFile",
     "available_sites",
     "check_config_file",
+    "find_sites",
     "format_config",
+    "format_sites",
     "load_config",
+    "packaged_site_dir",
     "settings_to_dict",
     "site_config_dirs",
+    "site_search_path",
 ]
 
 ENV_PREFIX = "HPCPILOT_"
@@ -51,10 +58,19 @@ ENV_PREFIX = "HPCPILOT_"
 USER_CONFIG_VAR = "HPCPILOT_CONFIG"
 """Environment variable holding the path of the user file."""
 
-SITE_DIR_VAR = "HPCPILOT_SITE_CONFIG_DIR"
-"""Environment variable naming an extra directory searched first for site files."""
+SITE_PATH_VAR = "HPCPILOT_SITE_PATH"
+"""Environment variable of directories (``os.pathsep``-separated) searched first for site files."""
 
-ENV_ALIASES: Mapping[str, str] = {"HPCPILOT_HARVESTER_CONFIG": "harvester.config_file"}
+SITE_DIR_VAR = "HPCPILOT_SITE_CONFIG_DIR"
+"""The older single directory of site files: searched after ``$HPCPILOT_SITE_PATH``, before the user's."""
+
+USER_SITE_SUBDIR = Path("hpcpilot") / "sites"
+"""The user's site directory, under ``$XDG_CONFIG_HOME`` (else ``~/.config``)."""
+
+ENV_ALIASES: Mapping[str, str] = {
+    "HPCPILOT_HARVESTER_CONFIG": "harvester.config_file",
+    "HPCPILOT_WORKDIR": "run.workdir",
+}
 """Environment variables that set one key under a name of their own (the batch-script templates
 read ``HPCPILOT_HARVESTER_CONFIG`` too); empty means unset."""
 
@@ -355,63 +371,208 @@ def _cli_layer(overrides: Mapping[str, str]) -> _Layer:
 # --------------------------------------------------------------------------- site files
 
 
-def site_config_dirs(env: Mapping[str, str] | None = None) -> list[Path]:
-    """Return the existing directories searched for site files, first match wins.
+@dataclass(frozen=True)
+class SiteDir:
+    """One directory of the site search path.
+
+    Attributes
+    ----------
+    path
+        The directory (it need not exist).
+    origin
+        Why it is searched: ``HPCPILOT_SITE_PATH``, ``HPCPILOT_SITE_CONFIG_DIR``, ``user`` (the user's
+        configuration directory) or ``package`` (the site files shipped in the hpcpilot package).
+    """
+
+    path: Path
+    origin: str
+
+
+@dataclass(frozen=True)
+class SiteFile:
+    """One site file found on the search path.
+
+    Attributes
+    ----------
+    name
+        The site's name (the file name without ``.yaml``), as ``--site`` takes it.
+    path
+        The file.
+    origin
+        The `SiteDir.origin` of its directory.
+    shadowed_by
+        The file of the same name earlier on the search path, which ``--site`` loads instead; None for
+        the one that wins.
+    """
+
+    name: str
+    path: Path
+    origin: str
+    shadowed_by: Path | None = None
+
+
+def packaged_site_dir() -> Path:
+    """The ``site_configs/`` directory shipped inside the hpcpilot package (read with importlib.resources).
+
+    Returns
+    -------
+    Path
+        ``<site-packages>/hpcpilot/site_configs`` once installed; in a source checkout,
+        ``hpcpilot/site_configs`` of the checkout.
+    """
+    ref = resources.files("hpcpilot") / "site_configs"
+    return ref if isinstance(ref, Path) else Path(str(ref))
+
+
+def _user_site_dir(environ: Mapping[str, str]) -> Path | None:
+    """``$XDG_CONFIG_HOME/hpcpilot/sites``, else ``$HOME/.config/hpcpilot/sites``; None without either."""
+    xdg = environ.get("XDG_CONFIG_HOME", "")
+    if xdg and Path(xdg).is_absolute():  # the XDG base directory spec ignores relative paths
+        return Path(xdg) / USER_SITE_SUBDIR
+    home = environ.get("HOME", "")
+    return Path(home) / ".config" / USER_SITE_SUBDIR if home else None
+
+
+def site_search_path(env: Mapping[str, str] | None = None) -> list[SiteDir]:
+    """Return the directories searched for site files, in order (first match wins), existing or not.
 
     Parameters
     ----------
     env
-        The environment to read ``$HPCPILOT_SITE_CONFIG_DIR`` from; defaults to ``os.environ``.
+        The environment to read ``$HPCPILOT_SITE_PATH``, ``$HPCPILOT_SITE_CONFIG_DIR``,
+        ``$XDG_CONFIG_HOME`` and ``$HOME`` from; defaults to ``os.environ``.
 
     Returns
     -------
-    list[Path]
-        ``$HPCPILOT_SITE_CONFIG_DIR`` if set, then the ``site_configs`` directory next to the
-        ``hpcpilot`` package directory, then ``<sys.prefix>/share/hpcpilot/site_configs``; only
-        those that exist, without duplicates.
+    list[SiteDir]
+        Every directory of ``$HPCPILOT_SITE_PATH`` (``os.pathsep``-separated, empty entries skipped),
+        then ``$HPCPILOT_SITE_CONFIG_DIR`` if set, then the user's ``$XDG_CONFIG_HOME/hpcpilot/sites``
+        (``~/.config/hpcpilot/sites`` without ``XDG_CONFIG_HOME``), then the packaged sites
+        (`packaged_site_dir`); a directory named twice is kept at its first place.
     """
     environ = os.environ if env is None else env
-    candidates: list[Path] = []
+    candidates = [
+        SiteDir(Path(entry).expanduser(), SITE_PATH_VAR)
+        for entry in environ.get(SITE_PATH_VAR, "").split(os.pathsep)
+        if entry.strip()
+    ]
     if environ.get(SITE_DIR_VAR):
-        candidates.append(Path(environ[SITE_DIR_VAR]))
-    candidates.append(Path(hpcpilot.__file__).parent.parent / "site_configs")
-    candidates.append(Path(sys.prefix) / "share" / "hpcpilot" / "site_configs")
-    dirs: list[Path] = []
+        candidates.append(SiteDir(Path(environ[SITE_DIR_VAR]).expanduser(), SITE_DIR_VAR))
+    user = _user_site_dir(environ)
+    if user is not None:
+        candidates.append(SiteDir(user, "user"))
+    candidates.append(SiteDir(packaged_site_dir(), "package"))
+    dirs: list[SiteDir] = []
     seen: set[Path] = set()
     for candidate in candidates:
-        resolved = candidate.resolve()
-        if candidate.is_dir() and resolved not in seen:
+        resolved = candidate.path.resolve()
+        if resolved not in seen:
             seen.add(resolved)
             dirs.append(candidate)
     return dirs
 
 
-def available_sites(env: Mapping[str, str] | None = None) -> list[str]:
-    """Return the names of the site files in `site_config_dirs`, sorted.
+def site_config_dirs(env: Mapping[str, str] | None = None) -> list[Path]:
+    """Return the existing directories of `site_search_path`, first match wins.
 
     Parameters
     ----------
     env
-        The environment to read ``$HPCPILOT_SITE_CONFIG_DIR`` from; defaults to ``os.environ``.
+        The environment (see `site_search_path`); defaults to ``os.environ``.
+
+    Returns
+    -------
+    list[Path]
+        The directories of the search path that exist, in order.
+    """
+    return [d.path for d in site_search_path(env) if d.path.is_dir()]
+
+
+def find_sites(env: Mapping[str, str] | None = None) -> list[SiteFile]:
+    """Return every site file on the search path, by name, then in search order.
+
+    Parameters
+    ----------
+    env
+        The environment (see `site_search_path`); defaults to ``os.environ``.
+
+    Returns
+    -------
+    list[SiteFile]
+        One entry per ``<name>.yaml`` file in a directory of the search path; of several files with
+        the same name the first wins and the others have ``shadowed_by`` set to it.
+    """
+    winners: dict[str, Path] = {}
+    found: list[SiteFile] = []
+    for directory in site_search_path(env):
+        if not directory.path.is_dir():
+            continue
+        for path in sorted(directory.path.glob("*.yaml")):
+            if not path.is_file():
+                continue
+            winner = winners.setdefault(path.stem, path)
+            found.append(SiteFile(path.stem, path, directory.origin, None if winner == path else winner))
+    order = {name: i for i, name in enumerate(sorted(winners))}
+    return sorted(found, key=lambda f: order[f.name])  # stable: search order within a name
+
+
+def format_sites(sites: Sequence[SiteFile], env: Mapping[str, str] | None = None) -> str:
+    """Render the search path and the sites found, for ``hpcpilot config sites``.
+
+    Parameters
+    ----------
+    sites
+        The result of `find_sites`.
+    env
+        The environment the search path is read from (see `site_search_path`).
+
+    Returns
+    -------
+    str
+        A ``search path`` block (one directory a line, with its origin, ``(missing)`` if it does not
+        exist), then one line per site file: name, origin, path, and ``shadowed by PATH`` for a file
+        that another one earlier on the path hides.
+    """
+    search = site_search_path(env)
+    lines = ["search path (first match wins):"]
+    origin_width = max(len(d.origin) for d in search)
+    for directory in search:
+        missing = "" if directory.path.is_dir() else "   (missing)"
+        lines.append(f"  {directory.origin:<{origin_width}}  {directory.path}{missing}")
+    lines.append("sites:")
+    if not sites:
+        lines.append("  none")
+    name_width = max((len(f.name) for f in sites), default=0)
+    site_origin_width = max((len(f.origin) for f in sites), default=0)
+    for site in sites:
+        shadow = f"   (shadowed by {site.shadowed_by})" if site.shadowed_by is not None else ""
+        lines.append(f"  {site.name:<{name_width}}  {site.origin:<{site_origin_width}}  {site.path}{shadow}")
+    return "\n".join(lines) + "\n"
+
+
+def available_sites(env: Mapping[str, str] | None = None) -> list[str]:
+    """Return the names of the site files on the search path, sorted.
+
+    Parameters
+    ----------
+    env
+        The environment (see `site_search_path`); defaults to ``os.environ``.
 
     Returns
     -------
     list[str]
         Every ``<name>`` of a ``<name>.yaml`` file in any of the directories.
     """
-    names = {path.stem for d in site_config_dirs(env) for path in d.glob("*.yaml") if path.is_file()}
-    return sorted(names)
+    return sorted({site.name for site in find_sites(env)})
 
 
 def _find_site(site: str, env: Mapping[str, str]) -> Path:
-    """Return the first ``<dir>/<site>.yaml``, or raise listing the available sites."""
-    if site in available_sites(env):
-        for directory in site_config_dirs(env):
-            path = directory / f"{site}.yaml"
-            if path.is_file():
-                return path
+    """Return the first ``<dir>/<site>.yaml`` on the search path, or raise listing the available sites."""
+    for found in find_sites(env):
+        if found.name == site and found.shadowed_by is None:
+            return found.path
     names = ", ".join(available_sites(env)) or "none"
-    dirs = ", ".join(str(d) for d in site_config_dirs(env)) or "none"
+    dirs = ", ".join(f"{d.path} ({d.origin})" for d in site_search_path(env))
     raise ConfigError(f"unknown site '{site}': available sites are {names} (searched {dirs})")
 
 
@@ -462,13 +623,13 @@ def load_config(
     Parameters
     ----------
     site
-        Name of a site file looked up in `site_config_dirs` (``local`` for
+        Name of a site file looked up on `site_search_path` (``local`` for the packaged
         ``site_configs/local.yaml``).
     site_file
         Explicit path of the site file; give ``site`` or ``site_file``, not both.
     env
-        The environment: ``HPCPILOT_CONFIG``, ``HPCPILOT_SITE_CONFIG_DIR`` and the
-        ``HPCPILOT_<SECTION>__<KEY>`` variables; defaults to ``os.environ``.
+        The environment: ``HPCPILOT_CONFIG``, the site search path (`site_search_path`), the
+        ``HPCPILOT_<SECTION>__<KEY>`` variables and their aliases; defaults to ``os.environ``.
     overrides
         Command-line overrides, ``{"section.key": "raw string"}``.
 
