@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hpcpilot {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
 
-    run = sub.add_parser("run", help="run the jobs of a work directory (every MPI rank runs this)")
+    run = sub.add_parser(
+        "run", help="run the jobs of a work directory (every MPI rank runs this; the default command)"
+    )
     _settings_options(run)
     run.add_argument(
         "--resume",

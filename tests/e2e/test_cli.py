@@ -41,7 +41,7 @@ def test_config_errors_are_clear_and_exit_2(run_pilot: RunPilot, tmp_path: Path)
 
 
 def test_config_check_all_site_configs(run_pilot: RunPilot, tmp_path: Path) -> None:
-    files = sorted(str(p) for p in (REPO / "site_configs").glob("*.yaml"))
+    files = sorted(str(p) for p in (REPO / "hpcpilot" / "site_configs").glob("*.yaml"))
     assert files
     result = run_pilot(["config", "check", *files])
     assert result.returncode == 0, result.stdout
@@ -58,7 +58,7 @@ def test_config_check_all_site_configs(run_pilot: RunPilot, tmp_path: Path) -> N
 
 
 def test_there_is_a_site_config_for_each_supported_machine() -> None:
-    names = {p.stem for p in (REPO / "site_configs").glob("*.yaml")}
+    names = {p.stem for p in (REPO / "hpcpilot" / "site_configs").glob("*.yaml")}
     assert {"local", "perlmutter", "frontier", "aurora", "polaris", "summit", "slurm-generic"} <= names
 
 

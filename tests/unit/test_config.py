@@ -20,7 +20,7 @@ from hpcpilot.config import (
 )
 from hpcpilot.model.errors import ConfigError
 
-REPO_SITE_DIR = Path(hpcpilot.__file__).parent.parent / "site_configs"
+REPO_SITE_DIR = Path(hpcpilot.__file__).parent / "site_configs"  # package data
 
 
 def write(path: Path, text: str) -> Path:
@@ -439,7 +439,7 @@ def test_user_file_errors_name_the_user_file(tmp_path: Path) -> None:
 def test_site_config_dirs_order_and_existence(tmp_path: Path) -> None:
     dirs = site_config_dirs({"HPCPILOT_SITE_CONFIG_DIR": str(tmp_path)})
     assert dirs[0] == tmp_path
-    assert REPO_SITE_DIR in dirs
+    assert dirs[-1] == REPO_SITE_DIR
     assert all(d.is_dir() for d in dirs)
     assert tmp_path / "missing" not in site_config_dirs(
         {"HPCPILOT_SITE_CONFIG_DIR": str(tmp_path / "missing")}
