@@ -60,7 +60,9 @@ def test_help_lists_every_command(run_pilot: RunPilot) -> None:
     assert set(COMMANDS) == {"run", "demo", "config", "launch", "submit", "plugins", "status", "report"}
     for command in COMMANDS:
         assert f"    {command} " in result.stdout, command
-    assert "With no command, 'hpcpilot [OPTIONS]' is 'hpcpilot run [OPTIONS]'" in " ".join(result.stdout.split())
+    assert "With no command, 'hpcpilot [OPTIONS]' is 'hpcpilot run [OPTIONS]'" in " ".join(
+        result.stdout.split()
+    )
 
 
 def test_print_template_prints_the_packaged_file(run_pilot: RunPilot) -> None:
