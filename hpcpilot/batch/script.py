@@ -2,10 +2,10 @@
 
 Harvester's Slurm, PBS and LSF submitters read a template file (``templateFile``) and fill it in with
 Python's ``str.format`` (``template.format(**values)``; newer Harvester versions use ``format_map`` with a
-dict that leaves unknown names alone). The templates in the package's ``launchers/`` are usable unchanged as such
-templates: they contain only the placeholders of `HARVESTER_PLACEHOLDERS`, and every brace the shell
-needs is doubled (``${{VAR}}`` renders as ``${VAR}``). ``hpcpilot submit`` renders the same templates
-with the values of a `ScriptRequest`, computed as Harvester computes them.
+dict that leaves unknown names alone). The templates in the package's ``launchers/`` are usable
+unchanged as such templates: they contain only the placeholders of `HARVESTER_PLACEHOLDERS`, and every
+brace the shell needs is doubled (``${{VAR}}`` renders as ``${VAR}``). ``hpcpilot submit`` renders the
+same templates with the values of a `ScriptRequest`, computed as Harvester computes them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``python -m hpcpilot`` with no command is ``run``; the packaged templates and sites from the command line."""
+"""``python -m hpcpilot`` with no command is ``run``; packaged templates and sites on the command line."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The wheel as a site installs it: built, installed into a fresh virtualenv outside the checkout, used from there.
+"""The wheel as a site installs it: built, put into a fresh virtualenv outside the checkout, used there.
 
 The wheel is built from a copy of the checkout's ``pyproject.toml``, ``README.md``, ``LICENSE`` and
 ``hpcpilot/`` (without build isolation when the test virtualenv has setuptools >= 77, so no network is

@@ -138,5 +138,5 @@ def test_workdir_from_the_environment(tmp_path: Path) -> None:
     assert loaded.origins["run.workdir"] == "env:HPCPILOT_WORKDIR"
     cli = load_config(env={"HPCPILOT_WORKDIR": str(tmp_path)}, overrides={"run.workdir": "/elsewhere"})
     assert cli.settings.run.workdir == "/elsewhere"
-    with pytest.raises(ConfigError, match="both set 'run.workdir'"):
+    with pytest.raises(ConfigError, match=r"both set 'run\.workdir'"):
         load_config(env={"HPCPILOT_WORKDIR": "/a", "HPCPILOT_RUN__WORKDIR": "/b"})
