@@ -204,8 +204,8 @@ def load_settings(
     Parameters
     ----------
     site
-        A site file's name, looked up as ``hpcpilot run --site`` does (``$HPCPILOT_SITE_CONFIG_DIR``,
-        then the installed ``site_configs``).
+        A site file's name, looked up as ``hpcpilot run --site`` does (``$HPCPILOT_SITE_PATH``, the
+        user's ``~/.config/hpcpilot/sites``, then the packaged ``site_configs``).
     config_file
         The path of a site file instead; give ``site`` or ``config_file``, not both.
     overrides

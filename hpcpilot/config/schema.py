@@ -335,7 +335,8 @@ class BatchSettings:
     queue, account
         Partition/queue and account/project of ``hpcpilot submit`` (empty: the site's default).
     template
-        The batch-script template of ``hpcpilot submit`` (empty: ``launchers/<system>.sh``).
+        The batch-script template of ``hpcpilot submit``: a name in the package's ``launchers/`` or a
+        path (empty: ``launchers/<system>.sh``).
     submit_options
         Extra options of the submit command (``sbatch``, ``qsub``, ``bsub``), split like a shell.
     saga_url

@@ -1,5 +1,5 @@
 """Issue 14, 1b on the real Slurm cluster: a OneToOne worker whose job spec Harvester wrote under a site's
-``jobSpecFile`` (``pandaJobData.out``), the batch script being ``launchers/slurm.sh`` rendered with
+``jobSpecFile`` (``pandaJobData.out``), the batch script being ``hpcpilot/launchers/slurm.sh`` rendered with
 Harvester's values (``hpcpilot submit``), the access point polled by the fake Harvester.
 
 Without Harvester's configuration the job fails 1008 where Harvester reads it and the batch job ends at
@@ -41,7 +41,7 @@ def plain_job() -> dict[str, Any]:
 
 
 def submit(slurm: Slurm, fake: FakeHarvester, env: dict[str, str]) -> str:
-    """``hpcpilot submit`` of launchers/slurm.sh for the fake's access point; the job id."""
+    """``hpcpilot submit`` of hpcpilot/launchers/slurm.sh for the fake's access point; the job id."""
     env = {
         "HPCPILOT_PYTHON": sys.executable,
         "HPCPILOT_RUN__COMMUNICATOR": "harvester",

@@ -1,4 +1,4 @@
-"""hpcpilot on the real Slurm cluster: the launchers/ template over several nodes, discovery, the plugin,
+"""hpcpilot on the real Slurm cluster: the hpcpilot/launchers/ template over several nodes, discovery, the plugin,
 and a time limit that cuts the run without losing anything."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def hpcpilot(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
 
 
 def submit_pilot(slurm: Slurm, workdir: Path, nodes: int, walltime: str, env: dict[str, str]) -> str:
-    """``hpcpilot submit`` of launchers/slurm.sh (the job runs the venv's Python); the job id."""
+    """``hpcpilot submit`` of hpcpilot/launchers/slurm.sh (the job runs the venv's Python); the job id."""
     env = {"HPCPILOT_PYTHON": sys.executable, **env}
     args = ["--nodes", str(nodes), "--cores-per-node", "2", "--walltime", walltime, "--workdir", str(workdir)]
     result = hpcpilot("submit", *args, "--set", "batch.system=slurm", env=env)
