@@ -1,4 +1,4 @@
-"""hpcpilot on the real Slurm cluster: the hpcpilot/launchers/ template over several nodes, discovery, the plugin,
+"""hpcpilot on the real Slurm cluster: the packaged slurm.sh template over several nodes, discovery, plugin,
 and a time limit that cuts the run without losing anything."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The batch-script templates in hpcpilot/launchers/: rendered as Harvester does; directives, shell checks, signals."""
+"""The batch-script templates in hpcpilot/launchers/: rendered as Harvester does; directives, checks, signals."""
 
 from __future__ import annotations
 
