@@ -1,4 +1,4 @@
-"""The batch-script templates in hpcpilot/launchers/: rendered as Harvester does; directives, checks, signals."""
+"""The batch-script templates (hpcpilot/launchers/): rendered as Harvester does; directives, signals."""
 
 from __future__ import annotations
 
