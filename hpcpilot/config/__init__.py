@@ -21,17 +21,29 @@ from hpcpilot.config.schema import (
 if TYPE_CHECKING:
     from hpcpilot.config.loader import (
         LoadedConfig,
+        SiteDir,
+        SiteFile,
         available_sites,
         check_config_file,
+        find_sites,
         format_config,
+        format_sites,
         load_config,
+        packaged_site_dir,
         settings_to_dict,
         site_config_dirs,
+        site_search_path,
     )
 
 _LOADER_NAMES = frozenset(
     {
         "LoadedConfig",
+        "SiteDir",
+        "SiteFile",
+        "find_sites",
+        "format_sites",
+        "packaged_site_dir",
+        "site_search_path",
         "available_sites",
         "check_config_file",
         "format_config",
@@ -50,12 +62,18 @@ __all__ = [
     "PayloadSettings",
     "RunSettings",
     "Settings",
+    "SiteDir",
+    "SiteFile",
     "available_sites",
     "check_config_file",
+    "find_sites",
     "format_config",
+    "format_sites",
     "load_config",
+    "packaged_site_dir",
     "settings_to_dict",
     "site_config_dirs",
+    "site_search_path",
 ]
 
 
