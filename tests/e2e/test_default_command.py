@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from hpcpilot.cli import COMMANDS
 from hpcpilot.demo.jobs import demo_job
 from tests.conftest import REPO, RunPilot, pilot_env, summary, write_jobs
@@ -93,3 +95,24 @@ def test_config_sites_lists_where_each_site_comes_from(run_pilot: RunPilot, tmp_
         assert any(ln.split()[:2] == [name, "package"] for ln in lines), name
     shown = run_pilot(["config", "show", "--site", "perlmutter"], env={"HPCPILOT_SITE_PATH": str(tmp_path)})
     assert "7" in next(ln for ln in shown.stdout.splitlines() if ln.startswith("node.cores "))
+
+
+@pytest.mark.mpi
+def test_the_design_invocation_under_mpiexec(mpiexec: Path, launcher_tmp: Path, tmp_path: Path) -> None:
+    # `srun -N 512 python -m hpcpilot` of the design card, here `mpiexec -n 2 python -m hpcpilot`
+    write_jobs(tmp_path, [demo_job(panda_id=24, n_events=40, sleep_per_event=0)])
+    result = subprocess.run(
+        [str(mpiexec), "-n", "2", sys.executable, "-m", "hpcpilot"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+        env=pilot_env({"TMPDIR": str(launcher_tmp)}),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert summary(tmp_path)["ranges"]["finished"] == 4
+    assert sorted(p.name for p in (tmp_path / "logs").glob("rank-*.log")) == [
+        "rank-0000.log",
+        "rank-0001.log",
+    ]
