@@ -141,7 +141,7 @@ def test_tobekilled_kills_running_payloads(tmp_path: Path, panda_id: int | None)
 def test_abandon_stops_the_job_and_reports_nothing_more(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, payload_s: float
 ) -> None:
-    """``alreadydone``/``badattemptnr`` from PanDA: the work stops, nothing more goes out, the log says why."""
+    """``alreadydone``/``badattemptnr``: the work stops, nothing more goes out, the log says why."""
     caplog.set_level("INFO")
     reason = "the PanDA server has the job done already (alreadydone)"
     after = 20 if payload_s < 1 else 0
