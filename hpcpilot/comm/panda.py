@@ -17,16 +17,26 @@ coordinator's loop never waits for the network.
 * **Updates** go through the durable `hpcpilot.comm.outbox.Outbox` in ``<workdir>/panda_outbox/``:
   `report_job` puts a heartbeat or the final update there, `report_ranges` one batch of range updates
   (finished ranges, and ranges that used all their attempts with status
-  ``eventservice.exhausted_status``; a failed attempt that will be retried is not reported). The thread
-  sends them in order; consecutive range batches share one ``update_event_ranges`` call. An update
-  leaves the outbox once the server took it; while the server cannot be reached, updates wait there
-  (retried with back-off, surviving a restart of the pilot).
+  ``eventservice.exhausted_status``; a failed attempt that will be retried is not reported). Two lanes
+  send them: heartbeats and final updates in order (the job lane), and range updates, all waiting
+  batches in one ``update_event_ranges`` call, one attempt per turn with doubling pauses (the range
+  lane). A job's final update waits for the job's range updates, except once ``update_event_ranges``
+  answered HTTP 500 (a current server does so to every call, after applying the updates: a server
+  bug, logged once); when the final update is taken, the job's range updates still waiting are
+  dropped. An update leaves the outbox once the server took it; while the server cannot be reached,
+  updates wait there (retried with back-off, surviving a restart of the pilot).
+* **Final update**: what Pilot 3 sends (`hpcpilot.comm.panda_api.job_update`): the job report as
+  ``meta_data``, ``exe_error_code``/``exe_error_diag``, ``n_input_files``, ``cpu_conversion_factor``,
+  the resource figures and ``job_metrics``, with the file report.
 * **Commands** (``tobekilled``, ``softkill``) in the replies to ``update_job`` and
-  ``update_event_ranges`` come out of `poll` as `hpcpilot.comm.base.Command`.
+  ``update_event_ranges`` come out of `poll` as `hpcpilot.comm.base.Command`; ``alreadydone`` and
+  ``badattemptnr`` abandon the job (``CommandKind.ABANDON``): nothing more is sent for it.
 * **Faults**: a call is retried (``panda.retries`` attempts with back-off); requests for jobs and ranges
   are then tried again later, and only after ``panda.give_up_s`` without success (or at once, for an
   error that retrying cannot help) does the error reach the run. With ``panda.api = v1``, a server that
-  answers HTTP 404 to a v1 path is spoken to in the legacy API from then on.
+  answers HTTP 404 to a v1 path is spoken to in the legacy API from then on. A legacy call answered
+  HTTP 403 (a current server forbids the legacy methods) is a final error naming the server; no
+  further legacy call is made.
 * `close` lets the thread flush the outbox for up to ``panda.close_wait_s``; what is left stays on disk
   and is sent first by the next run in the same work directory.
 """

@@ -26,6 +26,14 @@ on the server.
 catalogue XML is no longer read). `output_report` builds exactly that; ``surl`` is left out because
 hpcpilot does not stage files out to storage (yet).
 
+**The final update** carries what Pilot 3 sends (`job_update`): besides the file report, the job
+report as ``meta_data`` (JSON text), ``exe_error_code``/``exe_error_diag``, ``n_input_files`` and,
+with every CPU time, ``cpu_conversion_factor``.
+
+**Commands** of an ``update_job`` reply: ``tobekilled``, ``softkill``, ``debug``/``debugoff`` and
+``alreadydone``/``badattemptnr`` (`ABANDON_COMMANDS`: the job is done elsewhere, or this attempt is
+stale; nothing more is sent for it).
+
 **Event range updates** use format version 0: ``event_ranges`` (legacy ``eventRanges``) is a JSON
 string of ``[{"eventRangeID", "eventStatus", "errorCode"?, "errorDiag"?, "cpuConsumptionTime"?,
 "coreCount"?}, ...]``; the reply's ``Returns`` list says per range whether it was accepted.

@@ -980,8 +980,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events-per-range", type=int, default=10)
     parser.add_argument("--range-reply-shape", choices=("list", "dict"), default="list")
     parser.add_argument("--record", type=Path, help="write calls and updates here (JSON) at the end")
+    parser.add_argument(
+        "--apis", default="v1", help="API generations served, comma-separated (v1, legacy); default v1"
+    )
+    parser.add_argument(
+        "--no-range-update-bug",
+        action="store_true",
+        help="update_event_ranges answers as intended (default: HTTP 500 after applying, as today's server)",
+    )
     args = parser.parse_args(argv)
-    fake = FakePandaServer(args.port, range_reply_shape=args.range_reply_shape)
+    fake = FakePandaServer(
+        args.port,
+        range_reply_shape=args.range_reply_shape,
+        apis=tuple(a.strip() for a in args.apis.split(",") if a.strip()),
+        range_update_bug=not args.no_range_update_bug,
+    )
     for job in _iter_jobs(args.jobs) if args.jobs else ():
         es = str(job.get("eventService", "")).lower() == "true"
         fake.add_job(job, cut_job_ranges(job, args.events_per_range) if es else None)
