@@ -28,6 +28,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,9 @@ class Outbox:
         self._lock = threading.Lock()
         directory.mkdir(parents=True, exist_ok=True)
         self._items: list[OutboxItem] = self._load()
+        self._ranges_by_job: Counter[int] = Counter(
+            i.panda_id for i in self._items if i.kind is OutboxKind.RANGES
+        )
         self._next_seq = self._items[-1].seq + 1 if self._items else 1
         self._over_warned = 0
 
@@ -139,6 +143,8 @@ class Outbox:
                 stale = [i for i in self._items if i.kind is OutboxKind.HEARTBEAT and i.panda_id == panda_id]
                 self._drop(stale)
             self._items.append(item)
+            if kind is OutboxKind.RANGES:
+                self._ranges_by_job[panda_id] += 1
             self._bound()
             return item
 
@@ -163,10 +169,20 @@ class Outbox:
                 total += _n_ranges(item)
             return tuple(batch)
 
-    def head_job(self) -> OutboxItem | None:
-        """The oldest heartbeat or final update, or None."""
+    def head_job(self, hold_finals: bool = False) -> OutboxItem | None:
+        """The oldest heartbeat or final update, or None.
+
+        With ``hold_finals``, the final update of a job whose range updates still wait is passed over
+        (the items behind it may go).
+        """
         with self._lock:
-            return next((i for i in self._items if i.kind is not OutboxKind.RANGES), None)
+            for item in self._items:
+                if item.kind is OutboxKind.RANGES:
+                    continue
+                if hold_finals and item.kind is OutboxKind.FINAL and self._ranges_by_job[item.panda_id]:
+                    continue
+                return item
+            return None
 
     def head_ranges(self, max_ranges: int) -> tuple[OutboxItem, ...]:
         """The oldest range-update items, up to ``max_ranges`` ranges in all (the first always comes)."""
@@ -185,6 +201,10 @@ class Outbox:
     def count(self, kind: OutboxKind, panda_id: int | None = None) -> int:
         """How many items of ``kind`` (of one job, when ``panda_id`` is given) wait."""
         with self._lock:
+            if kind is OutboxKind.RANGES:
+                if panda_id is not None:
+                    return self._ranges_by_job[panda_id]
+                return sum(self._ranges_by_job.values())
             return sum(
                 1 for i in self._items if i.kind is kind and (panda_id is None or i.panda_id == panda_id)
             )
@@ -205,7 +225,13 @@ class Outbox:
     def _drop(self, items: list[OutboxItem]) -> None:
         if not items:
             return
-        gone = {i.seq for i in items}
+        present = {i.seq for i in self._items}
+        gone = {i.seq for i in items if i.seq in present}
+        for item in items:
+            if item.kind is OutboxKind.RANGES and item.seq in gone:
+                self._ranges_by_job[item.panda_id] -= 1
+                if self._ranges_by_job[item.panda_id] <= 0:
+                    del self._ranges_by_job[item.panda_id]
         self._items = [i for i in self._items if i.seq not in gone]
         for item in items:
             (self.directory / item.file_name).unlink(missing_ok=True)

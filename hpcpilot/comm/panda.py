@@ -514,8 +514,8 @@ class PandaCommunicator(Communicator):
                                 actions.append(functools.partial(self._ask_ranges, feed))
                             wake = min(wake, feed.retry.next_try)
                 if self._legacy_forbidden is None:
-                    head = self._outbox.head_job()
-                    if head is not None and not self._held(head):
+                    head = self._outbox.head_job(hold_finals=self._hold_finals())
+                    if head is not None:
                         if now >= self._outbox_retry.next_try:
                             actions.append(functools.partial(self._send_job_update, head))
                         wake = min(wake, self._outbox_retry.next_try)
@@ -696,19 +696,15 @@ class PandaCommunicator(Communicator):
                 log.info("job %d: the PanDA server has no more event ranges", job.panda_id)
             self._wake.notify_all()
 
-    def _held(self, item: OutboxItem) -> bool:
-        """Whether a job's final update waits for its range updates (lock held).
+    def _hold_finals(self) -> bool:
+        """Whether final updates wait for their job's range updates (lock held).
 
-        The job's range updates go first, as the server expects: the final update waits for them while
-        the range lane is healthy or fails on the way (the server unreachable, a timeout, a 503), as it
-        would itself. It never waits once ``update_event_ranges`` answered HTTP 500: current servers do
-        that to every call, after applying the updates (a server bug).
+        The job's range updates go first, as the server expects: a final update waits for them while
+        the range lane works or fails on the way (the server unreachable, a timeout, a 503: the final
+        update would not get through either). It never waits once ``update_event_ranges`` answered
+        HTTP 500: current servers do that to every call, after applying the updates (a server bug).
         """
-        if item.kind is not OutboxKind.FINAL:
-            return False
-        if self._range_retry.failures and self._range_status == 500:
-            return False
-        return self._outbox.count(OutboxKind.RANGES, item.panda_id) > 0
+        return not (self._range_retry.failures and self._range_status == 500)
 
     def _send_job_update(self, item: OutboxItem) -> None:
         """Send the oldest heartbeat or final update (the job lane)."""
