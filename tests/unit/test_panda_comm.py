@@ -701,6 +701,7 @@ def test_tls_verification_rejects_an_unknown_certificate(make: Factory, tmp_path
 
 def test_the_fake_records_protocol_violations(fake: FakePandaServer) -> None:
     fake.apis = ("v1", "legacy")  # an older server, which still served the legacy API
+
     def post(path: str, body: bytes, ctype: str) -> None:
         request = urllib.request.Request(
             fake.url + path, data=body, headers={"Content-Type": ctype, "Accept": "application/json"}
