@@ -97,6 +97,9 @@ class Outbox:
         self._ranges_by_job: Counter[int] = Counter(
             i.panda_id for i in self._items if i.kind is OutboxKind.RANGES
         )
+        # range-update items never tried since they were put (or loaded): per job; and those tried
+        self._untried_by_job: Counter[int] = Counter(self._ranges_by_job)
+        self._tried: set[int] = set()
         self._next_seq = self._items[-1].seq + 1 if self._items else 1
         self._over_warned = 0
 
@@ -145,6 +148,7 @@ class Outbox:
             self._items.append(item)
             if kind is OutboxKind.RANGES:
                 self._ranges_by_job[panda_id] += 1
+                self._untried_by_job[panda_id] += 1
             self._bound()
             return item
 
@@ -169,34 +173,52 @@ class Outbox:
                 total += _n_ranges(item)
             return tuple(batch)
 
-    def head_job(self, hold_finals: bool = False) -> OutboxItem | None:
-        """The oldest heartbeat or final update, or None.
+    def head_job(self, hold: str = "") -> OutboxItem | None:
+        """The oldest heartbeat or final update that may go, or None.
 
-        With ``hold_finals``, the final update of a job whose range updates still wait is passed over
-        (the items behind it may go).
+        ``hold`` passes over (letting the items behind it go) the final update of a job that still has
+        range updates waiting (``"ranges"``), or range updates never tried (``"untried"``).
         """
         with self._lock:
+            waiting = {"ranges": self._ranges_by_job, "untried": self._untried_by_job}.get(hold)
             for item in self._items:
                 if item.kind is OutboxKind.RANGES:
                     continue
-                if hold_finals and item.kind is OutboxKind.FINAL and self._ranges_by_job[item.panda_id]:
+                if waiting is not None and item.kind is OutboxKind.FINAL and waiting[item.panda_id]:
                     continue
                 return item
             return None
 
-    def head_ranges(self, max_ranges: int) -> tuple[OutboxItem, ...]:
-        """The oldest range-update items, up to ``max_ranges`` ranges in all (the first always comes)."""
+    def head_ranges(self, max_ranges: int, untried_only: bool = False) -> tuple[OutboxItem, ...]:
+        """The oldest range-update items, up to ``max_ranges`` ranges in all (the first always comes).
+
+        With ``untried_only``, only items never tried.
+        """
         with self._lock:
             batch: list[OutboxItem] = []
             total = 0
             for item in self._items:
-                if item.kind is not OutboxKind.RANGES:
+                if item.kind is not OutboxKind.RANGES or (untried_only and item.seq in self._tried):
                     continue
                 if batch and total + _n_ranges(item) > max_ranges:
                     break
                 batch.append(item)
                 total += _n_ranges(item)
             return tuple(batch)
+
+    def mark_tried(self, items: Iterable[OutboxItem]) -> None:
+        """Note that range-update items were sent once (the server's answer was not a success)."""
+        with self._lock:
+            present = {i.seq for i in self._items}
+            for item in items:
+                if item.kind is OutboxKind.RANGES and item.seq in present and item.seq not in self._tried:
+                    self._tried.add(item.seq)
+                    _decrement(self._untried_by_job, item.panda_id)
+
+    def untried_ranges(self) -> int:
+        """How many range-update items were never tried."""
+        with self._lock:
+            return sum(self._untried_by_job.values())
 
     def count(self, kind: OutboxKind, panda_id: int | None = None) -> int:
         """How many items of ``kind`` (of one job, when ``panda_id`` is given) wait."""
@@ -229,9 +251,11 @@ class Outbox:
         gone = {i.seq for i in items if i.seq in present}
         for item in items:
             if item.kind is OutboxKind.RANGES and item.seq in gone:
-                self._ranges_by_job[item.panda_id] -= 1
-                if self._ranges_by_job[item.panda_id] <= 0:
-                    del self._ranges_by_job[item.panda_id]
+                _decrement(self._ranges_by_job, item.panda_id)
+                if item.seq in self._tried:
+                    self._tried.discard(item.seq)
+                else:
+                    _decrement(self._untried_by_job, item.panda_id)
         self._items = [i for i in self._items if i.seq not in gone]
         for item in items:
             (self.directory / item.file_name).unlink(missing_ok=True)
@@ -287,14 +311,24 @@ class Outbox:
                     else:
                         others.append(entry)
             first = items[0]
+            any_untried = any(i.seq not in self._tried for i in items)
             payload = {"eventRanges": [*entries.values(), *others]}
             merged = OutboxItem(first.seq, first.kind, first.panda_id, payload, first.created)
             write_json_atomic(self.directory / merged.file_name, _record(merged), indent=None)
             self._items = [merged if i.seq == first.seq else i for i in self._items]
             self._drop(items[1:])
+            if any_untried and first.seq in self._tried:  # it carries updates never tried
+                self._tried.discard(first.seq)
+                self._untried_by_job[first.panda_id] += 1
             merged_items += len(items) - 1
         if merged_items:
             log.info("outbox full: merged %d range-update item(s) into one per job", merged_items)
+
+
+def _decrement(counter: Counter[int], key: int) -> None:
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]
 
 
 def _record(item: OutboxItem) -> dict[str, Any]:

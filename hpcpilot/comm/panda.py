@@ -514,7 +514,7 @@ class PandaCommunicator(Communicator):
                                 actions.append(functools.partial(self._ask_ranges, feed))
                             wake = min(wake, feed.retry.next_try)
                 if self._legacy_forbidden is None:
-                    head = self._outbox.head_job(hold_finals=self._hold_finals())
+                    head = self._outbox.head_job(hold=self._hold_finals())
                     if head is not None:
                         if now >= self._outbox_retry.next_try:
                             actions.append(functools.partial(self._send_job_update, head))
@@ -522,6 +522,8 @@ class PandaCommunicator(Communicator):
                     if self._outbox.count(OutboxKind.RANGES):
                         if now >= self._range_retry.next_try:
                             actions.append(self._send_range_updates)
+                        elif self._server_bug() and self._outbox.untried_ranges():
+                            actions.append(functools.partial(self._send_range_updates, untried_only=True))
                         wake = min(wake, self._range_retry.next_try)
                 if actions:
                     self._turn += 1
@@ -696,15 +698,20 @@ class PandaCommunicator(Communicator):
                 log.info("job %d: the PanDA server has no more event ranges", job.panda_id)
             self._wake.notify_all()
 
-    def _hold_finals(self) -> bool:
-        """Whether final updates wait for their job's range updates (lock held).
+    def _server_bug(self) -> bool:
+        """Whether ``update_event_ranges`` fails with HTTP 500 (lock held): see `_hold_finals`."""
+        return bool(self._range_retry.failures) and self._range_status == 500
+
+    def _hold_finals(self) -> str:
+        """Which final updates wait for their job's range updates (lock held): an `Outbox.head_job` hold.
 
         The job's range updates go first, as the server expects: a final update waits for them while
         the range lane works or fails on the way (the server unreachable, a timeout, a 503: the final
-        update would not get through either). It never waits once ``update_event_ranges`` answered
-        HTTP 500: current servers do that to every call, after applying the updates (a server bug).
+        update would not get through either). Once ``update_event_ranges`` answered HTTP 500 (current
+        servers do that to every call, after applying the updates: a server bug), it waits only until
+        each of them was sent once; they are sent at once, outside the lane's pauses.
         """
-        return not (self._range_retry.failures and self._range_status == 500)
+        return "untried" if self._server_bug() else "ranges"
 
     def _send_job_update(self, item: OutboxItem) -> None:
         """Send the oldest heartbeat or final update (the job lane)."""
@@ -746,13 +753,14 @@ class PandaCommunicator(Communicator):
                 self._range_error_seen or "none",
             )
 
-    def _send_range_updates(self) -> None:
+    def _send_range_updates(self, untried_only: bool = False) -> None:
         """Send the oldest range updates in one ``update_event_ranges`` call (the range lane).
 
         One attempt per turn: the lane's own pauses (doubling) space the retries, so that the thread
-        goes on with the job lane meanwhile.
+        goes on with the job lane meanwhile. ``untried_only``: only updates never sent (while the server
+        answers 500, they go at once, outside the pauses).
         """
-        batch = self._outbox.head_ranges(MAX_RANGES_PER_CALL)
+        batch = self._outbox.head_ranges(MAX_RANGES_PER_CALL, untried_only=untried_only)
         if not batch:
             return
         stale = [item for item in batch if item.panda_id in self._abandoned]
@@ -770,6 +778,7 @@ class PandaCommunicator(Communicator):
                 lambda api: update_event_ranges(api, updates), parse_update_event_ranges, one_try=True
             )
         except CommunicatorError as exc:
+            self._outbox.mark_tried(batch)
             self._update_failed(batch, exc, self._range_retry)
             return
         self._outbox.remove(batch)

@@ -269,16 +269,16 @@ def test_range_updates_500_do_not_hold_back_the_final_update(
 ) -> None:
     caplog.set_level(logging.INFO)
     fake.add_job(demo_job(panda_id=61, n_events=100))
-    comm = make(make_settings(fake.url, retries=3, backoff_s=0.02, backoff_max_s=0.05))
+    comm = make(make_settings(fake.url, retries=3, backoff_s=0.5, backoff_max_s=60.0))
     [job] = get_jobs(comm)
     ranges = all_ranges(comm, job)
     comm.report_ranges(job, finished(job, ranges[:5]), [])
     until(lambda: len(fake.calls_of("update_event_ranges")) >= 3, what="range updates answered 500")
-    comm.report_ranges(job, finished(job, ranges[5:]), [])
-    until(lambda: set(fake.finished_ranges()) == {r.range_id for r in ranges}, what="all ranges applied")
-    comm.report_job(JobReport(61, JobState.FINISHED, start_time=1, end_time=2))
+    comm.report_ranges(job, finished(job, ranges[5:]), [])  # the lane is in its pause now
+    comm.report_job(JobReport(61, JobState.FINISHED, start_time=1, end_time=2))  # right behind
     until(lambda: fake.final_update(61), what="the final update")
     comm.close()
+    assert set(fake.finished_ranges()) == {r.range_id for r in ranges}  # each sent once before the final
     assert {c.status for c in fake.calls_of("update_event_ranges")} == {500}
     # one attempt per call of the range lane: the final update did not wait for the client's retries
     bug = [
@@ -326,10 +326,20 @@ def test_a_full_outbox_merges_range_updates_per_job(tmp_path: Path, caplog: pyte
 
 def test_a_held_final_update_lets_the_updates_behind_it_go(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "box", 100)
-    outbox.put(OutboxKind.RANGES, 1, {"eventRanges": [{"eventRangeID": "r", "eventStatus": "finished"}]})
+    ranges = outbox.put(OutboxKind.RANGES, 1, {"eventRanges": [{"eventRangeID": "r", "eventStatus": "x"}]})
     final = outbox.put(OutboxKind.FINAL, 1, {})
     heartbeat = outbox.put(OutboxKind.HEARTBEAT, 2, {})
-    assert outbox.head_job(hold_finals=True) == heartbeat  # job 1's final waits for its range update
-    assert outbox.head_job(hold_finals=False) == final
+    assert outbox.head_job(hold="ranges") == heartbeat  # job 1's final waits for its range update
+    assert outbox.head_job(hold="untried") == heartbeat
+    assert outbox.head_job() == final
+    outbox.mark_tried([ranges])  # sent once, answered 500: applied by a current server
+    assert outbox.untried_ranges() == 0 and outbox.head_ranges(1000, untried_only=True) == ()
+    assert outbox.head_job(hold="untried") == final and outbox.head_job(hold="ranges") == heartbeat
+    later = outbox.put(OutboxKind.RANGES, 1, {"eventRanges": [{"eventRangeID": "s", "eventStatus": "x"}]})
+    assert (
+        outbox.head_ranges(1000, untried_only=True) == (later,)
+        and outbox.head_job(hold="untried") == heartbeat
+    )
     outbox.remove(outbox.head_ranges(1000))
-    assert outbox.count(OutboxKind.RANGES) == 0 and outbox.head_job(hold_finals=True) == final
+    assert outbox.count(OutboxKind.RANGES) == 0 and outbox.untried_ranges() == 0
+    assert outbox.head_job(hold="ranges") == final
