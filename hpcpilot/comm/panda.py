@@ -20,11 +20,12 @@ coordinator's loop never waits for the network.
   ``eventservice.exhausted_status``; a failed attempt that will be retried is not reported). Two lanes
   send them: heartbeats and final updates in order (the job lane), and range updates, all waiting
   batches in one ``update_event_ranges`` call, one attempt per turn with doubling pauses (the range
-  lane). A job's final update waits for the job's range updates, except once ``update_event_ranges``
+  lane). A job's final update waits for the job's range updates; once ``update_event_ranges``
   answered HTTP 500 (a current server does so to every call, after applying the updates: a server
-  bug, logged once); when the final update is taken, the job's range updates still waiting are
-  dropped. An update leaves the outbox once the server took it; while the server cannot be reached,
-  updates wait there (retried with back-off, surviving a restart of the pilot).
+  bug, logged once) only until each was sent once (those never sent go at once); when the final
+  update is taken, the job's range updates still waiting are dropped. An update leaves the outbox
+  once the server took it; while the server cannot be reached, updates wait there (retried with
+  back-off, surviving a restart of the pilot).
 * **Final update**: what Pilot 3 sends (`hpcpilot.comm.panda_api.job_update`): the job report as
   ``meta_data``, ``exe_error_code``/``exe_error_diag``, ``n_input_files``, ``cpu_conversion_factor``,
   the resource figures and ``job_metrics``, with the file report.
