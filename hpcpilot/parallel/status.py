@@ -103,7 +103,8 @@ def format_summary(summary: dict[str, Any], max_files: int = 8) -> str:
         f"jobs           : {len(summary['jobs'])}",
     ]
     if isinstance(summary.get("ranges_per_s"), int | float):  # a summary of an older hpcpilot has none
-        lines.insert(-1, f"rate           : {summary['ranges_per_s']:.2f} ranges/s (ranges final over the wall time)")
+        rate = summary["ranges_per_s"]
+        lines.insert(-1, f"rate           : {rate:.2f} ranges/s (ranges final over the wall time)")
     disk = summary.get("disk")
     if disk:
         lines.insert(

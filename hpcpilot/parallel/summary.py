@@ -61,6 +61,7 @@ def run_summary(
     )
     not_done = sum(b.queued + b.in_flight + b.unfetched for b in books.jobs.values() if b.job.event_service)
     wall = round(wall_s, 3)
+    final_here = books.ranges_finished + books.ranges_fatal - books.ranges_restored
     return {
         "workdir": workdir,
         "wall_s": wall,
@@ -78,7 +79,7 @@ def run_summary(
             "cut": cut,
         },
         # this run's: the ranges it made final per second of its wall time (`hpcpilot.model.rates`)
-        "ranges_per_s": ranges_per_s(books.ranges_finished + books.ranges_fatal - books.ranges_restored, wall),
+        "ranges_per_s": ranges_per_s(final_here, wall),
         "messages": messages or {"in": 0, "out": 0},
         "drained_by": drained_by,
         "error": error,
