@@ -14,7 +14,16 @@ from typing import Any
 from hpcpilot.model.errors import ErrorCode
 from hpcpilot.model.rates import RATE_WINDOW_S, ranges_per_s
 
-__all__ = ["RATE_WINDOW_S", "STALE_S", "FailureView", "JobView", "Liveness", "RunView", "WorkerView"]
+__all__ = [
+    "LIVENESS_STATES",
+    "RATE_WINDOW_S",
+    "STALE_S",
+    "FailureView",
+    "JobView",
+    "Liveness",
+    "RunView",
+    "WorkerView",
+]
 
 #: A journal this many seconds old, with no ``end`` and no process to check, counts as stale.
 STALE_S = 600.0
@@ -52,7 +61,17 @@ class WorkerView:
 
 @dataclass(frozen=True, slots=True)
 class FailureView:
-    """Failed range attempts of one error code."""
+    """Failed range attempts of one error code.
+
+    Attributes
+    ----------
+    code
+        The PanDA error code.
+    count
+        Failed attempts with this code.
+    example
+        The latest diagnosis of one of them.
+    """
 
     code: int
     count: int
@@ -300,6 +319,10 @@ def run_view(records: Iterable[Mapping[str, Any]]) -> RunView:
     for record in records:
         view.add(record)
     return view
+
+
+#: The states `liveness` tells.
+LIVENESS_STATES = ("ended", "running", "dead", "active", "stale", "unknown")
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,7 @@ from hpcpilot.model import metrics as m
 from hpcpilot.model.metrics import MetricSample
 from hpcpilot.model.rates import RATE_WINDOW_S
 from hpcpilot.monitor.aggregate import MetricsAggregator
-from hpcpilot.monitor.runview import FailureView, Liveness, RunView
+from hpcpilot.monitor.runview import LIVENESS_STATES, FailureView, Liveness, RunView
 from hpcpilot.monitor.timeseries import MonitorData, Table
 
 #: The ``schema`` of ``hpcpilot status --json`` (``docs/schemas/status.schema.json``).
@@ -56,8 +56,10 @@ class RangeCounts:
     ----------
     total
         Ranges known (received so far: the workload manager hands them out a few at a time).
-    finished, fatal
-        Ranges finished, and failed for good.
+    finished
+        Ranges finished.
+    fatal
+        Ranges failed for good.
     failed_attempts
         Failed attempts (retried or not).
     """
@@ -130,9 +132,9 @@ class Rate:
     """
 
     ranges_per_s: float
-    over: str
+    over: str = field(metadata={"enum": ("run", "window")})
     window_s: float | None
-    source: str
+    source: str = field(metadata={"enum": ("summary", "journal")})
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,9 +216,13 @@ class Status:
         The work directory.
     generated_t
         When the view was made (Unix time): ages are counted to it.
-    state, why
-        Whether the run is alive (`Liveness`: ``ended``, ``running``, ``dead``, ``active``,
-        ``stale``, ``unknown``) and why it looks so.
+    state
+        Whether the run is alive (`Liveness`): ``ended`` (an ``end`` record), ``running`` (its process
+        is alive on this host), ``dead`` (its process is gone, no ``end``: killed), ``active`` (on
+        another host; the journal or monitor file is recent), ``stale`` (on another host; nothing
+        written for long), ``unknown`` (no journal).
+    why
+        Why it looks so, in a few words.
     ranges
         The journal's range counts.
     rate
@@ -233,7 +239,7 @@ class Status:
 
     workdir: str
     generated_t: float
-    state: str
+    state: str = field(metadata={"enum": LIVENESS_STATES})
     why: str
     ranges: RangeCounts
     rate: Rate
