@@ -134,7 +134,7 @@ def test_an_empty_work_directory_gives_valid_documents(
 def test_a_summary_of_the_wrong_shape_is_not_trusted(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    recs = records(with_new_kinds=True) + [{"t": T0 + 6, "ev": "end", "drained_by": None}]
+    recs = [*records(with_new_kinds=True), {"t": T0 + 6, "ev": "end", "drained_by": None}]
     (tmp_path / "journal.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
     bad = {"wall_s": "long", "workers": 2.5, "cores": True, "utilisation": None, "ranges_per_s": "fast"}
     (tmp_path / "summary.json").write_text(json.dumps({**bad, "jobs": [{"PandaID": "5", "cpu_s": 1}, 7]}))
@@ -153,7 +153,7 @@ def test_a_summary_of_the_wrong_shape_is_not_trusted(
 
 
 def test_an_ended_run_shows_the_summarys_rate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    recs = records(with_new_kinds=True) + [{"t": T0 + 6, "ev": "end", "drained_by": None}]
+    recs = [*records(with_new_kinds=True), {"t": T0 + 6, "ev": "end", "drained_by": None}]
     (tmp_path / "journal.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
     summary = {
         "wall_s": 5.5,
