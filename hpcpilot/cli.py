@@ -299,7 +299,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     run = read_run(workdir, args.monitor_file)
     now = time.time()
     if args.command == "status":
-        status = statusview.build_status(run.view, run.live, run.data, str(workdir), now, run.summary)
+        status = statusview.build_status(
+            run.view, run.live, run.data, str(workdir), now, run.summary, run.summary_t
+        )
         if args.json:
             sys.stdout.write(statusjson.dumps(statusjson.status_document(status)))
         else:

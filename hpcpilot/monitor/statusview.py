@@ -294,12 +294,19 @@ def job_figures(data: MonitorData | None) -> dict[int, dict[str, float]]:
     return out
 
 
-def status_rate(view: RunView, live: Liveness, summary: Mapping[str, Any] | None) -> Rate:
-    """The run's rate: the summary's own figure when the run ended and wrote one, else the journal's."""
-    if live.state == "ended" and view.ended:
+def status_rate(
+    view: RunView, live: Liveness, summary: Mapping[str, Any] | None, summary_t: float | None = None
+) -> Rate:
+    """The run's rate: the summary's own figure when the run ended and wrote one, else the journal's.
+
+    A summary written (``summary_t``) before the latest run started is an earlier run's: not used.
+    """
+    earlier = summary_t is not None and view.run is not None and summary_t < view.run_t
+    if live.state == "ended" and not earlier:
         from_summary = number((summary or {}).get("ranges_per_s"))
         if from_summary is not None and from_summary >= 0:
             return Rate(from_summary, "run", None, "summary")
+    if view.ended:
         return Rate(view.rate(), "run", None, "journal")
     return Rate(view.rate(), "window", RATE_WINDOW_S, "journal")
 
@@ -324,10 +331,14 @@ def build_status(
     workdir: str,
     now: float,
     summary: Mapping[str, Any] | None = None,
+    summary_t: float | None = None,
 ) -> Status:
-    """The view of ``hpcpilot status`` from the journal's view, liveness, ``monitor.h5`` and summary."""
+    """The view of ``hpcpilot status`` from the journal's view, liveness, ``monitor.h5`` and summary.
+
+    ``summary_t`` is when ``summary.json`` was written (None: not known).
+    """
     counts = _counts(view)
-    rate = status_rate(view, live, summary)
+    rate = status_rate(view, live, summary, summary_t)
     left = counts.total - counts.done
     eta = left / rate.ranges_per_s if left > 0 and rate.ranges_per_s > 0 and not view.ended else None
     jobs = tuple(

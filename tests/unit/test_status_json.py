@@ -174,3 +174,16 @@ def test_an_ended_run_shows_the_summarys_rate(tmp_path: Path, capsys: pytest.Cap
 def test_json_needs_a_work_directory(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["status", "--json"]) == 2
     assert "work directory is missing" in capsys.readouterr().err
+
+
+def test_an_earlier_runs_summary_is_not_this_runs_rate(tmp_path: Path) -> None:
+    from hpcpilot.monitor.runview import liveness, run_view
+    from hpcpilot.monitor.statusview import status_rate
+
+    recs = [*records(with_new_kinds=True), {"t": T0 + 6, "ev": "end", "drained_by": None}]
+    view = run_view(recs)
+    live = liveness(view, T0 + 10, "x", None)
+    summary = {"ranges_per_s": 9.0}
+    assert status_rate(view, live, summary, summary_t=T0 + 7).source == "summary"
+    older = status_rate(view, live, summary, summary_t=T0 - 100)  # written before this run started
+    assert (older.source, older.ranges_per_s) == ("journal", 5 / 6)
