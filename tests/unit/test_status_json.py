@@ -39,7 +39,9 @@ def documents(workdir: Path, capsys: pytest.CaptureFixture[str]) -> tuple[dict[s
 def test_the_published_schemas_are_those_of_the_code(capsys: pytest.CaptureFixture[str]) -> None:
     """docs/schemas/ is generated from the views: regenerate with `hpcpilot status --json-schema`."""
     for command, schema in (("status", status_schema()), ("report", report_schema())):
-        assert (SCHEMAS / f"{command}.schema.json").read_text() == dumps(schema)
+        published = (SCHEMAS / f"{command}.schema.json").read_text()
+        regenerate = f"hpcpilot {command} --json-schema > docs/schemas/{command}.schema.json"
+        assert published == dumps(schema), f"the view changed: regenerate the schema ({regenerate})"
         assert json.loads(run_cli([command, "--json-schema"], capsys)) == schema
     assert status_schema()["properties"]["schema"]["const"] == STATUS_SCHEMA == "hpcpilot.status/1"
     assert report_schema()["properties"]["schema"]["const"] == REPORT_SCHEMA == "hpcpilot.report/1"
