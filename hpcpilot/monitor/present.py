@@ -29,7 +29,9 @@ from hpcpilot.monitor.timeseries import MonitorData
 from hpcpilot.runtime.terminal import format_duration
 
 __all__ = [
+    "JOB_COLUMNS",
     "NODE_COLUMNS",
+    "NODE_REPORT_COLUMNS",
     "busy_slot_seconds",
     "format_status",
     "job_figures",
