@@ -8,8 +8,15 @@ tests can assert there is none.
 
 Faults to inject: N HTTP errors (500 by default), replies delayed past the client's timeout, slow
 replies, malformed JSON, replies missing keys, ``tobekilled``/``softkill`` for a PandaID, and "down
-for T seconds" (the listening socket is closed: connection refused, then it comes back on the same
-port).
+for T seconds" (the listening socket and every open connection are closed: connection refused, then
+it comes back on the same port).
+
+Transport, as the real server's Apache (PanDAWMS/panda-server ``templates/panda_server-httpd*.conf``:
+``mod_ssl`` with ``SSLVerifyClient optional``, Apache's ``KeepAlive`` on by default): HTTP/1.1 with
+keep-alive (an idle connection is closed after ``keepalive_s``, Apache's ``KeepAliveTimeout``), replies
+written with ``TCP_NODELAY``, a client certificate asked for and checked against ``client_ca`` when
+given (required then: the fake has no anonymous access), and `FakePandaServer.connections` counts the
+TCP connections accepted.
 
 In-process use::
 
@@ -25,10 +32,12 @@ As a separate process: ``python -m tests.fakes.panda_server --port 25080 --jobs 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import re
 import signal
+import socket
 import ssl
 import sys
 import threading
@@ -378,6 +387,10 @@ class FakePandaServer:
         v1 ``acquire_event_ranges`` reply; legacy always uses the dict.
     apis
         The API generations it serves (a path of another one gets HTTP 404, as from an old server).
+    client_ca
+        With ``tls``: a CA file; a client certificate it signed is then required (an X.509 proxy).
+    keepalive_s
+        How long an idle keep-alive connection stays open.
     """
 
     def __init__(
@@ -387,9 +400,14 @@ class FakePandaServer:
         tls: tuple[Path, Path] | None = None,
         range_reply_shape: str = "list",
         apis: tuple[str, ...] = ("v1", "legacy"),
+        client_ca: Path | None = None,
+        keepalive_s: float = 5.0,
     ) -> None:
         self._port = port
         self._tls = tls
+        self._client_ca = client_ca
+        self.keepalive_s = keepalive_s
+        self._accepted = 0
         self.range_reply_shape = range_reply_shape
         self.apis = apis
         self._lock = threading.RLock()
@@ -415,6 +433,12 @@ class FakePandaServer:
         scheme = "https" if self._tls else "http"
         return f"{scheme}://127.0.0.1:{self._port}"
 
+    @property
+    def connections(self) -> int:
+        """How many TCP connections it has accepted (a keep-alive client needs one for many calls)."""
+        with self._lock:
+            return self._accepted
+
     def start(self) -> FakePandaServer:
         """Start serving in a background thread."""
         server = _Server(("127.0.0.1", self._port), _Handler)
@@ -422,7 +446,10 @@ class FakePandaServer:
         if self._tls is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(str(self._tls[0]), str(self._tls[1]))
-            server.socket = context.wrap_socket(server.socket, server_side=True)
+            if self._client_ca is not None:
+                context.load_verify_locations(cafile=str(self._client_ca))
+                context.verify_mode = ssl.CERT_REQUIRED
+            server.tls = context
         self._port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(
@@ -865,6 +892,38 @@ def cut_job_ranges(job: Mapping[str, Any], events_per_range: int) -> list[dict[s
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     fake: FakePandaServer
+    tls: ssl.SSLContext | None = None
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self.open: set[socket.socket] = set()
+        self.open_lock = threading.Lock()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """Accept a connection: count it, no Nagle delay, TLS (its handshake in the handler's thread)."""
+        sock, address = self.socket.accept()
+        with self.fake._lock:
+            self.fake._accepted += 1
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        with self.open_lock:
+            self.open.add(sock)
+        return sock, address
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.open_lock:
+            self.open.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        """Close the listening socket and every open (keep-alive) connection: the server is gone."""
+        super().server_close()
+        with self.open_lock:
+            still_open, self.open = list(self.open), set()
+        for sock in still_open:
+            with contextlib.suppress(OSError):  # closed by its client meanwhile
+                sock.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Stay quiet about clients that go away (TLS refusals, timeouts)."""
@@ -872,6 +931,13 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    protocol_version = "HTTP/1.1"  # keep-alive: every reply has a Content-Length
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.fake.keepalive_s)  # an idle keep-alive connection ends
+        if isinstance(self.connection, ssl.SSLSocket):
+            self.connection.do_handshake()
 
     def do_GET(self) -> None:
         self.server.fake.handle(self)
