@@ -63,7 +63,14 @@ class UrllibClient(HttpClient):
         self._opener = urllib.request.build_opener(*handlers)
 
     def send(self, request: EncodedRequest) -> HttpReply:
-        """Make one attempt (the old code)."""
+        """Make one attempt.
+
+        Raises
+        ------
+        CommunicatorError
+            On a connection error, a timeout, TLS trouble or a non-2xx status; the context names the
+            path and the status.
+        """
         path = request.target.split("?", 1)[0]
         headers = dict(request.headers)
         headers["Accept-Encoding"] = "gzip"
@@ -87,15 +94,28 @@ class UrllibClient(HttpClient):
                 encoding = response.headers.get("Content-Encoding", "")
         except urllib.error.HTTPError as exc:
             exc.close()
+            retryable = exc.code in RETRYABLE_STATUSES
             raise CommunicatorError(
                 f"{request.call.value}: HTTP {exc.code} {exc.reason}",
-                retryable=exc.code in RETRYABLE_STATUSES,
+                retryable=retryable,
                 context={**context, "status": exc.code},
             ) from None
         except urllib.error.URLError as exc:
+            reason = exc.reason
+            if isinstance(reason, ssl.SSLCertVerificationError):
+                raise CommunicatorError(
+                    f"{request.call.value}: the server's certificate is not trusted "
+                    f"({reason.verify_message}); set panda.ca_path to its CA",
+                    context=context,
+                ) from None
             raise CommunicatorError(
-                f"{request.call.value}: cannot reach {self.base_url}: {exc.reason}",
-                retryable=not isinstance(exc.reason, ssl.SSLError),
+                f"{request.call.value}: cannot reach {self.base_url}: {reason}",
+                retryable=not isinstance(reason, ssl.SSLError),
+                context=context,
+            ) from None
+        except ssl.SSLCertVerificationError as exc:
+            raise CommunicatorError(
+                f"{request.call.value}: the server's certificate is not trusted ({exc.verify_message})",
                 context=context,
             ) from None
         except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
@@ -103,5 +123,11 @@ class UrllibClient(HttpClient):
                 f"{request.call.value}: {type(exc).__name__}: {exc}", retryable=True, context=context
             ) from None
         if encoding.lower() == "gzip":
-            data = gzip.decompress(data)
+            try:
+                data = gzip.decompress(data)
+            except (OSError, EOFError) as exc:
+                raise CommunicatorError(
+                    f"{request.call.value}: reply is not valid gzip: {exc}", retryable=True, context=context
+                ) from None
+        log.debug("%s %s: HTTP %d, %d bytes", request.method, path, status, len(data))
         return HttpReply(status, data)
