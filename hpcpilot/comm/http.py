@@ -75,6 +75,9 @@ RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 #: another thread (a final flush at close) go out without closing and reopening one.
 POOL_SIZE = 2
 
+#: Headers of every request (besides the request's own, and the credentials).
+DEFAULT_HEADERS = (("User-Agent", "hpcpilot"), ("Accept-Encoding", "gzip"))
+
 #: No retries inside urllib3 (see the module's description: `HttpClient.call` is the retry policy).
 NO_RETRIES = Retry(total=0, connect=0, read=False, redirect=0, status=0, other=0, raise_on_status=False)
 
@@ -330,8 +333,7 @@ def _session(context: ssl.SSLContext | None, proxies: Mapping[str, str]) -> requ
     session.trust_env = False
     session.verify = True
     session.max_redirects = 0
-    session.headers.clear()
-    session.headers.update({"User-Agent": "hpcpilot", "Accept-Encoding": "gzip"})
+    session.headers.clear()  # HttpClient.send prepares its requests whole: DEFAULT_HEADERS and its own
     session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     session.proxies.update(proxies)
     adapter = _Adapter(context)
@@ -483,7 +485,8 @@ class HttpClient:
             path and the status.
         """
         path = request.target.split("?", 1)[0]
-        headers = dict(request.headers)
+        headers = dict(DEFAULT_HEADERS)
+        headers.update(request.headers)
         body = request.body
         if body is not None and self.settings.gzip and headers.get("Content-Type") == "application/json":
             body = gzip.compress(body)
@@ -493,15 +496,14 @@ class HttpClient:
             if self.credentials.origin:
                 headers["Origin"] = self.credentials.origin
         context: dict[str, object] = {"call": request.call.value, "path": path}
+        # prepared here, whole, and sent through the session: Session.request would merge session-wide
+        # headers, cookies and authentication that this session does not have (a sixth of a call's time)
+        prepared = requests.PreparedRequest()
         try:
-            response = self._session.request(
-                request.method,
-                self.base_url + request.target,
-                data=body,
-                headers=headers,
-                timeout=self.settings.timeout_s,
-                allow_redirects=False,
+            prepared.prepare(
+                method=request.method, url=self.base_url + request.target, headers=headers, data=body
             )
+            response = self._session.send(prepared, timeout=self.settings.timeout_s, allow_redirects=False)
         except requests.RequestException as exc:
             raise _transport_error(request.call.value, self.base_url, exc, context) from None
         status = response.status_code

@@ -969,8 +969,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events-per-range", type=int, default=10)
     parser.add_argument("--range-reply-shape", choices=("list", "dict"), default="list")
     parser.add_argument("--record", type=Path, help="write calls and updates here (JSON) at the end")
+    parser.add_argument("--tls", nargs=2, type=Path, metavar=("CERT", "KEY"), help="serve HTTPS")
+    parser.add_argument("--client-ca", type=Path, help="with --tls: require a client certificate it signed")
     args = parser.parse_args(argv)
-    fake = FakePandaServer(args.port, range_reply_shape=args.range_reply_shape)
+    fake = FakePandaServer(
+        args.port,
+        range_reply_shape=args.range_reply_shape,
+        tls=(args.tls[0], args.tls[1]) if args.tls else None,
+        client_ca=args.client_ca,
+    )
     for job in _iter_jobs(args.jobs) if args.jobs else ():
         es = str(job.get("eventService", "")).lower() == "true"
         fake.add_job(job, cut_job_ranges(job, args.events_per_range) if es else None)
@@ -981,6 +988,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fake PanDA server listening on {fake.url}", flush=True)
     done.wait()
     fake.stop()
+    print(f"connections accepted: {fake.connections}", flush=True)
     if args.record:
         args.record.write_text(json.dumps(fake.record(), indent=1))
     if fake.violations:
