@@ -249,7 +249,7 @@ def panda_run(ranks: int, n: int) -> dict[str, Any]:
     }
 
 
-def client_rates(calls: int, rounds: int) -> list[dict[str, Any]]:
+def client_rates(calls: int, rounds: int, rtt_ms: float) -> list[dict[str, Any]]:
     """Calls/s of the old (urllib) and the new (requests) PanDA client against the fake server."""
     root = Path(__file__).resolve().parent.parent
     sys.path.insert(0, str(root))
@@ -287,9 +287,21 @@ def client_rates(calls: int, rounds: int) -> list[dict[str, Any]]:
                     pilot = certs.issue(ca, d, f"pilot-{kind}", kind, client=True)
                     options["proxy"] = str(pilot.combined(d / f"x509up-{kind}"))
             fake = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=root)
+            relay: subprocess.Popen[str] | None = None
             try:
                 assert fake.stdout is not None
                 url = fake.stdout.readline().split()[-1]
+                if rtt_ms:  # a relay in front of the fake: the network's round trips
+                    port = url.rsplit(":", 1)[1]
+                    relay_argv = [
+                        sys.executable,
+                        str(root / "bench" / "_latency_relay.py"),
+                        port,
+                        str(rtt_ms),
+                    ]
+                    relay = subprocess.Popen(relay_argv, stdout=subprocess.PIPE, text=True)
+                    assert relay.stdout is not None
+                    url = url.rsplit(":", 1)[0] + ":" + relay.stdout.readline().split()[-1]
                 settings = PandaSettings(url=url, **options)
                 clients = {"old": UrllibClient(settings, {}), "new": HttpClient(settings, {})}
                 rates: dict[str, list[float]] = {"old": [], "new": []}
@@ -302,13 +314,16 @@ def client_rates(calls: int, rounds: int) -> list[dict[str, Any]]:
                             client.call(request, parse)
                         rates[which].append(calls / (time.perf_counter() - started))
             finally:
+                if relay is not None:
+                    relay.terminate()
+                    relay.wait(timeout=30)
                 fake.terminate()
                 out, _ = fake.communicate(timeout=30)
             connections = out.strip().rsplit(" ", 1)[-1]
             old, new = statistics.median(rates["old"]), statistics.median(rates["new"])
             rows.append(
                 {
-                    "setup": name,
+                    "setup": f"{name}, RTT {rtt_ms:g} ms" if rtt_ms else name,
                     "tls": kind is not None,
                     "old": old,
                     "new": new,
@@ -356,6 +371,9 @@ def main() -> int:
     parser.add_argument("--consume-every", type=int, default=30)
     parser.add_argument("--calls", type=int, default=300, help="client: calls per round")
     parser.add_argument("--rounds", type=int, default=5, help="client: rounds per client")
+    parser.add_argument(
+        "--rtt-ms", type=float, default=0.0, help="client: a round trip this long between client and server"
+    )
     parts = ("isolated", "run", "panda", "client")
     parser.add_argument("--only", nargs="*", choices=parts, default=parts)
     args = parser.parse_args()
@@ -364,7 +382,7 @@ def main() -> int:
     print(f"machine: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     if "client" in args.only:
         load = os.getloadavg()
-        client_rows = client_rates(args.calls, args.rounds)
+        client_rows = client_rates(args.calls, args.rounds, args.rtt_ms)
         print(f"load average before the client part: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
         client_ok = print_client_rows(client_rows)
     if "isolated" in args.only:
