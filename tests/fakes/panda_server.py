@@ -412,7 +412,7 @@ class FakePandaServer:
         self.apis = apis
         self._lock = threading.RLock()
         self._state = _State()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._down_until = 0.0
         self.calls: list[RecordedCall] = []
@@ -529,6 +529,12 @@ class FakePandaServer:
         timer = threading.Timer(seconds, self._come_back)
         timer.daemon = True
         timer.start()
+
+    def drop_connections(self) -> None:
+        """Close every open connection now, as a server closes idle keep-alive ones; keep listening."""
+        server = self._server
+        if server is not None:
+            server.drop_connections()
 
     def _come_back(self) -> None:
         for _ in range(100):
@@ -919,11 +925,17 @@ class _Server(ThreadingHTTPServer):
     def server_close(self) -> None:
         """Close the listening socket and every open (keep-alive) connection: the server is gone."""
         super().server_close()
+        self.drop_connections()
+
+    def drop_connections(self) -> None:
+        """Close every open connection (their handler threads see the end and finish)."""
         with self.open_lock:
             still_open, self.open = list(self.open), set()
         for sock in still_open:
             with contextlib.suppress(OSError):  # closed by its client meanwhile
-                sock.shutdown(socket.SHUT_RDWR)
+                # the TCP socket's own shutdown: SSLSocket.shutdown would drop the TLS state under the
+                # handler thread that is reading from it
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Stay quiet about clients that go away (TLS refusals, timeouts)."""
