@@ -4,10 +4,14 @@ TLS verification, the X.509 proxy and the token, timeouts and the mapping of fai
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
+import socket
+import socketserver
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,6 +201,63 @@ def test_the_environment_of_the_process_is_not_consulted(
         assert ask(client) == []
         assert "Authorization" not in fake.calls[0].headers
         assert fake.calls[0].headers.get("User-Agent") == "hpcpilot"
+
+
+class ConnectProxy(socketserver.ThreadingTCPServer):
+    """A minimal HTTP proxy for https: answers CONNECT and then relays bytes both ways."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Tunnel)
+        self.targets: list[str] = []
+        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+
+class _Tunnel(socketserver.StreamRequestHandler):
+    server: ConnectProxy
+
+    def handle(self) -> None:
+        method, target, _ = self.rfile.readline().decode().split()
+        while self.rfile.readline() not in (b"\r\n", b""):
+            pass
+        self.server.targets.append(f"{method} {target}")
+        host, port = target.rsplit(":", 1)
+        with socket.create_connection((host, int(port))) as upstream:
+            self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            relay = threading.Thread(target=_copy, args=(upstream, self.connection), daemon=True)
+            relay.start()
+            _copy(self.connection, upstream)
+            relay.join(timeout=5)
+
+
+def _copy(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+        sink.shutdown(socket.SHUT_WR)
+
+
+def test_an_https_proxy_from_the_environment_tunnels_every_call(
+    tls_fake: FakePandaServer, pki: dict[str, Any]
+) -> None:
+    proxy = ConnectProxy()
+    try:
+        env = {"https_proxy": f"http://127.0.0.1:{proxy.server_address[1]}"}
+        client = HttpClient(settings(tls_fake.url, ca_path=str(pki["ca"].cert)), env)
+        for _ in range(3):
+            assert ask(client) == []
+        assert proxy.targets == [f"CONNECT 127.0.0.1:{tls_fake.port}"]  # one tunnel, kept
+        assert len(tls_fake.calls) == 3 and tls_fake.connections == 1
+        bypass = HttpClient(
+            settings(tls_fake.url, ca_path=str(pki["ca"].cert)), {**env, "no_proxy": "127.0.0.1"}
+        )
+        assert ask(bypass) == []
+        assert len(proxy.targets) == 1 and tls_fake.connections == 2
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
 
 
 def test_env_proxies_follows_the_proxy_variables() -> None:
