@@ -217,7 +217,8 @@ def panda_run(ranks: int, n: int) -> dict[str, Any]:
 
     job_dict = {**sleep_job(n, 0.0), "prodSourceLabel": "managed"}
     ranges = one_event_ranges(n)
-    with tempfile.TemporaryDirectory(prefix="bench-panda-") as tmp, FakePandaServer() as fake:
+    fake_server = FakePandaServer(range_update_bug=False)  # update_event_ranges as intended
+    with tempfile.TemporaryDirectory(prefix="bench-panda-") as tmp, fake_server as fake:
         ap = Path(tmp)
         fake.add_job(job_dict, ranges)
         sets = {

@@ -251,14 +251,20 @@ def _cmd_config(args: argparse.Namespace) -> int:
             return ExitCode.CONFIG
         sys.stdout.write(format_config(loaded))
         return ExitCode.OK
+    from hpcpilot.comm.harvester_files import mapping_warnings
     from hpcpilot.plugins import unknown_plugin_names
 
     status = ExitCode.OK
     for path in args.files:
+        warnings: list[str] = []
         try:
-            problems = unknown_plugin_names(check_config_file(path))
+            settings = check_config_file(path)
+            problems = unknown_plugin_names(settings)
+            warnings = mapping_warnings(settings)
         except ConfigError as exc:
             problems = [str(exc)]
+        for warning in warnings:
+            print(f"WARN {path}: {warning}")
         for problem in problems:
             print(f"FAIL {path}: {problem}")
         if problems:

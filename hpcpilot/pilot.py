@@ -140,7 +140,7 @@ def _run_role(world: par.World, settings: Settings, resume: bool = False) -> int
     if not _last_write(coordinator, "the journal", journal.flush):
         log.error("%d journal record(s) are lost to the full disk", journal.discard())
     journal.close()
-    return _conclude(coordinator, layout, state)
+    return _conclude(coordinator, layout, state, ok_on_failed=communicator.exits_ok_on_failed_jobs)
 
 
 def _allocation(settings: Settings) -> Allocation:
@@ -240,8 +240,17 @@ def _last_write(coordinator: Coordinator, what: str, write: Callable[[], object]
     return False
 
 
-def _conclude(coordinator: Coordinator, layout: WorkLayout, resumed: ResumeState | None = None) -> int:
-    """Write and print the summary (a resumed run's keeps the jobs of the runs before); the exit code."""
+def _conclude(
+    coordinator: Coordinator,
+    layout: WorkLayout,
+    resumed: ResumeState | None = None,
+    *,
+    ok_on_failed: bool = False,
+) -> int:
+    """Write and print the summary (a resumed run's keeps the jobs of the runs before); the exit code.
+
+    ``ok_on_failed``: failed jobs leave the exit code 0 (`Communicator.exits_ok_on_failed_jobs`).
+    """
     from hpcpilot.parallel.status import format_summary
     from hpcpilot.runtime.atomic import write_json_atomic
 
@@ -258,7 +267,8 @@ def _conclude(coordinator: Coordinator, layout: WorkLayout, resumed: ResumeState
     if coordinator.drain_code is ErrorCode.NO_LOCAL_SPACE or coordinator.disk.full or not written:
         return ExitCode.DISK_FULL
     cut = int(ErrorCode.REACHED_MAX_TIME)
-    if any(job["state"] != "finished" and job["error_code"] != cut for job in summary["jobs"]):
+    failed = any(job["state"] != "finished" and job["error_code"] != cut for job in summary["jobs"])
+    if failed and not ok_on_failed:
         return ExitCode.JOBS_FAILED
     return ExitCode.OK  # the end of the allocation cutting work is a normal outcome
 

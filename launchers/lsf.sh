@@ -19,6 +19,10 @@
 #   HPCPILOT_PYTHON  the Python that runs hpcpilot (default: python3 on PATH)
 #   HPCPILOT_SETUP   a file sourced first (module loads, a virtualenv's bin/activate)
 #   HPCPILOT_SITE    a site name given to the pilot as --site (and to `hpcpilot launch`)
+#   HPCPILOT_HARVESTER_CONFIG  Harvester's configuration file (panda_harvester.cfg), given to the
+#                    pilot as --harvester-config: the file names of its [payload_interaction] section.
+#                    Unset: $PANDA_HOME/etc/panda/panda_harvester.cfg if Harvester's environment
+#                    reached the job (sbatch/bsub pass it on) and the file is readable here
 #BSUB -J hpcpilot-{workerID}
 #BSUB -n {nCoreTotal}
 #BSUB -R "span[ptile={nCorePerNode}]"
@@ -45,6 +49,12 @@ site=()
 if [ -n "${{HPCPILOT_SITE:-}}" ]; then
     site=(--site "$HPCPILOT_SITE")
 fi
+harvester=()
+if [ -n "${{HPCPILOT_HARVESTER_CONFIG:-}}" ]; then
+    harvester=(--harvester-config "$HPCPILOT_HARVESTER_CONFIG")
+elif [ -n "${{PANDA_HOME:-}}" ] && [ -r "$PANDA_HOME/etc/panda/panda_harvester.cfg" ]; then
+    harvester=(--harvester-config "$PANDA_HOME/etc/panda/panda_harvester.cfg")
+fi
 
 # pass the batch system's signals on to the pilot (its launcher forwards them to every rank)
 child=""
@@ -54,7 +64,7 @@ trap 'kill -s INT "$child" 2>/dev/null || true' INT
 
 # ${{site[@]+...}}: an empty array is "unbound" under set -u in bash < 4.4
 "$PY" -m hpcpilot launch --workdir "{accessPoint}" ${{site[@]+"${{site[@]}}"}} \
-    -- run --workdir "{accessPoint}" ${{site[@]+"${{site[@]}}"}} &
+    -- run --workdir "{accessPoint}" ${{site[@]+"${{site[@]}}"}} ${{harvester[@]+"${{harvester[@]}}"}} &
 child=$!
 
 # a trapped signal interrupts `wait`: wait again until the pilot has really exited

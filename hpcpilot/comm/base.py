@@ -80,6 +80,9 @@ class CommandKind(enum.Enum):
 
     SOFTKILL = "softkill"  # take no new ranges/jobs, let running work finish, end normally
     TOBEKILLED = "tobekilled"  # stop now: the job fails with 1144 (killed by PanDA)
+    #: stop now and report nothing more for the job (the server has it done elsewhere, or runs another
+    #: attempt: ``alreadydone``, ``badattemptnr``); recorded here as failed with 1144
+    ABANDON = "abandon"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +97,14 @@ class Command:
         The job it is for, or None for the whole run (every job, and no new ones).
     source
         Where it came from (a file path, a server call), for the log.
+    reason
+        Why, in words, when the workload manager said (``abandon``: finished elsewhere, a stale attempt).
     """
 
     kind: CommandKind
     panda_id: int | None = None
     source: str = ""
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +192,10 @@ class Communicator(ABC):
     #: kill ended). Only where no one else hands the job's work out again (the local communicator): a
     #: workload manager that was told the job failed hands out its ranges again itself.
     resumes_ended_jobs: bool = False
+    #: Whether the run exits 0 (not `ExitCode.JOBS_FAILED`) when jobs failed: where a job's failure is
+    #: reported in the files the workload manager reads and a failed batch job would be taken for a
+    #: broken worker (ARC, the ``act`` communicator: aCT reads the failure from ``heartbeat.json``).
+    exits_ok_on_failed_jobs: bool = False
 
     def __init__(self, settings: Settings, layout: WorkLayout) -> None:
         self.settings = settings

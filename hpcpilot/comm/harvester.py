@@ -45,16 +45,21 @@ from hpcpilot.comm.base import (
     RangeBatch,
 )
 from hpcpilot.comm.harvester_files import (
+    NO_FEED_FOR_MANY_TO_ONE,
     HarvesterFiles,
+    MappingType,
     dump_text,
     es_output_entry,
     event_request,
     file_entry,
+    infer_mapping,
     job_report_document,
+    mapping_warnings,
     parse_harvester_config,
     parse_job_spec,
     parse_kill_file,
     parse_panda_ids,
+    report_dir,
     status_entry,
     worker_attributes,
 )
@@ -76,6 +81,15 @@ log = logging.getLogger(__name__)
 #: many seconds (Harvester may still be writing it) and was looked at `MAX_TRIES` times.
 STALE_S = 10.0
 MAX_TRIES = 3
+
+#: Job spec file names Harvester sites use (its ``jobSpecFile``): named when a listed job has none.
+KNOWN_SPEC_NAMES = ("HPCJobs.json", "pandaJobData.out")
+
+#: How the pilot learns Harvester's file names (named by the error of a listed job without a spec).
+CONFIG_HINT = (
+    "Harvester's jobSpecFile is read from its configuration: harvester.config_file, --harvester-config "
+    "or $HPCPILOT_HARVESTER_CONFIG"
+)
 
 
 def load_file_names(config_file: str) -> HarvesterFiles:
@@ -184,7 +198,11 @@ class HarvesterCommunicator(Communicator):
         self.started = time.monotonic()
         # jobs
         self.jobs: dict[int, Job] = {}
+        #: Where each job's reports go (`report_dir`, by the worker's mapping type).
         self.job_ap: dict[int, Path] = {}
+        self.mapping = None if self.cfg.mapping_type == "auto" else MappingType(self.cfg.mapping_type)
+        self._listed_n = 0  # PandaIDs in the last PandaIDs file read
+        self._failed_ids: set[int] = set()  # jobs read (or listed) that failed to parse: they ended
         self._spec_top = _Consumer(self.ap / self.names.jobSpecFile)
         self._ids_file = _Consumer(self.ap / self.names.pandaIDsFile)
         self._spec_sub: dict[int, _Consumer] = {}
@@ -219,8 +237,26 @@ class HarvesterCommunicator(Communicator):
 
     @classmethod
     def check_settings(cls, settings: Settings) -> None:
-        """Read Harvester's configuration file, if one is given (raises `ConfigError`)."""
+        """Read Harvester's configuration file, if one is given (raises `ConfigError`); log warnings."""
         load_file_names(settings.harvester.config_file)
+        for warning in mapping_warnings(settings):
+            log.warning("%s", warning)
+
+    def _mapping(self, *, spec_in_own_dir: bool | None, panda_id: int) -> MappingType:
+        """A job's mapping type: ``harvester.mapping_type``, else what the access point shows."""
+        if self.mapping is not None:
+            return self.mapping
+        own = self.ap / str(panda_id)
+        return infer_mapping(
+            spec_in_own_dir=spec_in_own_dir, listed=self._listed_n, own_dir_exists=own.is_dir()
+        )
+
+    def _report_dir(self, panda_id: int) -> Path:
+        """Where the reports of a job go (decided when it was read; inferred for a job never read)."""
+        known = self.job_ap.get(panda_id)
+        if known is not None:
+            return known
+        return report_dir(self.ap, panda_id, self._mapping(spec_in_own_dir=None, panda_id=panda_id))
 
     # --- the periodic look at the access point ----------------------------------------------
 
@@ -264,7 +300,7 @@ class HarvesterCommunicator(Communicator):
             self._open_cores[job.panda_id] = job.core_count
         for item in bad:
             if item.panda_id is not None:
-                self.job_ap.setdefault(item.panda_id, self.ap / str(item.panda_id))
+                self.job_ap.setdefault(item.panda_id, self._report_dir(item.panda_id))
         return JobBatch(tuple(jobs), tuple(bad), exhausted=self._jobs_exhausted(now))
 
     def _jobs_exhausted(self, now: float) -> bool:
@@ -279,8 +315,11 @@ class HarvesterCommunicator(Communicator):
         return self._jobs_read() > 0 or now - self.started >= self.cfg.job_wait_s
 
     def _jobs_read(self) -> int:
-        """Jobs read from the access point, by this run or (ended) by the runs before a resumed one."""
-        return len(self._done_before.union(self.jobs))
+        """Jobs read from the access point, by this run or (ended) by the runs before a resumed one.
+
+        A job listed or fed whose spec is missing or cannot be parsed counts: it has ended (failed).
+        """
+        return len(self._done_before.union(self.jobs, self._failed_ids))
 
     def _scan_jobs(self) -> None:
         text = self._spec_top.take()
@@ -294,6 +333,7 @@ class HarvesterCommunicator(Communicator):
                 self._ids_file.failed(exc)
             else:
                 self._ids_file.done()
+                self._listed_n = len(ids)
                 self._listed.extend(i for i in ids if i not in self.jobs and i not in self._listed)
                 self._job_request_t = None
         for panda_id in list(self._listed):
@@ -316,14 +356,35 @@ class HarvesterCommunicator(Communicator):
         if self._spec_top.pending:
             return  # the top-level spec may still bring it
         self._listed.remove(panda_id)
-        self._new_bad.append(
-            BadJob(
-                panda_id,
-                JobDefinitionError(
-                    f"PandaID {panda_id} is listed in {self.names.pandaIDsFile} but has no job spec",
-                    context={"source": str(consumer.path), "field": "PandaID"},
-                ),
-            )
+        self._failed_ids.add(panda_id)
+        self.job_ap[panda_id] = self._report_dir(panda_id)
+        self._new_bad.append(BadJob(panda_id, self._no_spec_error(panda_id, consumer.path)))
+
+    def _no_spec_error(self, panda_id: int, own: Path) -> JobDefinitionError:
+        """The error of a listed job without a spec: the files tried, those found, the setting.
+
+        Paths are relative to the access point (the context's ``source`` names it): the diagnosis
+        Harvester passes on to PanDA keeps 250 characters.
+        """
+        tried = [self._spec_top.path, own]
+        dirs = {p.parent for p in tried}
+        found = sorted(
+            str((d / name).relative_to(self.ap))
+            for d in dirs
+            for name in KNOWN_SPEC_NAMES
+            if name != self.names.jobSpecFile and (d / name).exists()
+        )
+        found += sorted(
+            f"{p.relative_to(self.ap)}: not valid"
+            for d in dirs
+            for p in d.glob(f"{self.names.jobSpecFile}.bad.*")
+        )
+        names = ", ".join(str(p.relative_to(self.ap)) for p in tried)
+        also = f" (found {', '.join(found)})" if found else ""
+        return JobDefinitionError(
+            f"PandaID {panda_id} listed in {self.names.pandaIDsFile} has no spec: tried {names}{also}; "
+            + CONFIG_HINT,
+            context={"source": str(self.ap), "field": "jobSpecFile"},
         )
 
     def _read_spec(self, consumer: _Consumer, text: str, *, top: bool) -> None:
@@ -347,13 +408,25 @@ class HarvesterCommunicator(Communicator):
                     context={"source": source, "field": "PandaID"},
                 )
         except JobDefinitionError as exc:
+            if panda_id is not None:
+                self._failed_ids.add(panda_id)
+                self.job_ap[panda_id] = report_dir(
+                    self.ap, panda_id, self._mapping(spec_in_own_dir=own_dir, panda_id=panda_id)
+                )
             self._new_bad.append(BadJob(panda_id, exc))
             return
         if job.panda_id in self.jobs:
             log.warning("job %d was fed again (%s): ignored", job.panda_id, source)
             return
         self.jobs[job.panda_id] = job
-        self.job_ap[job.panda_id] = self.ap / str(job.panda_id) if own_dir else self.ap
+        mapping = self._mapping(spec_in_own_dir=own_dir, panda_id=job.panda_id)
+        self.job_ap[job.panda_id] = report_dir(self.ap, job.panda_id, mapping)
+        if job.event_service and mapping is MappingType.MANY_TO_ONE:
+            log.warning(
+                "job %d is an event-service job in a ManyToOne worker: %s",
+                job.panda_id,
+                NO_FEED_FOR_MANY_TO_ONE,
+            )
         self._new_jobs.append(job)
         unknown = self._cache.get(job.panda_id)
         if unknown:
@@ -421,7 +494,8 @@ class HarvesterCommunicator(Communicator):
         its final state: that state is returned and the job is left alone.
         """
         self.jobs[job.panda_id] = job
-        self.job_ap[job.panda_id] = self.ap / str(job.panda_id) if self._own_dir(job) else self.ap
+        mapping = self._mapping(spec_in_own_dir=self._own_dir(job), panda_id=job.panda_id)
+        self.job_ap[job.panda_id] = report_dir(self.ap, job.panda_id, mapping)
         final = self._final_state(job.panda_id)
         if final is not None:
             return final
@@ -625,7 +699,7 @@ class HarvesterCommunicator(Communicator):
         new = self._dump_new.pop(panda_id, [])
         if not new:
             return
-        path = self.job_ap.get(panda_id, self.ap) / self.names.eventStatusDumpJsonFile
+        path = self._report_dir(panda_id) / self.names.eventStatusDumpJsonFile
         path.parent.mkdir(parents=True, exist_ok=True)
         claimed = path.with_name(path.name + ".pilot")
         old: list[str] = []
@@ -671,7 +745,7 @@ class HarvesterCommunicator(Communicator):
         """Write the job's worker attributes; when final, first its outputs, log and job report."""
         panda_id = report.panda_id
         job = self.jobs.get(panda_id)
-        job_ap = self.job_ap.get(panda_id, self.ap / str(panda_id))
+        job_ap = self._report_dir(panda_id)
         job_ap.mkdir(parents=True, exist_ok=True)
         if report.state.is_final:
             files = [

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
+import enum
 import json
 import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hpcpilot.comm.base import JobReport
 from hpcpilot.comm.panda_api import METRIC_PARAMS
 from hpcpilot.comm.wire import parse_json_object
+from hpcpilot.config.schema import EventServiceSettings, HarvesterSettings, Settings
 from hpcpilot.model.bounds import fit_words
 from hpcpilot.model.errors import CommunicatorError
 from hpcpilot.model.job import Job
@@ -55,6 +58,81 @@ class HarvesterFiles:
     updateEventsFile: str = "worker_updateevents.json"  # noqa: N815
     killWorkerFile: str = "kill_worker.json"  # noqa: N815
     heartbeatFile: str = "worker_heartbeat.json"  # noqa: N815
+
+
+class MappingType(enum.StrEnum):
+    """How jobs map to a worker: Harvester's ``mapType`` (HSF/harvester ``work_spec.py``)."""
+
+    ONE_TO_ONE = "OneToOne"  #: one job, one worker
+    ONE_TO_MANY = "OneToMany"  #: one job over several workers (``MT_MultiWorkers``)
+    MANY_TO_ONE = "ManyToOne"  #: several jobs in one worker (``MT_MultiJobs``)
+
+
+def report_dir(access_point: Path, panda_id: int, mapping: MappingType) -> Path:
+    """Where Harvester's messenger reads one job's reports; every per-job report goes there.
+
+    The worker attributes (the job's status, final ones included), the job report and the event
+    status dump are read by ``SharedFileMessenger.get_work_attributes`` / ``get_files_to_stage_out``
+    from ``get_access_point(workspec, PandaID)`` (HSF/harvester
+    ``pandaharvester/harvestermessenger/shared_file_messenger.py``): ``<accessPoint>/<PandaID>/`` for a
+    ``ManyToOne`` (``MT_MultiJobs``) worker, the access point itself for the others. A report written
+    anywhere else is never read: Harvester would see no status at all.
+    """
+    return access_point / str(panda_id) if mapping is MappingType.MANY_TO_ONE else access_point
+
+
+def infer_mapping(*, spec_in_own_dir: bool | None, listed: int, own_dir_exists: bool) -> MappingType:
+    """The mapping type of a worker, as its access point shows it (``harvester.mapping_type=auto``).
+
+    Harvester's ``feed_jobs`` writes each job's spec into the job's messenger access point, which
+    ``setup_access_points`` (or ``feed_jobs`` itself) creates as ``<accessPoint>/<PandaID>/`` for a
+    ``ManyToOne`` worker.
+
+    Parameters
+    ----------
+    spec_in_own_dir
+        Where the job's spec was read: True in ``<accessPoint>/<PandaID>/``, False at the top (one job;
+        a top-level spec with several jobs counts as in their own directories), None not read.
+    listed
+        How many PandaIDs the PandaIDs file listed with the job (0 if it came without a listing).
+    own_dir_exists
+        Whether ``<accessPoint>/<PandaID>/`` existed when a job without a spec was looked for.
+    """
+    if spec_in_own_dir is not None:
+        return MappingType.MANY_TO_ONE if spec_in_own_dir else MappingType.ONE_TO_ONE
+    if listed > 1 or own_dir_exists:
+        return MappingType.MANY_TO_ONE
+    return MappingType.ONE_TO_ONE
+
+
+#: Settings that only matter when the worker runs event-service jobs (one changed: ES is expected).
+_RANGE_SETTINGS = ("request_threshold", "request_ranges", "pack_ranges")
+
+#: Why an event-service job gets nothing in a ManyToOne worker (docs/communicators/harvester.md).
+NO_FEED_FOR_MANY_TO_ONE = (
+    "Harvester feeds no event ranges to a ManyToOne worker (its SharedFileMessenger.feed_events writes "
+    "nothing for multi-job workers and deletes the request): event-service jobs there get no ranges"
+)
+
+
+def mapping_warnings(settings: Settings) -> list[str]:
+    """Warnings about the ``harvester`` settings: ManyToOne where event service is expected.
+
+    Event service is expected when ``eventservice.mode`` names a payload mode or a setting that only
+    matters for ranges (``harvester.request_threshold``, ``request_ranges``, ``pack_ranges``) is set.
+    """
+    cfg, usual = settings.harvester, HarvesterSettings()
+    if cfg.mapping_type != MappingType.MANY_TO_ONE:
+        return []
+    why = [f"harvester.{k}" for k in _RANGE_SETTINGS if getattr(cfg, k) != getattr(usual, k)]
+    if settings.eventservice.mode != EventServiceSettings().mode:
+        why.insert(0, "eventservice.mode")
+    if not why:
+        return []
+    return [
+        f"harvester.mapping_type is ManyToOne and event service is expected ({', '.join(why)} set): "
+        f"{NO_FEED_FOR_MANY_TO_ONE}"
+    ]
 
 
 def parse_harvester_config(text: str, *, source: str) -> tuple[HarvesterFiles, list[str]]:

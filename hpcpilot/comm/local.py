@@ -7,31 +7,30 @@
   input file (one file when the job has no inputs, as for event generation).
 * Job reports go to ``<workdir>/results.json`` (atomically rewritten, one entry per job). Entries an earlier
   run in the directory wrote are kept (a resumed run adds the jobs it finishes to those done before).
+
+The range feed and the cutting live in `hpcpilot.comm.range_files` (shared with the ``act``
+communicator); `count_ranges` and `cut_ranges` are re-exported here.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from itertools import islice
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from hpcpilot.comm.base import BadJob, Communicator, JobBatch, JobReport, RangeBatch
-from hpcpilot.comm.wire import panda_id_or_none, parse_json_object
+from hpcpilot.comm.range_files import RangeFiles, count_ranges, cut_ranges, read_json_object
+from hpcpilot.comm.wire import panda_id_or_none
 from hpcpilot.config.schema import Settings
-from hpcpilot.model.errors import (
-    CommunicatorError,
-    ErrorCode,
-    HpcPilotError,
-    JobDefinitionError,
-)
+from hpcpilot.model.errors import CommunicatorError, JobDefinitionError
 from hpcpilot.model.job import Job, parse_job
 from hpcpilot.model.layout import WorkLayout
-from hpcpilot.model.ranges import EventRange, parse_range
 from hpcpilot.model.results import RangeResult
 from hpcpilot.model.states import JobState
 from hpcpilot.runtime.atomic import write_json_atomic
+
+__all__ = ["LocalCommunicator", "count_ranges", "cut_ranges"]
 
 
 class LocalCommunicator(Communicator):
@@ -45,10 +44,7 @@ class LocalCommunicator(Communicator):
         self._jobs_path = layout.root / settings.local.jobs_file
         self._ranges_path = layout.root / settings.local.ranges_file
         self._pending: list[tuple[str, Any]] | None = None
-        self._feed: dict[str, list[Any]] | None = None
-        self._feed_error: CommunicatorError | None = None
-        self._cutters: dict[int, Iterator[EventRange]] = {}
-        self._served: dict[str, int] = {}  # entries of the range file handed out, per job
+        self._ranges = RangeFiles(self._ranges_path, settings.local.events_per_range)
         self._reports: dict[str, dict[str, Any]] = self._earlier_reports()
 
     def fetch_jobs(self, n: int) -> JobBatch:
@@ -87,29 +83,14 @@ class LocalCommunicator(Communicator):
 
     def fetch_ranges(self, job: Job, n: int) -> RangeBatch:
         """Up to ``n`` ranges of ``job``: from the range file if it lists the job, else cut here."""
-        feed = self._range_feed()
-        key = str(job.panda_id)
-        if key in feed:
-            return self._from_feed(job.panda_id, feed[key], n)
-        cutter = self._cutters.get(job.panda_id)
-        if cutter is None:
-            cutter = self._cutters[job.panda_id] = cut_ranges(job, self.settings.local.events_per_range)
-        ranges = tuple(islice(cutter, n))
-        return RangeBatch(ranges, exhausted=len(ranges) < n)
+        return self._ranges.fetch(job, n)
 
     def ranges_expected(self, job: Job) -> int | None:
         """The ranges the range file lists for ``job``, else the number `cut_ranges` cuts.
 
         None when that cannot be told (a range file that cannot be read, a job without an event count).
         """
-        try:
-            feed = self._range_feed()
-        except CommunicatorError:
-            return None
-        key = str(job.panda_id)
-        if key in feed:
-            return len(feed[key]) + self._served.get(key, 0)
-        return count_ranges(job, self.settings.local.events_per_range)
+        return self._ranges.expected(job)
 
     def report_ranges(
         self, job: Job, results: Sequence[RangeResult], fatal: Sequence[str], cut: Sequence[str] = ()
@@ -154,90 +135,6 @@ class LocalCommunicator(Communicator):
         except CommunicatorError:
             return {}
 
-    def _range_feed(self) -> dict[str, list[Any]]:
-        if self._feed_error is not None:
-            raise self._feed_error  # every event-service job fails alike, not just the first
-        if self._feed is None:
-            try:
-                self._feed = self._load_feed()
-            except CommunicatorError as exc:
-                self._feed_error = exc
-                raise
-        return self._feed
-
-    def _load_feed(self) -> dict[str, list[Any]]:
-        feed: dict[str, list[Any]] = {}
-        if not self._ranges_path.exists():
-            return feed
-        for key, value in self._read_json(self._ranges_path).items():
-            if not isinstance(value, list):
-                raise CommunicatorError(
-                    f"ranges of job {key} must be a list, got {type(value).__name__}",
-                    context={"source": str(self._ranges_path), "field": key},
-                )
-            feed[key] = list(value)
-        return feed
-
-    def _from_feed(self, panda_id: int, items: list[Any], n: int) -> RangeBatch:
-        taken, items[:] = items[:n], items[n:]
-        self._served[str(panda_id)] = self._served.get(str(panda_id), 0) + len(taken)
-        ranges: list[EventRange] = []
-        errors: list[HpcPilotError] = []
-        for raw in taken:
-            try:
-                source = f"{self._ranges_path}['{panda_id}']"
-                ranges.append(parse_range(raw, source=source, panda_id=panda_id))
-            except HpcPilotError as exc:
-                errors.append(exc)
-        return RangeBatch(tuple(ranges), exhausted=not items, errors=tuple(errors))
-
     @staticmethod
     def _read_json(path: Path) -> dict[str, Any]:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise CommunicatorError(
-                f"cannot read {path.name}: {exc.strerror}", context={"source": str(path)}
-            ) from None
-        return parse_json_object(text, source=str(path))
-
-
-def count_ranges(job: Job, events_per_range: int) -> int | None:
-    """How many ranges `cut_ranges` cuts from ``job`` (None without ``nEventsPerInputFile``)."""
-    per_file = job.n_events_per_input_file
-    if per_file is None or events_per_range <= 0:
-        return None
-    return max(len(job.input_files), 1) * -(-per_file // events_per_range)
-
-
-def cut_ranges(job: Job, events_per_range: int) -> Iterator[EventRange]:
-    """Cut an event-service job's events into ranges, lazily.
-
-    Each input file (or one pseudo-file when the job has none) holds ``nEventsPerInputFile`` events,
-    numbered from 1; range ids follow ``<taskID>-<PandaID>-<fileID>-<processID>-<attemptNr>``.
-
-    Raises
-    ------
-    JobDefinitionError
-        (on first use) if the job does not say how many events it has.
-    """
-    per_file = job.n_events_per_input_file
-    if per_file is None:
-        raise JobDefinitionError(
-            "event-service job has no range feed and no 'nEventsPerInputFile' to cut ranges from",
-            code=ErrorCode.ES_NO_EVENTS,
-            context={"PandaID": job.panda_id, "field": "nEventsPerInputFile"},
-        )
-    files = job.input_files or (None,)
-    process_id = 0
-    for file_index, spec in enumerate(files, start=1):
-        for start in range(1, per_file + 1, events_per_range):
-            process_id += 1
-            yield EventRange(
-                range_id=f"{job.task_id}-{job.panda_id}-{file_index}-{process_id}-{job.attempt_nr}",
-                start_event=start,
-                last_event=min(start + events_per_range - 1, per_file),
-                lfn=spec.lfn if spec else "",
-                guid=(spec.guid or "") if spec else "",
-                scope=(spec.scope or "") if spec else "",
-            )
+        return read_json_object(path)

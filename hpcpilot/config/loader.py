@@ -5,7 +5,8 @@ Layers, lowest first:
 1. built-in defaults (the dataclass defaults in `hpcpilot.config.schema`);
 2. the site file: ``site_configs/<site>.yaml`` looked up by name, or an explicit path;
 3. the user file: the path in ``$HPCPILOT_CONFIG``, if set;
-4. environment variables ``HPCPILOT_<SECTION>__<KEY>`` (section and key case-insensitive);
+4. environment variables ``HPCPILOT_<SECTION>__<KEY>`` (section and key case-insensitive), and the
+   aliases of `ENV_ALIASES` (``HPCPILOT_HARVESTER_CONFIG``);
 5. command-line overrides ``--set section.key=value``.
 
 Files are YAML mappings of section name to a mapping of key to value; their values must already
@@ -53,6 +54,10 @@ USER_CONFIG_VAR = "HPCPILOT_CONFIG"
 SITE_DIR_VAR = "HPCPILOT_SITE_CONFIG_DIR"
 """Environment variable naming an extra directory searched first for site files."""
 
+ENV_ALIASES: Mapping[str, str] = {"HPCPILOT_HARVESTER_CONFIG": "harvester.config_file"}
+"""Environment variables that set one key under a name of their own (the batch-script templates
+read ``HPCPILOT_HARVESTER_CONFIG`` too); empty means unset."""
+
 _SUPPORTED_TYPES: tuple[type, ...] = (str, int, float, bool)
 _TRUE_WORDS = frozenset({"true", "yes", "1", "on"})
 _FALSE_WORDS = frozenset({"false", "no", "0", "off"})
@@ -97,6 +102,7 @@ _RULES: Mapping[str, _Rule] = {
     "run.status_mode": _Rule(choices=("auto", "redraw", "lines")),
     "eventservice.exhausted_status": _Rule(choices=("failed", "fatal")),
     "harvester.job_spec_format": _Rule(choices=("json", "cgi")),
+    "harvester.mapping_type": _Rule(choices=("auto", "OneToOne", "OneToMany", "ManyToOne")),
     "harvester.poll_s": _Rule(minimum=0.01),
     "panda.api": _Rule(choices=("v1", "legacy")),
     "panda.retries": _Rule(minimum=1),
@@ -111,6 +117,8 @@ _RULES: Mapping[str, _Rule] = {
     "monitor.period_s": _Rule(minimum=0.01),
     "monitor.write_interval_s": _Rule(minimum=0.01),
     "disk.retry_s": _Rule(minimum=0.01),
+    "act.events_per_range": _Rule(minimum=1, maximum=RANGE_EVENTS.maximum),
+    "act.heartbeat_s": _Rule(minimum=0.01),
 }
 
 
@@ -318,6 +326,16 @@ def _env_layer(env: Mapping[str, str]) -> _Layer:
             raise ConfigError(f"environment variables {setters[dotted]} and {name} both set '{dotted}'")
         setters[dotted] = name
         layer[dotted] = (typed, f"env:{name}")
+    for name, dotted in ENV_ALIASES.items():
+        if not env.get(name):
+            continue
+        if dotted in setters:
+            raise ConfigError(f"environment variables {setters[dotted]} and {name} both set '{dotted}'")
+        section, _, key = dotted.partition(".")
+        layer[dotted] = (
+            _validate(section, key, env[name], f"environment variable {name}", text=True),
+            f"env:{name}",
+        )
     return layer
 
 

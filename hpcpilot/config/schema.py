@@ -79,6 +79,12 @@ class HarvesterSettings:
         ``[payload_interaction]`` section; names it does not set keep their usual values.
     job_spec_format
         ``json`` or ``cgi`` (urlencoded), as Harvester's messenger ``jobSpecFileFormat``.
+    mapping_type
+        How the worker's jobs map to it, Harvester's ``mapType`` of the queue: ``OneToOne`` and
+        ``OneToMany`` (reports at the top of the access point), ``ManyToOne`` (reports in
+        ``<accessPoint>/<PandaID>/``), or ``auto``: inferred per job from where Harvester put its
+        spec (one job at the top: ``OneToOne``; a spec, or the directory Harvester makes, in
+        ``<accessPoint>/<PandaID>/``, or several jobs listed: ``ManyToOne``).
     request_jobs
         Whether the queue lets the worker ask for more jobs (``worker_requestjob.json``) for idle slots.
     job_wait_s
@@ -103,6 +109,7 @@ class HarvesterSettings:
 
     config_file: str = ""
     job_spec_format: str = "json"
+    mapping_type: str = "auto"
     request_jobs: bool = False
     job_wait_s: float = 600.0
     request_threshold: int = 0
@@ -556,6 +563,38 @@ class DiskSettings:
 
 
 @dataclass(frozen=True)
+class ActSettings:
+    """The ``act`` communicator: a job in an ARC session directory, put there by the ARC Control Tower.
+
+    Attributes
+    ----------
+    session_dir
+        The ARC job's session directory, which holds ``pandaJobData.out`` and receives
+        ``heartbeat.json`` and ``output.list`` (empty: the work directory).
+    output_url
+        Where ARC uploads the job's outputs: the surl of an output is this URL followed by ``/<lfn>``,
+        or with ``{lfn}``, ``{scope}`` and ``{PandaID}`` replaced where it names them. Required.
+    log_url
+        Likewise for the log tarball (empty: ``output_url``).
+    ranges_file
+        A range feed in the session directory, ``{"<PandaID>": [range, ...]}``, for an
+        event-service job whose ranges come with it (empty: the pilot cuts the ranges from
+        ``nEventsPerInputFile``).
+    events_per_range
+        Events per range when the pilot cuts them.
+    heartbeat_s
+        Seconds between two looks at the running job (its ``running`` state is written then).
+    """
+
+    session_dir: str = ""
+    output_url: str = ""
+    log_url: str = ""
+    ranges_file: str = ""
+    events_per_range: int = 10
+    heartbeat_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings, one section each."""
 
@@ -573,3 +612,4 @@ class Settings:
     data: DataSettings = field(default_factory=DataSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     disk: DiskSettings = field(default_factory=DiskSettings)
+    act: ActSettings = field(default_factory=ActSettings)

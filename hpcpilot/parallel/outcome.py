@@ -15,12 +15,14 @@ from hpcpilot.parallel.books import JobBook
 from hpcpilot.payload.merge import MergeInput
 
 
-def settle_event_service(book: JobBook) -> None:
+def settle_event_service(book: JobBook, *, status: str) -> None:
     """Decide an event-service job's final state from its ranges (and merge, if any).
 
-    Finished if at least one range finished and nothing else failed the job (fatal ranges are noted
-    in the diagnosis); failed with 1228 (ES fatal) when every range failed, 1238 (no events) when it
-    had none, or with the error already set on its books (a merge or range-source failure).
+    Finished if at least one range finished and nothing else failed the job (ranges that used all
+    their attempts are noted in the diagnosis); failed with 1228 (ES fatal) when every range failed,
+    1238 (no events) when it had none, or with the error already set on its books (a merge or
+    range-source failure). ``status`` is the status those ranges were reported with
+    (``eventservice.exhausted_status``): the diagnosis uses the same word ("1 of 40 ranges failed").
     """
     if book.merged is not None:
         book.outputs.append(book.merged)
@@ -29,11 +31,11 @@ def settle_event_service(book: JobBook) -> None:
     elif book.finished == 0:
         book.state = JobState.FAILED
         book.error_code = ErrorCode.ES_FATAL if book.fatal else ErrorCode.ES_NO_EVENTS
-        book.error_diag = f"all {book.fatal} ranges failed" if book.fatal else "the job had no event ranges"
+        book.error_diag = f"all {book.fatal} ranges {status}" if book.fatal else "the job had no event ranges"
     else:
         book.state = JobState.FINISHED
         if book.fatal:
-            book.error_diag = f"{book.fatal} of {len(book.ranges)} ranges fatal"
+            book.error_diag = f"{book.fatal} of {len(book.ranges)} ranges {status}"
 
 
 def range_counts(book: JobBook) -> dict[str, int]:

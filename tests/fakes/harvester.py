@@ -15,6 +15,11 @@ the directory on its own period in a thread and does what Harvester's messenger 
 * ``worker_attributes.json`` and ``jobReport.json`` read per job; ``kill_worker.json`` and the heartbeat
   file watched.
 
+Per-job files are read only where the real messenger reads them: ``get_access_point(workspec, PandaID)``
+is the access point itself for OneToOne (and OneToMany) workers, ``<accessPoint>/<PandaID>/`` for
+ManyToOne ones. A report the pilot writes anywhere else is never read by Harvester; `misplaced_reports`
+lists them, and each is a violation at `FakeHarvester.stop`.
+
 Everything is recorded, and what the pilot writes is checked against the protocol; each breach is a
 line in `FakeHarvester.violations` (tests assert it is empty). Faults can be injected into the feeds
 (`Fault`): a file written in two halves with a pause (the half-written file visible meanwhile, completed
@@ -530,6 +535,10 @@ class FakeHarvester:
         with self._lock:
             self._run_all_steps()
             self._cycle(final=True)
+            for path in self.misplaced_reports():
+                self._violate(
+                    f"{path} is written where Harvester's messenger ({self.map_type}) never reads it"
+                )
             for item in self._declared:
                 if not Path(item.path).is_file():
                     self._violate(
@@ -637,6 +646,34 @@ class FakeHarvester:
         """The PandaIDs fed to the worker, in feed order."""
         with self._lock:
             return list(self._jobs)
+
+    def misplaced_reports(self) -> list[Path]:
+        """Reports (worker attributes, job report, event status dump) where the messenger never reads them.
+
+        The messenger reads them in ``get_access_point(workspec, PandaID)`` of each job of the worker
+        (HSF/harvester ``shared_file_messenger.py``: ``get_work_attributes``, ``get_files_to_stage_out``):
+        a report file of that name in the access point or one directory below it, elsewhere, is
+        misplaced. Directories named after a PandaID this fake did not feed (`Fault.FOREIGN`) are left
+        out: no place is read for a job Harvester does not know.
+        """
+        names = {
+            self.files.workerAttributesFile,
+            self.files.jobReportFile,
+            self.files.eventStatusDumpJsonFile,
+        }
+        with self._lock:
+            read_at = {state.access_point for state in self._jobs.values()}
+            fed = set(self._jobs)
+        found: list[Path] = []
+        dirs = [self.access_point, *sorted(p for p in self.access_point.iterdir() if p.is_dir())]
+        for directory in dirs:
+            pid = _int(directory.name) if directory != self.access_point else None
+            if pid is not None and pid not in fed:
+                continue
+            if directory in read_at:
+                continue
+            found.extend(directory / name for name in sorted(names) if (directory / name).is_file())
+        return found
 
     def job_access_point(self, panda_id: int) -> Path:
         """Where Harvester looks for one job's files."""

@@ -7,9 +7,26 @@ states, ranges it served, nothing after a job's final update, ...), recording ea
 tests can assert there is none.
 
 Faults to inject: N HTTP errors (500 by default), replies delayed past the client's timeout, slow
-replies, malformed JSON, replies missing keys, ``tobekilled``/``softkill`` for a PandaID, and "down
-for T seconds" (the listening socket and every open connection are closed: connection refused, then
-it comes back on the same port).
+replies, malformed JSON, replies missing keys, ``tobekilled``/``softkill``/``alreadydone``/
+``badattemptnr`` for a PandaID, and "down for T seconds" (the listening socket and every open
+connection are closed: connection refused, then it comes back on the same port).
+
+By default it behaves as a current server (PanDAWMS/panda-server):
+
+* only the v1 API is served; the legacy ``/server/panda/<method>`` paths of the pilot's calls answer
+  HTTP 403 ``method <name> is forbidden`` (they are not among the server's allowed methods);
+  ``apis=("v1", "legacy")`` serves both, as older servers did, and ``apis=("legacy",)`` is a server
+  from before v1 (a v1 path gets 404);
+* ``update_event_ranges`` applies the updates, then answers HTTP 500 (``range_update_bug=True``): the
+  server's ``pandaserver/api/v1/event_api.py`` builds its reply as a set literal,
+  ``{"Returns", result[0], "Commands", result[1]}``, which fails (a list is not hashable) after the
+  database update; ``range_update_bug=False`` answers as intended;
+* ``update_job`` takes the fields of ``pandaserver/api/v1/pilot_api.py`` ``update_job`` with their
+  types (``meta_data`` a string, ``exe_error_code`` and ``n_input_files`` integers,
+  ``cpu_conversion_factor`` a float);
+* after it sent ``alreadydone`` or ``badattemptnr`` for a job (the server's ``updateJobStatus`` answer
+  when the job is done already or the attempt number is not the current one; the update is then not
+  applied), any further update of that job is a violation: the pilot must stop reporting it.
 
 Transport, as the real server's Apache (PanDAWMS/panda-server ``templates/panda_server-httpd*.conf``:
 ``mod_ssl`` with ``SSLVerifyClient optional``, Apache's ``KeepAlive`` on by default): HTTP/1.1 with
@@ -298,7 +315,12 @@ _V1_INTS = frozenset(
         "timeout",
     ]
 )
-_V1_NUMBERS = frozenset(_METRICS_V1) | {"cpu_conversion_factor", "mean_core_count"}
+_V1_NUMBERS = frozenset(_METRICS_V1) | {"mean_core_count"}
+#: v1 parameters typed ``float`` in the server's signature (an int fails its isinstance check).
+_V1_FLOATS = frozenset(["cpu_conversion_factor"])
+
+#: Commands after which the server takes no more updates of the job from this pilot.
+ABANDON_COMMANDS = ("alreadydone", "badattemptnr")
 
 _TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 _ADLER = re.compile(r"^[0-9a-f]{8}$")
@@ -369,6 +391,7 @@ class _State:
     served: dict[str, int] = field(default_factory=dict)  # range id -> PandaID
     final: dict[int, str] = field(default_factory=dict)
     commands: dict[int, str] = field(default_factory=dict)
+    abandoned: dict[int, str] = field(default_factory=dict)  # PandaID -> alreadydone/badattemptnr sent
     faults: list[_Fault] = field(default_factory=list)
     slow_s: float = 0.0
 
@@ -386,7 +409,11 @@ class FakePandaServer:
         ``list`` (v1 ``data`` is the bare list) or ``dict`` (``{"StatusCode", "eventRanges"}``) for the
         v1 ``acquire_event_ranges`` reply; legacy always uses the dict.
     apis
-        The API generations it serves (a path of another one gets HTTP 404, as from an old server).
+        The API generations it serves. A legacy path that is not served gets HTTP 403 ``method ... is
+        forbidden`` (a current server); a v1 path that is not served gets 404 (a server from before v1).
+    range_update_bug
+        ``update_event_ranges`` (v1) applies the updates, then answers HTTP 500, as the current server
+        does (see the module's description).
     client_ca
         With ``tls``: a CA file; a client certificate it signed is then required (an X.509 proxy).
     keepalive_s
@@ -399,7 +426,8 @@ class FakePandaServer:
         *,
         tls: tuple[Path, Path] | None = None,
         range_reply_shape: str = "list",
-        apis: tuple[str, ...] = ("v1", "legacy"),
+        apis: tuple[str, ...] = ("v1",),
+        range_update_bug: bool = True,
         client_ca: Path | None = None,
         keepalive_s: float = 5.0,
     ) -> None:
@@ -410,6 +438,7 @@ class FakePandaServer:
         self._accepted = 0
         self.range_reply_shape = range_reply_shape
         self.apis = apis
+        self.range_update_bug = range_update_bug
         self._lock = threading.RLock()
         self._state = _State()
         self._server: _Server | None = None
@@ -614,9 +643,15 @@ class FakePandaServer:
             api, (call, expected_method) = "v1", V1_ROUTES[path]
         elif path in LEGACY_ROUTES and "legacy" in self.apis:
             api, call, expected_method = "legacy", LEGACY_ROUTES[path], "POST"
+        elif path in LEGACY_ROUTES:
+            # a current server: the legacy methods are not among its allowed ones (pandaserver/server)
+            self._record(RecordedCall("legacy", LEGACY_ROUTES[path], handler.command, path, {}, headers, 403))
+            method = path.rsplit("/", 1)[-1]
+            handler.reply(403, f"method {method} is forbidden".encode(), "text/plain")
+            return
         else:
             self._record(RecordedCall("unknown", "", handler.command, path, {}, headers, 404))
-            if path not in V1_ROUTES and path not in LEGACY_ROUTES:
+            if path not in V1_ROUTES:
                 self._violation(f"unknown path {path}")
             handler.reply(404, b"not found", "text/plain")
             return
@@ -649,6 +684,11 @@ class FakePandaServer:
                 return
         self._check_params(api, call, params)
         reply = self._dispatch(api, call, params)
+        if self.range_update_bug and api == "v1" and call == "update_event_ranges":
+            # applied above; building the reply fails: {"Returns", [...], ...} is not hashable
+            recorded.status = 500
+            handler.reply(500, b"Internal Server Error: TypeError: unhashable type: 'list'", "text/plain")
+            return
         wants_json = "application/json" in headers.get("Accept", "")
         if api == "legacy" and not wants_json:
             self._violation(f"{call}: legacy request without 'Accept: application/json'")
@@ -700,7 +740,9 @@ class FakePandaServer:
                 self._violation(f"{call}: {name} must be an integer, got {value!r}")
             elif name in _V1_NUMBERS and (isinstance(value, bool) or not isinstance(value, int | float)):
                 self._violation(f"{call}: {name} must be a number, got {value!r}")
-            elif name not in _V1_INTS | _V1_NUMBERS and not isinstance(value, str):
+            elif name in _V1_FLOATS and not isinstance(value, float):
+                self._violation(f"{call}: {name} must be a float, got {value!r}")
+            elif name not in _V1_INTS | _V1_NUMBERS | _V1_FLOATS and not isinstance(value, str):
                 self._violation(f"{call}: {name} must be a string, got {value!r}")
 
     def _dispatch(self, api: str, call: str, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -752,6 +794,11 @@ class FakePandaServer:
             panda_id = -1
         state = str(fields.get("jobStatus", ""))
         with self._lock:
+            if panda_id in self._state.abandoned:
+                self._violation(
+                    f"update_job: job {panda_id}: {state} after the server sent "
+                    f"'{self._state.abandoned[panda_id]}'"
+                )
             if panda_id not in self._state.handed:
                 self._violation(f"update_job: job {panda_id} was never handed out")
             if state not in VALID_JOB_STATES:
@@ -766,11 +813,26 @@ class FakePandaServer:
             report = fields.get("xml")
             if report:
                 self._check_report(panda_id, report)
-            if state in FINAL_STATES:
-                self._state.final[panda_id] = state
+            if "metaData" in fields:
+                self._check_meta_data(panda_id, fields["metaData"])
             self.job_updates.append(JobStatusUpdate(panda_id, state, fields))
             command = self._state.commands.pop(panda_id, "NULL")
+            if command in ABANDON_COMMANDS:
+                # updateJobStatus answers so without applying the update (pandaserver/taskbuffer)
+                self._state.abandoned.setdefault(panda_id, command)
+            elif state in FINAL_STATES:
+                self._state.final[panda_id] = state
         return self._envelope(v1, {"StatusCode": 0, "command": command})
+
+    def _check_meta_data(self, panda_id: int, text: object) -> None:
+        """``metaData`` is the job report, JSON text, as Pilot 3 sends it (the monitor parses it)."""
+        try:
+            document = json.loads(str(text))
+        except json.JSONDecodeError:
+            self._violation(f"update_job: job {panda_id}: meta_data is not JSON")
+            return
+        if not isinstance(document, dict):
+            self._violation(f"update_job: job {panda_id}: meta_data is not a JSON object (a job report)")
 
     def _check_report(self, panda_id: int, report: object) -> None:
         try:
@@ -822,18 +884,22 @@ class FakePandaServer:
         returns: list[bool] = []
         commands: dict[str, str] = {}
         with self._lock:
+            abandoned = dict(self._state.abandoned)  # as it was before this call
             for update in updates:
-                ok = self._range_update(update)
+                ok = self._range_update(update, abandoned)
                 returns.append(ok)
-                if ok:
+                # with the bug the reply is lost: a command stays for the next update_job reply
+                if ok and not (v1 and self.range_update_bug):
                     panda_id = self._state.served[update["eventRangeID"]]
                     if panda_id in self._state.commands:
-                        commands[str(panda_id)] = self._state.commands.pop(panda_id)
+                        command = commands[str(panda_id)] = self._state.commands.pop(panda_id)
+                        if command in ABANDON_COMMANDS:
+                            self._state.abandoned.setdefault(panda_id, command)
         if v1:
             return self._envelope(v1, {"Returns": returns, "Commands": commands})
         return {"StatusCode": 0, "Returns": returns, "Command": commands}
 
-    def _range_update(self, update: object) -> bool:
+    def _range_update(self, update: object, abandoned: Mapping[int, str]) -> bool:
         if not isinstance(update, dict) or "eventRangeID" not in update or "eventStatus" not in update:
             self._violation(f"update_event_ranges: entry {update!r} lacks eventRangeID/eventStatus")
             return False
@@ -845,6 +911,11 @@ class FakePandaServer:
             self._violation(f"update_event_ranges: {range_id} was never served")
             return False
         panda_id = self._state.served[range_id]
+        if panda_id in abandoned:
+            self._violation(
+                f"update_event_ranges: {range_id} reported after the server sent "
+                f"'{abandoned[panda_id]}' for job {panda_id}"
+            )
         if panda_id in self._state.final:
             self._violation(f"update_event_ranges: {range_id} reported after job {panda_id}'s final update")
         self.range_updates.append(RangeStatusUpdate(range_id, status, panda_id, dict(update)))
@@ -884,6 +955,12 @@ def _attribute_names(v1: bool, params: Mapping[str, Any]) -> dict[str, Any]:
         "attempt_nr": "attemptNr",
         "batch_id": "batchID",
         "site_name": "siteName",
+        "meta_data": "metaData",
+        "exe_error_code": "exeErrorCode",
+        "exe_error_diag": "exeErrorDiag",
+        "n_input_files": "nInputFiles",
+        "cpu_conversion_factor": "cpuConversionFactor",
+        "job_metrics": "jobMetrics",
     }
     names.update(dict(zip(_METRICS_V1, _METRICS_LEGACY, strict=True)))
     return {names.get(k, k): v for k, v in params.items()}
@@ -983,10 +1060,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", type=Path, help="write calls and updates here (JSON) at the end")
     parser.add_argument("--tls", nargs=2, type=Path, metavar=("CERT", "KEY"), help="serve HTTPS")
     parser.add_argument("--client-ca", type=Path, help="with --tls: require a client certificate it signed")
+    parser.add_argument(
+        "--apis", default="v1", help="API generations served, comma-separated (v1, legacy); default v1"
+    )
+    parser.add_argument(
+        "--no-range-update-bug",
+        action="store_true",
+        help="update_event_ranges answers as intended (default: HTTP 500 after applying, as today's server)",
+    )
     args = parser.parse_args(argv)
     fake = FakePandaServer(
         args.port,
         range_reply_shape=args.range_reply_shape,
+        apis=tuple(a.strip() for a in args.apis.split(",") if a.strip()),
+        range_update_bug=not args.no_range_update_bug,
         tls=(args.tls[0], args.tls[1]) if args.tls else None,
         client_ca=args.client_ca,
     )

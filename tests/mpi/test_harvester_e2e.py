@@ -458,3 +458,33 @@ def test_tobekilled_fails_every_job_with_1144(mpiexec: Path, tmp_path: Path, lau
         assert final is not None, (pid, fake.attributes(pid))
         assert final["jobStatus"] == "failed" and final["pilotErrorCode"] == 1144, final
     assert problem_lines(log_lines(fake.access_point, err), "tobekilled")
+
+
+# --- (f) issue 14, 1 and 1b: a OneToOne job whose spec the pilot cannot find ----------------------------
+
+
+def test_one_to_one_job_that_never_starts_is_reported_where_harvester_reads_and_the_run_ends(
+    mpiexec: Path, tmp_path: Path, launcher_tmp: Path
+) -> None:
+    # Harvester's jobSpecFile is pandaJobData.out (a site's setting); the pilot is not given the config
+    files = HarvesterFiles(jobSpecFile="pandaJobData.out")
+    job = plain_job(7001, "print('never runs')")
+    with FakeHarvester(tmp_path / "ap", [job], files=files, period_s=0.5) as fake:
+        # job_wait_s far beyond the test's patience: the run must end because its one job has ended
+        proc = start_pilot(pilot_args(fake, "--set", "harvester.job_wait_s=3600"), launcher_tmp)
+        try:
+            err = finish(proc, 120, fake)
+        finally:
+            if proc.poll() is None:
+                kill_tree(proc)
+                proc.communicate()
+        assert proc.returncode == 3, describe(fake, err)  # a job failed
+        assert fake.wait_for(lambda: fake.kill_seen, timeout=10), describe(fake, err)
+    assert fake.violations == [], describe(fake, err)  # none misplaced, final status before kill_worker
+    final = fake.final_attributes(7001)
+    assert final is not None and final["jobStatus"] == "failed", describe(fake, err)
+    assert final["pilotErrorCode"] == 1008 and "pandaJobData.out" in final["pilotErrorDiag"]
+    assert "harvester.config_file" in final["pilotErrorDiag"]
+    assert isinstance(fake.job_report(7001), dict)
+    assert fake.misplaced_reports() == []
+    assert not (fake.access_point / "7001" / "worker_attributes.json").exists()

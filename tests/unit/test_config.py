@@ -80,6 +80,7 @@ def test_settings_to_dict_in_schema_order() -> None:
         "data",
         "monitor",
         "disk",
+        "act",
     ]
     assert data["parallel"]["batch_size"] == 64
     data["parallel"]["batch_size"] = 1

@@ -420,6 +420,7 @@ def test_many_to_one_layout(tmp_path: Path) -> None:
         write_json(ap / "worker_attributes.json", {"jobStatus": "failed"})  # at the top: not read
         fake.tick()
         assert all(fake.final_attributes(pid) for pid in (11, 12, 13))
+        assert fake.misplaced_reports() == [ap / "worker_attributes.json"]
         assert [len(fake.declared_outputs(pid, "output")) for pid in (11, 12, 13)] == [1, 1, 1]
         assert all(list((ap / str(pid)).glob("event_status.dump.json.read.*")) for pid in (11, 12, 13))
         # a job's dump naming another job is a breach
@@ -429,6 +430,32 @@ def test_many_to_one_layout(tmp_path: Path) -> None:
         )
         fake.tick()
     assert any("not a job of this access point" in v for v in fake.violations)
+    assert any("worker_attributes.json is written where" in v for v in fake.violations)
+
+
+def test_one_to_one_reads_reports_only_at_the_top_of_the_access_point(tmp_path: Path) -> None:
+    # the real messenger: get_access_point() is the access point itself unless mapType is ManyToOne
+    with FakeHarvester(tmp_path / "ap", [plain_job(21)], polling=False) as fake:
+        ap = fake.access_point
+        assert fake.job_access_point(21) == ap
+        (ap / "21").mkdir()
+        write_json(ap / "21" / "worker_attributes.json", {"jobStatus": "failed", "pilotErrorCode": 1008})
+        write_json(ap / "21" / "jobReport.json", {"exitCode": 1008})
+        (ap / "99").mkdir()  # a job this worker does not have: nothing is read for it anywhere
+        write_json(ap / "99" / "worker_attributes.json", {"jobStatus": "failed", "pilotErrorCode": 1008})
+        fake.tick()
+        assert fake.attributes(21) == [] and fake.job_report(21) is None, "Harvester sees nothing"
+        assert fake.misplaced_reports() == [
+            ap / "21" / "jobReport.json",
+            ap / "21" / "worker_attributes.json",
+        ]
+        write_json(ap / "worker_attributes.json", {"jobStatus": "failed", "pilotErrorCode": 1008})
+        fake.tick()
+        assert fake.final_attributes(21) == {"jobStatus": "failed", "pilotErrorCode": 1008}
+    assert (
+        sum("is written where Harvester's messenger (OneToOne) never reads it" in v for v in fake.violations)
+        == 2
+    )
 
 
 def test_cgi_job_spec(tmp_path: Path) -> None:

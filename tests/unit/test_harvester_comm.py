@@ -13,21 +13,29 @@ from typing import Any
 
 import pytest
 
+from hpcpilot import cli
 from hpcpilot.comm import harvester
-from hpcpilot.comm.base import CommandKind, JobReport
+from hpcpilot.comm.base import BadJob, CommandKind, JobReport
 from hpcpilot.comm.harvester import HarvesterCommunicator, load_file_names
 from hpcpilot.comm.harvester_files import (
     HarvesterFiles,
+    MappingType,
+    infer_mapping,
+    mapping_warnings,
     parse_harvester_config,
     parse_job_spec,
+    report_dir,
     worker_attributes,
 )
-from hpcpilot.config.schema import HarvesterSettings, Settings
+from hpcpilot.config.loader import load_config
+from hpcpilot.config.schema import EventServiceSettings, HarvesterSettings, Settings
 from hpcpilot.model.errors import CommunicatorError, ConfigError
 from hpcpilot.model.layout import WorkLayout
 from hpcpilot.model.ranges import RangeState
 from hpcpilot.model.results import OutputFile, RangeResult
 from hpcpilot.model.states import JobState
+from tests.fakes.harvester import FakeHarvester, MapType
+from tests.fakes.harvester import HarvesterFiles as FakeFiles
 
 PID = 4242
 
@@ -109,7 +117,7 @@ def test_jobs_consumed_once_and_many_to_one_layout(tmp_path: Path) -> None:
     batch = comm.fetch_jobs(10)
     assert sorted(j.panda_id for j in batch.jobs) == [11, 12]
     assert [b.panda_id for b in batch.bad] == [13]
-    assert "no job spec" in str(batch.bad[0].error)
+    assert "has no spec" in str(batch.bad[0].error)
     assert batch.exhausted
     assert not (tmp_path / "worker_pandaids.json").exists()
     assert (tmp_path / "11" / "HPCJobs.json.read").exists()
@@ -351,3 +359,192 @@ def test_worker_attributes_carry_protocol_fields() -> None:
         assert key in attrs
     assert attrs["batchID"] == "123" and attrs["cpuConsumptionTime"] == 3
     assert attrs["startTime"] == "1970-01-01 00:00:01"
+
+
+# --- issue 14: reports where the messenger of the worker's mapping type reads them -------------------
+
+
+def test_report_dir_per_mapping_type(tmp_path: Path) -> None:
+    # HSF/harvester shared_file_messenger.py get_access_point: <ap>/<PandaID> for MultiJobs only
+    assert report_dir(tmp_path, 7, MappingType.ONE_TO_ONE) == tmp_path
+    assert report_dir(tmp_path, 7, MappingType.ONE_TO_MANY) == tmp_path
+    assert report_dir(tmp_path, 7, MappingType.MANY_TO_ONE) == tmp_path / "7"
+    one, many = MappingType.ONE_TO_ONE, MappingType.MANY_TO_ONE
+    assert infer_mapping(spec_in_own_dir=False, listed=1, own_dir_exists=True) is one
+    assert infer_mapping(spec_in_own_dir=True, listed=1, own_dir_exists=True) is many
+    assert infer_mapping(spec_in_own_dir=None, listed=1, own_dir_exists=False) is one
+    assert infer_mapping(spec_in_own_dir=None, listed=1, own_dir_exists=True) is many
+    assert infer_mapping(spec_in_own_dir=None, listed=2, own_dir_exists=False) is many
+
+
+def fail_as_the_coordinator_does(comm: HarvesterCommunicator, bad: BadJob) -> None:
+    """What `Coordinator._fail_bad_job` reports for a job that could not be read, then the end."""
+    assert bad.panda_id is not None
+    now = time.time()
+    comm.report_job(
+        JobReport(
+            bad.panda_id, JobState.FAILED, int(bad.error.code), str(bad.error), start_time=now, end_time=now
+        )
+    )
+    comm.close()
+
+
+def test_one_to_one_job_without_a_spec_fails_where_harvester_reads_and_ends_the_run(tmp_path: Path) -> None:
+    # issue 14, 1 and 1b: Harvester's jobSpecFile is pandaJobData.out; the pilot is not told so
+    files = FakeFiles(jobSpecFile="pandaJobData.out")
+    with FakeHarvester(tmp_path / "ap", [job_dict(7001, es=False)], files=files, polling=False) as fake:
+        comm = make(fake.access_point, job_wait_s=3600.0)
+        batch = comm.fetch_jobs(10)
+        assert batch.jobs == () and [b.panda_id for b in batch.bad] == [7001]
+        fail_as_the_coordinator_does(comm, batch.bad[0])
+        fake.tick()
+        final = fake.final_attributes(7001)
+        assert final is not None and final["pilotErrorCode"] == 1008, fake.summary()
+        assert isinstance(fake.job_report(7001), dict)
+        assert fake.misplaced_reports() == []
+        assert not (fake.access_point / "7001" / "worker_attributes.json").exists()
+    assert fake.violations == [], fake.summary()
+    assert batch.exhausted, "every listed job has ended: the run ends, it does not wait job_wait_s"
+    # the error names the files tried, the one found, and how to tell the pilot Harvester's names
+    message = str(batch.bad[0].error)
+    for needle in ("HPCJobs.json", "7001/HPCJobs.json", "pandaJobData.out", "harvester.config_file"):
+        assert needle in message, message
+    assert "HPCPILOT_HARVESTER_CONFIG" in message
+
+
+def test_many_to_one_jobs_without_a_spec_fail_in_their_own_directories(tmp_path: Path) -> None:
+    files = FakeFiles(jobSpecFile="pandaJobData.out")
+    jobs = [job_dict(pid, es=False) for pid in (11, 12)]
+    with FakeHarvester(
+        tmp_path / "ap", jobs, map_type=MapType.MANY_TO_ONE, files=files, polling=False
+    ) as fake:
+        comm = make(fake.access_point, job_wait_s=3600.0)
+        batch = comm.fetch_jobs(10)
+        assert sorted(b.panda_id or 0 for b in batch.bad) == [11, 12] and batch.exhausted
+        for bad in batch.bad:
+            assert bad.panda_id is not None
+            now = time.time()
+            comm.report_job(
+                JobReport(bad.panda_id, JobState.FAILED, 1008, str(bad.error), start_time=now, end_time=now)
+            )
+        comm.close()
+        fake.tick()
+        assert all(fake.final_attributes(pid) for pid in (11, 12)), fake.summary()
+        assert fake.misplaced_reports() == []
+    assert fake.violations == [], fake.summary()
+
+
+def test_mapping_type_setting_decides_where_reports_go(tmp_path: Path) -> None:
+    # a one-job ManyToOne worker (Harvester made <ap>/<PandaID>/) whose spec the pilot cannot find
+    with FakeHarvester(
+        tmp_path / "ap",
+        [job_dict(21, es=False)],
+        map_type=MapType.MANY_TO_ONE,
+        files=FakeFiles(jobSpecFile="pandaJobData.out"),
+        polling=False,
+    ) as fake:
+        comm = make(fake.access_point, mapping_type="OneToOne")  # the site says otherwise: it wins
+        [bad] = comm.fetch_jobs(10).bad
+        fail_as_the_coordinator_does(comm, bad)
+        assert (fake.access_point / "worker_attributes.json").exists()
+        assert fake.misplaced_reports() == [
+            fake.access_point / "jobReport.json",
+            fake.access_point / "worker_attributes.json",
+        ]
+        fake.tick()
+        assert fake.final_attributes(21) is None, "a ManyToOne messenger does not read the top"
+    assert fake.violations, "misplaced reports are violations"
+
+
+def test_top_level_one_job_reports_at_the_top_and_a_resumed_job_too(tmp_path: Path) -> None:
+    with FakeHarvester(tmp_path / "ap", [job_dict(31, es=False)], polling=False) as fake:
+        comm = make(fake.access_point)
+        [job] = comm.fetch_jobs(10).jobs
+        comm.report_job(JobReport(31, JobState.RUNNING, start_time=time.time()))
+        assert (fake.access_point / "worker_attributes.json").exists()
+        again = make(fake.access_point)
+        assert again.adopt(job) is None
+        assert again.job_ap[31] == fake.access_point
+        fake.tick()
+        assert fake.status_sequence(31) == ["running"] and fake.misplaced_reports() == []
+
+
+def test_many_to_one_with_event_service_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    es = Settings(
+        harvester=HarvesterSettings(mapping_type="ManyToOne", request_ranges=48),
+    )
+    [warning] = mapping_warnings(es)
+    assert "ManyToOne" in warning and "harvester.request_ranges" in warning and "feed_events" in warning
+    assert mapping_warnings(
+        Settings(
+            eventservice=EventServiceSettings(mode="per_range"),
+            harvester=HarvesterSettings(mapping_type="ManyToOne"),
+        )
+    )
+    assert mapping_warnings(Settings(harvester=HarvesterSettings(mapping_type="ManyToOne"))) == []
+    assert mapping_warnings(Settings(harvester=HarvesterSettings(request_ranges=48))) == []
+    with caplog.at_level(logging.WARNING):
+        HarvesterCommunicator.check_settings(es)
+    assert "ManyToOne" in caplog.text
+    # at run time: an event-service job read from its own directory
+    caplog.clear()
+    (tmp_path / str(PID)).mkdir()
+    (tmp_path / str(PID) / "HPCJobs.json").write_text(json.dumps({str(PID): job_dict()}))
+    (tmp_path / "worker_pandaids.json").write_text(json.dumps([PID]))
+    with caplog.at_level(logging.WARNING):
+        assert len(make(tmp_path).fetch_jobs(10).jobs) == 1
+    assert f"job {PID} is an event-service job in a ManyToOne worker" in caplog.text
+
+
+def test_config_check_warns_about_many_to_one_with_event_service(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text("harvester:\n  mapping_type: ManyToOne\neventservice:\n  mode: per_range\n")
+    assert cli.main(["config", "check", str(site)]) == 0
+    out = capsys.readouterr().out
+    assert f"WARN {site}: harvester.mapping_type is ManyToOne" in out and f"ok   {site}" in out
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("harvester:\n  mapping_type: ManyToOne\n")
+    assert cli.main(["config", "check", str(plain)]) == 0
+    assert "WARN" not in capsys.readouterr().out
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("harvester:\n  mapping_type: ManyToMany\n")
+    assert cli.main(["config", "check", str(typo)]) == 2
+    assert "harvester.mapping_type" in capsys.readouterr().out
+
+
+def test_harvester_config_from_its_environment_variable(tmp_path: Path) -> None:
+    cfg = tmp_path / "panda_harvester.cfg"
+    loaded = load_config(env={"HPCPILOT_HARVESTER_CONFIG": str(cfg)})
+    assert loaded.settings.harvester.config_file == str(cfg)
+    assert loaded.origins["harvester.config_file"] == "env:HPCPILOT_HARVESTER_CONFIG"
+    assert load_config(env={"HPCPILOT_HARVESTER_CONFIG": ""}).settings.harvester.config_file == ""
+    both = {"HPCPILOT_HARVESTER_CONFIG": str(cfg), "HPCPILOT_HARVESTER__CONFIG_FILE": "other.cfg"}
+    with pytest.raises(ConfigError, match="both set"):
+        load_config(env=both)
+    cli_wins = load_config(
+        env={"HPCPILOT_HARVESTER_CONFIG": str(cfg)}, overrides={"harvester.config_file": "x"}
+    )
+    assert cli_wins.settings.harvester.config_file == "x"
+
+
+def test_a_listed_job_whose_spec_was_set_aside_fails_naming_it_and_ends_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(harvester, "STALE_S", 0.0)
+    (tmp_path / "77").mkdir()
+    (tmp_path / "77" / "HPCJobs.json").write_text('{"77": {"PandaID": 77, ')  # never completed
+    (tmp_path / "worker_pandaids.json").write_text("[77]")
+    comm = make(tmp_path, job_wait_s=3600.0)
+    batch = comm.fetch_jobs(10)
+    for _ in range(harvester.MAX_TRIES + 2):  # set aside after MAX_TRIES looks, then failed
+        if batch.bad:
+            break
+        scan(comm)
+        batch = comm.fetch_jobs(10)
+    [bad] = batch.bad
+    assert bad.panda_id == 77 and "77/HPCJobs.json.bad." in str(bad.error) and batch.exhausted
+    assert comm.job_ap[77] == tmp_path / "77", "Harvester made <ap>/<PandaID>/: ManyToOne"

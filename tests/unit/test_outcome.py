@@ -29,9 +29,13 @@ def es_book(finished: int, fatal: int) -> JobBook:
 
 def test_some_fatal_ranges_still_finish_the_job() -> None:
     book = es_book(finished=2, fatal=1)
-    settle_event_service(book)
+    settle_event_service(book, status="failed")
     assert book.state is JobState.FINISHED and book.error_code is None
-    assert book.error_diag == "1 of 3 ranges fatal"
+    # the word of the status those ranges were reported with (issue 14, part 4: it said "fatal")
+    assert book.error_diag == "1 of 3 ranges failed"
+    fatal = es_book(finished=2, fatal=1)
+    settle_event_service(fatal, status="fatal")
+    assert fatal.error_diag == "1 of 3 ranges fatal"
     assert [i.range_id for i in merge_inputs(book)] == ["1-9-1-0-1", "1-9-1-1-1"]
     assert merge_inputs(book)[1].start_event == 11
     summary = job_summary(book)
@@ -41,23 +45,23 @@ def test_some_fatal_ranges_still_finish_the_job() -> None:
 
 def test_all_fatal_or_no_ranges_fail_with_es_codes() -> None:
     all_fatal = es_book(finished=0, fatal=2)
-    settle_event_service(all_fatal)
+    settle_event_service(all_fatal, status="failed")
     assert all_fatal.state is JobState.FAILED and all_fatal.error_code is ErrorCode.ES_FATAL
     empty = es_book(finished=0, fatal=0)
-    settle_event_service(empty)
+    settle_event_service(empty, status="failed")
     assert empty.error_code is ErrorCode.ES_NO_EVENTS
 
 
 def test_an_earlier_error_wins_and_the_merged_output_is_reported() -> None:
     book = es_book(finished=2, fatal=0)
     book.merged = OutputFile("/w/9/o.h5", 5000, "0badcafe")
-    settle_event_service(book)
+    settle_event_service(book, status="failed")
     assert [o.path for o in book.outputs] == ["/w/9/o.h5"]
     report = job_report(book)
     assert report.state is JobState.FINISHED and report.outputs[0]["fsize"] == 5000
     failed = es_book(finished=2, fatal=0)
     failed.error_code, failed.error_diag = ErrorCode.PAYLOAD_EXECUTION_FAILURE, "merge failed: x"
-    settle_event_service(failed)
+    settle_event_service(failed, status="failed")
     assert failed.state is JobState.FAILED and job_report(failed).error_code == 1305
 
 
@@ -76,7 +80,7 @@ def test_ranges_known_to_come_count_in_the_totals_until_the_source_is_exhausted(
 
 def test_a_resumed_run_s_summary_keeps_the_jobs_of_the_runs_before() -> None:
     earlier_book = es_book(finished=2, fatal=1)
-    settle_event_service(earlier_book)
+    settle_event_service(earlier_book, status="failed")
     earlier_job = {**job_summary(earlier_book), "PandaID": 8, "state": "failed"}
     taken_up = {**earlier_job, "PandaID": 9, "error_code": 1201}  # taken up again and finished
     earlier = {"jobs": [earlier_job, taken_up], "runs": 1, "ranges": {"total": 8, "finished": 2}}

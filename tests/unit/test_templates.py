@@ -327,3 +327,46 @@ def test_script_without_site_and_a_failing_pilot(tmp_path: Path) -> None:
         "-m", "hpcpilot", "launch", "--workdir", ap, "--", "run", "--workdir", ap,
     ]  # fmt: skip
     assert (fake / "setup").read_text().strip() == "unset"
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+@pytest.mark.usefixtures("reap")
+def test_script_gives_the_pilot_harvesters_configuration(tmp_path: Path, name: str) -> None:
+    # issue 14, 1b: Harvester's jobSpecFile (pandaJobData.out at a site) is known only from its config
+    cfg = tmp_path / "site harvester.cfg"
+    cfg.write_text("[payload_interaction]\njobSpecFile = pandaJobData.out\n")
+    proc, fake = _start(tmp_path, name, {"FAKE_EXIT_AT_ONCE": "0", "HPCPILOT_HARVESTER_CONFIG": str(cfg)})
+    assert proc.wait(timeout=20) == 0, proc.stderr.read() if proc.stderr else ""
+    ap = str(tmp_path / "ap")
+    assert (fake / "args").read_text().splitlines() == [
+        "-m", "hpcpilot", "launch", "--workdir", ap,
+        "--", "run", "--workdir", ap, "--harvester-config", str(cfg),
+    ]  # fmt: skip
+
+
+@pytest.mark.usefixtures("reap")
+def test_script_finds_harvesters_configuration_under_panda_home(tmp_path: Path) -> None:
+    home = tmp_path / "harvester"
+    (home / "etc" / "panda").mkdir(parents=True)
+    cfg = home / "etc" / "panda" / "panda_harvester.cfg"
+    cfg.write_text("[payload_interaction]\njobSpecFile = pandaJobData.out\n")
+    proc, fake = _start(tmp_path, "slurm", {"FAKE_EXIT_AT_ONCE": "0", "PANDA_HOME": str(home)})
+    assert proc.wait(timeout=20) == 0
+    args = (fake / "args").read_text().splitlines()
+    assert args[-2:] == ["--harvester-config", str(cfg)]
+    (fake / "args").unlink()
+    (fake / "pid").unlink()
+    cfg.unlink()  # not readable here: nothing is passed (the pilot's own settings apply)
+    proc = subprocess.Popen(
+        ["bash", str(tmp_path / "slurm.sh")],
+        env={
+            "PATH": os.environ["PATH"],
+            "HPCPILOT_PYTHON": str(fake / "python"),
+            "FAKE_DIR": str(fake),
+            "FAKE_EXIT_AT_ONCE": "0",
+            "PANDA_HOME": str(home),
+        },
+        text=True,
+    )
+    assert proc.wait(timeout=20) == 0
+    assert "--harvester-config" not in (fake / "args").read_text().splitlines()
