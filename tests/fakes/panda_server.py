@@ -8,8 +8,8 @@ tests can assert there is none.
 
 Faults to inject: N HTTP errors (500 by default), replies delayed past the client's timeout, slow
 replies, malformed JSON, replies missing keys, ``tobekilled``/``softkill``/``alreadydone``/
-``badattemptnr`` for a PandaID, and "down for T seconds" (the listening socket is closed: connection
-refused, then it comes back on the same port).
+``badattemptnr`` for a PandaID, and "down for T seconds" (the listening socket and every open
+connection are closed: connection refused, then it comes back on the same port).
 
 By default it behaves as a current server (PanDAWMS/panda-server):
 
@@ -28,6 +28,13 @@ By default it behaves as a current server (PanDAWMS/panda-server):
   when the job is done already or the attempt number is not the current one; the update is then not
   applied), any further update of that job is a violation: the pilot must stop reporting it.
 
+Transport, as the real server's Apache (PanDAWMS/panda-server ``templates/panda_server-httpd*.conf``:
+``mod_ssl`` with ``SSLVerifyClient optional``, Apache's ``KeepAlive`` on by default): HTTP/1.1 with
+keep-alive (an idle connection is closed after ``keepalive_s``, Apache's ``KeepAliveTimeout``), replies
+written with ``TCP_NODELAY``, a client certificate asked for and checked against ``client_ca`` when
+given (required then: the fake has no anonymous access), and `FakePandaServer.connections` counts the
+TCP connections accepted.
+
 In-process use::
 
     with FakePandaServer() as fake:
@@ -42,10 +49,12 @@ As a separate process: ``python -m tests.fakes.panda_server --port 25080 --jobs 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import re
 import signal
+import socket
 import ssl
 import sys
 import threading
@@ -405,6 +414,10 @@ class FakePandaServer:
     range_update_bug
         ``update_event_ranges`` (v1) applies the updates, then answers HTTP 500, as the current server
         does (see the module's description).
+    client_ca
+        With ``tls``: a CA file; a client certificate it signed is then required (an X.509 proxy).
+    keepalive_s
+        How long an idle keep-alive connection stays open.
     """
 
     def __init__(
@@ -415,15 +428,20 @@ class FakePandaServer:
         range_reply_shape: str = "list",
         apis: tuple[str, ...] = ("v1",),
         range_update_bug: bool = True,
+        client_ca: Path | None = None,
+        keepalive_s: float = 5.0,
     ) -> None:
         self._port = port
         self._tls = tls
+        self._client_ca = client_ca
+        self.keepalive_s = keepalive_s
+        self._accepted = 0
         self.range_reply_shape = range_reply_shape
         self.apis = apis
         self.range_update_bug = range_update_bug
         self._lock = threading.RLock()
         self._state = _State()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._down_until = 0.0
         self.calls: list[RecordedCall] = []
@@ -444,6 +462,12 @@ class FakePandaServer:
         scheme = "https" if self._tls else "http"
         return f"{scheme}://127.0.0.1:{self._port}"
 
+    @property
+    def connections(self) -> int:
+        """How many TCP connections it has accepted (a keep-alive client needs one for many calls)."""
+        with self._lock:
+            return self._accepted
+
     def start(self) -> FakePandaServer:
         """Start serving in a background thread."""
         server = _Server(("127.0.0.1", self._port), _Handler)
@@ -451,7 +475,10 @@ class FakePandaServer:
         if self._tls is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(str(self._tls[0]), str(self._tls[1]))
-            server.socket = context.wrap_socket(server.socket, server_side=True)
+            if self._client_ca is not None:
+                context.load_verify_locations(cafile=str(self._client_ca))
+                context.verify_mode = ssl.CERT_REQUIRED
+            server.tls = context
         self._port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(
@@ -531,6 +558,12 @@ class FakePandaServer:
         timer = threading.Timer(seconds, self._come_back)
         timer.daemon = True
         timer.start()
+
+    def drop_connections(self) -> None:
+        """Close every open connection now, as a server closes idle keep-alive ones; keep listening."""
+        server = self._server
+        if server is not None:
+            server.drop_connections()
 
     def _come_back(self) -> None:
         for _ in range(100):
@@ -942,6 +975,44 @@ def cut_job_ranges(job: Mapping[str, Any], events_per_range: int) -> list[dict[s
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     fake: FakePandaServer
+    tls: ssl.SSLContext | None = None
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self.open: set[socket.socket] = set()
+        self.open_lock = threading.Lock()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """Accept a connection: count it, no Nagle delay, TLS (its handshake in the handler's thread)."""
+        sock, address = self.socket.accept()
+        with self.fake._lock:
+            self.fake._accepted += 1
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        with self.open_lock:
+            self.open.add(sock)
+        return sock, address
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.open_lock:
+            self.open.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        """Close the listening socket and every open (keep-alive) connection: the server is gone."""
+        super().server_close()
+        self.drop_connections()
+
+    def drop_connections(self) -> None:
+        """Close every open connection (their handler threads see the end and finish)."""
+        with self.open_lock:
+            still_open, self.open = list(self.open), set()
+        for sock in still_open:
+            with contextlib.suppress(OSError):  # closed by its client meanwhile
+                # the TCP socket's own shutdown: SSLSocket.shutdown would drop the TLS state under the
+                # handler thread that is reading from it
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Stay quiet about clients that go away (TLS refusals, timeouts)."""
@@ -949,6 +1020,13 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    protocol_version = "HTTP/1.1"  # keep-alive: every reply has a Content-Length
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.fake.keepalive_s)  # an idle keep-alive connection ends
+        if isinstance(self.connection, ssl.SSLSocket):
+            self.connection.do_handshake()
 
     def do_GET(self) -> None:
         self.server.fake.handle(self)
@@ -980,6 +1058,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events-per-range", type=int, default=10)
     parser.add_argument("--range-reply-shape", choices=("list", "dict"), default="list")
     parser.add_argument("--record", type=Path, help="write calls and updates here (JSON) at the end")
+    parser.add_argument("--tls", nargs=2, type=Path, metavar=("CERT", "KEY"), help="serve HTTPS")
+    parser.add_argument("--client-ca", type=Path, help="with --tls: require a client certificate it signed")
     parser.add_argument(
         "--apis", default="v1", help="API generations served, comma-separated (v1, legacy); default v1"
     )
@@ -994,6 +1074,8 @@ def main(argv: list[str] | None = None) -> int:
         range_reply_shape=args.range_reply_shape,
         apis=tuple(a.strip() for a in args.apis.split(",") if a.strip()),
         range_update_bug=not args.no_range_update_bug,
+        tls=(args.tls[0], args.tls[1]) if args.tls else None,
+        client_ca=args.client_ca,
     )
     for job in _iter_jobs(args.jobs) if args.jobs else ():
         es = str(job.get("eventService", "")).lower() == "true"
@@ -1005,6 +1087,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fake PanDA server listening on {fake.url}", flush=True)
     done.wait()
     fake.stop()
+    print(f"connections accepted: {fake.connections}", flush=True)
     if args.record:
         args.record.write_text(json.dumps(fake.record(), indent=1))
     if fake.violations:
