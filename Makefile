@@ -4,8 +4,8 @@
 #   make test    the whole test suite (unit tests and MPI runs at 1, 2 and 4 ranks)
 #   make lint    ruff + mypy --strict
 #   make docs    the documentation site, built strictly, into build/site
-#   make bench   dispatch, utilisation, communicator, drain, checksum, staging, journal and monitoring
-#                benchmarks (docs/performance.md)
+#   make bench   dispatch, utilisation, communicator, PanDA client, drain, checksum, staging, journal and
+#                monitoring benchmarks (docs/performance.md)
 #   make ompi-venv  a second virtualenv (.venv-ompi) with the Open MPI wheel, for the fault-tolerance
 #                (ULFM) test of tests/mpi/test_ulfm.py (docs/mpi.md)
 #
@@ -64,6 +64,7 @@ docs: venv
 bench: venv
 	$(BIN)/python bench/dispatch.py --ranks 8
 	$(BIN)/python bench/comm_updates.py
+	-$(BIN)/python bench/comm_updates.py --only client   # the PanDA HTTP client, old against new
 	$(BIN)/python bench/drain.py
 	$(BIN)/python bench/checksum.py
 	$(BIN)/python bench/staging.py

@@ -13,8 +13,8 @@ Commands (with no command, ``hpcpilot [OPTIONS]`` is ``hpcpilot run [OPTIONS]``:
     hpcpilot config check FILE...
     hpcpilot config sites
     hpcpilot plugins
-    hpcpilot status   WORKDIR [--monitor-file F]
-    hpcpilot report   WORKDIR [--monitor-file F] [--plot FILE.png]
+    hpcpilot status   WORKDIR [--monitor-file F] [--json] | --json-schema
+    hpcpilot report   WORKDIR [--monitor-file F] [--plot FILE.png] [--json] | --json-schema
 
 Exit codes of ``run`` and ``demo``: 0 every job finished; 3 some job failed; 4 the run ended on a full
 disk (1098: free space, then ``run --resume``); 2 bad configuration or unusable work directory; 1 an
@@ -127,11 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("plugins", help="list plugin families, names, origins and load status")
 
     status = sub.add_parser("status", help="how a run (going on or ended) stands, from its work directory")
-    status.add_argument("workdir", type=Path, help="the run's work directory")
-    status.add_argument("--monitor-file", default="monitor.h5", help="the time series (monitor.file)")
     report = sub.add_parser("report", help="summary tables of a run, and a picture with --plot")
-    report.add_argument("workdir", type=Path, help="the run's work directory")
-    report.add_argument("--monitor-file", default="monitor.h5", help="the time series (monitor.file)")
+    for inspect, schema in ((status, "hpcpilot.status/1"), (report, "hpcpilot.report/1")):
+        inspect.add_argument("workdir", type=Path, nargs="?", help="the run's work directory")
+        inspect.add_argument("--monitor-file", default="monitor.h5", help="the time series (monitor.file)")
+        inspect.add_argument(
+            "--json", action="store_true", help=f"print one JSON document ({schema}) instead of text"
+        )
+        inspect.add_argument(
+            "--json-schema", action="store_true", help="print the JSON Schema of --json and exit"
+        )
     report.add_argument("--plot", type=Path, metavar="FILE.png", help="draw utilisation and progress")
     return parser
 
@@ -321,18 +326,38 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from hpcpilot.monitor import present
+    import time
+
+    from hpcpilot.monitor import present, statusjson, statusview
     from hpcpilot.monitor.workdir import read_run
 
+    if args.json_schema:
+        schema = statusjson.status_schema() if args.command == "status" else statusjson.report_schema()
+        sys.stdout.write(statusjson.dumps(schema))
+        return ExitCode.OK
+    if args.workdir is None:
+        print(f"hpcpilot {args.command}: the run's work directory is missing", file=sys.stderr)
+        return ExitCode.CONFIG
     workdir = args.workdir.resolve()
     if not workdir.is_dir():
         print(f"hpcpilot {args.command}: {workdir} is not a directory", file=sys.stderr)
         return ExitCode.CONFIG
     run = read_run(workdir, args.monitor_file)
+    now = time.time()
     if args.command == "status":
-        sys.stdout.write(present.format_status(run.view, run.live, run.data, str(workdir)))
+        status = statusview.build_status(
+            run.view, run.live, run.data, str(workdir), now, run.summary, run.summary_t
+        )
+        if args.json:
+            sys.stdout.write(statusjson.dumps(statusjson.status_document(status)))
+        else:
+            sys.stdout.write(present.render_status(status))
         return ExitCode.OK
-    sys.stdout.write(present.report_tables(run.view, run.data, run.summary, str(workdir)))
+    report = statusview.build_report(run.view, run.data, run.summary, str(workdir), now)
+    if args.json:
+        sys.stdout.write(statusjson.dumps(statusjson.report_document(report)))
+    else:
+        sys.stdout.write(present.render_report(report))
     if args.plot is not None:
         from hpcpilot.monitor.plot import plot_run
 

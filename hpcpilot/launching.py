@@ -138,14 +138,6 @@ def submit_options(settings: Settings, system: str, site: str = "") -> list[str]
     return options + shlex.split(settings.batch.submit_options)
 
 
-def _submit_text(system: BatchSystem, script: Path, workdir: Path, options: list[str]) -> str:
-    """The submit command as text; a system without one (``saga``) is named instead."""
-    try:
-        return shlex.join(system.submit_argv(script, workdir, options))
-    except HpcPilotError:
-        return f"the {system.name} job service"
-
-
 def print_template_command(settings: Settings, name: str) -> int:
     """``hpcpilot submit --print-template [NAME]``: write a batch-script template to stdout, unrendered.
 
@@ -190,7 +182,7 @@ def submit_command(
         options = submit_options(settings, cls.name, site)
         if dry_run:
             sys.stdout.write(text)
-            print(f"# submit with: {_submit_text(system, script, workdir, options)}")
+            print(f"# submit with: {system.describe_submit(script, workdir, options)}")
             return ExitCode.OK
         write_text_atomic(script, text)
         script.chmod(0o755)

@@ -1,13 +1,19 @@
 """The batch-system plugin family: what the allocation is, and submitting, polling and cancelling jobs.
 
-A plugin is a set of pure builders (argv lists) and parsers (command output -> objects); the commands are
-run through an injected `CommandRunner`, so every parser is tested on recorded real output.
+Two bases, shaped as PSI/J shapes its executors:
+
+* `BatchSystem`: what every plugin does: discover the allocation, submit, poll and cancel. A plugin
+  that reaches its batch system through an API (``saga``) or has none (``local``) derives from it.
+* `CommandBatchSystem`: a batch system driven by its commands (``slurm``, ``pbs``, ``lsf``). It is a
+  set of pure builders (argv lists) and parsers (command output -> objects); the commands are run
+  through an injected `CommandRunner`, so every parser is tested on recorded real output.
 """
 
 from __future__ import annotations
 
 import abc
 import os
+import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -17,6 +23,8 @@ from hpcpilot.model.allocation import Allocation, BatchJobState
 from hpcpilot.model.errors import BatchSystemError
 from hpcpilot.runtime.commands import CommandResult, CommandRunner, run_command
 
+__all__ = ["BatchSystem", "CommandBatchSystem"]
+
 
 class BatchSystem(abc.ABC):
     """One batch system (entry-point group ``hpcpilot.batch_systems``).
@@ -24,7 +32,8 @@ class BatchSystem(abc.ABC):
     Parameters
     ----------
     run
-        Runs a command and captures its output (`hpcpilot.runtime.commands.run_command`).
+        Runs a command and captures its output (`hpcpilot.runtime.commands.run_command`), for the
+        queries of `discover` and the commands of a `CommandBatchSystem`.
     env
         The environment of the batch job (where allocation facts are read from).
     clock
@@ -35,17 +44,14 @@ class BatchSystem(abc.ABC):
     name
         The plugin's name.
     template
-        The batch-script template in ``launchers/`` used to submit to it.
+        The batch-script template in ``launchers/`` used to submit to it (empty: none).
     default_launcher
         The ``hpcpilot.launchers`` plugin that starts one rank per node in its allocations.
-    submit_tool
-        The submit command's name for error messages, where ``submit_argv`` wraps it in ``sh -c``.
     """
 
     name: ClassVar[str] = ""
     template: ClassVar[str] = ""
     default_launcher: ClassVar[str] = "mpiexec"
-    submit_tool: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -74,7 +80,55 @@ class BatchSystem(abc.ABC):
             The environment is not that of a job of this system, or a query failed.
         """
 
-    # --- submitting ---------------------------------------------------------------------------
+    # --- jobs ---------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def submit(self, script: Path, workdir: Path, options: Sequence[str] = ()) -> str:
+        """Submit ``script`` to run in ``workdir`` (with extra submit ``options``); return the job id.
+
+        Raises
+        ------
+        BatchSystemError
+            The batch system refused the job, or cannot submit at all.
+        """
+
+    @abc.abstractmethod
+    def poll(self, job_ids: Sequence[str]) -> dict[str, BatchJobState]:
+        """The states of ``job_ids`` the batch system still knows (jobs it does not know are left out).
+
+        Raises
+        ------
+        BatchSystemError
+            The query failed.
+        """
+
+    @abc.abstractmethod
+    def cancel(self, job_id: str) -> None:
+        """Cancel ``job_id``.
+
+        Raises
+        ------
+        BatchSystemError
+            The batch system refused, or cannot cancel at all.
+        """
+
+    def describe_submit(self, script: Path, workdir: Path, options: Sequence[str] = ()) -> str:
+        """How `submit` would submit ``script``, for ``hpcpilot submit --dry-run``."""
+        return f"the {self.name} job service"
+
+
+class CommandBatchSystem(BatchSystem):
+    """A batch system driven by its commands: argv builders and output parsers, run through ``run``.
+
+    Attributes
+    ----------
+    submit_tool
+        The submit command's name for error messages, where ``submit_argv`` wraps it in ``sh -c``.
+    """
+
+    submit_tool: ClassVar[str] = ""
+
+    # --- the builders and parsers -------------------------------------------------------------
 
     @abc.abstractmethod
     def submit_argv(self, script: Path, workdir: Path, options: Sequence[str] = ()) -> list[str]:
@@ -133,3 +187,7 @@ class BatchSystem(abc.ABC):
     def cancel(self, job_id: str) -> None:
         """Cancel ``job_id``."""
         self._call(self.cancel_argv(job_id))
+
+    def describe_submit(self, script: Path, workdir: Path, options: Sequence[str] = ()) -> str:
+        """The submit command, as a shell line."""
+        return shlex.join(self.submit_argv(script, workdir, options))

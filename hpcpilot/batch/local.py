@@ -31,8 +31,8 @@ class LocalBatchSystem(BatchSystem):
     """No batch system: the local machine alone.
 
     Discovery: one node (the short host name), the cores this process may run on
-    (``os.sched_getaffinity``), no GPUs, no end time (``--walltime`` sets one). ``submit_argv``,
-    ``status_argv`` and ``cancel_argv`` raise `BatchSystemError`: there is nothing to submit to.
+    (``os.sched_getaffinity``), no GPUs, no end time (``--walltime`` sets one). ``submit`` and
+    ``cancel`` raise `BatchSystemError`: there is nothing to submit to.
     """
 
     name: ClassVar[str] = "local"
@@ -53,22 +53,20 @@ class LocalBatchSystem(BatchSystem):
             cores = os.cpu_count()
         return Allocation(batch_system=self.name, job_id=None, nodes=(host,), cores_per_node=cores)
 
-    def submit_argv(self, script: Path, workdir: Path, options: Sequence[str] = ()) -> list[str]:
+    def submit(self, script: Path, workdir: Path, options: Sequence[str] = ()) -> str:
         """Raises `BatchSystemError`: nothing to submit to."""
         raise _cannot("submit")
 
-    def parse_submit(self, stdout: str) -> str:
-        """Raises `BatchSystemError`: nothing was submitted."""
-        raise _cannot("submit")
-
-    def status_argv(self, job_ids: Sequence[str]) -> list[str]:
-        """Raises `BatchSystemError`: there are no batch jobs."""
-        raise _cannot("report job states")
-
-    def parse_status(self, stdout: str) -> dict[str, BatchJobState]:
-        """Nothing: there are no batch jobs."""
+    def poll(self, job_ids: Sequence[str]) -> dict[str, BatchJobState]:
+        """Nothing for no ids; otherwise raises `BatchSystemError`: there are no batch jobs."""
+        if job_ids:
+            raise _cannot("report job states")
         return {}
 
-    def cancel_argv(self, job_id: str) -> list[str]:
+    def cancel(self, job_id: str) -> None:
         """Raises `BatchSystemError`: there are no batch jobs."""
         raise _cannot("cancel")
+
+    def describe_submit(self, script: Path, workdir: Path, options: Sequence[str] = ()) -> str:
+        """Nothing submits (`submit` raises); named for ``--dry-run``."""
+        return "nothing: the local batch system has no queue"

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from hpcpilot.batch.base import BatchSystem
+from hpcpilot.batch.base import CommandBatchSystem
 from hpcpilot.model.allocation import Allocation, BatchJobState
 from hpcpilot.model.errors import BatchSystemError
 
@@ -138,7 +138,7 @@ def parse_time_left(text: str) -> float | None:
     return int(first) * 3600.0 + int(second) * 60.0 + int(third)
 
 
-class LsfBatchSystem(BatchSystem):
+class LsfBatchSystem(CommandBatchSystem):
     """IBM Spectrum LSF (``bsub``, ``bjobs``, ``bkill``).
 
     Discovery reads ``LSB_JOBID``, the hosts and slots from ``LSB_MCPU_HOSTS`` (or the node file
@@ -149,7 +149,7 @@ class LsfBatchSystem(BatchSystem):
     Parameters
     ----------
     run, env, clock
-        As for `BatchSystem`; ``TIME_LEFT`` counts from ``clock``.
+        As for `CommandBatchSystem`; ``TIME_LEFT`` counts from ``clock``.
     """
 
     name: ClassVar[str] = "lsf"

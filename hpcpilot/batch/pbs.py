@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
 
-from hpcpilot.batch.base import BatchSystem
+from hpcpilot.batch.base import CommandBatchSystem
 from hpcpilot.model.allocation import Allocation, BatchJobState, parse_duration
 from hpcpilot.model.errors import BatchSystemError
 
@@ -178,7 +178,7 @@ def _match_ids(found: Mapping[str, BatchJobState], wanted: Sequence[str]) -> dic
     return out
 
 
-class PbsBatchSystem(BatchSystem):
+class PbsBatchSystem(CommandBatchSystem):
     """PBS Professional, OpenPBS and Torque (``qsub``, ``qstat``, ``qdel``).
 
     Discovery reads ``PBS_JOBID``, the hosts from ``PBS_NODEFILE`` (unique, in order), cores per node
@@ -189,7 +189,7 @@ class PbsBatchSystem(BatchSystem):
     Parameters
     ----------
     run, env, clock
-        As for `BatchSystem`; Torque's ``Walltime.Remaining`` counts from ``clock``.
+        As for `CommandBatchSystem`; Torque's ``Walltime.Remaining`` counts from ``clock``.
     """
 
     name: ClassVar[str] = "pbs"

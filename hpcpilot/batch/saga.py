@@ -75,7 +75,8 @@ class SagaBatchSystem(BatchSystem):
     Parameters
     ----------
     run, env
-        As for `BatchSystem` (unused: SAGA runs its own commands).
+        As for `BatchSystem` (unused: SAGA runs its own commands; it has an API, not argv builders,
+        so it derives from `BatchSystem`, not `CommandBatchSystem`).
     url
         The job service (``batch.saga_url``), e.g. ``slurm+ssh://login.example.org``.
     queue, account
@@ -113,34 +114,6 @@ class SagaBatchSystem(BatchSystem):
             "batch system (batch.system auto, slurm, pbs or lsf)",
             context={"batch_system": "saga"},
         )
-
-    # --- the builders do not apply: SAGA has an API, not commands ------------------------------
-
-    def _no_commands(self) -> BatchSystemError:
-        return BatchSystemError(
-            "the saga batch system has no commands: use submit, poll and cancel",
-            context={"batch_system": "saga"},
-        )
-
-    def submit_argv(self, script: Path, workdir: Path, options: Sequence[str] = ()) -> list[str]:
-        """Raises `BatchSystemError`: SAGA submits through its API (`submit`)."""
-        raise self._no_commands()
-
-    def parse_submit(self, stdout: str) -> str:
-        """Raises `BatchSystemError`: SAGA submits through its API (`submit`)."""
-        raise self._no_commands()
-
-    def status_argv(self, job_ids: Sequence[str]) -> list[str]:
-        """Raises `BatchSystemError`: SAGA polls through its API (`poll`)."""
-        raise self._no_commands()
-
-    def parse_status(self, stdout: str) -> dict[str, BatchJobState]:
-        """Raises `BatchSystemError`: SAGA polls through its API (`poll`)."""
-        raise self._no_commands()
-
-    def cancel_argv(self, job_id: str) -> list[str]:
-        """Raises `BatchSystemError`: SAGA cancels through its API (`cancel`)."""
-        raise self._no_commands()
 
     # --- the job service ----------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
 
-from hpcpilot.batch.base import BatchSystem
+from hpcpilot.batch.base import CommandBatchSystem
 from hpcpilot.batch.hostlist import expand_counts, expand_hostlist
 from hpcpilot.model.allocation import Allocation, BatchJobState, parse_duration
 from hpcpilot.model.errors import BatchSystemError
@@ -147,7 +147,7 @@ def _gpu_count(text: str) -> int:
     return total
 
 
-class SlurmBatchSystem(BatchSystem):
+class SlurmBatchSystem(CommandBatchSystem):
     """Slurm (``sbatch``, ``squeue``, ``scontrol``, ``scancel``).
 
     Discovery reads ``SLURM_JOB_ID``, ``SLURM_JOB_NODELIST`` (compressed, expanded here),

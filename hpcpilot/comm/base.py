@@ -80,6 +80,9 @@ class CommandKind(enum.Enum):
 
     SOFTKILL = "softkill"  # take no new ranges/jobs, let running work finish, end normally
     TOBEKILLED = "tobekilled"  # stop now: the job fails with 1144 (killed by PanDA)
+    #: stop now and report nothing more for the job (the server has it done elsewhere, or runs another
+    #: attempt: ``alreadydone``, ``badattemptnr``); recorded here as failed with 1144
+    ABANDON = "abandon"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +97,14 @@ class Command:
         The job it is for, or None for the whole run (every job, and no new ones).
     source
         Where it came from (a file path, a server call), for the log.
+    reason
+        Why, in words, when the workload manager said (``abandon``: finished elsewhere, a stale attempt).
     """
 
     kind: CommandKind
     panda_id: int | None = None
     source: str = ""
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,16 +17,27 @@ coordinator's loop never waits for the network.
 * **Updates** go through the durable `hpcpilot.comm.outbox.Outbox` in ``<workdir>/panda_outbox/``:
   `report_job` puts a heartbeat or the final update there, `report_ranges` one batch of range updates
   (finished ranges, and ranges that used all their attempts with status
-  ``eventservice.exhausted_status``; a failed attempt that will be retried is not reported). The thread
-  sends them in order; consecutive range batches share one ``update_event_ranges`` call. An update
-  leaves the outbox once the server took it; while the server cannot be reached, updates wait there
-  (retried with back-off, surviving a restart of the pilot).
+  ``eventservice.exhausted_status``; a failed attempt that will be retried is not reported). Two lanes
+  send them: heartbeats and final updates in order (the job lane), and range updates, all waiting
+  batches in one ``update_event_ranges`` call, one attempt per turn with doubling pauses (the range
+  lane). A job's final update waits for the job's range updates; once ``update_event_ranges``
+  answered HTTP 500 (a current server does so to every call, after applying the updates: a server
+  bug, logged once) only until each was sent once (those never sent go at once); when the final
+  update is taken, the job's range updates still waiting are dropped. An update leaves the outbox
+  once the server took it; while the server cannot be reached, updates wait there (retried with
+  back-off, surviving a restart of the pilot).
+* **Final update**: what Pilot 3 sends (`hpcpilot.comm.panda_api.job_update`): the job report as
+  ``meta_data``, ``exe_error_code``/``exe_error_diag``, ``n_input_files``, ``cpu_conversion_factor``,
+  the resource figures and ``job_metrics``, with the file report.
 * **Commands** (``tobekilled``, ``softkill``) in the replies to ``update_job`` and
-  ``update_event_ranges`` come out of `poll` as `hpcpilot.comm.base.Command`.
+  ``update_event_ranges`` come out of `poll` as `hpcpilot.comm.base.Command`; ``alreadydone`` and
+  ``badattemptnr`` abandon the job (``CommandKind.ABANDON``): nothing more is sent for it.
 * **Faults**: a call is retried (``panda.retries`` attempts with back-off); requests for jobs and ranges
   are then tried again later, and only after ``panda.give_up_s`` without success (or at once, for an
   error that retrying cannot help) does the error reach the run. With ``panda.api = v1``, a server that
-  answers HTTP 404 to a v1 path is spoken to in the legacy API from then on.
+  answers HTTP 404 to a v1 path is spoken to in the legacy API from then on. A legacy call answered
+  HTTP 403 (a current server forbids the legacy methods) is a final error naming the server; no
+  further legacy call is made.
 * `close` lets the thread flush the outbox for up to ``panda.close_wait_s``; what is left stays on disk
   and is sent first by the next run in the same work directory.
 """
@@ -46,9 +57,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hpcpilot.comm.base import BadJob, Command, CommandKind, Communicator, JobBatch, JobReport, RangeBatch
+from hpcpilot.comm.harvester_files import job_report_document
 from hpcpilot.comm.http import HttpClient, HttpReply
 from hpcpilot.comm.outbox import Outbox, OutboxItem, OutboxKind
 from hpcpilot.comm.panda_api import (
+    ABANDON_COMMANDS,
     Api,
     Call,
     JobsReply,
@@ -61,6 +74,7 @@ from hpcpilot.comm.panda_api import (
     acquire_event_ranges,
     acquire_jobs,
     decode_reply,
+    job_update,
     output_report,
     parse_acquire_event_ranges,
     parse_acquire_jobs,
@@ -201,7 +215,15 @@ class PandaCommunicator(Communicator):
         self._closed: set[int] = set()  # jobs finally reported
         self._feeds: dict[int, _Feed] = {}
         self._commands: deque[Command] = deque()
-        self._outbox_retry = _Retry()
+        self._outbox_retry = _Retry()  # the job lane: heartbeats and final updates
+        self._range_retry = _Retry()  # the range lane: update_event_ranges, in the background
+        self._range_error_seen = ""  # the range lane's last error logged (the same one is logged once)
+        self._range_status: object = None  # the HTTP status of the range lane's last failure
+        self._one_try = threading.Event()  # given as `stop` to the client: one attempt, no pauses
+        self._one_try.set()
+        self._abandoned: set[int] = set()  # jobs the server ended for this pilot: nothing more is sent
+        self._legacy_forbidden: CommunicatorError | None = None  # a legacy call was refused (403)
+        self._fell_back = False  # v1 answered 404 and the legacy API is used
         self._closing = False
         self._crash: BaseException | None = None
         self._turn = 0
@@ -312,7 +334,7 @@ class PandaCommunicator(Communicator):
             )
             diag = failure.error_diag if failure is not None else "cut at the end of the run"
             updates.append(RangeUpdate(range_id, "failed", error_code=int(code), error_diag=diag))
-        if not updates:
+        if not updates or job.panda_id in self._abandoned:
             return
         self._outbox.put(OutboxKind.RANGES, job.panda_id, {"eventRanges": [u.to_wire() for u in updates]})
         with self._lock:
@@ -321,25 +343,19 @@ class PandaCommunicator(Communicator):
     def report_job(self, report: JobReport) -> None:
         """Put a heartbeat, or the final update with the output files, in the outbox."""
         final = report.state.is_final
+        if report.panda_id in self._abandoned:
+            log.debug("job %d: abandoned, its %s report is not sent", report.panda_id, report.state.value)
+            return
         job = self._known.get(report.panda_id)
-        update = JobUpdate(
-            panda_id=report.panda_id,
-            state=report.state,
-            trans_exit_code=report.exit_code,
-            pilot_error_code=report.error_code if report.error_code is not None else (0 if final else None),
-            pilot_error_diag=report.error_diag,
-            node=report.host or self._node,
+        update = job_update(
+            report,
+            job,
+            node=self._node,
             site_name=self.settings.panda.site_name,
             batch_id=self._batch_id,
-            cpu_s=report.cpu_s if (report.cpu_s or final) else None,
-            core_count=report.core_count,
-            start_time=report.start_time or None,
-            end_time=(report.end_time or time.time()) if final else None,
-            n_events=report.n_events if (report.n_events or final) else None,
-            attempt_nr=job.attempt_nr if job is not None else None,
-            metrics=tuple(report.metrics.items()),
-            job_metrics=report.job_metrics,
+            now=time.time(),
             output_report=self._output_report(report, job) if final else "",
+            job_report=job_report_document(report) if final else None,
         )
         kind = OutboxKind.FINAL if final else OutboxKind.HEARTBEAT
         self._outbox.put(kind, report.panda_id, update.to_record())
@@ -385,8 +401,14 @@ class PandaCommunicator(Communicator):
         with self._lock:
             self._closing = True
             self._outbox_retry.next_try = 0.0
+            self._range_retry.next_try = 0.0
             self._wake.notify_all()
-            while len(self._outbox) and self._thread.is_alive() and self._crash is None:
+            while (
+                len(self._outbox)
+                and self._thread.is_alive()
+                and self._crash is None
+                and self._legacy_forbidden is None
+            ):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -492,10 +514,18 @@ class PandaCommunicator(Communicator):
                             if now >= feed.retry.next_try:
                                 actions.append(functools.partial(self._ask_ranges, feed))
                             wake = min(wake, feed.retry.next_try)
-                if len(self._outbox):
-                    if now >= self._outbox_retry.next_try:
-                        actions.append(self._send_updates)
-                    wake = min(wake, self._outbox_retry.next_try)
+                if self._legacy_forbidden is None:
+                    head = self._outbox.head_job(hold=self._hold_finals())
+                    if head is not None:
+                        if now >= self._outbox_retry.next_try:
+                            actions.append(functools.partial(self._send_job_update, head))
+                        wake = min(wake, self._outbox_retry.next_try)
+                    if self._outbox.count(OutboxKind.RANGES):
+                        if now >= self._range_retry.next_try:
+                            actions.append(self._send_range_updates)
+                        elif self._server_bug() and self._outbox.untried_ranges():
+                            actions.append(functools.partial(self._send_range_updates, untried_only=True))
+                        wake = min(wake, self._range_retry.next_try)
                 if actions:
                     self._turn += 1
                     return actions[self._turn % len(actions)]
@@ -513,16 +543,25 @@ class PandaCommunicator(Communicator):
         busy = sum(self._slots if job.event_service else job.core_count for job in self._open.values())
         return max(0, min(self._slots - busy, room))
 
-    def _call(self, build: Callable[[Api], Request], parse: Callable[[Api, Any], T]) -> T:
-        """Make a call (with the client's retries); fall back to the legacy API on a v1 404."""
+    def _call(
+        self, build: Callable[[Api], Request], parse: Callable[[Api, Any], T], *, one_try: bool = False
+    ) -> T:
+        """Make a call (with the client's retries unless ``one_try``).
+
+        A v1 path answered with HTTP 404 makes it fall back to the legacy API; a legacy call the server
+        forbids (HTTP 403) fails for good (`_forbid_legacy`).
+        """
         api = self._api
         request = build(api)
 
         def parse_reply(reply: HttpReply) -> T:
             return parse(api, decode_reply(request.call, reply.body))
 
+        if api is Api.LEGACY and self._legacy_forbidden is not None:
+            raise self._legacy_forbidden
+        stop = self._one_try if one_try else self._stop
         try:
-            return self._client.call(request.encode(), parse_reply, stop=self._stop)
+            return self._client.call(request.encode(), parse_reply, stop=stop)
         except CommunicatorError as exc:
             if api is Api.V1 and exc.context.get("status") == 404:
                 log.warning(
@@ -530,8 +569,34 @@ class PandaCommunicator(Communicator):
                     request.path,
                 )
                 self._api = Api.LEGACY
-                return self._call(build, parse)
+                self._fell_back = True
+                return self._call(build, parse, one_try=one_try)
+            if api is Api.LEGACY and exc.context.get("status") == 403:
+                raise self._forbid_legacy(request, exc) from None
             raise
+
+    def _forbid_legacy(self, request: Request, exc: CommunicatorError) -> CommunicatorError:
+        """The error of a legacy call the server forbids (HTTP 403): final, never retried."""
+        how = (
+            "its v1 API answered HTTP 404 before (check panda.url: it must be the server's base URL)"
+            if self._fell_back
+            else "use panda.api = v1"
+        )
+        error = CommunicatorError(
+            f"the PanDA server {self._client.base_url} forbids {request.path} (HTTP 403): the legacy API "
+            f"is not available on this server (a current server serves only /api/v1/...); {how}",
+            retryable=False,
+            context={
+                "call": request.call.value,
+                "path": request.path,
+                "status": 403,
+                "legacy_forbidden": True,
+            },
+        )
+        if self._legacy_forbidden is None:
+            log.error("%s", error)
+            self._legacy_forbidden = error
+        return error
 
     def _failed(self, retry: _Retry, exc: CommunicatorError, what: str) -> bool:
         """Book a failed request for jobs or ranges; whether to give up (lock held)."""
@@ -634,48 +699,114 @@ class PandaCommunicator(Communicator):
                 log.info("job %d: the PanDA server has no more event ranges", job.panda_id)
             self._wake.notify_all()
 
-    def _send_updates(self) -> None:
-        """Send the oldest update(s) of the outbox in one call."""
-        batch = self._outbox.head(MAX_RANGES_PER_CALL)
-        if not batch:
+    def _server_bug(self) -> bool:
+        """Whether ``update_event_ranges`` fails with HTTP 500 (lock held): see `_hold_finals`."""
+        return bool(self._range_retry.failures) and self._range_status == 500
+
+    def _hold_finals(self) -> str:
+        """Which final updates wait for their job's range updates (lock held): an `Outbox.head_job` hold.
+
+        The job's range updates go first, as the server expects: a final update waits for them while
+        the range lane works or fails on the way (the server unreachable, a timeout, a 503: the final
+        update would not get through either). Once ``update_event_ranges`` answered HTTP 500 (current
+        servers do that to every call, after applying the updates: a server bug), it waits only until
+        each of them was sent once; they are sent at once, outside the lane's pauses.
+        """
+        return "untried" if self._server_bug() else "ranges"
+
+    def _send_job_update(self, item: OutboxItem) -> None:
+        """Send the oldest heartbeat or final update (the job lane)."""
+        if item.panda_id in self._abandoned:
+            self._outbox.remove([item])
             return
-        first = batch[0]
         try:
-            if first.kind is OutboxKind.RANGES:
-                updates = [RangeUpdate.from_wire(u) for item in batch for u in item.payload["eventRanges"]]
-            else:
-                update = JobUpdate.from_record(first.payload)
+            update = JobUpdate.from_record(item.payload)
         except (CommunicatorError, KeyError, TypeError) as exc:
-            log.error("outbox item %s is unusable, dropped: %s", first.file_name, exc)
-            self._outbox.remove(batch)
+            log.error("outbox item %s is unusable, dropped: %s", item.file_name, exc)
+            self._outbox.remove([item])
             return
         try:
-            if first.kind is OutboxKind.RANGES:
-                ranges_reply: RangesReply = self._call(
-                    lambda api: update_event_ranges(api, updates), parse_update_event_ranges
-                )
-                commands = self._range_reply(updates, ranges_reply)
-            else:
-                job_reply: UpdateJobReply = self._call(lambda api: update_job(api, update), parse_update_job)
-                commands = [(update.panda_id, c) for c in job_reply.commands]
+            reply: UpdateJobReply = self._call(lambda api: update_job(api, update), parse_update_job)
         except CommunicatorError as exc:
-            self._update_failed(batch, exc)
+            self._update_failed((item,), exc, self._outbox_retry)
             return
-        self._outbox.remove(batch)
+        self._outbox.remove([item])
+        if item.kind is OutboxKind.FINAL:
+            self._drop_ranges_of_ended(item.panda_id)
         with self._lock:
             if self._outbox_retry.succeeded():
                 log.info("the PanDA server takes updates again (%d waiting)", len(self._outbox))
+                self._range_retry.next_try = 0.0  # the server is back: the range lane tries now too
+            for command in reply.commands:
+                self._take_command(update.panda_id, command)
+            self._wake.notify_all()
+
+    def _drop_ranges_of_ended(self, panda_id: int) -> None:
+        """After a job's final update: its range updates still waiting are dropped, with one warning."""
+        n = self._outbox.drop_job(panda_id, [OutboxKind.RANGES])
+        if n:
+            log.warning(
+                "job %d: its final update is taken; %d range update(s) that update_event_ranges did not "
+                "confirm are dropped (last error: %s); the server hands out again any range it did not "
+                "record",
+                panda_id,
+                n,
+                self._range_error_seen or "none",
+            )
+
+    def _send_range_updates(self, untried_only: bool = False) -> None:
+        """Send the oldest range updates in one ``update_event_ranges`` call (the range lane).
+
+        One attempt per turn: the lane's own pauses (doubling) space the retries, so that the thread
+        goes on with the job lane meanwhile. ``untried_only``: only updates never sent (while the server
+        answers 500, they go at once, outside the pauses).
+        """
+        batch = self._outbox.head_ranges(MAX_RANGES_PER_CALL, untried_only=untried_only)
+        if not batch:
+            return
+        stale = [item for item in batch if item.panda_id in self._abandoned]
+        if stale:
+            self._outbox.remove(stale)
+            return
+        try:
+            updates = [RangeUpdate.from_wire(u) for item in batch for u in item.payload["eventRanges"]]
+        except (CommunicatorError, KeyError, TypeError) as exc:
+            log.error("outbox item %s is unusable, dropped: %s", batch[0].file_name, exc)
+            self._outbox.remove(batch[:1])
+            return
+        try:
+            reply: RangesReply = self._call(
+                lambda api: update_event_ranges(api, updates), parse_update_event_ranges, one_try=True
+            )
+        except CommunicatorError as exc:
+            self._outbox.mark_tried(batch)
+            self._update_failed(batch, exc, self._range_retry)
+            return
+        self._outbox.remove(batch)
+        commands = self._range_reply(updates, reply)
+        with self._lock:
+            if self._range_retry.succeeded():
+                log.info(
+                    "update_event_ranges works again (%d range update item(s) waiting)",
+                    self._outbox.count(OutboxKind.RANGES),
+                )
+                self._range_error_seen = ""
             for panda_id, command in commands:
                 self._take_command(panda_id, command)
             self._wake.notify_all()
 
-    def _update_failed(self, batch: tuple[OutboxItem, ...], exc: CommunicatorError) -> None:
+    def _update_failed(self, batch: tuple[OutboxItem, ...], exc: CommunicatorError, retry: _Retry) -> None:
         first = batch[0]
+        ranges = retry is self._range_retry
         what = f"{first.kind.value} update of job {first.panda_id}"
         if len(batch) > 1:
             what = (
                 f"{len(batch)} range updates of job(s) {', '.join(sorted({str(i.panda_id) for i in batch}))}"
             )
+        if exc.context.get("legacy_forbidden"):
+            with self._lock:  # logged once by _forbid_legacy; the updates stay on disk for a later run
+                self._wake.notify_all()
+            return
         if exc.context.get("rejected"):
             log.error("the PanDA server refused the %s for good, dropped: %s", what, exc)
             self._outbox.remove(batch)
@@ -683,11 +814,16 @@ class PandaCommunicator(Communicator):
                 self._wake.notify_all()
             return
         with self._lock:
-            retry = self._outbox_retry
             retry.failures += 1
-            delay = self._client.backoff(self.settings.panda.retries + retry.failures - 1)
+            if ranges:  # one attempt per turn: the pause doubles from the first failure on
+                delay = self._client.backoff(retry.failures - 1)
+            else:
+                delay = self._client.backoff(self.settings.panda.retries + retry.failures - 1)
             retry.next_try = time.monotonic() + delay
-            if retry.failures == 1 or not exc.retryable:
+            if ranges:
+                self._range_status = exc.context.get("status")
+                self._range_failed(what, exc, delay)
+            elif retry.failures == 1 or not exc.retryable:
                 log.warning(
                     "could not send the %s (%d update(s) wait in the outbox; next try in %.1f s): %s",
                     what,
@@ -696,6 +832,30 @@ class PandaCommunicator(Communicator):
                     exc,
                 )
             self._wake.notify_all()
+
+    def _range_failed(self, what: str, exc: CommunicatorError, delay: float) -> None:
+        """Log a failed ``update_event_ranges``: an error the same as the last one only at debug level."""
+        seen = str(exc)
+        if seen == self._range_error_seen:
+            log.debug("update_event_ranges failed again (next try in %.1f s): %s", delay, exc)
+            return
+        self._range_error_seen = seen
+        why = ""
+        if exc.context.get("status") == 500:
+            why = (
+                " (current PanDA servers answer HTTP 500 to every update_event_ranges: the updates are "
+                "applied, then building the reply fails - a server bug)"
+            )
+        log.warning(
+            "could not send the %s: %s%s; range updates are sent again in the background at growing "
+            "intervals (next in %.1f s, at most every %g s), final job updates do not wait for them; "
+            "the same error again is not logged",
+            what,
+            exc,
+            why,
+            delay,
+            self.settings.panda.backoff_max_s,
+        )
 
     def _range_reply(
         self, updates: Sequence[RangeUpdate], reply: RangesReply
@@ -716,6 +876,29 @@ class PandaCommunicator(Communicator):
             )
         return [(panda_id, c) for panda_id, text in reply.commands for c in parse_command(text)]
 
+    def _abandon(self, panda_id: int, command: ServerCommand, source: str) -> None:
+        """``alreadydone`` / ``badattemptnr``: stop the job, send nothing more for it (lock held)."""
+        if panda_id in self._abandoned:
+            return
+        reason = _ABANDON_REASONS[command]
+        self._abandoned.add(panda_id)
+        dropped = self._outbox.drop_job(panda_id, list(OutboxKind))
+        running = panda_id in self._open
+        self._open.pop(panda_id, None)
+        self._closed.add(panda_id)
+        feed = self._feeds.pop(panda_id, None)
+        if feed is not None:
+            feed.active = False
+        log.warning(
+            "job %d: %s: %s; nothing more is reported for it%s",
+            panda_id,
+            reason,
+            "its work stops" if running else "it is over here",
+            f" ({dropped} waiting range update(s) dropped)" if dropped else "",
+        )
+        if running:
+            self._commands.append(Command(CommandKind.ABANDON, panda_id, source, reason=reason))
+
     def _take_command(self, panda_id: int, command: ServerCommand) -> None:
         """Turn a server command into a `Command` for the run (lock held)."""
         source = f"{self._client.base_url} (PanDA server)"
@@ -725,6 +908,9 @@ class PandaCommunicator(Communicator):
                 panda_id,
                 command.value,
             )
+            return
+        if command in ABANDON_COMMANDS:
+            self._abandon(panda_id, command, source)
             return
         if panda_id not in self._open:
             log.info(
@@ -737,6 +923,14 @@ class PandaCommunicator(Communicator):
         if feed is not None:
             feed.active = False
         self._commands.append(Command(kind, panda_id, source))
+
+
+_ABANDON_REASONS: Mapping[ServerCommand, str] = {
+    ServerCommand.ALREADYDONE: "the PanDA server has the job done already (alreadydone)",
+    ServerCommand.BADATTEMPTNR: (
+        "the PanDA server runs another attempt of the job: this one is stale (badattemptnr)"
+    ),
+}
 
 
 def _panda_id(raw: object) -> int | None:

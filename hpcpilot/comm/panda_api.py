@@ -26,6 +26,14 @@ on the server.
 catalogue XML is no longer read). `output_report` builds exactly that; ``surl`` is left out because
 hpcpilot does not stage files out to storage (yet).
 
+**The final update** carries what Pilot 3 sends (`job_update`): besides the file report, the job
+report as ``meta_data`` (JSON text), ``exe_error_code``/``exe_error_diag``, ``n_input_files`` and,
+with every CPU time, ``cpu_conversion_factor``.
+
+**Commands** of an ``update_job`` reply: ``tobekilled``, ``softkill``, ``debug``/``debugoff`` and
+``alreadydone``/``badattemptnr`` (`ABANDON_COMMANDS`: the job is done elsewhere, or this attempt is
+stale; nothing more is sent for it).
+
 **Event range updates** use format version 0: ``event_ranges`` (legacy ``eventRanges``) is a JSON
 string of ``[{"eventRangeID", "eventStatus", "errorCode"?, "errorDiag"?, "cpuConsumptionTime"?,
 "coreCount"?}, ...]``; the reply's ``Returns`` list says per range whether it was accepted.
@@ -46,7 +54,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hpcpilot.comm.base import JobReport
+from hpcpilot.model.bounds import fit_words
 from hpcpilot.model.errors import CommunicatorError
+from hpcpilot.model.job import Job
 from hpcpilot.model.states import JobState
 
 __all__ = [
@@ -67,6 +78,7 @@ __all__ = [
     "decode_reply",
     "format_time",
     "get_available_event_range_count",
+    "job_update",
     "output_report",
     "parse_acquire_event_ranges",
     "parse_acquire_jobs",
@@ -195,7 +207,15 @@ _UPDATE_NAMES: Mapping[str, tuple[str, str]] = {
     "batch_id": ("batch_id", "batchID"),
     "output_report": ("job_output_report", "xml"),
     "job_metrics": ("job_metrics", "jobMetrics"),
+    "meta_data": ("meta_data", "metaData"),
+    "exe_error_code": ("exe_error_code", "exeErrorCode"),
+    "exe_error_diag": ("exe_error_diag", "exeErrorDiag"),
+    "n_input_files": ("n_input_files", "nInputFiles"),
+    "cpu_conversion_factor": ("cpu_conversion_factor", "cpuConversionFactor"),
 }
+
+CPU_CONVERSION_FACTOR = 1.0
+"""``cpu_conversion_factor`` sent with the CPU time: hpcpilot reports plain CPU seconds (no HS06 scaling)."""
 
 
 # --------------------------------------------------------------------------- requests
@@ -373,6 +393,15 @@ class JobUpdate:
         The final update's file report (JSON, see `output_report`).
     job_metrics
         ``name=value`` words for ``jobMetrics`` (range counts, user metrics); not sent when empty.
+    meta_data
+        The job report (JSON text) of the final update, as Pilot 3 sends it (``metaData``).
+    exe_error_code, exe_error_diag
+        The payload's exit code and what it said about its failure (``exeErrorCode`` /
+        ``exeErrorDiag``), at the final update.
+    n_input_files
+        How many input files the job read (final update).
+    cpu_conversion_factor
+        Sent with the CPU time, as Pilot 3 does.
     """
 
     panda_id: int
@@ -393,6 +422,11 @@ class JobUpdate:
     metrics: tuple[tuple[str, float], ...] = ()
     output_report: str = ""
     job_metrics: str = ""
+    meta_data: str = ""
+    exe_error_code: int | None = None
+    exe_error_diag: str = ""
+    n_input_files: int | None = None
+    cpu_conversion_factor: float | None = None
 
     def to_record(self) -> dict[str, Any]:
         """A JSON-able dict (for the outbox on disk); `from_record` reads it back."""
@@ -420,6 +454,79 @@ class JobUpdate:
             raise CommunicatorError(
                 f"stored job update is not readable: {exc!r}", context={"field": "update_job"}
             ) from None
+
+
+def job_update(
+    report: JobReport,
+    job: Job | None,
+    *,
+    node: str,
+    site_name: str,
+    batch_id: str,
+    now: float,
+    output_report: str = "",
+    job_report: Mapping[str, Any] | None = None,
+) -> JobUpdate:
+    """The content of a heartbeat or of the final update, with the fields Pilot 3 sends.
+
+    Pilot 3 (PanDAWMS/pilot3 ``pilot/control/job.py`` ``get_data_structure``, and
+    ``pilot/util/https.py`` ``add_error_codes`` at the final update) sends with every update the
+    job's id, state, node, site, attempt, core count, events, CPU time with
+    ``cpuConversionFactor``, resource figures and ``jobMetrics``; at the final update also the file
+    report (``xml``), the job report (``metaData``, JSON text), ``transExitCode``,
+    ``pilotErrorCode``/``Diag`` and ``exeErrorCode``/``Diag``. The v1 server takes all of them
+    (PanDAWMS/panda-server ``pandaserver/api/v1/pilot_api.py`` ``update_job``: ``meta_data``,
+    ``exe_error_code``, ``exe_error_diag``, ``n_input_files``, ``cpu_conversion_factor``).
+
+    Parameters
+    ----------
+    report
+        The job's state as the coordinator reports it.
+    job
+        The job's definition when known (attempt number, input files).
+    node, site_name, batch_id
+        Where the job runs (``node`` when the report names no host).
+    now
+        The current Unix time: the end time of a final report that has none.
+    output_report
+        The final update's file report (`output_report`).
+    job_report
+        The job report document of the final update, sent as ``meta_data`` (JSON text).
+
+    Returns
+    -------
+    JobUpdate
+        What `update_job` sends.
+    """
+    final = report.state.is_final
+    cpu_s = report.cpu_s if (report.cpu_s or final) else None
+    words = [f"{name}={count}" for name, count in report.ranges.items()] + report.job_metrics.split()
+    exit_code = report.exit_code
+    payload_failed = exit_code not in (None, 0)
+    return JobUpdate(
+        panda_id=report.panda_id,
+        state=report.state,
+        trans_exit_code=exit_code,
+        pilot_error_code=report.error_code if report.error_code is not None else (0 if final else None),
+        pilot_error_diag=report.error_diag,
+        node=report.host or node,
+        site_name=site_name,
+        batch_id=batch_id,
+        cpu_s=cpu_s,
+        core_count=report.core_count,
+        start_time=report.start_time or None,
+        end_time=(report.end_time or now) if final else None,
+        n_events=report.n_events if (report.n_events or final) else None,
+        attempt_nr=job.attempt_nr if job is not None else None,
+        metrics=tuple(report.metrics.items()),
+        output_report=output_report if final else "",
+        job_metrics=fit_words(words) if words else "",
+        meta_data=json.dumps(dict(job_report), sort_keys=True) if final and job_report else "",
+        exe_error_code=(exit_code if exit_code is not None else 0) if final else None,
+        exe_error_diag=report.error_diag if final and payload_failed else "",
+        n_input_files=len(job.input_files) if final and job is not None else None,
+        cpu_conversion_factor=CPU_CONVERSION_FACTOR if cpu_s is not None else None,
+    )
 
 
 def format_time(unix: float) -> str:
@@ -460,6 +567,13 @@ def update_job(api: Api, update: JobUpdate) -> Request:
         "batch_id": update.batch_id,
         "output_report": update.output_report,
         "job_metrics": update.job_metrics or None,
+        "meta_data": update.meta_data,
+        "exe_error_code": update.exe_error_code,
+        "exe_error_diag": update.exe_error_diag[:500],
+        "n_input_files": update.n_input_files,
+        "cpu_conversion_factor": (
+            float(update.cpu_conversion_factor) if update.cpu_conversion_factor is not None else None
+        ),
     }
     index = 0 if api is Api.V1 else 1
     params: dict[str, str | int | float | None] = {
@@ -615,6 +729,14 @@ class ServerCommand(enum.Enum):
     SOFTKILL = "softkill"
     DEBUG = "debug"
     DEBUGOFF = "debugoff"
+    #: The job was finished elsewhere (another pilot's final update came first).
+    ALREADYDONE = "alreadydone"
+    #: This attempt is stale: the server runs another attempt of the job.
+    BADATTEMPTNR = "badattemptnr"
+
+
+ABANDON_COMMANDS = frozenset({ServerCommand.ALREADYDONE, ServerCommand.BADATTEMPTNR})
+"""Commands after which Pilot 3 stops the job quietly: nothing more is reported for it."""
 
 
 _DEBUG_TOOLS = frozenset({"tail", "ls", "ps", "gdb", "du"})

@@ -1,24 +1,45 @@
-"""Text of ``hpcpilot status`` and ``hpcpilot report``: formatting of a `RunView` and ``monitor.h5``.
+"""Text of ``hpcpilot status`` and ``hpcpilot report``: the views of `hpcpilot.monitor.statusview`.
 
-Pure: views and tables in, text out. Utilisation comes from the node tables' ``busy_slots`` and
-``slots`` columns (rank 0 writes them for every worker, with or without monitor plugins).
+Pure: views in, text out. ``--json`` writes the same views as JSON (`hpcpilot.monitor.statusjson`).
+Utilisation comes from the node tables' ``busy_slots`` and ``slots`` columns (rank 0 writes them for
+every worker, with or without monitor plugins).
 """
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
-
 from hpcpilot.model import metrics as m
-from hpcpilot.model.metrics import MetricSample
-from hpcpilot.monitor.aggregate import MetricsAggregator
 from hpcpilot.monitor.runview import Liveness, RunView
-from hpcpilot.monitor.timeseries import MonitorData, Table
+from hpcpilot.monitor.statusview import (
+    JobRow,
+    NodeRow,
+    Report,
+    Status,
+    WorkerStatus,
+    build_report,
+    build_status,
+    busy_slot_seconds,
+    job_figures,
+    last_values,
+)
+from hpcpilot.monitor.timeseries import MonitorData
 from hpcpilot.runtime.terminal import format_duration
+
+__all__ = [
+    "JOB_COLUMNS",
+    "NODE_COLUMNS",
+    "NODE_REPORT_COLUMNS",
+    "busy_slot_seconds",
+    "format_status",
+    "job_figures",
+    "last_values",
+    "render_report",
+    "render_status",
+    "report_tables",
+]
 
 #: Node metrics shown by ``hpcpilot status`` (column, heading, scale, unit).
 NODE_COLUMNS = (
@@ -27,50 +48,6 @@ NODE_COLUMNS = (
     (m.DISK_FREE_MB, "disk free", 1 / 1024, " GiB"),
     (m.BUSY_SLOTS, "busy", 1.0, ""),
 )
-
-
-def last_values(table: Table) -> dict[str, float]:
-    """The latest non-NaN value of every column of a table."""
-    out: dict[str, float] = {}
-    for name, column in table.columns.items():
-        finite = np.flatnonzero(~np.isnan(column))
-        if finite.size:
-            out[name] = float(column[finite[-1]])
-    return out
-
-
-def busy_slot_seconds(table: Table) -> float:
-    """Slot-seconds busy on a node: ``busy_slots`` held from each row to the next."""
-    t, busy = table.columns.get("t"), table.columns.get(m.BUSY_SLOTS)
-    if t is None or busy is None:
-        return 0.0
-    keep = ~np.isnan(busy) & ~np.isnan(t)
-    t, busy = t[keep], busy[keep]
-    if t.size < 2:
-        return 0.0
-    order = np.argsort(t, kind="stable")
-    t, busy = t[order], busy[order]
-    return float(np.sum(busy[:-1] * np.diff(t)))
-
-
-def job_figures(data: MonitorData | None) -> dict[int, dict[str, float]]:
-    """PanDA's figures of every job of ``monitor.h5`` (with ``cpu_s``), folded as rank 0 does."""
-    if data is None:
-        return {}
-    out: dict[int, dict[str, float]] = {}
-    for panda_id, table in data.jobs.items():
-        aggregator = MetricsAggregator()
-        cols = table.columns
-        names = [n for n in cols if n not in ("t", "rank")]
-        ts = cols.get("t", np.array([]))
-        for i in range(len(table)):
-            values = tuple((n, float(cols[n][i])) for n in names if not math.isnan(cols[n][i]))
-            rank = int(cols["rank"][i]) if "rank" in cols and not math.isnan(cols["rank"][i]) else 0
-            aggregator.add(rank, [MetricSample(float(ts[i]), panda_id, values)])
-        wall = float(np.nanmax(ts) - np.nanmin(ts)) if len(ts) else 0.0
-        figures = aggregator.figures(panda_id, wall)
-        out[panda_id] = {**figures.metrics, "cpu_s": figures.cpu_s}
-    return out
 
 
 def _cells(cells: list[str], widths: list[int], left: frozenset[int]) -> str:
@@ -93,48 +70,60 @@ def _table(headers: list[str], rows: list[list[str]], left: frozenset[int] = fro
 
 
 def format_status(
-    view: RunView, live: Liveness, data: MonitorData | None, workdir: str, now: float | None = None
+    view: RunView,
+    live: Liveness,
+    data: MonitorData | None,
+    workdir: str,
+    now: float | None = None,
+    summary: Mapping[str, Any] | None = None,
 ) -> str:
-    """The text of ``hpcpilot status``."""
+    """The text of ``hpcpilot status`` (`build_status`, then `render_status`)."""
     now = time.time() if now is None else now
-    total, done, fatal = view.ranges_total, view.ranges_finished, view.ranges_fatal
-    pct = 100.0 * (done + fatal) / total if total else 0.0
-    eta = view.eta_s()
+    return render_status(build_status(view, live, data, workdir, now, summary))
+
+
+def _metric(w: WorkerStatus, name: str) -> float | None:
+    value = getattr(w, name)
+    return value if isinstance(value, float) else None
+
+
+def render_status(s: Status) -> str:
+    """The text of a `Status`."""
+    r = s.ranges
+    eta = format_duration(s.eta_s) if s.eta_s is not None else "-"
+    over = "over the run" if s.rate.over == "run" else f"over the last {s.rate.window_s:.0f} s"
     lines = [
-        f"run in {workdir}: {live.state} ({live.why})",
-        f"ranges   : {done + fatal}/{total} done ({pct:.0f}%): {done} finished, {fatal} fatal, "
-        f"{view.failed_attempts} failed attempt(s)",
-        f"rate     : {view.rate():.2f} ranges/s, ETA {format_duration(eta) if eta is not None else '-'}",
-        f"journal  : {view.records} records, last {format_duration(max(now - view.last_t, 0))} ago"
-        if view.records
+        f"run in {s.workdir}: {s.state} ({s.why})",
+        f"ranges   : {r.done}/{r.total} done ({r.percent:.0f}%): {r.finished} finished, {r.fatal} fatal, "
+        f"{r.failed_attempts} failed attempt(s)",
+        f"rate     : {s.rate.ranges_per_s:.2f} ranges/s ({over}), ETA {eta}",
+        f"journal  : {s.journal.records} records, last "
+        f"{format_duration(max(s.generated_t - s.journal.last_t, 0))} ago"
+        if s.journal.last_t is not None
         else "journal  : none yet",
     ]
-    if view.run:
-        run = view.run
+    if s.run:
+        ranks = s.run.ranks if s.run.ranks is not None else "?"
         lines.append(
-            f"started  : on {run.get('host', '?')} pid {run.get('pid', '?')}, {run.get('ranks', '?')} "
-            f"rank(s){', resumed' if run.get('resume') else ''}"
+            f"started  : on {s.run.host or '?'} pid {s.run.pid if s.run.pid is not None else '?'}, "
+            f"{ranks} rank(s){', resumed' if s.run.resume else ''}"
         )
-    if view.jobs:
+    if s.jobs:
         lines.append("jobs     :")
-        for job in sorted(view.jobs.values(), key=lambda j: j.panda_id):
+        for job in s.jobs:
             code = f" (error {job.code})" if job.code else ""
             lines.append(
                 f"  {job.panda_id}: {job.state}{code}, ranges {job.finished} finished, {job.fatal} fatal "
                 f"of {job.total}"
             )
-    lines.append(f"workers  : {len(view.workers)} seen")
-    latest = {r: last_values(t) for r, t in data.nodes.items()} if data is not None else {}
+    lines.append(f"workers  : {len(s.workers)} seen")
     rows = []
-    for rank in sorted(set(view.workers) | set(latest)):
-        w = view.workers.get(rank)
-        values = latest.get(rank, {})
-        row = [f"rank {rank}", w.host if w else "", str(w.finished if w else 0)]
+    for w in s.workers:
+        row = [f"rank {w.rank}", w.host, str(w.ranges_finished)]
         for name, _, scale, unit in NODE_COLUMNS:
-            value = values.get(name)
+            value = _metric(w, name)
             row.append("-" if value is None else f"{value * scale:.1f}{unit}".replace(".0 ", " "))
-        age = now - values["t"] if "t" in values else None
-        row.append(format_duration(age) if age is not None else "-")
+        row.append(format_duration(s.generated_t - w.sample_t) if w.sample_t is not None else "-")
         rows.append(row)
     if rows:
         headers = ["rank", "host", "ranges", *(h for _, h, _, _ in NODE_COLUMNS), "sample age"]
@@ -155,69 +144,65 @@ def _tail(text: str, most: int = 100) -> str:
     return text if len(text) <= most else "..." + text[-most + 3 :]
 
 
+#: The columns of the report's jobs table: heading, cell.
+JOB_COLUMNS: tuple[tuple[str, Callable[[JobRow], str]], ...] = (
+    ("PandaID", lambda j: str(j.panda_id)),
+    ("state", lambda j: j.state),
+    ("code", lambda j: str(j.code)),
+    ("finished", lambda j: str(j.finished)),
+    ("fatal", lambda j: str(j.fatal)),
+    ("total", lambda j: str(j.total)),
+    ("events", lambda j: str(j.events)),
+    ("CPU s", lambda j: _num(j.cpu_s, fmt="{:.1f}")),
+    ("maxRSS MiB", lambda j: _num(j.max_rss_kb, 1 / 1024)),
+    ("maxPSS MiB", lambda j: _num(j.max_pss_kb, 1 / 1024)),
+)
+
+#: The columns of the report's nodes table: heading, cell (a `NodeRow` field is shown by adding one).
+NODE_REPORT_COLUMNS: tuple[tuple[str, Callable[[NodeRow], str]], ...] = (
+    ("rank", lambda n: f"rank {n.rank}"),
+    ("host", lambda n: n.host),
+    ("finished", lambda n: str(n.finished)),
+    ("failures", lambda n: str(n.failures)),
+    ("busy slot-s", lambda n: _num(n.busy_slot_s, fmt="{:.1f}")),
+)
+
+
 def report_tables(
-    view: RunView, data: MonitorData | None, summary: Mapping[str, Any] | None, workdir: str
+    view: RunView,
+    data: MonitorData | None,
+    summary: Mapping[str, Any] | None,
+    workdir: str,
+    now: float | None = None,
 ) -> str:
-    """The text of ``hpcpilot report``: per job, per node, failures by code."""
-    lines = [f"hpcpilot report of {workdir}", ""]
-    if summary:
+    """The text of ``hpcpilot report`` (`build_report`, then `render_report`)."""
+    now = time.time() if now is None else now
+    return render_report(build_report(view, data, summary, workdir, now))
+
+
+def render_report(r: Report) -> str:
+    """The text of a `Report`: per job, per node, failures by code."""
+    lines = [f"hpcpilot report of {r.workdir}", ""]
+    if r.run:
+        rate = f", {r.run.ranges_per_s:.2f} ranges/s" if r.run.ranges_per_s is not None else ""
         lines.append(
-            f"wall time {summary.get('wall_s', 0):.1f} s, {summary.get('workers', 0)} worker rank(s), "
-            f"{summary.get('cores', 0)} cores, utilisation {100 * summary.get('utilisation', 0):.1f} %"
+            f"wall time {r.run.wall_s:.1f} s, {r.run.workers} worker rank(s), {r.run.cores} cores, "
+            f"utilisation {100 * r.run.utilisation:.1f} %{rate}"
         )
-    span = view.last_t - view.first_t if view.records else 0.0
+    j = r.journal
+    span = j.last_t - j.first_t if j.last_t is not None and j.first_t is not None else 0.0
     lines.append(
-        f"ranges: {view.ranges_finished} finished, {view.ranges_fatal} fatal, {view.ranges_total} known, "
-        f"{view.failed_attempts} failed attempt(s); journal spans {span:.1f} s"
-        + (" (ended)" if view.ended else " (no end record)")
+        f"ranges: {r.ranges.finished} finished, {r.ranges.fatal} fatal, {r.ranges.total} known, "
+        f"{r.ranges.failed_attempts} failed attempt(s); journal spans {span:.1f} s"
+        + (" (ended)" if j.ended else " (no end record)")
     )
-    figures = job_figures(data)
-    cpu_books = {
-        int(j["PandaID"]): float(j["cpu_s"])
-        for j in (summary or {}).get("jobs", ())
-        if isinstance(j, dict) and "cpu_s" in j
-    }
-    job_rows = []
-    for job in sorted(view.jobs.values(), key=lambda j: j.panda_id):
-        fig = dict(figures.get(job.panda_id, {}))
-        if job.panda_id in cpu_books:  # the payloads' own figure, as reported to the workload manager
-            fig["cpu_s"] = cpu_books[job.panda_id]
-        job_rows.append(
-            [
-                str(job.panda_id),
-                job.state,
-                str(job.code),
-                str(job.finished),
-                str(job.fatal),
-                str(job.total),
-                str(job.n_events),
-                _num(fig.get("cpu_s"), fmt="{:.1f}"),
-                _num(fig.get("maxRSS"), 1 / 1024),
-                _num(fig.get("maxPSS"), 1 / 1024),
-            ]
-        )
     lines += ["", "jobs"]
-    headers = ["PandaID", "state", "code", "finished", "fatal", "total", "events", "CPU s"]
-    lines += _table([*headers, "maxRSS MiB", "maxPSS MiB"], job_rows)
-    nodes = data.nodes if data is not None else {}
-    node_rows = []
-    for rank in sorted(set(view.workers) | set(nodes)):
-        w = view.workers.get(rank)
-        table = nodes.get(rank)
-        host = (w.host if w and w.host else "") or (str(table.attrs.get("host", "")) if table else "")
-        busy = busy_slot_seconds(table) if table is not None else None
-        node_rows.append(
-            [
-                f"rank {rank}",
-                host,
-                str(w.finished if w else 0),
-                str(w.failures if w else 0),
-                _num(busy, fmt="{:.1f}"),
-            ]
-        )
+    lines += _table([h for h, _ in JOB_COLUMNS], [[cell(job) for _, cell in JOB_COLUMNS] for job in r.jobs])
     lines += ["", "nodes"]
-    lines += _table(["rank", "host", "finished", "failures", "busy slot-s"], node_rows)
-    failure_rows = [[str(f.code), str(f.count), _tail(f.example)] for f in view.failure_table()]
+    lines += _table(
+        [h for h, _ in NODE_REPORT_COLUMNS], [[cell(n) for _, cell in NODE_REPORT_COLUMNS] for n in r.nodes]
+    )
+    failure_rows = [[str(f.code), str(f.count), _tail(f.example)] for f in r.failures]
     lines += ["", "failures by code"]
     if failure_rows:
         lines += _table(["code", "count", "example"], failure_rows, frozenset({0, 2}))

@@ -12,12 +12,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpcpilot.model.errors import ErrorCode
+from hpcpilot.model.rates import RATE_WINDOW_S, ranges_per_s
+
+__all__ = [
+    "LIVENESS_STATES",
+    "RATE_WINDOW_S",
+    "STALE_S",
+    "FailureView",
+    "JobView",
+    "Liveness",
+    "RunView",
+    "WorkerView",
+]
 
 #: A journal this many seconds old, with no ``end`` and no process to check, counts as stale.
 STALE_S = 600.0
-
-#: Seconds over which the status' rate is measured.
-RATE_WINDOW_S = 120.0
 
 
 @dataclass
@@ -52,7 +61,17 @@ class WorkerView:
 
 @dataclass(frozen=True, slots=True)
 class FailureView:
-    """Failed range attempts of one error code."""
+    """Failed range attempts of one error code.
+
+    Attributes
+    ----------
+    code
+        The PanDA error code.
+    count
+        Failed attempts with this code.
+    example
+        The latest diagnosis of one of them.
+    """
 
     code: int
     count: int
@@ -72,8 +91,12 @@ class RunView:
     finished_times
         ``(t, n)``: ``n`` ranges finished at time ``t``. A journal record gathers the ranges that
         finished between its ``t`` and ``t_end``: they are spread evenly over that span.
+    fatal_times
+        When each range failed for good.
     first_t, last_t
         Times of the first and last records.
+    end_t
+        Time of the ``end`` record that closes the journal (None while there is none).
     run
         The latest ``run`` record (host, pid, ranks, resume), if any.
     ended
@@ -87,8 +110,10 @@ class RunView:
     jobs: dict[int, JobView] = field(default_factory=dict)
     workers: dict[int, WorkerView] = field(default_factory=dict)
     finished_times: list[tuple[float, int]] = field(default_factory=list)
+    fatal_times: list[float] = field(default_factory=list)
     first_t: float = 0.0
     last_t: float = 0.0
+    end_t: float | None = None
     run: dict[str, Any] | None = None
     ended: bool = False
     drained_by: str | None = None
@@ -125,16 +150,27 @@ class RunView:
         rows = [FailureView(code, count, diag) for code, (count, diag) in self._failures.items()]
         return sorted(rows, key=lambda f: (-f.count, f.code))
 
+    @property
+    def run_t(self) -> float:
+        """When the latest run started: its ``run`` record, else the journal's first record."""
+        t = (self.run or {}).get("t")
+        return float(t) if isinstance(t, int | float) and not isinstance(t, bool) else self.first_t
+
     def rate(self, window_s: float = RATE_WINDOW_S) -> float:
-        """Ranges finished per second over the last ``window_s`` seconds of the journal."""
-        if not self.finished_times:
-            return 0.0
-        end = max(t for t, _ in self.finished_times)
-        first = min(t for t, _ in self.finished_times)
-        start = max(first, end - window_s)
-        done = sum(n for t, n in self.finished_times if t > start)
-        span = end - start
-        return done / span if span > 0 else 0.0
+        """Ranges final (finished or fatal) per second, by the rule of `hpcpilot.model.rates`.
+
+        An ended run: over the whole of its latest run, from `run_t` to its ``end`` record (what the
+        summary says). A run going on: over the journal's last ``window_s`` seconds, not before
+        `run_t`.
+        """
+        start = self.run_t
+        if self.ended and self.end_t is not None:
+            end = self.end_t
+        else:
+            end = self.last_t
+            start = max(start, end - window_s)
+        times = [t for t, n in self.finished_times for _ in range(n)] + self.fatal_times
+        return ranges_per_s(sum(1 for t in times if start <= t <= end), end - start)
 
     def eta_s(self) -> float | None:
         """Seconds until the known ranges are done at the current rate (None: unknown)."""
@@ -177,6 +213,7 @@ class RunView:
     def _on_run(self, r: Mapping[str, Any]) -> None:
         self.run = dict(r)
         self.ended = False
+        self.end_t = None
 
     def _on_worker(self, r: Mapping[str, Any]) -> None:
         w = self._worker(int(r["rank"]))
@@ -254,9 +291,11 @@ class RunView:
         if rid not in done:
             done.add(rid)
             job.fatal += 1
+            self.fatal_times.append(float(r.get("t", 0.0)))
 
     def _on_end(self, r: Mapping[str, Any]) -> None:
         self.ended = True
+        self.end_t = float(r.get("t", 0.0))
         drained = r.get("drained_by")
         self.drained_by = str(drained) if drained else None
 
@@ -280,6 +319,10 @@ def run_view(records: Iterable[Mapping[str, Any]]) -> RunView:
     for record in records:
         view.add(record)
     return view
+
+
+#: The states `liveness` tells.
+LIVENESS_STATES = ("ended", "running", "dead", "active", "stale", "unknown")
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,12 +34,15 @@ class RunFiles:
         ``monitor.h5``'s tables, None without the file.
     summary
         ``summary.json``, None before the run ended.
+    summary_t
+        When ``summary.json`` was written (its modification time; None without one).
     """
 
     view: RunView
     live: Liveness
     data: MonitorData | None
     summary: dict[str, Any] | None
+    summary_t: float | None = None
 
 
 def pid_alive(pid: int) -> bool:
@@ -74,4 +77,4 @@ def read_run(workdir: Path, monitor_file: str = "monitor.h5") -> RunFiles:
     except OSError:
         series_t = None
     live = liveness(view, time.time(), host, alive, summary_t=summary_t, series_t=series_t)
-    return RunFiles(view, live, read_series(series), summary)
+    return RunFiles(view, live, read_series(series), summary, summary_t if summary is not None else None)

@@ -165,6 +165,7 @@ class Books:
         self.ranges_fatal = 0
         self.ranges_failed_attempts = 0
         self.ranges_disk_full = 0
+        self.ranges_restored = 0  # final in an earlier run (`restore_range`): not this run's rate
 
     # --- jobs and ranges in -------------------------------------------------------------------
 
@@ -250,10 +251,12 @@ class Books:
             book.finished += 1
             book.n_events += outcome.n_events
             self.ranges_finished += 1
+            self.ranges_restored += 1
         else:
             entry.state = RangeState.FATAL
             book.fatal += 1
             self.ranges_fatal += 1
+            self.ranges_restored += 1
         self._settled.add(panda_id)
         return entry.state
 

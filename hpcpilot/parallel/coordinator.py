@@ -142,6 +142,7 @@ class Coordinator:
         self._bye_reasons: dict[int, int] = {}  # ranks that stopped on their own: why (a PanDA code)
         self.disk = DiskWait(settings.disk, settings.monitor, layout)
         self._finals: deque[tuple[JobReport, dict[str, Any]]] = deque()  # final reports not sent yet
+        self._abandoned: set[int] = set()  # jobs the workload manager abandoned: nothing more is reported
         self._last_writes = False
 
     # --- the loop -----------------------------------------------------------------------------
@@ -484,9 +485,13 @@ class Coordinator:
     # --- commands from the workload manager ---------------------------------------------------
 
     def _on_command(self, command: Command) -> None:
-        """Carry out a softkill or tobekilled, for one job or for the whole run."""
+        """Carry out a softkill, tobekilled or abandon, for one job or (not abandon) for the whole run."""
         what = f"job {command.panda_id}" if command.panda_id is not None else "the whole run"
-        log.warning("%s for %s (%s)", command.kind.value, what, command.source or "workload manager")
+        why = f": {command.reason}" if command.reason else ""
+        log.warning("%s for %s (%s)%s", command.kind.value, what, command.source or "workload manager", why)
+        if command.kind is CommandKind.ABANDON and command.panda_id is None:
+            log.warning("abandon names no job: ignored")
+            return
         if command.panda_id is None:
             self.jobs_exhausted = True
             if command.kind is CommandKind.TOBEKILLED:
@@ -510,9 +515,15 @@ class Coordinator:
         dropped = self.books.drop_queued(book)
         if dropped:
             self.journal.append("dropped", job=panda_id, ids=dropped)
-        if command.kind is CommandKind.TOBEKILLED:
+        if command.kind is CommandKind.ABANDON:
+            # stopped like tobekilled, but nothing more about the job goes to the workload manager
+            self._abandoned.add(panda_id)
+            book.error_code = ErrorCode.KILLED_BY_PANDA
+            book.error_diag = f"abandoned: {command.reason or 'the workload manager ended the job'}"
+        elif command.kind is CommandKind.TOBEKILLED:
             book.error_code = ErrorCode.KILLED_BY_PANDA
             book.error_diag = f"killed by the workload manager (tobekilled, {command.source or 'server'})"
+        if command.kind in (CommandKind.TOBEKILLED, CommandKind.ABANDON):
             for worker in self.books.workers.values():
                 if panda_id in worker.known_jobs and not worker.stopped:
                     self.transport.send(worker.rank, Kill((panda_id,)))
@@ -529,6 +540,8 @@ class Coordinator:
     def _heartbeat(self) -> None:
         """Report every open job's current state (``running`` heartbeats)."""
         for book in self.books.open_jobs():
+            if book.job.panda_id in self._abandoned:
+                continue
             try:
                 self.comm.report_job(job_report(book, self._host, self._figures(book)))
             except OSError as exc:
@@ -893,7 +906,8 @@ class Coordinator:
         while self._finals:
             report, record = self._finals[0]
             try:
-                self.comm.report_job(report)
+                if report.panda_id not in self._abandoned:  # an abandoned job is only journaled
+                    self.comm.report_job(report)
             except OSError as exc:
                 if not self._on_full(exc, f"the final report of job {report.panda_id}"):
                     raise
@@ -956,7 +970,7 @@ class Coordinator:
         results = self._unreported.pop(panda_id, [])
         fatal = self._unreported_fatal.pop(panda_id, [])
         cut = self._cut.pop(panda_id, [])
-        if not (results or fatal or cut):
+        if not (results or fatal or cut) or panda_id in self._abandoned:
             return True
         if not journaled and not self._sync_journal():
             self._keep(panda_id, results, fatal, cut)

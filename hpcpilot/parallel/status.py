@@ -6,6 +6,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from hpcpilot.model.rates import LIVE_WINDOW_S, ranges_per_s
 from hpcpilot.runtime.terminal import format_duration
 
 
@@ -41,9 +42,9 @@ class Progress:
 
 
 class RateMeter:
-    """Ranges per second over a sliding window of ``window_s`` seconds."""
+    """Ranges final per second over a sliding window of ``window_s`` seconds (`hpcpilot.model.rates`)."""
 
-    def __init__(self, window_s: float = 30.0) -> None:
+    def __init__(self, window_s: float = LIVE_WINDOW_S) -> None:
         self.window_s = window_s
         self._points: deque[tuple[float, int]] = deque()
 
@@ -54,7 +55,7 @@ class RateMeter:
         while len(points) > 2 and t - points[0][0] > self.window_s:
             points.popleft()
         t0, d0 = points[0]
-        return (done - d0) / (t - t0) if t > t0 else 0.0
+        return ranges_per_s(done - d0, t - t0)
 
 
 def format_status(p: Progress, rate: float) -> str:
@@ -101,6 +102,9 @@ def format_summary(summary: dict[str, Any], max_files: int = 8) -> str:
         f"retried, {summary['ranges']['not_done']} not done",
         f"jobs           : {len(summary['jobs'])}",
     ]
+    if isinstance(summary.get("ranges_per_s"), int | float):  # a summary of an older hpcpilot has none
+        rate = summary["ranges_per_s"]
+        lines.insert(-1, f"rate           : {rate:.2f} ranges/s (ranges final over the wall time)")
     disk = summary.get("disk")
     if disk:
         lines.insert(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hpcpilot.model.rates import ranges_per_s
 from hpcpilot.parallel.books import Books, JobBook
 from hpcpilot.parallel.outcome import finished_outputs, range_counts
 from hpcpilot.parallel.resume import DoneJob
@@ -59,9 +60,11 @@ def run_summary(
         for b in bad_jobs
     )
     not_done = sum(b.queued + b.in_flight + b.unfetched for b in books.jobs.values() if b.job.event_service)
+    wall = round(wall_s, 3)
+    final_here = books.ranges_finished + books.ranges_fatal - books.ranges_restored
     return {
         "workdir": workdir,
-        "wall_s": round(wall_s, 3),
+        "wall_s": wall,
         "workers": len(books.workers),
         "lost_ranks": sorted(w.rank for w in books.workers.values() if w.lost),
         "cores": cores,
@@ -75,6 +78,8 @@ def run_summary(
             "not_done": not_done,
             "cut": cut,
         },
+        # this run's: the ranges it made final per second of its wall time (`hpcpilot.model.rates`)
+        "ranges_per_s": ranges_per_s(final_here, wall),
         "messages": messages or {"in": 0, "out": 0},
         "drained_by": drained_by,
         "error": error,

@@ -7,9 +7,33 @@ states, ranges it served, nothing after a job's final update, ...), recording ea
 tests can assert there is none.
 
 Faults to inject: N HTTP errors (500 by default), replies delayed past the client's timeout, slow
-replies, malformed JSON, replies missing keys, ``tobekilled``/``softkill`` for a PandaID, and "down
-for T seconds" (the listening socket is closed: connection refused, then it comes back on the same
-port).
+replies, malformed JSON, replies missing keys, ``tobekilled``/``softkill``/``alreadydone``/
+``badattemptnr`` for a PandaID, and "down for T seconds" (the listening socket and every open
+connection are closed: connection refused, then it comes back on the same port).
+
+By default it behaves as a current server (PanDAWMS/panda-server):
+
+* only the v1 API is served; the legacy ``/server/panda/<method>`` paths of the pilot's calls answer
+  HTTP 403 ``method <name> is forbidden`` (they are not among the server's allowed methods);
+  ``apis=("v1", "legacy")`` serves both, as older servers did, and ``apis=("legacy",)`` is a server
+  from before v1 (a v1 path gets 404);
+* ``update_event_ranges`` applies the updates, then answers HTTP 500 (``range_update_bug=True``): the
+  server's ``pandaserver/api/v1/event_api.py`` builds its reply as a set literal,
+  ``{"Returns", result[0], "Commands", result[1]}``, which fails (a list is not hashable) after the
+  database update; ``range_update_bug=False`` answers as intended;
+* ``update_job`` takes the fields of ``pandaserver/api/v1/pilot_api.py`` ``update_job`` with their
+  types (``meta_data`` a string, ``exe_error_code`` and ``n_input_files`` integers,
+  ``cpu_conversion_factor`` a float);
+* after it sent ``alreadydone`` or ``badattemptnr`` for a job (the server's ``updateJobStatus`` answer
+  when the job is done already or the attempt number is not the current one; the update is then not
+  applied), any further update of that job is a violation: the pilot must stop reporting it.
+
+Transport, as the real server's Apache (PanDAWMS/panda-server ``templates/panda_server-httpd*.conf``:
+``mod_ssl`` with ``SSLVerifyClient optional``, Apache's ``KeepAlive`` on by default): HTTP/1.1 with
+keep-alive (an idle connection is closed after ``keepalive_s``, Apache's ``KeepAliveTimeout``), replies
+written with ``TCP_NODELAY``, a client certificate asked for and checked against ``client_ca`` when
+given (required then: the fake has no anonymous access), and `FakePandaServer.connections` counts the
+TCP connections accepted.
 
 In-process use::
 
@@ -25,10 +49,12 @@ As a separate process: ``python -m tests.fakes.panda_server --port 25080 --jobs 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import re
 import signal
+import socket
 import ssl
 import sys
 import threading
@@ -289,7 +315,12 @@ _V1_INTS = frozenset(
         "timeout",
     ]
 )
-_V1_NUMBERS = frozenset(_METRICS_V1) | {"cpu_conversion_factor", "mean_core_count"}
+_V1_NUMBERS = frozenset(_METRICS_V1) | {"mean_core_count"}
+#: v1 parameters typed ``float`` in the server's signature (an int fails its isinstance check).
+_V1_FLOATS = frozenset(["cpu_conversion_factor"])
+
+#: Commands after which the server takes no more updates of the job from this pilot.
+ABANDON_COMMANDS = ("alreadydone", "badattemptnr")
 
 _TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 _ADLER = re.compile(r"^[0-9a-f]{8}$")
@@ -360,6 +391,7 @@ class _State:
     served: dict[str, int] = field(default_factory=dict)  # range id -> PandaID
     final: dict[int, str] = field(default_factory=dict)
     commands: dict[int, str] = field(default_factory=dict)
+    abandoned: dict[int, str] = field(default_factory=dict)  # PandaID -> alreadydone/badattemptnr sent
     faults: list[_Fault] = field(default_factory=list)
     slow_s: float = 0.0
 
@@ -377,7 +409,15 @@ class FakePandaServer:
         ``list`` (v1 ``data`` is the bare list) or ``dict`` (``{"StatusCode", "eventRanges"}``) for the
         v1 ``acquire_event_ranges`` reply; legacy always uses the dict.
     apis
-        The API generations it serves (a path of another one gets HTTP 404, as from an old server).
+        The API generations it serves. A legacy path that is not served gets HTTP 403 ``method ... is
+        forbidden`` (a current server); a v1 path that is not served gets 404 (a server from before v1).
+    range_update_bug
+        ``update_event_ranges`` (v1) applies the updates, then answers HTTP 500, as the current server
+        does (see the module's description).
+    client_ca
+        With ``tls``: a CA file; a client certificate it signed is then required (an X.509 proxy).
+    keepalive_s
+        How long an idle keep-alive connection stays open.
     """
 
     def __init__(
@@ -386,15 +426,22 @@ class FakePandaServer:
         *,
         tls: tuple[Path, Path] | None = None,
         range_reply_shape: str = "list",
-        apis: tuple[str, ...] = ("v1", "legacy"),
+        apis: tuple[str, ...] = ("v1",),
+        range_update_bug: bool = True,
+        client_ca: Path | None = None,
+        keepalive_s: float = 5.0,
     ) -> None:
         self._port = port
         self._tls = tls
+        self._client_ca = client_ca
+        self.keepalive_s = keepalive_s
+        self._accepted = 0
         self.range_reply_shape = range_reply_shape
         self.apis = apis
+        self.range_update_bug = range_update_bug
         self._lock = threading.RLock()
         self._state = _State()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._down_until = 0.0
         self.calls: list[RecordedCall] = []
@@ -415,6 +462,12 @@ class FakePandaServer:
         scheme = "https" if self._tls else "http"
         return f"{scheme}://127.0.0.1:{self._port}"
 
+    @property
+    def connections(self) -> int:
+        """How many TCP connections it has accepted (a keep-alive client needs one for many calls)."""
+        with self._lock:
+            return self._accepted
+
     def start(self) -> FakePandaServer:
         """Start serving in a background thread."""
         server = _Server(("127.0.0.1", self._port), _Handler)
@@ -422,7 +475,10 @@ class FakePandaServer:
         if self._tls is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(str(self._tls[0]), str(self._tls[1]))
-            server.socket = context.wrap_socket(server.socket, server_side=True)
+            if self._client_ca is not None:
+                context.load_verify_locations(cafile=str(self._client_ca))
+                context.verify_mode = ssl.CERT_REQUIRED
+            server.tls = context
         self._port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(
@@ -503,6 +559,12 @@ class FakePandaServer:
         timer.daemon = True
         timer.start()
 
+    def drop_connections(self) -> None:
+        """Close every open connection now, as a server closes idle keep-alive ones; keep listening."""
+        server = self._server
+        if server is not None:
+            server.drop_connections()
+
     def _come_back(self) -> None:
         for _ in range(100):
             try:
@@ -581,9 +643,15 @@ class FakePandaServer:
             api, (call, expected_method) = "v1", V1_ROUTES[path]
         elif path in LEGACY_ROUTES and "legacy" in self.apis:
             api, call, expected_method = "legacy", LEGACY_ROUTES[path], "POST"
+        elif path in LEGACY_ROUTES:
+            # a current server: the legacy methods are not among its allowed ones (pandaserver/server)
+            self._record(RecordedCall("legacy", LEGACY_ROUTES[path], handler.command, path, {}, headers, 403))
+            method = path.rsplit("/", 1)[-1]
+            handler.reply(403, f"method {method} is forbidden".encode(), "text/plain")
+            return
         else:
             self._record(RecordedCall("unknown", "", handler.command, path, {}, headers, 404))
-            if path not in V1_ROUTES and path not in LEGACY_ROUTES:
+            if path not in V1_ROUTES:
                 self._violation(f"unknown path {path}")
             handler.reply(404, b"not found", "text/plain")
             return
@@ -616,6 +684,11 @@ class FakePandaServer:
                 return
         self._check_params(api, call, params)
         reply = self._dispatch(api, call, params)
+        if self.range_update_bug and api == "v1" and call == "update_event_ranges":
+            # applied above; building the reply fails: {"Returns", [...], ...} is not hashable
+            recorded.status = 500
+            handler.reply(500, b"Internal Server Error: TypeError: unhashable type: 'list'", "text/plain")
+            return
         wants_json = "application/json" in headers.get("Accept", "")
         if api == "legacy" and not wants_json:
             self._violation(f"{call}: legacy request without 'Accept: application/json'")
@@ -667,7 +740,9 @@ class FakePandaServer:
                 self._violation(f"{call}: {name} must be an integer, got {value!r}")
             elif name in _V1_NUMBERS and (isinstance(value, bool) or not isinstance(value, int | float)):
                 self._violation(f"{call}: {name} must be a number, got {value!r}")
-            elif name not in _V1_INTS | _V1_NUMBERS and not isinstance(value, str):
+            elif name in _V1_FLOATS and not isinstance(value, float):
+                self._violation(f"{call}: {name} must be a float, got {value!r}")
+            elif name not in _V1_INTS | _V1_NUMBERS | _V1_FLOATS and not isinstance(value, str):
                 self._violation(f"{call}: {name} must be a string, got {value!r}")
 
     def _dispatch(self, api: str, call: str, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -719,6 +794,11 @@ class FakePandaServer:
             panda_id = -1
         state = str(fields.get("jobStatus", ""))
         with self._lock:
+            if panda_id in self._state.abandoned:
+                self._violation(
+                    f"update_job: job {panda_id}: {state} after the server sent "
+                    f"'{self._state.abandoned[panda_id]}'"
+                )
             if panda_id not in self._state.handed:
                 self._violation(f"update_job: job {panda_id} was never handed out")
             if state not in VALID_JOB_STATES:
@@ -733,11 +813,26 @@ class FakePandaServer:
             report = fields.get("xml")
             if report:
                 self._check_report(panda_id, report)
-            if state in FINAL_STATES:
-                self._state.final[panda_id] = state
+            if "metaData" in fields:
+                self._check_meta_data(panda_id, fields["metaData"])
             self.job_updates.append(JobStatusUpdate(panda_id, state, fields))
             command = self._state.commands.pop(panda_id, "NULL")
+            if command in ABANDON_COMMANDS:
+                # updateJobStatus answers so without applying the update (pandaserver/taskbuffer)
+                self._state.abandoned.setdefault(panda_id, command)
+            elif state in FINAL_STATES:
+                self._state.final[panda_id] = state
         return self._envelope(v1, {"StatusCode": 0, "command": command})
+
+    def _check_meta_data(self, panda_id: int, text: object) -> None:
+        """``metaData`` is the job report, JSON text, as Pilot 3 sends it (the monitor parses it)."""
+        try:
+            document = json.loads(str(text))
+        except json.JSONDecodeError:
+            self._violation(f"update_job: job {panda_id}: meta_data is not JSON")
+            return
+        if not isinstance(document, dict):
+            self._violation(f"update_job: job {panda_id}: meta_data is not a JSON object (a job report)")
 
     def _check_report(self, panda_id: int, report: object) -> None:
         try:
@@ -789,18 +884,22 @@ class FakePandaServer:
         returns: list[bool] = []
         commands: dict[str, str] = {}
         with self._lock:
+            abandoned = dict(self._state.abandoned)  # as it was before this call
             for update in updates:
-                ok = self._range_update(update)
+                ok = self._range_update(update, abandoned)
                 returns.append(ok)
-                if ok:
+                # with the bug the reply is lost: a command stays for the next update_job reply
+                if ok and not (v1 and self.range_update_bug):
                     panda_id = self._state.served[update["eventRangeID"]]
                     if panda_id in self._state.commands:
-                        commands[str(panda_id)] = self._state.commands.pop(panda_id)
+                        command = commands[str(panda_id)] = self._state.commands.pop(panda_id)
+                        if command in ABANDON_COMMANDS:
+                            self._state.abandoned.setdefault(panda_id, command)
         if v1:
             return self._envelope(v1, {"Returns": returns, "Commands": commands})
         return {"StatusCode": 0, "Returns": returns, "Command": commands}
 
-    def _range_update(self, update: object) -> bool:
+    def _range_update(self, update: object, abandoned: Mapping[int, str]) -> bool:
         if not isinstance(update, dict) or "eventRangeID" not in update or "eventStatus" not in update:
             self._violation(f"update_event_ranges: entry {update!r} lacks eventRangeID/eventStatus")
             return False
@@ -812,6 +911,11 @@ class FakePandaServer:
             self._violation(f"update_event_ranges: {range_id} was never served")
             return False
         panda_id = self._state.served[range_id]
+        if panda_id in abandoned:
+            self._violation(
+                f"update_event_ranges: {range_id} reported after the server sent "
+                f"'{abandoned[panda_id]}' for job {panda_id}"
+            )
         if panda_id in self._state.final:
             self._violation(f"update_event_ranges: {range_id} reported after job {panda_id}'s final update")
         self.range_updates.append(RangeStatusUpdate(range_id, status, panda_id, dict(update)))
@@ -851,6 +955,12 @@ def _attribute_names(v1: bool, params: Mapping[str, Any]) -> dict[str, Any]:
         "attempt_nr": "attemptNr",
         "batch_id": "batchID",
         "site_name": "siteName",
+        "meta_data": "metaData",
+        "exe_error_code": "exeErrorCode",
+        "exe_error_diag": "exeErrorDiag",
+        "n_input_files": "nInputFiles",
+        "cpu_conversion_factor": "cpuConversionFactor",
+        "job_metrics": "jobMetrics",
     }
     names.update(dict(zip(_METRICS_V1, _METRICS_LEGACY, strict=True)))
     return {names.get(k, k): v for k, v in params.items()}
@@ -865,6 +975,44 @@ def cut_job_ranges(job: Mapping[str, Any], events_per_range: int) -> list[dict[s
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     fake: FakePandaServer
+    tls: ssl.SSLContext | None = None
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self.open: set[socket.socket] = set()
+        self.open_lock = threading.Lock()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """Accept a connection: count it, no Nagle delay, TLS (its handshake in the handler's thread)."""
+        sock, address = self.socket.accept()
+        with self.fake._lock:
+            self.fake._accepted += 1
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        with self.open_lock:
+            self.open.add(sock)
+        return sock, address
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.open_lock:
+            self.open.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        """Close the listening socket and every open (keep-alive) connection: the server is gone."""
+        super().server_close()
+        self.drop_connections()
+
+    def drop_connections(self) -> None:
+        """Close every open connection (their handler threads see the end and finish)."""
+        with self.open_lock:
+            still_open, self.open = list(self.open), set()
+        for sock in still_open:
+            with contextlib.suppress(OSError):  # closed by its client meanwhile
+                # the TCP socket's own shutdown: SSLSocket.shutdown would drop the TLS state under the
+                # handler thread that is reading from it
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Stay quiet about clients that go away (TLS refusals, timeouts)."""
@@ -872,6 +1020,13 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    protocol_version = "HTTP/1.1"  # keep-alive: every reply has a Content-Length
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.fake.keepalive_s)  # an idle keep-alive connection ends
+        if isinstance(self.connection, ssl.SSLSocket):
+            self.connection.do_handshake()
 
     def do_GET(self) -> None:
         self.server.fake.handle(self)
@@ -903,8 +1058,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events-per-range", type=int, default=10)
     parser.add_argument("--range-reply-shape", choices=("list", "dict"), default="list")
     parser.add_argument("--record", type=Path, help="write calls and updates here (JSON) at the end")
+    parser.add_argument("--tls", nargs=2, type=Path, metavar=("CERT", "KEY"), help="serve HTTPS")
+    parser.add_argument("--client-ca", type=Path, help="with --tls: require a client certificate it signed")
+    parser.add_argument(
+        "--apis", default="v1", help="API generations served, comma-separated (v1, legacy); default v1"
+    )
+    parser.add_argument(
+        "--no-range-update-bug",
+        action="store_true",
+        help="update_event_ranges answers as intended (default: HTTP 500 after applying, as today's server)",
+    )
     args = parser.parse_args(argv)
-    fake = FakePandaServer(args.port, range_reply_shape=args.range_reply_shape)
+    fake = FakePandaServer(
+        args.port,
+        range_reply_shape=args.range_reply_shape,
+        apis=tuple(a.strip() for a in args.apis.split(",") if a.strip()),
+        range_update_bug=not args.no_range_update_bug,
+        tls=(args.tls[0], args.tls[1]) if args.tls else None,
+        client_ca=args.client_ca,
+    )
     for job in _iter_jobs(args.jobs) if args.jobs else ():
         es = str(job.get("eventService", "")).lower() == "true"
         fake.add_job(job, cut_job_ranges(job, args.events_per_range) if es else None)
@@ -915,6 +1087,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fake PanDA server listening on {fake.url}", flush=True)
     done.wait()
     fake.stop()
+    print(f"connections accepted: {fake.connections}", flush=True)
     if args.record:
         args.record.write_text(json.dumps(fake.record(), indent=1))
     if fake.violations:

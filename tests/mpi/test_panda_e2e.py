@@ -70,7 +70,7 @@ def check_event_service_run(fake: FakePandaServer, workdir: Path, panda_id: int,
 
 
 def test_event_service_job(run_pilot: RunPilot, mpiexec: Path, tmp_path: Path) -> None:
-    with FakePandaServer() as fake:
+    with FakePandaServer(range_update_bug=False) as fake:  # update_event_ranges as intended
         fake.add_job(demo_job(panda_id=51, n_events=200, mode="per_range", sleep_per_event=0))
         result = run_pilot(pilot_args(fake, tmp_path), ranks=RANKS)
         assert result.returncode == 0, result.stderr[-3000:]
@@ -82,7 +82,7 @@ def test_event_service_job(run_pilot: RunPilot, mpiexec: Path, tmp_path: Path) -
 
 def test_several_plain_jobs_in_one_run(run_pilot: RunPilot, mpiexec: Path, tmp_path: Path) -> None:
     script = "import os, time; time.sleep(0.3); open('out.txt', 'w').write(os.environ['HPCPILOT_SLOT'] * 7)"
-    with FakePandaServer(range_reply_shape="dict") as fake:
+    with FakePandaServer(range_reply_shape="dict", range_update_bug=False) as fake:
         for i in range(6):
             fake.add_job(
                 {
@@ -107,7 +107,7 @@ def test_several_plain_jobs_in_one_run(run_pilot: RunPilot, mpiexec: Path, tmp_p
 
 
 def test_server_errors_and_an_outage_lose_nothing(run_pilot: RunPilot, mpiexec: Path, tmp_path: Path) -> None:
-    with FakePandaServer(range_reply_shape="dict") as fake:
+    with FakePandaServer(range_reply_shape="dict", range_update_bug=False) as fake:
         fake.add_job(demo_job(panda_id=52, n_events=300, mode="per_range", sleep_per_event=0.01))
         fake.fail_next(2, 500, call="acquire_event_ranges")
         fake.fail_next(2, 500, call="update_event_ranges")
@@ -128,3 +128,54 @@ def test_server_errors_and_an_outage_lose_nothing(run_pilot: RunPilot, mpiexec: 
         assert went_down.is_set()
         assert [c.status for c in fake.calls_of("update_event_ranges")][:2] == [500, 500]
         check_event_service_run(fake, tmp_path, 52, 30)
+
+
+# --- a current PanDA server (issue 14): its update_event_ranges bug, its commands --------------------
+
+
+def test_a_current_server_gets_the_full_final_update_despite_its_range_update_500s(
+    run_pilot: RunPilot, mpiexec: Path, tmp_path: Path
+) -> None:
+    with FakePandaServer() as fake:  # v1 only; update_event_ranges answers 500 after applying
+        assert fake.range_update_bug and fake.apis == ("v1",)
+        fake.add_job(demo_job(panda_id=55, n_events=200, mode="per_range", sleep_per_event=0.005))
+        result = run_pilot(pilot_args(fake, tmp_path), ranks=RANKS)
+        assert result.returncode == 0, result.stderr[-3000:]
+        served = {f"42-55-1-{k}-1" for k in range(1, 21)}
+        assert set(fake.finished_ranges()) == served  # every range applied (some more than once)
+        assert {c.status for c in fake.calls_of("update_event_ranges")} == {500}
+        final = fake.final_update(55)
+        assert final is not None and final.state == "finished" and fake.states(55).count("finished") == 1
+        fields = final.fields
+        report = json.loads(fields["metaData"])  # the job report, as Pilot 3 sends it
+        assert report["resource"]["transform"]["processedEvents"] == 200
+        assert fields["exeErrorCode"] == 0 and fields["nInputFiles"] == 0
+        assert isinstance(fields["cpuConversionFactor"], float) and "finished=20" in fields["jobMetrics"]
+        check_output(outputs_of(fake, 55), tmp_path / "55" / DEMO_OUTPUT)
+        assert result.stderr.count("server bug") == 1  # the repeated 500 is logged once, with the reason
+        assert not list((tmp_path / "panda_outbox").glob("*.json")), "updates left unsent"
+        assert fake.violations == []
+
+
+@pytest.mark.parametrize("word", ["alreadydone", "badattemptnr"])
+def test_a_job_the_server_abandons_stops_and_is_never_reported_again(
+    run_pilot: RunPilot, mpiexec: Path, tmp_path: Path, word: str
+) -> None:
+    with FakePandaServer() as fake:
+        fake.add_job(demo_job(panda_id=56, n_events=3000, mode="per_range", sleep_per_event=0.05))
+
+        def abandon_once_running() -> None:
+            deadline = time.monotonic() + 120
+            while not fake.range_updates and time.monotonic() < deadline:
+                time.sleep(0.05)
+            fake.command(56, word)  # with the reply to the next heartbeat
+
+        watcher = threading.Thread(target=abandon_once_running, daemon=True)
+        watcher.start()
+        result = run_pilot(pilot_args(fake, tmp_path), ranks=RANKS)
+        watcher.join(timeout=10)
+        assert "Traceback" not in result.stderr, result.stderr[-3000:]
+        assert fake.final_update(56) is None  # nothing after the command: not even a final update
+        assert len(fake.finished_ranges()) < 300  # the work stopped
+        assert f"({word})" in result.stderr and "nothing more is reported for it" in result.stderr
+        assert fake.violations == []  # the fake flags any update of the job after the command

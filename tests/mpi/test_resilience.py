@@ -366,7 +366,7 @@ def test_panda_server_down_for_many_retry_cycles_loses_nothing(
     run_pilot: RunPilot, mpiexec: Path, tmp_path: Path
 ) -> None:
     outage_s = 8.0  # at least 16 retry cycles at panda.backoff_max_s=0.5
-    with FakePandaServer(range_reply_shape="dict") as fake:
+    with FakePandaServer(range_reply_shape="dict", range_update_bug=False) as fake:
         fake.add_job(demo_job(panda_id=53, n_events=300, mode="per_range", sleep_per_event=0.01))
         went_down = threading.Event()
 
@@ -393,7 +393,7 @@ def test_panda_server_down_for_many_retry_cycles_loses_nothing(
 def test_panda_kill_9_then_resume_reports_every_range_once(
     run_pilot: RunPilot, mpiexec: Path, tmp_path: Path, launcher_tmp: Path
 ) -> None:
-    with FakePandaServer(range_reply_shape="dict") as fake:
+    with FakePandaServer(range_reply_shape="dict", range_update_bug=False) as fake:
         fake.add_job(demo_job(panda_id=54, n_events=600, mode="streaming", sleep_per_event=0.01))
         args = panda_args(fake, tmp_path)
         proc = _launch(launcher_tmp, *args)

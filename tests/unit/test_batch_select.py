@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from hpcpilot.batch.base import BatchSystem
+from hpcpilot.batch.base import BatchSystem, CommandBatchSystem
 from hpcpilot.batch.local import LocalBatchSystem
 from hpcpilot.batch.lsf import LsfBatchSystem
 from hpcpilot.batch.pbs import PbsBatchSystem
@@ -33,6 +33,17 @@ def test_every_builtin_is_registered() -> None:
     for name in ("slurm", "pbs", "lsf", "local", "saga"):
         cls = load_plugin("batch_systems", name, BatchSystem)
         assert cls.name == name
+
+
+def test_only_command_driven_systems_have_command_builders() -> None:
+    """slurm, pbs and lsf are driven by commands; saga has an API and local has no queue."""
+    commands: tuple[type[BatchSystem], ...] = (SlurmBatchSystem, PbsBatchSystem, LsfBatchSystem)
+    api_or_none: tuple[type[BatchSystem], ...] = (SagaBatchSystem, LocalBatchSystem)
+    assert all(issubclass(cls, CommandBatchSystem) for cls in commands)
+    assert not any(issubclass(cls, CommandBatchSystem) for cls in api_or_none)
+    assert not any(hasattr(cls, "submit_argv") for cls in api_or_none)
+    for name in ("slurm", "pbs", "lsf", "local", "saga"):
+        assert not load_plugin("batch_systems", name, BatchSystem).__abstractmethods__
 
 
 @pytest.mark.parametrize(
@@ -189,8 +200,7 @@ def test_saga_failures_are_batch_errors(fake_saga: types.ModuleType) -> None:
         saga.discover()
     with pytest.raises(BatchSystemError, match="no submit options"):
         saga.submit(Path("/s"), Path("/w"), ["-A", "x"])
-    with pytest.raises(BatchSystemError, match="no commands"):
-        saga.submit_argv(Path("/s"), Path("/w"))
+    assert saga.describe_submit(Path("/s"), Path("/w")) == "the saga job service"
     with pytest.raises(BatchSystemError, match=r"batch\.saga_url"):
         SagaBatchSystem(Replay(), {}).poll(["1"])
     assert not SagaBatchSystem.in_allocation({"SLURM_JOB_ID": "1"})

@@ -43,6 +43,7 @@ class Scripted(Communicator):
         self.reported: list[str] = []
         self.reports: list[JobReport] = []
         self.jobs_given = False
+        self.given_at: tuple[int, int] | None = None  # (ranges reported, job reports) when it came
 
     def fetch_jobs(self, n: int) -> JobBatch:
         given, self.jobs_given = self.jobs_given, True
@@ -64,6 +65,7 @@ class Scripted(Communicator):
         due = len(self.reported) >= self.after and time.monotonic() - self.started > 0.3
         if self.command is not None and due:
             command, self.command = self.command, None
+            self.given_at = (len(self.reported), len(self.reports))
             return (command,)
         return ()
 
@@ -133,3 +135,33 @@ def test_tobekilled_kills_running_payloads(tmp_path: Path, panda_id: int | None)
         assert {r["id"] for r in failed} <= {
             i for r in journal(tmp_path) if r["ev"] == "dropped" for i in r["ids"]
         }
+
+
+@pytest.mark.parametrize("payload_s", [0.01, 60])
+def test_abandon_stops_the_job_and_reports_nothing_more(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, payload_s: float
+) -> None:
+    """``alreadydone``/``badattemptnr``: the work stops, nothing more goes out, the log says why."""
+    caplog.set_level("INFO")
+    reason = "the PanDA server has the job done already (alreadydone)"
+    after = 20 if payload_s < 1 else 0
+    command = Command(CommandKind.ABANDON, 9, "test", reason=reason)
+    coordinator, comm = run(tmp_path, command, after=after, payload_s=payload_s)
+    assert comm.given_at is not None
+    n_ranges, n_reports = comm.given_at
+    assert comm.reported[n_ranges:] == []  # no range outcome after the command, not even the killed ones
+    assert comm.reports[n_reports:] == []  # no heartbeat, no final report
+    assert len(comm.reported) < N_RANGES
+    final = [r for r in journal(tmp_path) if r["ev"] == "job"][-1]
+    assert final["state"] == "failed" and final["code"] == 1144  # the local record
+    assert f"abandoned: {reason}" in caplog.text
+    if payload_s > 1:  # the running payloads were killed: the run did not wait for them
+        failed = [r for r in journal(tmp_path) if r["ev"] == "failed"]
+        assert failed and {r["code"] for r in failed} == {1144}
+    assert not coordinator.summary()["drained_by"]  # only the job ended, not the run
+
+
+def test_abandon_for_the_whole_run_is_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    _, comm = run(tmp_path, Command(CommandKind.ABANDON, None, "test"))
+    assert comm.reports[-1].state is JobState.FINISHED and len(set(comm.reported)) == N_RANGES
+    assert "abandon names no job" in caplog.text

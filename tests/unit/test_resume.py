@@ -207,3 +207,24 @@ def test_a_job_ended_early_then_finished_by_a_resumed_run_is_done(tmp_path: Path
     state = resume_state(read_journal(path))
     assert state.done == {7, 8} and not state.open
     assert [(d.panda_id, d.state) for d in state.finals] == [(7, "finished"), (8, "failed")]
+
+
+def test_a_resumed_run_s_rate_counts_only_the_ranges_it_made_final() -> None:
+    """summary.json's ranges_per_s (what `hpcpilot status` shows of the ended run) is this run's."""
+    from hpcpilot.model.results import RangeResult as Result
+    from hpcpilot.parallel.status import format_summary
+    from hpcpilot.parallel.summary import run_summary
+
+    es = parse_job({"PandaID": 7, "taskID": 1, "eventService": "True"}, source="t")
+    books = Books(max_attempts=3, batch_size=8)
+    books.add_job(es)
+    books.restore_range(
+        7, rng(1), 0, Result(7, rng(1).range_id, RangeState.FINISHED, OutputFile("/o", 3, "a"), 1)
+    )
+    books.restore_range(7, rng(2), 2, Result(7, rng(2).range_id, RangeState.FATAL))
+    books.restore_range(7, rng(3), 0)
+    books.ranges_finished += 1  # this run finishes rng(3) (as `Books.record` counts it)
+    summary = run_summary(books, workdir="w", wall_s=2.0, bad_jobs=[], drained_by=None, error=None)
+    assert summary["ranges"]["finished"] == 2 and summary["ranges"]["fatal"] == 1
+    assert summary["ranges_per_s"] == 1 / 2.0  # not (2 + 1) / 2: two were final in the run before
+    assert "rate           : 0.50 ranges/s" in format_summary(summary)

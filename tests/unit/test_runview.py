@@ -66,8 +66,9 @@ def test_counts_without_the_new_record_kinds() -> None:
     assert view.workers[1].host == "" and view.run is None
     table = view.failure_table()
     assert [(f.code, f.count, f.example) for f in table] == [(1305, 2, "exit 4"), (1150, 1, "looping")]
-    # the 4 finished ranges are spread over the record's span (at 2.5, 3, 3.5, 4 s): 3 in 1.5 s
-    assert view.rate() == 2.0
+    # the 4 finished ranges are spread over the record's span (at 2.5, 3, 3.5, 4 s), one range is
+    # fatal at 3 s: 5 ranges final since the journal's first record (0 s), in 4 s
+    assert view.rate() == 1.25
     assert view.eta_s() == (10 - 5) / view.rate()
 
 
@@ -86,6 +87,32 @@ def test_new_record_kinds_give_hosts_run_and_end() -> None:
     ended = run_view([*recs, {"t": T0 + 6, "ev": "end", "drained_by": "SIGTERM"}])
     assert liveness(ended, T0 + 5000, "login1", pid_alive=False).state == "ended"
     assert ended.drained_by == "SIGTERM" and ended.eta_s() is None
+
+
+def test_an_ended_run_has_the_rate_of_the_whole_run() -> None:
+    """Every range finished in one journal record (t == t_end): the rate was 0.00 ranges/s."""
+    ids = [f"1-5-1-{i}-1" for i in range(1, 11)]
+    recs: list[dict[str, Any]] = [
+        {"t": T0, "ev": "run", "host": "h", "pid": 1, "ranks": 1, "resume": False},
+        {"t": T0 + 1, "t_end": T0 + 1, "ev": "assigned", "job": 5, "rank": 0, "ids": ids},
+        {"t": T0 + 4, "t_end": T0 + 4, "ev": "finished", "job": 5, "rank": 0, "ids": ids[1:]},
+        {"t": T0 + 4, "ev": "fatal", "job": 5, "id": ids[0], "code": 1305},
+        {"t": T0 + 5, "ev": "end", "drained_by": None},
+    ]
+    view = run_view(recs)
+    assert view.ended and view.rate() == 10 / 5  # 10 ranges final over the run's 5 s, as the summary
+    going = run_view(recs[:-1])
+    assert going.rate() == 10 / 4  # no end yet: up to the journal's last record
+    # a resumed run: only what this run made final, over this run's time
+    resumed = run_view(
+        [
+            *recs,
+            {"t": T0 + 100, "ev": "run", "host": "h", "pid": 2, "ranks": 1, "resume": True},
+            {"t": T0 + 102, "t_end": T0 + 102, "ev": "finished", "job": 5, "rank": 0, "ids": ids[1:]},
+            {"t": T0 + 104, "ev": "end", "drained_by": None},
+        ]
+    )
+    assert resumed.rate() == 0.0 and resumed.end_t == T0 + 104
 
 
 def test_old_journal_with_a_later_summary_has_ended() -> None:
