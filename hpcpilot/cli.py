@@ -9,6 +9,7 @@ Commands:
     hpcpilot demo     [--workdir D] [--events N] [--mode streaming|per_range] [--setup-only] ...
     hpcpilot config show  [same options as run]
     hpcpilot config check FILE...
+    hpcpilot config schema
     hpcpilot plugins
     hpcpilot status   WORKDIR [--monitor-file F]
     hpcpilot report   WORKDIR [--monitor-file F] [--plot FILE.png]
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     _settings_options(show)
     check = config_sub.add_parser("check", help="validate site configuration files")
     check.add_argument("files", nargs="+", type=Path)
+    config_sub.add_parser("schema", help="print the JSON Schema of the settings (for editors)")
 
     launch = sub.add_parser(
         "launch",
@@ -250,6 +252,13 @@ def _cmd_config(args: argparse.Namespace) -> int:
             print(f"hpcpilot: configuration error: {exc}", file=sys.stderr)
             return ExitCode.CONFIG
         sys.stdout.write(format_config(loaded))
+        return ExitCode.OK
+    if args.config_command == "schema":
+        import json
+
+        from hpcpilot.config.jsonschema import settings_json_schema
+
+        print(json.dumps(settings_json_schema(), indent=2))
         return ExitCode.OK
     from hpcpilot.comm.harvester_files import mapping_warnings
     from hpcpilot.plugins import unknown_plugin_names

@@ -28,8 +28,9 @@ DEADLINE_S = 120.0
 
 
 @pytest.fixture
-def saga() -> Iterator[SagaBatchSystem]:
+def saga(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SagaBatchSystem]:
     need(importlib.util.find_spec("radical.saga") is not None, "radical.saga (the dev extra)")
+    monkeypatch.chdir(tmp_path)  # radical.utils writes its log files into the current directory
     system = make_batch_system(BatchSettings(system="saga", saga_url="fork://localhost"), {}, Replay())
     assert isinstance(system, SagaBatchSystem)
     yield system
