@@ -29,8 +29,9 @@ DEADLINE_S = 120.0
 
 @pytest.fixture
 def saga(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SagaBatchSystem]:
+    monkeypatch.setenv("RADICAL_LOG_TGT", "null")  # radical.utils logs into files in the current directory
+    monkeypatch.chdir(tmp_path)
     need(importlib.util.find_spec("radical.saga") is not None, "radical.saga (the dev extra)")
-    monkeypatch.chdir(tmp_path)  # radical.utils writes its log files into the current directory
     system = make_batch_system(BatchSettings(system="saga", saga_url="fork://localhost"), {}, Replay())
     assert isinstance(system, SagaBatchSystem)
     yield system
