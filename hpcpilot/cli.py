@@ -12,6 +12,7 @@ Commands (with no command, ``hpcpilot [OPTIONS]`` is ``hpcpilot run [OPTIONS]``:
     hpcpilot config show  [same options as run]
     hpcpilot config check FILE...
     hpcpilot config sites
+    hpcpilot config schema
     hpcpilot plugins
     hpcpilot status   WORKDIR [--monitor-file F] [--json] | --json-schema
     hpcpilot report   WORKDIR [--monitor-file F] [--plot FILE.png] [--json] | --json-schema
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub.add_parser(
         "sites", help="list the site files found on the search path, where each came from, which wins"
     )
+    config_sub.add_parser("schema", help="print the JSON Schema of the settings (for editors)")
 
     launch = sub.add_parser(
         "launch",
@@ -301,6 +303,13 @@ def _cmd_config(args: argparse.Namespace) -> int:
             print(f"hpcpilot: configuration error: {exc}", file=sys.stderr)
             return ExitCode.CONFIG
         sys.stdout.write(format_config(loaded))
+        return ExitCode.OK
+    if args.config_command == "schema":
+        import json
+
+        from hpcpilot.config.jsonschema import settings_json_schema
+
+        print(json.dumps(settings_json_schema(), indent=2))
         return ExitCode.OK
     from hpcpilot.comm.harvester_files import mapping_warnings
     from hpcpilot.plugins import unknown_plugin_names

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import TypeVar
 
-from hpcpilot.config.schema import Settings, split_list
+from hpcpilot.config.schema import Settings
 from hpcpilot.model.errors import PluginError
 
 T = TypeVar("T")
@@ -174,10 +174,10 @@ def unknown_plugin_names(settings: Settings) -> list[str]:
         ("launch.launcher", "launchers", (settings.launch.launcher,)),
         ("payload.plain", "payloads", (settings.payload.plain,)),
         ("eventservice.mode", "payloads", (settings.eventservice.mode,)),
-        ("environment.chain", "environments", split_list(settings.environment.chain)),
-        ("data.stagein_tools", "copytools", split_list(settings.data.stagein_tools)),
-        ("data.stageout_tools", "copytools", split_list(settings.data.stageout_tools)),
-        ("data.log_tools", "copytools", split_list(settings.data.log_tools)),
+        ("environment.chain", "environments", settings.environment.chain),
+        ("data.stagein_tools", "copytools", settings.data.stagein_tools),
+        ("data.stageout_tools", "copytools", settings.data.stageout_tools),
+        ("data.log_tools", "copytools", settings.data.log_tools),
     ]
     problems = []
     for key, family, names in wanted:

@@ -122,7 +122,7 @@ def mapping_warnings(settings: Settings) -> list[str]:
     matters for ranges (``harvester.request_threshold``, ``request_ranges``, ``pack_ranges``) is set.
     """
     cfg, usual = settings.harvester, HarvesterSettings()
-    if cfg.mapping_type != MappingType.MANY_TO_ONE:
+    if cfg.mapping_type != MappingType.MANY_TO_ONE.value:
         return []
     why = [f"harvester.{k}" for k in _RANGE_SETTINGS if getattr(cfg, k) != getattr(usual, k)]
     if settings.eventservice.mode != EventServiceSettings().mode:

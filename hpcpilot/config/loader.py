@@ -32,21 +32,23 @@ from pathlib import Path
 
 import yaml
 
-from hpcpilot.config.schema import Settings
-from hpcpilot.model.bounds import RANGE_EVENTS
+from hpcpilot.config.schema import Bounds, Settings, split_list
 from hpcpilot.model.errors import ConfigError
 
 __all__ = [
+    "FieldRule",
     "LoadedConfig",
     "SiteDir",
     "SiteFile",
     "available_sites",
     "check_config_file",
+    "field_rule",
     "find_sites",
     "format_config",
     "format_sites",
     "load_config",
     "packaged_site_dir",
+    "settings_rules",
     "settings_to_dict",
     "site_config_dirs",
     "site_search_path",
@@ -74,7 +76,7 @@ ENV_ALIASES: Mapping[str, str] = {
 """Environment variables that set one key under a name of their own (the batch-script templates
 read ``HPCPILOT_HARVESTER_CONFIG`` too); empty means unset."""
 
-_SUPPORTED_TYPES: tuple[type, ...] = (str, int, float, bool)
+_SCALARS: tuple[type, ...] = (str, int, float, bool)
 _TRUE_WORDS = frozenset({"true", "yes", "1", "on"})
 _FALSE_WORDS = frozenset({"false", "no", "0", "off"})
 _TYPE_WORDS: Mapping[type, str] = {
@@ -82,60 +84,53 @@ _TYPE_WORDS: Mapping[type, str] = {
     int: "an integer",
     float: "a number",
     str: "a string",
+    tuple: "a list of strings",
 }
+_NO_BOUNDS = Bounds()
+"""A number whose field has no `Bounds` must not be negative."""
 
 
 @dataclass(frozen=True)
-class _Rule:
-    """An extra check on one key beyond its type.
+class FieldRule:
+    """What a setting accepts, read from its field's type in `hpcpilot.config.schema`.
 
     Attributes
     ----------
-    minimum
-        Smallest allowed value of a numeric field.
-    maximum
-        Largest allowed value of a numeric field (None: no limit).
+    kind
+        ``str``, ``int``, ``float``, ``bool``, or ``tuple`` for a list of strings.
     choices
-        Allowed values of a string field, matched case-insensitively and normalised to the
-        spelling given here.
+        The allowed words of a ``Literal`` field (matched case-insensitively, normalised to the
+        spelling given there); empty: any string.
+    bounds
+        The allowed interval of a number.
     """
 
-    minimum: float = 0
-    maximum: float | None = None
+    kind: type
     choices: tuple[str, ...] = ()
+    bounds: Bounds = _NO_BOUNDS
 
 
-_DEFAULT_RULE = _Rule()
-"""Applies to every key not in `_RULES`: numbers must not be negative."""
+def field_rule(hint: object, dotted: str) -> FieldRule:
+    """The rule of a settings field whose type (with ``Annotated`` extras) is ``hint``.
 
-_RULES: Mapping[str, _Rule] = {
-    "local.events_per_range": _Rule(minimum=1, maximum=RANGE_EVENTS.maximum),
-    "eventservice.max_attempts": _Rule(minimum=1),
-    "eventservice.prefetch_per_slot": _Rule(minimum=1),
-    "parallel.batch_size": _Rule(minimum=1),
-    "parallel.fault_tolerance": _Rule(choices=("auto", "on", "off")),
-    "run.log_level": _Rule(choices=("DEBUG", "INFO", "WARNING", "ERROR")),
-    "run.status_mode": _Rule(choices=("auto", "redraw", "lines")),
-    "eventservice.exhausted_status": _Rule(choices=("failed", "fatal")),
-    "harvester.job_spec_format": _Rule(choices=("json", "cgi")),
-    "harvester.mapping_type": _Rule(choices=("auto", "OneToOne", "OneToMany", "ManyToOne")),
-    "harvester.poll_s": _Rule(minimum=0.01),
-    "panda.api": _Rule(choices=("v1", "legacy")),
-    "panda.retries": _Rule(minimum=1),
-    "panda.timeout_s": _Rule(minimum=0.1),
-    "panda.outbox_max": _Rule(minimum=1),
-    "batch.query_timeout_s": _Rule(minimum=0.1),
-    "launch.ranks_per": _Rule(choices=("node", "gpu", "core")),
-    "node.gpus": _Rule(minimum=-1),
-    "node.gpu_vendor": _Rule(choices=("nvidia", "amd", "intel")),
-    "data.async_workers": _Rule(minimum=1),
-    "data.timeout_s": _Rule(minimum=0.1),
-    "monitor.period_s": _Rule(minimum=0.01),
-    "monitor.write_interval_s": _Rule(minimum=0.01),
-    "disk.retry_s": _Rule(minimum=0.01),
-    "act.events_per_range": _Rule(minimum=1, maximum=RANGE_EVENTS.maximum),
-    "act.heartbeat_s": _Rule(minimum=0.01),
-}
+    Raises
+    ------
+    TypeError
+        The type is not one the loader reads (a programming error in the schema, named by ``dotted``).
+    """
+    bounds = _NO_BOUNDS
+    if typing.get_origin(hint) is typing.Annotated:
+        hint, *extras = typing.get_args(hint)
+        bounds = next((extra for extra in extras if isinstance(extra, Bounds)), _NO_BOUNDS)
+    if typing.get_origin(hint) is typing.Literal:
+        choices = typing.get_args(hint)
+        if all(isinstance(choice, str) for choice in choices):
+            return FieldRule(str, choices=tuple(choices))
+    elif typing.get_origin(hint) is tuple and typing.get_args(hint) == (str, ...):
+        return FieldRule(tuple)
+    elif hint in _SCALARS and isinstance(hint, type):
+        return FieldRule(hint, bounds=bounds)
+    raise TypeError(f"unsupported settings type {hint!r} for {dotted}")
 
 
 @dataclass(frozen=True)
@@ -163,21 +158,30 @@ _Layer = dict[str, tuple[object, str]]
 
 
 @functools.cache
-def _schema() -> dict[str, tuple[type, dict[str, type]]]:
-    """Return ``section -> (section class, key -> field type)``, in schema order."""
+def _schema() -> dict[str, tuple[type, dict[str, FieldRule]]]:
+    """Return ``section -> (section class, key -> rule)``, in schema order."""
     section_types = typing.get_type_hints(Settings)
-    schema: dict[str, tuple[type, dict[str, type]]] = {}
+    schema: dict[str, tuple[type, dict[str, FieldRule]]] = {}
     for section in dataclasses.fields(Settings):
         cls = section_types[section.name]
-        hints = typing.get_type_hints(cls)
-        keys: dict[str, type] = {}
-        for item in dataclasses.fields(cls):
-            kind = hints[item.name]
-            if kind not in _SUPPORTED_TYPES:
-                raise TypeError(f"unsupported settings type {kind!r} for {section.name}.{item.name}")
-            keys[item.name] = kind
+        hints = typing.get_type_hints(cls, include_extras=True)
+        keys = {
+            item.name: field_rule(hints[item.name], f"{section.name}.{item.name}")
+            for item in dataclasses.fields(cls)
+        }
         schema[section.name] = (cls, keys)
     return schema
+
+
+def settings_rules() -> dict[str, tuple[type, dict[str, FieldRule]]]:
+    """Every section's class and its keys' rules, in schema order (``hpcpilot config schema``).
+
+    Returns
+    -------
+    dict[str, tuple[type, dict[str, FieldRule]]]
+        ``section -> (section class, key -> rule)``.
+    """
+    return dict(_schema())
 
 
 def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
@@ -186,8 +190,8 @@ def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
     return f" (did you mean '{matches[0]}'?)" if matches else ""
 
 
-def _section_keys(section: str, source: str) -> dict[str, type]:
-    """Return ``key -> field type`` of a section, or raise naming the source and the section."""
+def _section_keys(section: str, source: str) -> dict[str, FieldRule]:
+    """Return ``key -> rule`` of a section, or raise naming the source and the section."""
     schema = _schema()
     if section not in schema:
         hint = _did_you_mean(section, schema)
@@ -195,8 +199,8 @@ def _section_keys(section: str, source: str) -> dict[str, type]:
     return schema[section][1]
 
 
-def _key_type(section: str, key: str, source: str) -> type:
-    """Return the field type of ``section.key``, or raise naming the source and the unknown name."""
+def _key_rule(section: str, key: str, source: str) -> FieldRule:
+    """Return the rule of ``section.key``, or raise naming the source and the unknown name."""
     keys = _section_keys(section, source)
     if key not in keys:
         hint = _did_you_mean(key, keys)
@@ -214,8 +218,21 @@ def _describe(value: object) -> str:
     return f"{kind} {value!r}"
 
 
+def _list_item(item: object) -> str:
+    """One item of a list setting: a non-empty string without a comma."""
+    if not isinstance(item, str) or not item.strip():
+        raise ValueError(f"expected a list of non-empty strings, got an item {_describe(item)}")
+    if "," in item:
+        raise ValueError(f"a list item holds no comma, got {item!r} (write the items as a YAML list)")
+    return item.strip()
+
+
 def _from_native(value: object, kind: type) -> object:
     """Check a YAML value against ``kind``; raise ValueError with the reason."""
+    if kind is tuple and isinstance(value, list | tuple):
+        return tuple(_list_item(item) for item in value)
+    if kind is tuple and isinstance(value, str):
+        return split_list(value)  # the comma-separated form stays valid in files too
     if kind is bool and isinstance(value, bool):
         return value
     if kind is int and isinstance(value, int) and not isinstance(value, bool):
@@ -231,6 +248,8 @@ def _from_text(raw: str, kind: type) -> object:
     """Parse an environment or command-line string as ``kind``; raise ValueError with the reason."""
     if kind is str:
         return raw
+    if kind is tuple:
+        return split_list(raw)
     if kind is bool:
         word = raw.strip().lower()
         if word in _TRUE_WORDS:
@@ -244,16 +263,15 @@ def _from_text(raw: str, kind: type) -> object:
         raise ValueError(f"expected {_TYPE_WORDS[kind]}, got {raw!r}") from None
 
 
-def _apply_rule(dotted: str, value: object) -> object:
-    """Apply the extra rule of ``dotted`` to a typed value; raise ValueError with the reason."""
-    rule = _RULES.get(dotted, _DEFAULT_RULE)
+def _apply_rule(rule: FieldRule, value: object) -> object:
+    """Apply the bounds or choices of ``rule`` to a typed value; raise ValueError with the reason."""
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"must be a finite number, got {value!r}")
     if isinstance(value, int | float) and not isinstance(value, bool):
-        if value < rule.minimum:
-            raise ValueError(f"must be >= {rule.minimum:g}, got {value!r}")
-        if rule.maximum is not None and value > rule.maximum:
-            raise ValueError(f"must be <= {rule.maximum}, got {value!r}")
+        if value < rule.bounds.minimum:
+            raise ValueError(f"must be >= {rule.bounds.minimum:g}, got {value!r}")
+        if rule.bounds.maximum is not None and value > rule.bounds.maximum:
+            raise ValueError(f"must be <= {rule.bounds.maximum}, got {value!r}")
     if isinstance(value, str) and rule.choices:
         for choice in rule.choices:
             if value.lower() == choice.lower():
@@ -264,12 +282,12 @@ def _apply_rule(dotted: str, value: object) -> object:
 
 def _validate(section: str, key: str, value: object, source: str, *, text: bool) -> object:
     """Return the typed, checked value of ``section.key`` or raise a ConfigError naming both."""
-    kind = _key_type(section, key, source)
+    rule = _key_rule(section, key, source)
     dotted = f"{section}.{key}"
     try:
         if text and isinstance(value, str):
-            return _apply_rule(dotted, _from_text(value, kind))
-        return _apply_rule(dotted, _from_native(value, kind))
+            return _apply_rule(rule, _from_text(value, rule.kind))
+        return _apply_rule(rule, _from_native(value, rule.kind))
     except ValueError as err:
         raise ConfigError(f"{source}: invalid value for '{dotted}': {err}") from None
 
@@ -687,6 +705,8 @@ def _format_value(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return value if value else "''"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(str(item) for item in value) + "]"
     return repr(value)
 
 

@@ -3,19 +3,59 @@
 Every field here can be set in a site file (``site_configs/<site>.yaml``), the user file
 (``$HPCPILOT_CONFIG``), the environment (``HPCPILOT_<SECTION>__<KEY>``) or on the command line
 (``--set section.key=value``). ``docs/configuration.md`` lists them all.
+
+A field's type is its whole rule, read by the loader (`hpcpilot.config.loader`) and by ``hpcpilot
+config schema``: ``Literal[...]`` lists the allowed words (matched case-insensitively), ``Annotated[...,
+Bounds(...)]`` bounds a number (a number without bounds must not be negative), and ``tuple[str, ...]``
+is a list (a YAML list in a file, comma-separated in the environment and on the command line).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from hpcpilot.model.bounds import RANGE_EVENTS
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The allowed interval of a numeric setting, as ``Annotated`` metadata on its field.
+
+    Attributes
+    ----------
+    minimum
+        Smallest allowed value.
+    maximum
+        Largest allowed value (None: no limit).
+    """
+
+    minimum: float = 0
+    maximum: float | None = None
 
 
 def split_list(text: str) -> tuple[str, ...]:
-    """A comma-separated setting (``environment.chain``, ``data.stagein_tools`` ...) as its items.
+    """A comma-separated list setting, as given in the environment or with ``--set``, as its items.
 
     Items are stripped; empty ones are dropped (``" cp , symlink,"`` -> ``("cp", "symlink")``).
     """
     return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+Names = tuple[str, ...]
+"""A list setting: plugin names, module names, bind mounts ... in order."""
+
+AtLeastOne = Annotated[int, Bounds(minimum=1)]
+"""A count that must be at least one."""
+
+Rate = Annotated[float, Bounds(minimum=0.01)]
+"""A period in seconds that must not spin: at least 10 ms."""
+
+Timeout = Annotated[float, Bounds(minimum=0.1)]
+"""A timeout in seconds: at least 100 ms."""
+
+EventsPerRange = Annotated[int, Bounds(minimum=1, maximum=RANGE_EVENTS.maximum)]
+"""Events in one range the pilot cuts: as many as PanDA's range ids can number."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +85,8 @@ class RunSettings:
     communicator: str = "local"
     max_jobs: int = 0
     status_interval_s: float = 1.0
-    status_mode: str = "auto"
-    log_level: str = "INFO"
+    status_mode: Literal["auto", "redraw", "lines"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
 @dataclass(frozen=True)
@@ -65,7 +105,7 @@ class LocalSettings:
 
     jobs_file: str = "HPCJobs.json"
     ranges_file: str = "JobsEventRanges.json"
-    events_per_range: int = 10
+    events_per_range: EventsPerRange = 10
 
 
 @dataclass(frozen=True)
@@ -108,13 +148,13 @@ class HarvesterSettings:
     """
 
     config_file: str = ""
-    job_spec_format: str = "json"
-    mapping_type: str = "auto"
+    job_spec_format: Literal["json", "cgi"] = "json"
+    mapping_type: Literal["auto", "OneToOne", "OneToMany", "ManyToOne"] = "auto"
     request_jobs: bool = False
     job_wait_s: float = 600.0
     request_threshold: int = 0
     request_ranges: int = 0
-    poll_s: float = 1.0
+    poll_s: Rate = 1.0
     report_interval_s: float = 5.0
     heartbeat_s: float = 60.0
     pack_ranges: bool = False
@@ -173,7 +213,7 @@ class PandaSettings:
     """
 
     url: str = ""
-    api: str = "v1"
+    api: Literal["v1", "legacy"] = "v1"
     site_name: str = ""
     computing_element: str = ""
     prod_source_label: str = "managed"
@@ -185,12 +225,12 @@ class PandaSettings:
     origin: str = ""
     allow_insecure_token: bool = False
     ca_path: str = ""
-    timeout_s: float = 60.0
-    retries: int = 3
+    timeout_s: Timeout = 60.0
+    retries: AtLeastOne = 3
     backoff_s: float = 2.0
     backoff_max_s: float = 300.0
     heartbeat_s: float = 1800.0
-    outbox_max: int = 100000
+    outbox_max: AtLeastOne = 100000
     gzip: bool = True
     request_threshold: int = 0
     request_ranges: int = 0
@@ -221,10 +261,10 @@ class EventServiceSettings:
     """
 
     mode: str = "auto"
-    max_attempts: int = 3
-    prefetch_per_slot: int = 2
+    max_attempts: AtLeastOne = 3
+    prefetch_per_slot: AtLeastOne = 2
     merger: str = "auto"
-    exhausted_status: str = "failed"
+    exhausted_status: Literal["failed", "fatal"] = "failed"
 
 
 @dataclass(frozen=True)
@@ -248,9 +288,9 @@ class NodeSettings:
     """
 
     cores: int = 0
-    gpus: int = -1
+    gpus: Annotated[int, Bounds(minimum=-1)] = -1
     gpus_per_slot: int = 0
-    gpu_vendor: str = "nvidia"
+    gpu_vendor: Literal["nvidia", "amd", "intel"] = "nvidia"
     bind_cpus: bool = False
 
 
@@ -281,14 +321,14 @@ class ParallelSettings:
         ``--with-ft ulfm``), ``on`` tries even when that is not detected, ``off`` lets MPI end the job.
     """
 
-    batch_size: int = 64
+    batch_size: AtLeastOne = 64
     report_interval_s: float = 0.5
     spin_s: float = 0.0002
     max_sleep_s: float = 0.02
     idle_hot_s: float = 0.1
     yield_s: float = 0.0
     journal_flush_s: float = 1.0
-    fault_tolerance: str = "auto"
+    fault_tolerance: Literal["auto", "on", "off"] = "auto"
 
 
 @dataclass(frozen=True)
@@ -355,7 +395,7 @@ class BatchSettings:
     template: str = ""
     submit_options: str = ""
     saga_url: str = ""
-    query_timeout_s: float = 60.0
+    query_timeout_s: Timeout = 60.0
 
 
 @dataclass(frozen=True)
@@ -376,7 +416,7 @@ class LaunchSettings:
     """
 
     launcher: str = "auto"
-    ranks_per: str = "node"
+    ranks_per: Literal["node", "gpu", "core"] = "node"
     options: str = ""
     python: str = ""
 
@@ -388,13 +428,13 @@ class EnvironmentSettings:
     Attributes
     ----------
     chain
-        ``hpcpilot.environments`` plugins, comma-separated, outermost first: ``modules,apptainer``
+        ``hpcpilot.environments`` plugins, a list, outermost first: ``[modules, apptainer]``
         loads the modules and runs the container runtime inside them. ``plain``: the pilot's own
         environment.
     modules_use
-        Module directories added to ``MODULEPATH`` (``module use``), comma-separated.
+        Module directories added to ``MODULEPATH`` (``module use``), a list.
     modules_load
-        Modules loaded for every payload (``module load``), comma-separated, in order; a name may
+        Modules loaded for every payload (``module load``), a list, in order; a name may
         hold the job's ``{swRelease}``, ``{cmtConfig}`` or ``{homepackage}`` (``atlas/{swRelease}``).
     modules_purge
         ``module purge`` before loading.
@@ -406,7 +446,7 @@ class EnvironmentSettings:
     job_image
         Whether a job's ``container_name`` chooses its image.
     binds
-        Extra bind mounts ``SRC[:DST[:OPTS]]``, comma-separated (the work directory and node scratch
+        Extra bind mounts ``SRC[:DST[:OPTS]]``, a list (the work directory and node scratch
         are always bound).
     cleanenv
         Start containers with a clean environment (only the payload's own variables go in).
@@ -418,14 +458,14 @@ class EnvironmentSettings:
         Extra options of the container runtime, split like a shell.
     """
 
-    chain: str = "plain"
-    modules_use: str = ""
-    modules_load: str = ""
+    chain: Names = ("plain",)
+    modules_use: Names = ()
+    modules_load: Names = ()
     modules_purge: bool = False
     module_cmd: str = ""
     image: str = ""
     job_image: bool = True
-    binds: str = ""
+    binds: Names = ()
     cleanenv: bool = True
     gpu: bool = False
     executable: str = ""
@@ -443,7 +483,7 @@ class DataSettings:
     Attributes
     ----------
     stagein_tools
-        ``hpcpilot.copytools`` plugins tried in order for inputs (comma-separated): the first that can
+        ``hpcpilot.copytools`` plugins tried in order for inputs (a list): the first that can
         handle the source's scheme, then the next after it failed.
     stagein_source
         Where inputs are that are not in the job directory already (Harvester links them in): a URL
@@ -474,19 +514,19 @@ class DataSettings:
         payloads read them from there (empty: read from the job directory).
     """
 
-    stagein_tools: str = "cp"
+    stagein_tools: Names = ("cp",)
     stagein_source: str = ""
-    stageout_tools: str = "cp"
+    stageout_tools: Names = ("cp",)
     stageout_destination: str = ""
     stageout_overwrite: bool = False
-    log_tools: str = ""
+    log_tools: Names = ()
     log_destination: str = ""
     retries: int = 2
     backoff_s: float = 2.0
     backoff_max_s: float = 60.0
-    timeout_s: float = 600.0
+    timeout_s: Timeout = 600.0
     timeout_per_gb_s: float = 300.0
-    async_workers: int = 4
+    async_workers: AtLeastOne = 4
     scratch: str = ""
 
 
@@ -497,7 +537,7 @@ class MonitorSettings:
     Attributes
     ----------
     plugins
-        ``hpcpilot.monitors`` plugins every worker runs (comma-separated; ``module:Class`` for one of
+        ``hpcpilot.monitors`` plugins every worker runs (a list; ``module:Class`` for one of
         your own). Empty: no sampling and no checks.
     period_s
         Seconds between two samples on a worker.
@@ -526,15 +566,15 @@ class MonitorSettings:
         Rank 0 warns about a worker it has not heard from for this long. 0: never.
     """
 
-    plugins: str = "psutil"
-    period_s: float = 10.0
+    plugins: Names = ("psutil",)
+    period_s: Rate = 10.0
     pss: bool = True
     memory_limit_mb: int = 0
     memory_grace_s: float = 60.0
     looping_s: float = 1800.0
     min_free_disk_mb: int = 500
     job_limits: bool = True
-    write_interval_s: float = 30.0
+    write_interval_s: Rate = 30.0
     file: str = "monitor.h5"
     silent_worker_s: float = 900.0
 
@@ -559,7 +599,7 @@ class DiskSettings:
     """
 
     wait_s: float = 120.0
-    retry_s: float = 1.0
+    retry_s: Rate = 1.0
     reserve_mb: int = 16
 
 
@@ -591,8 +631,8 @@ class ActSettings:
     output_url: str = ""
     log_url: str = ""
     ranges_file: str = ""
-    events_per_range: int = 10
-    heartbeat_s: float = 60.0
+    events_per_range: EventsPerRange = 10
+    heartbeat_s: Rate = 60.0
 
 
 @dataclass(frozen=True)

@@ -363,14 +363,14 @@ class StageInClient(StagingClient):
 
     @classmethod
     def from_settings(
-        cls, settings: DataSettings, *, tools: str | None = None, **kwargs: Any
+        cls, settings: DataSettings, *, tools: str | Sequence[str] | None = None, **kwargs: Any
     ) -> StageInClient:
-        """A client with the chain of ``data.stagein_tools`` (or ``tools``, comma-separated).
+        """A client with the chain of ``data.stagein_tools`` (or ``tools``: names, or comma-separated).
 
         ``kwargs`` as for `StagingClient`.
         """
-        chain = settings.stagein_tools if tools is None else tools
-        return cls(settings, Direction.IN, split_list(chain), **kwargs)
+        chain = settings.stagein_tools if tools is None else _names(tools)
+        return cls(settings, Direction.IN, chain, **kwargs)
 
     def plan(self, job: Job, job_dir: Path, top: Path | None = None) -> list[Transfer]:
         """The transfers that bring ``job``'s inputs into ``job_dir``.
@@ -458,7 +458,7 @@ class StageOutClient(StagingClient):
         settings: DataSettings,
         *,
         log: bool = False,
-        tools: str | None = None,
+        tools: str | Sequence[str] | None = None,
         destination: str | None = None,
         **kwargs: Any,
     ) -> StageOutClient:
@@ -466,13 +466,16 @@ class StageOutClient(StagingClient):
 
         Outputs use ``data.stageout_tools`` and ``data.stageout_destination``; the log uses
         ``data.log_tools`` and ``data.log_destination``, each falling back to the outputs' when empty.
-        ``tools`` (comma-separated) and ``destination``, when given, are used instead.
+        ``tools`` (names, or comma-separated) and ``destination``, when given, are used instead.
         """
-        if tools is None:
-            tools = (settings.log_tools or settings.stageout_tools) if log else settings.stageout_tools
+        chain = settings.stageout_tools
+        if tools is not None:
+            chain = _names(tools)
+        elif log:
+            chain = settings.log_tools or settings.stageout_tools
         if destination is None and log:
             destination = settings.log_destination or settings.stageout_destination
-        return cls(settings, Direction.OUT, split_list(tools), destination=destination, **kwargs)
+        return cls(settings, Direction.OUT, chain, destination=destination, **kwargs)
 
     @staticmethod
     def described(job: Job, paths: Sequence[Path], *, log: bool = False) -> list[tuple[FileSpec, Path]]:
@@ -522,6 +525,11 @@ class StageOutClient(StagingClient):
                 )
             )
         return transfers
+
+
+def _names(tools: str | Sequence[str]) -> tuple[str, ...]:
+    """Copytool names given as a list, or comma-separated as the Pilot API takes them."""
+    return split_list(tools) if isinstance(tools, str) else tuple(tools)
 
 
 def _checksum_error(

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from hpcpilot.config.schema import EnvironmentSettings, NodeSettings, split_list
+from hpcpilot.config.schema import EnvironmentSettings, NodeSettings
 from hpcpilot.model.command import Command
 from hpcpilot.model.errors import ConfigError, EnvironmentSetupError
 from hpcpilot.model.job import Job
@@ -145,7 +145,7 @@ def make_chain(settings: EnvironmentSettings, runner: EnvCommandRunner = run_com
     """
     from hpcpilot.plugins import load_plugin
 
-    names = split_list(settings.chain)
+    names = settings.chain
     if not names:
         raise ConfigError("environment.chain names no environment (use 'plain')")
     return EnvironmentChain([load_plugin("environments", n, Environment)(settings, runner) for n in names])
@@ -197,9 +197,9 @@ def request_for(
         check_image(image, source="environment.image")
     modules = tuple(
         check_module(_with_job_fields(m, job), source="environment.modules_load")
-        for m in split_list(settings.modules_load)
+        for m in settings.modules_load
     )
-    binds = tuple(dict.fromkeys([*binds, *split_list(settings.binds)]))
+    binds = tuple(dict.fromkeys([*binds, *settings.binds]))
     return EnvironmentRequest(image, modules, binds, node.gpu_vendor if settings.gpu else "")
 
 

@@ -30,7 +30,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from hpcpilot.config.schema import EnvironmentSettings, split_list
+from hpcpilot.config.schema import EnvironmentSettings
 from hpcpilot.environment.base import Environment, EnvironmentRequest
 from hpcpilot.model.command import Command
 from hpcpilot.model.errors import EnvironmentSetupError
@@ -176,7 +176,7 @@ class ModulesEnvironment(Environment):
 
     def key(self, request: EnvironmentRequest) -> ModuleKey:
         """What the prepared changes of ``request`` are remembered by."""
-        return (split_list(self.settings.modules_use), self.settings.modules_purge, request.modules)
+        return (self.settings.modules_use, self.settings.modules_purge, request.modules)
 
     def module_tool(self, base_env: Mapping[str, str]) -> tuple[str, ...]:
         """The module tool's argv prefix (see the module docstring for the order of choice).

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from hpcpilot.config.schema import Settings, split_list
+from hpcpilot.config.schema import Settings
 from hpcpilot.data.scratch import copy_to_scratch, remove_job_scratch, scratch_root
 from hpcpilot.environment.base import EnvironmentChain, EnvironmentRequest, make_chain, request_for
 from hpcpilot.environment.placement import NodeSlots, SlotPlacement, cpu_list, gpu_env
@@ -150,7 +150,7 @@ class Worker:
         self._requests: dict[int, EnvironmentRequest | HpcPilotError] = {}
         self._oversized: set[int] = set()  # jobs warned about asking for more cores than the node has
         self._scratch = scratch_root(settings.data.scratch)
-        self._monitoring = bool(settings.monitor.plugins.strip())
+        self._monitoring = bool(settings.monitor.plugins)
         self._monitors: list[Monitor] | None = None  # loaded at the first sample
         self._next_sample = 0.0
         self._samples: list[MetricSample] = []
@@ -393,7 +393,7 @@ class Worker:
             raise known
         if known is not None:
             return known
-        if self.settings.environment.chain.strip() == "plain":
+        if self.settings.environment.chain == ("plain",):
             return EnvironmentRequest()  # the pilot's own environment: nothing to load or check
         try:
             if self._chain is None:
@@ -683,7 +683,7 @@ class Worker:
             self.node.rank, self.node.host, self.node.cores, self.layout.root, self._scratch
         )
         monitors: list[Monitor] = []
-        for name in split_list(self.settings.monitor.plugins):
+        for name in self.settings.monitor.plugins:
             try:
                 monitors.append(load_plugin("monitors", name, Monitor)(self.settings.monitor, context))
             except HpcPilotError as exc:

@@ -26,9 +26,9 @@ def gfal() -> None:
 
 def data_settings(xrootd: Xrootd, **changes: Any) -> DataSettings:
     values: dict[str, Any] = {
-        "stagein_tools": "gfal",
+        "stagein_tools": ("gfal",),
         "stagein_source": f"{xrootd.url}//store/gfal/{{lfn}}",
-        "stageout_tools": "gfal",
+        "stageout_tools": ("gfal",),
         "stageout_destination": f"{xrootd.url}//store/gfal/{{panda_id}}",
         "retries": 0,
         "timeout_s": 60.0,

@@ -24,9 +24,9 @@ AD = ChecksumAlgorithm.ADLER32
 
 def data_settings(xrootd: Xrootd, **changes: Any) -> DataSettings:
     values: dict[str, Any] = {
-        "stagein_tools": "xrdcp",
+        "stagein_tools": ("xrdcp",),
         "stagein_source": f"{xrootd.url}//store/{{scope}}/{{lfn}}",
-        "stageout_tools": "xrdcp",
+        "stageout_tools": ("xrdcp",),
         "stageout_destination": f"{xrootd.url}//store/{{scope}}/{{lfn}}",
         "retries": 1,
         "backoff_s": 0.1,
@@ -143,7 +143,7 @@ def test_fallback_from_a_failing_source_tool_to_xrdcp(xrootd: Xrootd, tmp_path: 
     """A chain "cp,xrdcp": cp does not handle root://, xrdcp moves the file."""
     source = random_file(xrootd.path("chain/EVNT.4"), 20_000)
     os.chown(source.parent, *_owner(xrootd))
-    into = StageInClient.from_settings(data_settings(xrootd, stagein_tools="cp,xrdcp"))
+    into = StageInClient.from_settings(data_settings(xrootd, stagein_tools=("cp", "xrdcp")))
     [result] = into.transfer(
         into.plan(Job(panda_id=5, input_files=(FileSpec(lfn="EVNT.4", scope="chain"),)), tmp_path)
     )

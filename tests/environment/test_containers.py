@@ -79,7 +79,7 @@ def test_charliecloud(ch_run: str, busybox_rootfs: Path, tmp_path: Path, cleanen
     make_bind_target(busybox_rootfs, job_dir)
     # --private-tmp: the host's /tmp (where tmp_path lives) is not shared, so only the bind shows the job
     settings = EnvironmentSettings(
-        chain="charliecloud", image=str(busybox_rootfs), cleanenv=cleanenv, options="--private-tmp"
+        chain=("charliecloud",), image=str(busybox_rootfs), cleanenv=cleanenv, options="--private-tmp"
     )
     env = CharliecloudEnvironment(settings)
     request = request_for(Job(panda_id=1), settings, NodeSettings(), [str(job_dir)])
@@ -114,9 +114,9 @@ def test_modules_outside_charliecloud_inside(
     job_dir.mkdir()
     make_bind_target(busybox_rootfs, job_dir)
     settings = EnvironmentSettings(
-        chain="modules,charliecloud",
-        modules_use=str(module_tree(tmp_path)),
-        modules_load="envtest/1.0",
+        chain=("modules", "charliecloud"),
+        modules_use=(str(module_tree(tmp_path)),),
+        modules_load=("envtest/1.0",),
         image=str(busybox_rootfs),
         cleanenv=False,
         options="--private-tmp",
@@ -139,7 +139,7 @@ def test_modules_outside_charliecloud_inside(
 
 def podman_env(image: str, *, cleanenv: bool = True) -> PodmanEnvironment:
     return PodmanEnvironment(
-        EnvironmentSettings(chain="podman", image=image, cleanenv=cleanenv, options=PODMAN_OPTIONS)
+        EnvironmentSettings(chain=("podman",), image=image, cleanenv=cleanenv, options=PODMAN_OPTIONS)
     )
 
 

@@ -46,7 +46,7 @@ def test_a_payload_sees_its_module(lmod: str, tmp_path: Path) -> None:
     job_dir = tmp_path / "job"
     job_dir.mkdir()
     settings = EnvironmentSettings(
-        chain="modules", modules_use=str(tree), modules_load="envtest/1.0", modules_purge=True
+        chain=("modules",), modules_use=(str(tree),), modules_load=("envtest/1.0",), modules_purge=True
     )
     request = request_for(Job(panda_id=1), settings, NodeSettings(), [str(job_dir)])
     chain = make_chain(settings)
@@ -76,7 +76,7 @@ def test_prepare_runs_the_tool_once(lmod: str, tmp_path: Path) -> None:
         calls.append(tuple(argv))
         return run_command(argv, env=env)
 
-    settings = EnvironmentSettings(modules_use=str(module_tree(tmp_path)), modules_load="envtest/1.0")
+    settings = EnvironmentSettings(modules_use=(str(module_tree(tmp_path)),), modules_load=("envtest/1.0",))
     env = ModulesEnvironment(settings, counting)
     request = request_for(Job(panda_id=1), settings, NodeSettings(), [])
     for _ in range(3):
@@ -87,7 +87,7 @@ def test_prepare_runs_the_tool_once(lmod: str, tmp_path: Path) -> None:
 
 def test_a_missing_module_is_named(lmod: str, tmp_path: Path) -> None:
     settings = EnvironmentSettings(
-        modules_use=str(module_tree(tmp_path)), modules_load="envtest/1.0,nosuch/2.0"
+        modules_use=(str(module_tree(tmp_path)),), modules_load=("envtest/1.0", "nosuch/2.0")
     )
     env = ModulesEnvironment(settings)
     with pytest.raises(EnvironmentSetupError) as err:

@@ -56,7 +56,9 @@ def test_pilot_runs_in_a_container(podman: Podman, python_image: str, tmp_path: 
         str(work),
         frozenset({"PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "HPCPILOT_NO_MPI"}),
     )
-    env = PodmanEnvironment(EnvironmentSettings(chain="podman", image=python_image, options=PODMAN_OPTIONS))
+    env = PodmanEnvironment(
+        EnvironmentSettings(chain=("podman",), image=python_image, options=PODMAN_OPTIONS)
+    )
     request = EnvironmentRequest(python_image, (), (f"{REPO}:{REPO}:ro", f"{site}:{site}:ro", str(work)))
     env.prepare(request, pilot.env)
     wrapped = env.wrap(pilot, request)

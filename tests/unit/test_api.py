@@ -149,7 +149,7 @@ def test_load_settings_layers(tmp_path: Path) -> None:
     site.write_text("data:\n  stagein_tools: xrdcp,cp\n  retries: 5\n")
     settings = api.load_settings(config_file=site, overrides={"data.retries": "1"}, env={})
     assert isinstance(settings, api.Settings)
-    assert settings.data.stagein_tools == "xrdcp,cp"
+    assert settings.data.stagein_tools == ("xrdcp", "cp")
     assert settings.data.retries == 1
     assert api.load_settings(env={}) == api.Settings()
     with pytest.raises(api.ConfigError, match="retries"):

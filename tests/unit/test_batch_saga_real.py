@@ -28,7 +28,9 @@ DEADLINE_S = 120.0
 
 
 @pytest.fixture
-def saga() -> Iterator[SagaBatchSystem]:
+def saga(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SagaBatchSystem]:
+    monkeypatch.setenv("RADICAL_LOG_TGT", "null")  # radical.utils logs into files in the current directory
+    monkeypatch.chdir(tmp_path)
     need(importlib.util.find_spec("radical.saga") is not None, "radical.saga (the dev extra)")
     system = make_batch_system(BatchSettings(system="saga", saga_url="fork://localhost"), {}, Replay())
     assert isinstance(system, SagaBatchSystem)

@@ -383,7 +383,7 @@ def test_bool_field_end_to_end(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     # The schema has no bool field yet; swap in one that does to test the whole path.
     from hpcpilot.config import loader
 
-    schema = {"run": (_BoolSection, {"flag": bool})}
+    schema = {"run": (_BoolSection, {"flag": loader.FieldRule(bool)})}
     monkeypatch.setattr(loader, "_schema", lambda: schema)
     monkeypatch.setattr(loader, "Settings", _BoolSettings)
     loaded = load_config(env={"HPCPILOT_RUN__FLAG": "yes"})

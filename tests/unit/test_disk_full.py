@@ -280,7 +280,7 @@ def test_a_worker_reports_a_range_that_failed_for_lack_of_space_with_1098_and_pa
     settings = Settings(
         eventservice=EventServiceSettings(mode="per_range"),
         parallel=ParallelSettings(report_interval_s=0.05),
-        monitor=MonitorSettings(plugins=""),
+        monitor=MonitorSettings(plugins=()),
         disk=DiskSettings(retry_s=0.3),
     )
     link = LocalLink()
@@ -332,7 +332,7 @@ def test_rank_0_keeps_its_records_while_its_journal_is_on_a_full_disk(tmp_path: 
     settings = Settings(
         run=RunSettings(workdir=str(work), status_interval_s=60),
         node=NodeSettings(cores=2),
-        monitor=MonitorSettings(plugins="", min_free_disk_mb=1),
+        monitor=MonitorSettings(plugins=(), min_free_disk_mb=1),
         parallel=ParallelSettings(journal_flush_s=0.05),
         disk=DiskSettings(wait_s=60, retry_s=0.1),
     )

@@ -324,7 +324,9 @@ def fake_module_tool(argv: Sequence[str], *, env: Mapping[str, str] | None = Non
 
 
 def test_chain_modules_outside_container_inside() -> None:
-    settings = EnvironmentSettings(chain="modules,apptainer", modules_load="tool/1", module_cmd="lmod")
+    settings = EnvironmentSettings(
+        chain=("modules", "apptainer"), modules_load=("tool/1",), module_cmd="lmod"
+    )
     chain = make_chain(settings, fake_module_tool)
     assert [type(e).__name__ for e in chain.environments] == ["ModulesEnvironment", "ApptainerEnvironment"]
     req = EnvironmentRequest("/images/a.sif", ("tool/1",), ("/scratch/job 42",))
@@ -355,11 +357,13 @@ def test_chain_prepares_the_runtime_in_the_modules_environment(tmp_path: Path) -
         out = f"import os\nos.environ['PATH'] = '{bindir}:/usr/bin'\n_mlstatus = True\n"
         return CommandResult(tuple(argv), 0, out, "")
 
-    settings = EnvironmentSettings(chain="modules,apptainer", modules_load="apptainer", module_cmd="lmod")
+    settings = EnvironmentSettings(
+        chain=("modules", "apptainer"), modules_load=("apptainer",), module_cmd="lmod"
+    )
     req = EnvironmentRequest("docker://atlas/athena:22", ("apptainer",), ())
     make_chain(settings, module_tool).prepare(req, {"PATH": "/usr/bin"})
     with pytest.raises(EnvironmentSetupError, match="'apptainer' is not installed"):
-        make_chain(replace(settings, chain="apptainer"), module_tool).prepare(req, {"PATH": "/usr/bin"})
+        make_chain(replace(settings, chain=("apptainer",)), module_tool).prepare(req, {"PATH": "/usr/bin"})
 
 
 def test_chain_order_and_prepare() -> None:
@@ -380,7 +384,7 @@ def test_chain_order_and_prepare() -> None:
 
 def test_empty_chain_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="names no environment"):
-        make_chain(EnvironmentSettings(chain=" , "))
+        make_chain(EnvironmentSettings(chain=()))
 
 
 # --- conformance: every registered plugin ------------------------------------------------------------
@@ -393,7 +397,7 @@ class TestConformance:
     def prepared(name: str) -> tuple[Environment, EnvironmentRequest]:
         cls = load_plugin("environments", name, Environment)
         if cls is ModulesEnvironment:
-            env = cls(EnvironmentSettings(modules_load="tool/1", module_cmd="lmod"), fake_module_tool)
+            env = cls(EnvironmentSettings(modules_load=("tool/1",), module_cmd="lmod"), fake_module_tool)
             req = EnvironmentRequest("", ("tool/1",), BINDS, "nvidia")
             env.prepare(req, CMD.env)
             return env, req
@@ -540,7 +544,10 @@ def test_request_for_accepts_images(good: str) -> None:
 
 def test_request_for_settings() -> None:
     settings = EnvironmentSettings(
-        image="site/default:1", modules_load="gcc/12, cray-python", binds="/cvmfs:/cvmfs:ro,/w", gpu=True
+        image="site/default:1",
+        modules_load=("gcc/12", "cray-python"),
+        binds=("/cvmfs:/cvmfs:ro", "/w"),
+        gpu=True,
     )
     req = request_for(job(), settings, NodeSettings(gpu_vendor="amd"), ["/w", "/scratch"])
     assert req == EnvironmentRequest(
@@ -554,7 +561,7 @@ def test_request_for_settings() -> None:
         == ""
     )
     with pytest.raises(EnvironmentSetupError) as err:
-        request_for(job(), EnvironmentSettings(modules_load="gcc;ls"), NodeSettings(), [])
+        request_for(job(), EnvironmentSettings(modules_load=("gcc;ls",)), NodeSettings(), [])
     assert err.value.context["field"] == "environment.modules_load"
     with pytest.raises(EnvironmentSetupError) as err:
         request_for(job(), EnvironmentSettings(image="bad image"), NodeSettings(), [])
@@ -562,7 +569,7 @@ def test_request_for_settings() -> None:
 
 
 def test_module_names_take_the_jobs_release_and_a_missing_one_fails_the_job() -> None:
-    settings = EnvironmentSettings(modules_load="atlas/{swRelease}-{cmtConfig}, gcc/12")
+    settings = EnvironmentSettings(modules_load=("atlas/{swRelease}-{cmtConfig}", "gcc/12"))
     release = Job(panda_id=4, sw_release="Atlas-24.0.1", cmt_config="x86_64-el9-gcc13-opt")
     req = request_for(release, settings, NodeSettings(), [])
     assert req.modules == ("atlas/Atlas-24.0.1-x86_64-el9-gcc13-opt", "gcc/12")

@@ -72,7 +72,7 @@ class Replay:
 
 
 def settings(**kwargs: Any) -> EnvironmentSettings:
-    return EnvironmentSettings(chain="modules", module_cmd="fake-tool", **kwargs)
+    return EnvironmentSettings(chain=("modules",), module_cmd="fake-tool", **kwargs)
 
 
 PAYLOAD = Command(
@@ -166,7 +166,8 @@ def test_changes_apply_is_a_new_dict() -> None:
 def test_prepare_and_wrap(tool: str, purge: bool) -> None:
     replay = Replay(tool)
     env = ModulesEnvironment(
-        settings(modules_use=replay.tree, modules_load="testpkg/1.0,other", modules_purge=purge), replay
+        settings(modules_use=(replay.tree,), modules_load=("testpkg/1.0", "other"), modules_purge=purge),
+        replay,
     )
     request = EnvironmentRequest(modules=("testpkg/1.0", "other"))
     env.prepare(request, replay.base_env)
@@ -185,7 +186,7 @@ def test_prepare_and_wrap(tool: str, purge: bool) -> None:
 @pytest.mark.parametrize("tool", TOOLS)
 def test_prepare_runs_once_per_module_list(tool: str) -> None:
     replay = Replay(tool)
-    env = ModulesEnvironment(settings(modules_use=replay.tree), replay)
+    env = ModulesEnvironment(settings(modules_use=(replay.tree,)), replay)
     request = EnvironmentRequest(modules=("testpkg/1.0", "other"))
     env.prepare(request, replay.base_env)
     env.prepare(request, replay.base_env)
@@ -197,7 +198,7 @@ def test_prepare_runs_once_per_module_list(tool: str) -> None:
 @pytest.mark.parametrize("tool", TOOLS)
 def test_missing_module_names_it(tool: str) -> None:
     replay = Replay(tool)
-    env = ModulesEnvironment(settings(modules_use=replay.tree), replay)
+    env = ModulesEnvironment(settings(modules_use=(replay.tree,)), replay)
     with pytest.raises(EnvironmentSetupError) as err:
         env.prepare(EnvironmentRequest(modules=("nosuch/1.0",)), replay.base_env)
     assert err.value.code == ErrorCode.SETUP_FAILURE and int(err.value.code) == 1110
@@ -212,7 +213,7 @@ def test_missing_tool() -> None:
     def not_found(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> CommandResult:
         return CommandResult(tuple(argv), 127, "", "env: 'fake-tool': No such file or directory")
 
-    env = ModulesEnvironment(settings(modules_load="gcc"), not_found)
+    env = ModulesEnvironment(settings(modules_load=("gcc",)), not_found)
     with pytest.raises(EnvironmentSetupError, match="did not start"):
         env.prepare(EnvironmentRequest(modules=("gcc",)), {"PATH": "/usr/bin"})
 
@@ -244,7 +245,7 @@ def test_no_modules_needs_no_tool() -> None:
 
 
 def test_wrap_before_prepare_is_an_error() -> None:
-    env = ModulesEnvironment(settings(modules_load="gcc"))
+    env = ModulesEnvironment(settings(modules_load=("gcc",)))
     with pytest.raises(EnvironmentSetupError, match="not prepared"):
         env.wrap(PAYLOAD, EnvironmentRequest(modules=("gcc",)))
 
@@ -258,7 +259,7 @@ def test_the_tool_sees_exactly_the_base_environment() -> None:
         assert rest == ["fake-tool", "python", "load", "gcc/12"]
         return CommandResult(tuple(argv), 0, "import os\nos.environ['CC'] = 'gcc'\n_mlstatus = True\n", "")
 
-    env = ModulesEnvironment(settings(modules_load="gcc/12"), tool)
+    env = ModulesEnvironment(settings(modules_load=("gcc/12",)), tool)
     base = {"MODULEPATH": "/apps/modules", "LMOD_SYSTEM_NAME": "x", "A": "has = sign and 'quotes'"}
     env.prepare(EnvironmentRequest(modules=("gcc/12",)), base)
     assert seen == [base]

@@ -126,7 +126,7 @@ def test_each_slot_gets_its_own_gpus_and_cores_and_gpus_limit_the_slots(tmp_path
 
 def test_the_environment_chain_wraps_payloads_and_a_bad_image_fails_the_job(tmp_path: Path) -> None:
     settings = Settings(
-        environment=EnvironmentSettings(chain="tests.plugins.env_marker:MarkerEnvironment"),
+        environment=EnvironmentSettings(chain=("tests.plugins.env_marker:MarkerEnvironment",)),
         payload=PayloadSettings(kill_grace_s=1.0),
     )
     jobs = [plain_job(1, "atlas/athena:24.0"), plain_job(2, "img; rm -rf /"), plain_job(3, "missing.sif")]

@@ -558,17 +558,17 @@ def test_stage_in_plan_refuses_names_that_leave_the_job_directory(tmp_path: Path
 
 
 def test_stage_in_client_uses_the_stagein_chain() -> None:
-    staging = StageInClient.from_settings(settings(stagein_tools="symlink,cp"))
+    staging = StageInClient.from_settings(settings(stagein_tools=("symlink", "cp")))
     assert list(staging.tools) == ["symlink", "cp"] and staging.direction is IN
 
 
 def test_stage_out_clients_for_outputs_and_log() -> None:
-    data = settings(stageout_tools="xrdcp,cp", stageout_destination="/store/{lfn}")
+    data = settings(stageout_tools=("xrdcp", "cp"), stageout_destination="/store/{lfn}")
     outputs = StageOutClient.from_settings(data)
     log = StageOutClient.from_settings(data, log=True)
     assert list(outputs.tools) == list(log.tools) == ["xrdcp", "cp"]
     assert outputs.destination == log.destination == "/store/{lfn}" and outputs.enabled
-    both = settings(stageout_destination="/store", log_tools="cp", log_destination="/logs/{panda_id}")
+    both = settings(stageout_destination="/store", log_tools=("cp",), log_destination="/logs/{panda_id}")
     log = StageOutClient.from_settings(both, log=True)
     assert list(log.tools) == ["cp"] and log.destination == "/logs/{panda_id}"
     assert not StageOutClient.from_settings(settings()).enabled

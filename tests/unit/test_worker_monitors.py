@@ -95,7 +95,9 @@ def results(seen: list[object]) -> list[object]:
 
 
 def test_samples_of_a_user_plugin_reach_rank_0(tmp_path: Path) -> None:
-    settings = MonitorSettings(plugins="psutil,tests.plugins.extra_metric:OpenFilesMonitor", period_s=0.1)
+    settings = MonitorSettings(
+        plugins=("psutil", "tests.plugins.extra_metric:OpenFilesMonitor"), period_s=0.1
+    )
     w, link = worker(tmp_path, settings)
     link.to_worker.append(Assignment((job(1.0),), (task(1),)))
     seen = run_until(w, link, lambda s: len(results(s)) == 1)
@@ -141,7 +143,7 @@ def test_low_disk_pauses_the_node_then_stops_it_without_killing(tmp_path: Path) 
 
 
 def test_no_monitors_no_samples(tmp_path: Path) -> None:
-    w, link = worker(tmp_path, MonitorSettings(plugins=""))
+    w, link = worker(tmp_path, MonitorSettings(plugins=()))
     link.to_worker.append(Assignment((job(0.2),), (task(1),)))
     seen = run_until(w, link, lambda s: len(results(s)) == 1)
     assert all(not u.samples for u in seen if isinstance(u, WorkerUpdate))
@@ -162,7 +164,9 @@ def test_user_metric_reaches_rank_0_in_a_single_process_run(tmp_path: Path) -> N
     settings = Settings(
         run=RunSettings(workdir=str(tmp_path)),
         node=NodeSettings(cores=2),
-        monitor=MonitorSettings(plugins="psutil,tests.plugins.extra_metric:OpenFilesMonitor", period_s=0.1),
+        monitor=MonitorSettings(
+            plugins=("psutil", "tests.plugins.extra_metric:OpenFilesMonitor"), period_s=0.1
+        ),
     )
     layout = WorkLayout(tmp_path)
     comm = LocalCommunicator(settings, layout)
@@ -208,7 +212,7 @@ class Broken(Monitor):
 
 
 def test_a_failing_monitor_is_turned_off_and_the_work_goes_on(tmp_path: Path) -> None:
-    plugins = "tests.unit.test_worker_monitors:Broken,psutil,no_such_monitor"
+    plugins = ("tests.unit.test_worker_monitors:Broken", "psutil", "no_such_monitor")
     w, link = worker(tmp_path, MonitorSettings(plugins=plugins, period_s=0.1))
     link.to_worker.append(Assignment((job(0.5),), (task(1),)))
     seen = run_until(w, link, lambda s: len(results(s)) == 1)
