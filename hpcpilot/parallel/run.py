@@ -224,13 +224,19 @@ class NodeResources:
 
 
 def _gpu_inventory(settings: Settings, allocation_gpus: int, env: Mapping[str, str]) -> GpuInventory:
-    """The rank's GPUs: ``node.gpus``, else the batch system's count, else what the node shows."""
+    """The rank's GPUs: ``node.gpus``, else the batch system's count, else what the node shows.
+
+    With a count and ``node.gpu_vendor`` = auto, discovery still names the vendor (Slurm sets
+    ``CUDA_VISIBLE_DEVICES`` for AMD GPUs too; ``ROCR_VISIBLE_DEVICES`` or ``rocm-smi`` tell).
+    """
     node = settings.node
-    if node.gpus >= 0:
-        return counted_gpus(node.gpus, node.gpu_vendor, env, "node.gpus")
-    if allocation_gpus > 0:
-        return counted_gpus(allocation_gpus, node.gpu_vendor, env, "the batch system")
-    return discover_gpus(env, node.gpu_vendor)
+    count, source = (node.gpus, "node.gpus") if node.gpus >= 0 else (allocation_gpus, "the batch system")
+    if count <= 0 and node.gpus < 0:
+        return discover_gpus(env, node.gpu_vendor)
+    vendor = node.gpu_vendor
+    if vendor == "auto" and count > 0:
+        vendor = discover_gpus(env).vendor or "nvidia"
+    return counted_gpus(count, vendor, env, source)
 
 
 def node_resources(

@@ -261,3 +261,20 @@ def test_the_report_shows_each_workers_cores_and_gpus() -> None:
     assert row1.split()[:8] == ["rank", "1", "nid001", "0", "0", "-", "8", "1"]
     assert row1.endswith("nvidia from nvidia-smi -L")
     assert row2.split()[5:] == ["-", "8", "0", "none", "found"]
+
+
+def test_a_batch_system_count_on_amd_nodes_uses_the_amd_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slurm gives 4 GPUs and sets CUDA_VISIBLE_DEVICES and ROCR_VISIBLE_DEVICES: the slots use ROCR."""
+    env = {"CUDA_VISIBLE_DEVICES": "0,1,2,3", "ROCR_VISIBLE_DEVICES": "0,1,2,3"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    link = LocalLink()
+    worker = par.make_worker(
+        par.World(0, 1, "h"), link.worker, Settings(), WorkLayout(Path("/tmp")), tuple, 4
+    )
+    assert (worker.node.gpus, worker.node.gpu_vendor, worker.node.gpu_source) == (
+        4,
+        "amd",
+        "the batch system",
+    )
+    assert worker.settings.node.gpu_vendor == "amd"
