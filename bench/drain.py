@@ -70,7 +70,7 @@ def run(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
         (workdir / "HPCJobs.json").write_text(json.dumps({str(PANDA_ID): job(n, args.mean)}))
         cmd = [MPIEXEC, "-n", str(args.ranks), sys.executable, "-m", "hpcpilot", "run", "--workdir", tmp]
         sets = {
-            "node.cores": args.cores,
+            "node.cores": args.cores * max(args.ranks - 1, 1),  # the node's: each worker gets args.cores
             "local.events_per_range": 1,
             "eventservice.mode": "per_range",
             "eventservice.merger": "none",

@@ -97,7 +97,7 @@ def run(
         "run.status_interval_s": "1000",
         "parallel.batch_size": "64",
         "eventservice.prefetch_per_slot": "64",
-        "node.cores": "2",
+        "node.cores": str(2 * max(ranks - 1, 1)),  # the node's cores: two slots per worker
     }
     if dest is not None:
         settings["data.stageout_destination"] = f"{dest}/{{scope}}/{{lfn}}"

@@ -88,6 +88,9 @@ def _run_role(world: par.World, settings: Settings, resume: bool = False) -> int
     signals = SignalFlag()
     signals.install()
     allocation: Allocation = world.broadcast(_allocation(settings) if world.rank == 0 else None)
+    resources = par.node_resources(world, settings, allocation.gpus_per_node)  # collective
+    if resources is not None:
+        par.log_resources(world, resources)
     if world.rank != 0:
         worker = par.make_worker(
             world,
@@ -95,7 +98,7 @@ def _run_role(world: par.World, settings: Settings, resume: bool = False) -> int
             settings,
             layout,
             buffer.drain if buffer else tuple,
-            allocation.gpus_per_node,
+            resources=resources,
         )
         par.run_worker(worker, settings, signals)
         return ExitCode.OK
@@ -113,7 +116,7 @@ def _run_role(world: par.World, settings: Settings, resume: bool = False) -> int
         coordinator = Coordinator(
             link.coordinator, settings, layout, communicator, journal, printer.show, end
         )
-        worker = par.make_worker(world, link.worker, settings, layout, tuple, allocation.gpus_per_node)
+        worker = par.make_worker(world, link.worker, settings, layout, tuple, resources=resources)
         if state is not None:
             coordinator.restore(state)
         coordinator.disk.reserve.make()

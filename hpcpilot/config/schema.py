@@ -54,6 +54,9 @@ Rate = Annotated[float, Bounds(minimum=0.01)]
 Timeout = Annotated[float, Bounds(minimum=0.1)]
 """A timeout in seconds: at least 100 ms."""
 
+GpuVendor = Literal["auto", "nvidia", "amd", "intel"]
+"""A GPU vendor, or ``auto``: the one the node shows."""
+
 EventsPerRange = Annotated[int, Bounds(minimum=1, maximum=RANGE_EVENTS.maximum)]
 """Events in one range the pilot cuts: as many as PanDA's range ids can number."""
 
@@ -274,15 +277,19 @@ class NodeSettings:
     Attributes
     ----------
     cores
-        Cores a worker may use (0: the CPUs this process may run on).
+        Cores of the node (0: the CPUs this process may run on); worker ranks that share a node divide
+        them.
     gpus
-        GPUs of the node (-1: as the batch system's allocation says; 0: none).
+        GPUs of the node (-1: as the batch system's allocation says, else what the node shows: the
+        visible-devices variables, ``nvidia-smi -L``, ``rocm-smi``, ``/dev``; 0: none). Worker ranks that
+        share a node divide them.
     gpus_per_slot
         0: payloads see every GPU of the node. N: each slot gets N GPUs of its own (selected with the
         vendor's variable), and a node runs at most ``gpus // N`` slots at once.
     gpu_vendor
-        ``nvidia`` (``CUDA_VISIBLE_DEVICES``), ``amd`` (``ROCR_VISIBLE_DEVICES``) or ``intel``
-        (``ZE_AFFINITY_MASK``): the variable that selects a slot's GPUs, and the container's GPU flag.
+        ``auto`` (the vendor found with the GPUs, else nvidia), ``nvidia`` (``CUDA_VISIBLE_DEVICES``),
+        ``amd`` (``ROCR_VISIBLE_DEVICES``) or ``intel`` (``ZE_AFFINITY_MASK``): the variable that selects
+        a slot's GPUs, and the container's GPU flag.
     bind_cpus
         Pin each slot's payloads to cores of their own (CPU affinity).
     """
@@ -290,7 +297,7 @@ class NodeSettings:
     cores: int = 0
     gpus: Annotated[int, Bounds(minimum=-1)] = -1
     gpus_per_slot: int = 0
-    gpu_vendor: Literal["nvidia", "amd", "intel"] = "nvidia"
+    gpu_vendor: GpuVendor = "auto"
     bind_cpus: bool = False
 
 

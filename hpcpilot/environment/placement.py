@@ -97,7 +97,7 @@ class NodeSlots:
         self._free_gpus.update(placement.gpus)
 
 
-def gpu_env(vendor: str, gpus: Sequence[int]) -> dict[str, str]:
+def gpu_env(vendor: str, gpus: Sequence[int | str]) -> dict[str, str]:
     """The variable that gives a process exactly ``gpus`` (empty for no selection).
 
     Raises

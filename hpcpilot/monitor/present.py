@@ -158,6 +158,14 @@ JOB_COLUMNS: tuple[tuple[str, Callable[[JobRow], str]], ...] = (
     ("maxPSS MiB", lambda j: _num(j.max_pss_kb, 1 / 1024)),
 )
 
+
+def _gpus_found(n: NodeRow) -> str:
+    """How a worker's GPUs were found: ``nvidia from nvidia-smi -L``, ``none found``, ``-`` (not said)."""
+    if not n.gpu_source:
+        return "-"
+    return f"{n.gpu_vendor} from {n.gpu_source}" if n.gpus and n.gpu_vendor else n.gpu_source
+
+
 #: The columns of the report's nodes table: heading, cell (a `NodeRow` field is shown by adding one).
 NODE_REPORT_COLUMNS: tuple[tuple[str, Callable[[NodeRow], str]], ...] = (
     ("rank", lambda n: f"rank {n.rank}"),
@@ -165,6 +173,9 @@ NODE_REPORT_COLUMNS: tuple[tuple[str, Callable[[NodeRow], str]], ...] = (
     ("finished", lambda n: str(n.finished)),
     ("failures", lambda n: str(n.failures)),
     ("busy slot-s", lambda n: _num(n.busy_slot_s, fmt="{:.1f}")),
+    ("cores", lambda n: _num(n.cores)),
+    ("GPUs", lambda n: _num(n.gpus)),
+    ("GPUs found by", _gpus_found),  # last: free text
 )
 
 

@@ -47,11 +47,15 @@ class JobView:
 
 @dataclass
 class WorkerView:
-    """One worker rank as the journal tells it."""
+    """One worker rank as the journal tells it (its ``worker`` record gives host, cores and GPUs)."""
 
     rank: int
     host: str = ""
     cores: int = 0
+    gpus: int = 0
+    gpu_vendor: str = ""
+    gpu_source: str = ""
+    peers: int = 1
     assigned: int = 0
     finished: int = 0
     failures: int = 0
@@ -218,6 +222,8 @@ class RunView:
     def _on_worker(self, r: Mapping[str, Any]) -> None:
         w = self._worker(int(r["rank"]))
         w.host, w.cores = str(r.get("host", "")), int(r.get("cores", 0))
+        w.gpus, w.peers = int(r.get("gpus") or 0), int(r.get("peers") or 1)
+        w.gpu_vendor, w.gpu_source = str(r.get("gpu_vendor") or ""), str(r.get("gpu_source") or "")
 
     def _on_job(self, r: Mapping[str, Any]) -> None:
         job = self._job(r)

@@ -448,6 +448,17 @@ class NodeRow:
     busy_slot_s
         Its busy slot-seconds (``busy_slots`` of ``monitor.h5`` held from one row to the next; None
         without a table).
+    cores
+        Cores of its share of the node (None: the journal has no ``worker`` record of it).
+    gpus
+        GPUs of its share of the node (None: the journal does not say, an older run).
+    gpu_vendor
+        Their vendor: ``nvidia``, ``amd``, ``intel``, or "" without GPUs.
+    gpu_source
+        Where its GPUs were found: ``nvidia-smi -L``, ``CUDA_VISIBLE_DEVICES``, ``node.gpus``, ``none
+        found``, ... ("" when the journal does not say).
+    peers
+        Worker ranks on its node, itself included, that shared the node (None: not recorded).
     """
 
     rank: int
@@ -455,6 +466,11 @@ class NodeRow:
     finished: int
     failures: int
     busy_slot_s: float | None
+    cores: int | None = None
+    gpus: int | None = None
+    gpu_vendor: str = ""
+    gpu_source: str = ""
+    peers: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -555,6 +571,11 @@ def build_report(
                 finished=w.finished if w else 0,
                 failures=w.failures if w else 0,
                 busy_slot_s=busy_slot_seconds(table) if table is not None else None,
+                cores=w.cores if w and w.cores else None,
+                gpus=w.gpus if w and w.gpu_source else None,
+                gpu_vendor=w.gpu_vendor if w else "",
+                gpu_source=w.gpu_source if w else "",
+                peers=w.peers if w and w.gpu_source else None,
             )
         )
     return Report(

@@ -340,8 +340,18 @@ class Coordinator:
             worker.node = update.node
             self._queue_target = self._target()
             self._update_slots()
-            log.debug("rank %d on %s: %d cores", rank, update.node.host, update.node.cores)
-            self.journal.append("worker", rank=rank, host=update.node.host, cores=update.node.cores)
+            node = update.node
+            log.debug("rank %d on %s: %d cores, %d GPU(s)", rank, node.host, node.cores, node.gpus)
+            self.journal.append(
+                "worker",
+                rank=rank,
+                host=node.host,
+                cores=node.cores,
+                gpus=node.gpus,
+                gpu_vendor=node.gpu_vendor,
+                gpu_source=node.gpu_source,
+                peers=node.peers,
+            )
         self.monitor.fold(worker, update.samples)  # before the results: a job they end has them
         for line in update.logs:
             log.warning("[rank %d] %s", rank, line)

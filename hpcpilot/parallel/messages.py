@@ -37,11 +37,23 @@ class NodeInfo:
         Its host name (``SLURMD_NODENAME`` where pseudo-nodes share a host).
     cores
         Cores it may use for payloads.
+    gpus
+        GPUs it may give payloads.
+    gpu_vendor
+        Their vendor (empty without GPUs).
+    gpu_source
+        Where they were found (``nvidia-smi -L``, ``CUDA_VISIBLE_DEVICES``, ``node.gpus`` ..).
+    peers
+        Worker ranks on its node, itself included (they share the node's cores and GPUs).
     """
 
     rank: int
     host: str
     cores: int
+    gpus: int = 0
+    gpu_vendor: str = ""
+    gpu_source: str = ""
+    peers: int = 1
 
 
 @compact_pickle

@@ -13,10 +13,19 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from hpcpilot.config.schema import Settings
+from hpcpilot.config.schema import GpuVendor, Settings
+from hpcpilot.environment.node import (
+    GpuInventory,
+    NodeShare,
+    RankView,
+    counted_gpus,
+    discover_gpus,
+    share_node,
+)
+from hpcpilot.environment.placement import cpu_list
 from hpcpilot.model.errors import ExitCode
 from hpcpilot.model.layout import WorkLayout
 from hpcpilot.parallel.messages import NodeInfo
@@ -32,6 +41,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds between printing the reason of an abort and aborting, so the launcher forwards the line.
 ABORT_GRACE_S = 0.5
+
+_VENDORS: dict[str, GpuVendor] = {"nvidia": "nvidia", "amd": "amd", "intel": "intel"}
+"""A vendor discovery named, as the setting spells it."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,10 @@ class World:
     def broadcast(self, value: Any) -> Any:
         """Rank 0's ``value`` on every rank."""
         return value if self.comm is None or self.size == 1 else self.comm.bcast(value, root=0)
+
+    def allgather(self, value: Any) -> list[Any]:
+        """Every rank's ``value``, in rank order."""
+        return [value] if self.comm is None or self.size == 1 else list(self.comm.allgather(value))
 
     def abort(self, code: int) -> None:
         """End every rank of the job now."""
@@ -128,11 +144,6 @@ def fault_tolerant(world: World, setting: str, env: Mapping[str, str]) -> bool:
     return False
 
 
-def node_cores(settings: Settings) -> int:
-    """Cores this rank may give payloads: the setting, or the CPUs this process may run on."""
-    return settings.node.cores or len(os.sched_getaffinity(0))
-
-
 def guarded(world: World, body: Callable[[], int]) -> int:
     """Run ``body``; an unexpected exception is logged with rank and host and aborts the whole job."""
     try:
@@ -196,6 +207,92 @@ def run_single(coordinator: Coordinator, worker: Worker, settings: Settings, sig
             backoff.idle(worker.wake_in_s())
 
 
+@dataclass(frozen=True)
+class NodeResources:
+    """What a worker rank gives its payloads: its share of the node and the GPUs as found.
+
+    Attributes
+    ----------
+    share
+        Its cores, CPUs and GPUs (`hpcpilot.environment.node.share_node`).
+    inventory
+        The GPUs this rank found, before the node was shared.
+    vendor
+        The vendor whose variable selects a slot's GPUs (``node.gpu_vendor``, ``auto`` resolved).
+    """
+
+    share: NodeShare
+    inventory: GpuInventory
+    vendor: str
+
+
+def _gpu_inventory(settings: Settings, allocation_gpus: int, env: Mapping[str, str]) -> GpuInventory:
+    """The rank's GPUs: ``node.gpus``, else the batch system's count, else what the node shows.
+
+    With a count and ``node.gpu_vendor`` = auto, discovery still names the vendor (Slurm sets
+    ``CUDA_VISIBLE_DEVICES`` for AMD GPUs too; ``ROCR_VISIBLE_DEVICES`` or ``rocm-smi`` tell).
+    """
+    node = settings.node
+    count, source = (node.gpus, "node.gpus") if node.gpus >= 0 else (allocation_gpus, "the batch system")
+    if count <= 0 and node.gpus < 0:
+        return discover_gpus(env, node.gpu_vendor)
+    vendor: str = node.gpu_vendor
+    if vendor == "auto" and count > 0:
+        vendor = discover_gpus(env).vendor or "nvidia"
+    return counted_gpus(count, vendor, env, source)
+
+
+def node_resources(
+    world: World, settings: Settings, allocation_gpus: int = 0, env: Mapping[str, str] = os.environ
+) -> NodeResources | None:
+    """The rank's share of its node; None on rank 0 of a world of several ranks (it runs no worker).
+
+    Collective where the world has several ranks: every rank calls it, at the same point. Worker ranks
+    on one host (by `World.host`) share its cores and GPUs (see `share_node`); ``node.cores`` counts
+    the cores of the node, not of a rank.
+    """
+    coordinator_only = world.rank == 0 and world.size > 1
+    mine = None if coordinator_only else _view(world, settings, allocation_gpus, env)
+    views = world.allgather(mine[0] if mine else None)
+    if mine is None:
+        return None
+    return _share(world, settings, mine, [v for v in views if v is not None])
+
+
+def _view(
+    world: World, settings: Settings, allocation_gpus: int, env: Mapping[str, str]
+) -> tuple[RankView, GpuInventory]:
+    inventory = _gpu_inventory(settings, allocation_gpus, env)
+    cpus = tuple(sorted(os.sched_getaffinity(0)))
+    return RankView(world.rank, world.host, cpus, inventory.ids), inventory
+
+
+def _share(
+    world: World, settings: Settings, mine: tuple[RankView, GpuInventory], views: list[RankView]
+) -> NodeResources:
+    inventory = mine[1]
+    share = share_node(world.rank, views, settings.node.cores)
+    chosen = settings.node.gpu_vendor
+    return NodeResources(share, inventory, inventory.vendor or ("nvidia" if chosen == "auto" else chosen))
+
+
+def log_resources(world: World, resources: NodeResources) -> None:
+    """Say in the rank's log what it found and took; warn about an uneven division of the node."""
+    share = resources.share
+    log.info(
+        "rank %d on %s: %s; this rank takes %d core(s) on CPUs %s and %s%s",
+        world.rank,
+        world.host,
+        resources.inventory.describe(),
+        share.cores,
+        cpu_list(share.cpus),
+        f"{resources.vendor} GPU(s) {','.join(share.gpus)}" if share.gpus else "no GPU",
+        f", shared with {share.peers - 1} other worker rank(s) on the node" if share.peers > 1 else "",
+    )
+    for warning in share.warnings:
+        log.warning("rank %d: %s", world.rank, warning)
+
+
 def make_worker(
     world: World,
     transport: Any,
@@ -203,8 +300,28 @@ def make_worker(
     layout: WorkLayout,
     drain_logs: Callable[[], tuple[str, ...]],
     allocation_gpus: int = 0,
+    resources: NodeResources | None = None,
 ) -> Worker:
-    """A worker for this rank's node; ``allocation_gpus`` is used when ``node.gpus`` is -1."""
-    node = NodeInfo(world.rank, world.host, node_cores(settings))
-    gpus = settings.node.gpus if settings.node.gpus >= 0 else allocation_gpus
-    return Worker(transport, settings, layout, node, os.environ, drain_logs, gpus)
+    """A worker for this rank's node.
+
+    ``resources`` is this rank's share (`node_resources`); without it the rank is taken to be alone on
+    its node, with the GPUs of ``node.gpus``, else ``allocation_gpus``, else those the node shows.
+    """
+    if resources is None:
+        mine = _view(world, settings, allocation_gpus, os.environ)
+        resources = _share(world, settings, mine, [mine[0]])
+    share = resources.share
+    vendor = _VENDORS.get(resources.vendor, settings.node.gpu_vendor)
+    settings = replace(settings, node=replace(settings.node, gpu_vendor=vendor))
+    node = NodeInfo(
+        world.rank,
+        world.host,
+        share.cores,
+        len(share.gpus),
+        resources.vendor if share.gpus else "",
+        resources.inventory.source,
+        share.peers,
+    )
+    return Worker(
+        transport, settings, layout, node, os.environ, drain_logs, cpu_ids=share.cpus, gpu_ids=share.gpus
+    )

@@ -20,7 +20,7 @@ from pathlib import Path
 from hpcpilot.config.schema import Settings
 from hpcpilot.data.scratch import copy_to_scratch, remove_job_scratch, scratch_root
 from hpcpilot.environment.base import EnvironmentChain, EnvironmentRequest, make_chain, request_for
-from hpcpilot.environment.placement import NodeSlots, SlotPlacement, cpu_list, gpu_env
+from hpcpilot.environment.placement import GPU_VARIABLES, NodeSlots, SlotPlacement, cpu_list, gpu_env
 from hpcpilot.model.errors import ErrorCode, HpcPilotError
 from hpcpilot.model.job import Job
 from hpcpilot.model.layout import WorkLayout
@@ -94,9 +94,13 @@ class Worker:
     drain_logs
         Returns the warnings logged since the last call, to forward to rank 0.
     gpus
-        GPUs of the node (``node.gpus``, or the allocation's count when that is -1).
+        GPUs of the node (``node.gpus``, or the allocation's count when that is -1), named ``0 ..
+        gpus-1``; ignored when ``gpu_ids`` is given.
     cpu_ids
         The CPUs this process may run on (default: its affinity).
+    gpu_ids
+        The GPUs it gives slots, as the vendor's variable names them (``hpcpilot.parallel.run``
+        passes its share of the node).
     """
 
     def __init__(
@@ -109,7 +113,10 @@ class Worker:
         drain_logs: Callable[[], tuple[str, ...]] = tuple,
         gpus: int = 0,
         cpu_ids: tuple[int, ...] | None = None,
+        gpu_ids: tuple[str, ...] | None = None,
     ) -> None:
+        if settings.node.gpu_vendor not in GPU_VARIABLES:  # "auto" where nothing resolved it
+            settings = replace(settings, node=replace(settings.node, gpu_vendor="nvidia"))
         self.transport = transport
         self.settings = settings
         self.layout = layout
@@ -139,10 +146,11 @@ class Worker:
         self._prefetch = settings.eventservice.prefetch_per_slot
         self._batch = settings.parallel.batch_size
         node_settings = settings.node
+        self.gpu_ids = gpu_ids if gpu_ids is not None else tuple(str(i) for i in range(gpus))
         self.placer = NodeSlots(
             node.cores,
             cpu_ids or tuple(os.sched_getaffinity(0)),
-            gpus,
+            len(self.gpu_ids),
             node_settings.gpus_per_slot,
         )
         self._pin = node_settings.bind_cpus and _has_taskset()
@@ -360,7 +368,7 @@ class Worker:
             slot_name=f"r{self.node.rank:04d}-s{index:03d}",
             settings=self.settings.payload,
             base_env=self.base_env,
-            slot_env=gpu_env(self.settings.node.gpu_vendor, placement.gpus),
+            slot_env=gpu_env(self.settings.node.gpu_vendor, [self.gpu_ids[g] for g in placement.gpus]),
             cpu_list=cpu_list(placement.cpus) if self._pin else "",
             cores=cores,
         )

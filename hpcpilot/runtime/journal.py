@@ -17,7 +17,9 @@ can leave behind. Record shapes:
 Records that make a run resumable (``hpcpilot run --resume``) and readable by ``hpcpilot status``:
 
     {"t": ..., "ev": "run", "host": "nid001", "pid": 4242, "ranks": 4, "resume": false}   (a run starts)
-    {"t": ..., "ev": "worker", "rank": 3, "host": "nid003", "cores": 64}   (a worker said hello)
+    {"t": ..., "ev": "worker", "rank": 3, "host": "nid003", "cores": 64, "gpus": 4, "gpu_vendor": "amd",
+     "gpu_source": "rocm-smi --showproductname", "peers": 1}   (a worker said hello: its share of
+                                  the node, and how many worker ranks share that node)
     {"t": ..., "ev": "lost", "rank": 3, "host": "nid003", "why": "..."}   (a worker rank died, MPI
                        with fault tolerance; its ranges follow as "failed" records with code 1200)
     {"t": ..., "ev": "job", "job": 1001, "state": "starting", "def": {...}}   (first record of a job:

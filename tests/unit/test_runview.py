@@ -154,7 +154,8 @@ def test_status_and_report_text(tmp_path: Path) -> None:
     job_line = next(line for line in report.splitlines() if line.startswith("5 "))
     assert job_line.split() == ["5", "running", "0", "4", "1", "10", "40", "12.5", "2", "-"]
     node1 = next(line for line in report.splitlines() if line.startswith("rank 1"))
-    assert node1.split() == ["rank", "1", "nid001", "4", "2", "8.0"]
+    # cores from the worker record; an older record says nothing of GPUs
+    assert node1.split() == ["rank", "1", "nid001", "4", "2", "8.0", "4", "-", "-"]
     assert "1305      2  exit 4" in report and "1150      1  looping" in report
 
 
