@@ -188,7 +188,14 @@ class PandaCommunicator(Communicator):
         self._wake = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._slots = 1
-        self._prefetch = RangePrefetch(panda.request_threshold, panda.request_ranges)
+        es = settings.eventservice
+        self._prefetch = RangePrefetch(
+            panda.request_threshold,
+            panda.request_ranges,
+            es.prefetch_per_slot,
+            es.request_horizon_s,
+            es.request_max,
+        )
         self._job_cache: deque[Job] = deque()
         self._bad_cache: deque[BadJob] = deque()
         self._no_more_jobs = False
@@ -263,7 +270,7 @@ class PandaCommunicator(Communicator):
                 feed.active = False
                 raise error
             ranges = [feed.cache.popleft() for _ in range(min(n, len(feed.cache)))]
-            self._prefetch.taken(len(ranges), time.monotonic(), n)
+            self._prefetch.taken(len(ranges), time.monotonic())
             errors, feed.errors = feed.errors, []
             exhausted = feed.exhausted and not feed.cache
             if (new or ranges) and feed.wants(self._threshold()):

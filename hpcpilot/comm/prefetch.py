@@ -1,8 +1,22 @@
 """How many event ranges a communicator keeps cached, and asks for at a time.
 
-A request must go out early enough to be answered before the cache is empty: the threshold grows with
-the rate ranges are being used times the time the workload manager took to answer the last request
-(seconds for the PanDA server, minutes for Harvester). Pure arithmetic; the caller supplies the clock.
+A request asks for what keeps the run's slots busy for a while, and no more: every range the
+workload manager hands to this pilot is withheld from every other worker of the task until it is
+reported (and stranded until the server's timeout if the pilot is killed). With ``S`` slots,
+``P`` = ``eventservice.prefetch_per_slot``, ``r`` the measured use rate (ranges/s) and ``d`` the time
+the workload manager took to answer the last request (seconds for the PanDA server, minutes for
+Harvester)::
+
+    request   = S x (1 + P) + r x max(eventservice.request_horizon_s, 2 x d)
+    threshold = S x P       + r x 2 x d          (ask again when fewer are cached)
+
+``S x (1 + P)`` fills every slot and its prefetch; the rate term covers the horizon (default 60 s),
+and at least two answer delays, so that the next request is answered before the cache runs dry. A
+request never asks for more than ``eventservice.request_max`` (default 10000). Before any rate is
+known, 6 slots with the default prefetch of 2 ask for 18 ranges when fewer than 12 are cached.
+The ``request_threshold`` and ``request_ranges`` settings of a communicator replace the threshold and
+the request when set (not 0); the ceiling holds for them too. Pure arithmetic; the caller supplies
+the clock.
 """
 
 from __future__ import annotations
@@ -22,20 +36,27 @@ class RangePrefetch:
     Parameters
     ----------
     threshold_setting, size_setting
-        The configured threshold and request size (0: derived from the slots).
+        The configured threshold and request size (0: derived from the slots and the rate).
+    prefetch_per_slot
+        Ranges queued per slot on the workers (``eventservice.prefetch_per_slot``).
+    horizon_s
+        How long a request keeps the slots busy at the use rate (``eventservice.request_horizon_s``).
+    request_max
+        The most ranges one request asks for (``eventservice.request_max``).
     """
 
     threshold_setting: int = 0
     size_setting: int = 0
+    prefetch_per_slot: int = 2
+    horizon_s: float = 60.0
+    request_max: int = 10000
     rate: float = 0.0
     latency_s: float = 0.0
-    demand: int = 0
     _taken: int = 0
     _window_start: float | None = None
 
-    def taken(self, n: int, now: float, wanted: int = 0) -> None:
-        """``n`` ranges were handed out at time ``now``, of ``wanted`` asked for by the coordinator."""
-        self.demand = max(self.demand, wanted)
+    def taken(self, n: int, now: float) -> None:
+        """``n`` ranges were handed out at time ``now``."""
         if self._window_start is None:
             self._window_start = now
         self._taken += n
@@ -50,14 +71,15 @@ class RangePrefetch:
         self.latency_s = latency_s
 
     def sizes(self, slots: int) -> tuple[int, int]:
-        """``(threshold, request size)``: ask when fewer than threshold ranges are cached.
+        """``(threshold, request size)`` for ``slots`` slots: ask when fewer than threshold are cached.
 
-        Threshold: the setting, or 4 per slot, raised to `SAFETY` x rate x last delay and to the most
-        the coordinator asked for at once (its own queue's need). Request size: the setting, or 8 per
-        slot, and at least twice the threshold.
+        See the module's description for the formulas. Both are at least 1 and at most
+        `request_max`.
         """
         slots = max(slots, 1)
-        base = self.threshold_setting or 4 * slots
-        threshold = max(base, int(self.rate * self.latency_s * SAFETY), self.demand)
-        size = max(self.size_setting or 8 * slots, 2 * threshold)
-        return threshold, size
+        per_slot = max(self.prefetch_per_slot, 0)
+        delay = max(self.latency_s, 0.0)
+        threshold = self.threshold_setting or slots * per_slot + int(self.rate * SAFETY * delay)
+        size = self.size_setting or slots * (1 + per_slot) + int(self.rate * max(self.horizon_s, SAFETY * delay))
+        ceiling = max(self.request_max, 1)
+        return min(max(threshold, 1), ceiling), min(max(size, 1), ceiling)

@@ -91,6 +91,7 @@ _RULES: Mapping[str, _Rule] = {
     "local.events_per_range": _Rule(minimum=1, maximum=RANGE_EVENTS.maximum),
     "eventservice.max_attempts": _Rule(minimum=1),
     "eventservice.prefetch_per_slot": _Rule(minimum=1),
+    "eventservice.request_max": _Rule(minimum=1),
     "parallel.batch_size": _Rule(minimum=1),
     "parallel.fault_tolerance": _Rule(choices=("auto", "on", "off")),
     "run.log_level": _Rule(choices=("DEBUG", "INFO", "WARNING", "ERROR")),

@@ -211,6 +211,15 @@ class EventServiceSettings:
     exhausted_status
         How a range that used all its attempts here is reported to the workload manager: ``failed``
         (the server may retry it elsewhere) or ``fatal`` (never retried).
+    range_wait_s
+        Longest an event-service job waits with no range to run (none arrived, none queued or
+        running) before it ends: with no range ever, it fails with 1238 (``ES_NO_EVENTS``) naming
+        the reason; never waits past the walltime margin. 0: no bound but the walltime.
+    request_horizon_s
+        A request for ranges asks for what keeps the slots busy this long (at the measured use rate),
+        besides the ranges that fill every slot and its prefetch (`hpcpilot.comm.prefetch`).
+    request_max
+        The most ranges one request may ask for.
     """
 
     mode: str = "auto"
@@ -218,6 +227,9 @@ class EventServiceSettings:
     prefetch_per_slot: int = 2
     merger: str = "auto"
     exhausted_status: str = "failed"
+    range_wait_s: float = 300.0
+    request_horizon_s: float = 60.0
+    request_max: int = 10000
 
 
 @dataclass(frozen=True)
