@@ -84,9 +84,11 @@ class HarvesterSettings:
     job_wait_s
         How long an idle run waits for requested jobs before it concludes that none will come.
     request_threshold
-        Ask for more ranges of a job when fewer than this many are cached here (0: 4 per slot).
+        Ask for more ranges of a job when fewer than this many are cached here (0: derived from the
+        slots, the prefetch and the use rate, `hpcpilot.comm.prefetch`).
     request_ranges
-        ``nRanges`` of one request (0: 8 per slot).
+        ``nRanges`` of one request (0: derived, `hpcpilot.comm.prefetch`; at most
+        ``eventservice.request_max``).
     poll_s
         Seconds between two looks at the access point (new jobs, ranges, kill files).
     report_interval_s
@@ -154,9 +156,11 @@ class PandaSettings:
     gzip
         Send request bodies gzipped.
     request_threshold
-        Ask for more ranges of a job when fewer than this many are cached here (0: 4 per slot).
+        Ask for more ranges of a job when fewer than this many are cached here (0: derived from the
+        slots, the prefetch and the use rate, `hpcpilot.comm.prefetch`).
     request_ranges
-        ``n_ranges`` of one request for ranges (0: 8 per slot).
+        ``n_ranges`` of one request for ranges (0: derived, `hpcpilot.comm.prefetch`; at most
+        ``eventservice.request_max``).
     give_up_s
         How long requests for jobs or ranges keep being retried while the server cannot be reached
         before the error reaches the run (updates are never given up: they wait in the outbox).
