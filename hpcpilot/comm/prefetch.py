@@ -12,8 +12,9 @@ Harvester)::
 
 ``S x (1 + P)`` fills every slot and its prefetch; the rate term covers the horizon (default 60 s),
 and at least two answer delays, so that the next request is answered before the cache runs dry. The
-rate counts the ranges handed to rank 0 beyond those that fill the run at its start (`RangePrefetch.fill`:
-each slot, its prefetch and rank 0's queue), over windows of 2 s or of 16 ranges. A
+rate counts the ranges handed to rank 0 beyond those that fill the run at its start
+(`RangePrefetch.fill`: each slot, its prefetch, and ``max(S x P, 16)`` for rank 0's queue), over
+windows of 2 s or of 16 ranges. A
 request never asks for more than ``eventservice.request_max`` (default 10000). Before any rate is
 known, 6 slots with the default prefetch of 2 ask for 18 ranges when fewer than 12 are cached.
 The ``request_threshold`` and ``request_ranges`` settings of a communicator replace the threshold and
@@ -30,7 +31,7 @@ RATE_WINDOW_S = 2.0
 #: ... or of this many ranges, once `MIN_WINDOW_S` have passed (a fast run learns its rate at once).
 RATE_WINDOW_RANGES = 16
 MIN_WINDOW_S = 0.05
-#: Rank 0 keeps at least this many ranges queued (`hpcpilot.parallel.coordinator`): part of the fill.
+#: The fill counts ``S x P``, and at least this many, ranges for rank 0's queue.
 QUEUE_MIN = 16
 #: The threshold covers this many times the last answer's delay at the current rate.
 SAFETY = 2.0
@@ -65,7 +66,7 @@ class RangePrefetch:
     _skip: int = 0
 
     def fill(self, slots: int) -> int:
-        """Ranges that fill a run of ``slots`` slots: each slot, its prefetch, and rank 0's queue."""
+        """Ranges that fill a run of ``slots`` slots: each slot, its prefetch, and some for rank 0's queue."""
         slots = max(slots, 1)
         per_slot = max(self.prefetch_per_slot, 0)
         return slots * (1 + per_slot) + max(slots * per_slot, QUEUE_MIN)

@@ -646,14 +646,20 @@ class Coordinator:
         return finished
 
     def _target(self) -> int:
-        """How many ranges rank 0 keeps queued: every slot's prefetch (at least 16).
+        """How many ranges rank 0 keeps queued: enough for every slot's prefetch, twice over.
 
-        The workers hold what runs and their own prefetch; rank 0 holds the next refill of every
-        worker's queue. Every range held here is withheld from the task's other workers, so this is
-        no deeper than that (the communicator's request sizing: `hpcpilot.comm.prefetch`).
+        Not what sizes requests to the workload manager (`hpcpilot.comm.prefetch` does that): the
+        PanDA communicator hands out at most what this asks for, and a range it received is journaled
+        only once handed out, so a shallower queue would leave received ranges unjournaled (lost to a
+        kill) for longer.
         """
         cores = self.books.total_cores or len(self.transport.worker_ranks)
-        return max(cores * self.settings.eventservice.prefetch_per_slot, 16)
+        per_worker = self.settings.parallel.batch_size
+        return max(
+            2 * cores * (1 + self.settings.eventservice.prefetch_per_slot),
+            per_worker * len(self.transport.worker_ranks),
+            16,
+        )
 
     def _fetch_work(self, now: float) -> bool:
         """Get jobs, and ranges when the queue is below half its target (then fill it up).
