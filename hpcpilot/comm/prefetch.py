@@ -115,6 +115,7 @@ class RangePrefetch:
         per_slot = max(self.prefetch_per_slot, 0)
         delay = max(self.latency_s, 0.0)
         threshold = self.threshold_setting or slots * per_slot + int(self.rate * SAFETY * delay)
-        size = self.size_setting or slots * (1 + per_slot) + int(self.rate * max(self.horizon_s, SAFETY * delay))
+        use = int(self.rate * max(self.horizon_s, SAFETY * delay))
+        size = self.size_setting or slots * (1 + per_slot) + use
         ceiling = max(self.request_max, 1)
         return min(max(threshold, 1), ceiling), min(max(size, 1), ceiling)

@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from hpcpilot.comm.base import Communicator, JobBatch, JobReport, RangeBatch
-from hpcpilot.config.schema import BatchSettings, EventServiceSettings, NodeSettings, PayloadSettings, Settings
+from hpcpilot.config.schema import (
+    BatchSettings,
+    EventServiceSettings,
+    NodeSettings,
+    PayloadSettings,
+    Settings,
+)
 from hpcpilot.model.errors import ErrorCode
 from hpcpilot.model.job import Job
 from hpcpilot.model.layout import WorkLayout
