@@ -7,6 +7,7 @@ or when the end of the allocation comes first.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -35,6 +36,7 @@ from hpcpilot.parallel.transport import LocalLink
 from hpcpilot.runtime.journal import Journal
 from hpcpilot.runtime.signals import SignalFlag
 from tests.conftest import journal
+from tests.unit.test_harvester_comm import job_dict, make
 
 HINT = "the source feeds no events to this kind of worker"
 
@@ -151,3 +153,27 @@ def test_a_job_whose_ranges_stop_coming_ends_with_those_it_had(
     assert final.state is JobState.FINISHED and final.error_code is None
     assert final.ranges["finished"] == 5
     assert "no more event ranges arrived" in caplog.text
+
+
+# --- the Harvester communicator names the reason ------------------------------------------------------
+
+
+def test_harvester_names_the_many_to_one_limitation_only_for_a_multi_job_worker(tmp_path: Path) -> None:
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "HPCJobs.json").write_text(json.dumps({"11": job_dict(11)}))
+    comm = make(one)
+    [job] = comm.fetch_jobs(10).jobs
+    assert comm.range_wait_hint(job) == ""  # OneToOne: Harvester feeds it; the reason is not known
+    many = tmp_path / "many"
+    for pid in (21, 22):
+        (many / str(pid)).mkdir(parents=True)
+        (many / str(pid) / "HPCJobs.json").write_text(json.dumps({str(pid): job_dict(pid)}))
+    (many / "worker_pandaids.json").write_text("[21, 22]")
+    comm = make(many)
+    jobs = comm.fetch_jobs(10).jobs
+    assert len(jobs) == 2
+    for job in jobs:
+        hint = comm.range_wait_hint(job)
+        assert hint.startswith("Harvester does not feed events to ManyToOne workers"), hint
+        assert "JobsEventRanges.json" in hint
