@@ -608,6 +608,7 @@ class HarvesterCommunicator(Communicator):
         ids = [r.range_id for r in finished] + list(fatal)
         if ids:
             self._dump_ids.setdefault(job.panda_id, []).extend(ids)
+            self.prefetch.used(len(ids), time.monotonic())
 
     def delivered(self) -> list[tuple[int, list[str]]]:
         """(PandaID, range ids) written to a dump file since the last call."""

@@ -322,7 +322,9 @@ class PandaCommunicator(Communicator):
         if not updates:
             return
         self._outbox.put(OutboxKind.RANGES, job.panda_id, {"eventRanges": [u.to_wire() for u in updates]})
+        ended = len(updates) - len(cut)
         with self._lock:
+            self._prefetch.used(ended, time.monotonic())
             self._wake.notify_all()
 
     def report_job(self, report: JobReport) -> None:

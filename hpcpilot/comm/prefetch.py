@@ -12,9 +12,9 @@ Harvester)::
 
 ``S x (1 + P)`` fills every slot and its prefetch; the rate term covers the horizon (default 60 s),
 and at least two answer delays, so that the next request is answered before the cache runs dry. The
-rate counts the ranges handed to rank 0 beyond those that fill the run at its start
-(`RangePrefetch.fill`: each slot, its prefetch, and ``max(S x P, 16)`` for rank 0's queue), over
-windows of 2 s or of 16 ranges. A
+rate counts the ranges that ended (reported finished or failed for good), not those handed out: the
+ranges that fill the slots, their prefetch and rank 0's queue at the start are not use. It is
+measured over windows of 2 s, or of 16 ranges in a fast run. A
 request never asks for more than ``eventservice.request_max`` (default 10000). Before any rate is
 known, 6 slots with the default prefetch of 2 ask for 18 ranges when fewer than 12 are cached.
 The ``request_threshold`` and ``request_ranges`` settings of a communicator replace the threshold and
@@ -31,8 +31,6 @@ RATE_WINDOW_S = 2.0
 #: ... or of this many ranges, once `MIN_WINDOW_S` have passed (a fast run learns its rate at once).
 RATE_WINDOW_RANGES = 16
 MIN_WINDOW_S = 0.05
-#: The fill counts ``S x P``, and at least this many, ranges for rank 0's queue.
-QUEUE_MIN = 16
 #: The threshold covers this many times the last answer's delay at the current rate.
 SAFETY = 2.0
 
@@ -60,45 +58,30 @@ class RangePrefetch:
     request_max: int = 10000
     rate: float = 0.0
     latency_s: float = 0.0
-    _taken: int = 0
+    _used: int = 0
     _window_start: float | None = None
-    _filled: int = 0
-    _skip: int = 0
-
-    def fill(self, slots: int) -> int:
-        """Ranges that fill a run of ``slots`` slots: each slot, its prefetch, and some for rank 0's queue."""
-        slots = max(slots, 1)
-        per_slot = max(self.prefetch_per_slot, 0)
-        return slots * (1 + per_slot) + max(slots * per_slot, QUEUE_MIN)
 
     def taken(self, n: int, now: float) -> None:
-        """``n`` ranges were handed out at time ``now``.
-
-        The ranges that fill the run (`fill`, for the most slots seen) are taken at once at the start
-        and do not count as use. A window ends after `RATE_WINDOW_S`, or after `RATE_WINDOW_RANGES`
-        ranges and at least `MIN_WINDOW_S`; its rate is averaged with the rate so far.
-        """
-        self._learn_slots(0)
-        skipped = min(n, self._skip)
-        self._skip -= skipped
-        n -= skipped
-        if self._window_start is None:
-            if not n:
-                return
+        """``n`` ranges were handed out at time ``now``: the first ones start the use rate's clock."""
+        if n and self._window_start is None:
             self._window_start = now
-        self._taken += n
-        elapsed = now - self._window_start
-        if elapsed >= RATE_WINDOW_S or (elapsed >= MIN_WINDOW_S and self._taken >= RATE_WINDOW_RANGES):
-            current = self._taken / elapsed
-            self.rate = current if not self.rate else 0.5 * (self.rate + current)
-            self._taken, self._window_start = 0, now
 
-    def _learn_slots(self, slots: int) -> None:
-        """More slots than before: the ranges that fill the new ones do not count as use either."""
-        fill = self.fill(slots)
-        if fill > self._filled:
-            self._skip += fill - self._filled
-            self._filled = fill
+    def used(self, n: int, now: float) -> None:
+        """``n`` ranges ended (finished, or failed for good) and were reported at time ``now``.
+
+        The use rate counts ranges that ended, not ranges handed out: those that fill the slots,
+        their prefetch and rank 0's queue at the start are not use. A window ends after
+        `RATE_WINDOW_S`, or after `RATE_WINDOW_RANGES` ranges and at least `MIN_WINDOW_S`; its
+        rate is averaged with the rate so far.
+        """
+        if self._window_start is None:
+            self._window_start = now
+        self._used += n
+        elapsed = now - self._window_start
+        if elapsed >= RATE_WINDOW_S or (elapsed >= MIN_WINDOW_S and self._used >= RATE_WINDOW_RANGES):
+            current = self._used / elapsed
+            self.rate = current if not self.rate else 0.5 * (self.rate + current)
+            self._used, self._window_start = 0, now
 
     def answered(self, latency_s: float) -> None:
         """A request was answered ``latency_s`` seconds after it was made."""
@@ -111,7 +94,6 @@ class RangePrefetch:
         `request_max`.
         """
         slots = max(slots, 1)
-        self._learn_slots(slots)
         per_slot = max(self.prefetch_per_slot, 0)
         delay = max(self.latency_s, 0.0)
         threshold = self.threshold_setting or slots * per_slot + int(self.rate * SAFETY * delay)
