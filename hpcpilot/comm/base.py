@@ -286,6 +286,14 @@ class Communicator(ABC):
         """
         return None
 
+    def range_wait_hint(self, job: Job) -> str:
+        """Why ``job`` may get no event ranges from this workload manager, when that is known.
+
+        Named in the diagnosis of a job that waited ``eventservice.range_wait_s`` for ranges and got
+        none (1238); empty (the default) when the communicator knows no reason.
+        """
+        return ""
+
     def set_slots(self, slots: int) -> None:  # noqa: B027 - optional hook
         """Learn how many payload slots the run has (called whenever it changes): sizes requests."""
 

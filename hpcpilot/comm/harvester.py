@@ -220,7 +220,14 @@ class HarvesterCommunicator(Communicator):
         self._ended: set[int] = set()
         self._ahead: dict[int, int] = {}  # ranges handed beyond what the coordinator asked for
         self._request_t: float | None = None
-        self.prefetch = RangePrefetch(self.cfg.request_threshold, self.cfg.request_ranges)
+        es = settings.eventservice
+        self.prefetch = RangePrefetch(
+            self.cfg.request_threshold,
+            self.cfg.request_ranges,
+            es.prefetch_per_slot,
+            es.request_horizon_s,
+            es.request_max,
+        )
         self._slots = 0
         # reports
         self._dump_new: dict[int, list[str]] = {}
@@ -482,10 +489,25 @@ class HarvesterCommunicator(Communicator):
         ahead = self._ahead.get(job.panda_id, 0) + len(ranges)
         used = min(n, ahead)
         self._ahead[job.panda_id] = ahead - used
-        self.prefetch.taken(used, now, n)
+        self.prefetch.taken(used, now)
         exhausted = job.panda_id in self._ended and not cache
         self._held.discard(job.panda_id)
         return RangeBatch(tuple(ranges), exhausted=exhausted, errors=tuple(errors))
+
+    def range_wait_hint(self, job: Job) -> str:
+        """A job of a multi-job (ManyToOne) worker: Harvester feeds it no ranges.
+
+        Harvester's ``SharedFileMessenger.feed_events`` writes nothing for a worker that holds
+        several jobs (HSF/harvester ``pandaharvester/harvestermessenger/shared_file_messenger.py``,
+        "TOBEFIXED" for MultiJobs) and deletes the request all the same. Such a job has its own
+        directory ``<accessPoint>/<PandaID>/``.
+        """
+        if self.job_ap.get(job.panda_id, self.ap) == self.ap:
+            return ""
+        return (
+            "Harvester does not feed events to ManyToOne workers (its messenger writes no "
+            f"{self.names.eventRangesFile} for a worker with several jobs)"
+        )
 
     def adopt(self, job: Job, exhausted: bool = False) -> JobState | None:
         """A resumed job: its ranges are asked for and its reports written as for a job read here.
@@ -660,6 +682,7 @@ class HarvesterCommunicator(Communicator):
         ids = [r.range_id for r in finished] + list(fatal)
         if ids:
             self._dump_ids.setdefault(job.panda_id, []).extend(ids)
+            self.prefetch.used(len(ids), time.monotonic())
 
     def delivered(self) -> list[tuple[int, list[str]]]:
         """(PandaID, range ids) written to a dump file since the last call."""

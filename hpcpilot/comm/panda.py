@@ -9,11 +9,11 @@ coordinator's loop never waits for the network.
   slots), never more than ``run.max_jobs`` allows. `fetch_jobs` hands out what has arrived; its batch
   is exhausted once the server has no job (StatusCode 20, ``No jobs in PanDA``, an empty list) and all
   arrived jobs are handed out, or when ``run.max_jobs`` is reached.
-* **Ranges**: `fetch_ranges` hands out the job's cached ranges and, when fewer than
-  ``panda.request_threshold`` (default 4 per slot) are left, has the thread ask
-  ``acquire_event_ranges`` for ``panda.request_ranges`` (default 8 per slot); both grow with the rate
-  ranges are used times the server's answer delay (`hpcpilot.comm.prefetch`). An empty reply means
-  the job has no more ranges.
+* **Ranges**: `fetch_ranges` hands out the job's cached ranges and, when fewer than the threshold
+  are left, has the thread ask ``acquire_event_ranges`` for a request's worth: what keeps the slots
+  and their prefetch busy for ``eventservice.request_horizon_s`` at the use rate, at most
+  ``eventservice.request_max`` (`hpcpilot.comm.prefetch`; ``panda.request_threshold`` and
+  ``panda.request_ranges`` replace the two). An empty reply means the job has no more ranges.
 * **Updates** go through the durable `hpcpilot.comm.outbox.Outbox` in ``<workdir>/panda_outbox/``:
   `report_job` puts a heartbeat or the final update there, `report_ranges` one batch of range updates
   (finished ranges, and ranges that used all their attempts with status
@@ -202,7 +202,14 @@ class PandaCommunicator(Communicator):
         self._wake = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._slots = 1
-        self._prefetch = RangePrefetch(panda.request_threshold, panda.request_ranges)
+        es = settings.eventservice
+        self._prefetch = RangePrefetch(
+            panda.request_threshold,
+            panda.request_ranges,
+            es.prefetch_per_slot,
+            es.request_horizon_s,
+            es.request_max,
+        )
         self._job_cache: deque[Job] = deque()
         self._bad_cache: deque[BadJob] = deque()
         self._no_more_jobs = False
@@ -285,7 +292,7 @@ class PandaCommunicator(Communicator):
                 feed.active = False
                 raise error
             ranges = [feed.cache.popleft() for _ in range(min(n, len(feed.cache)))]
-            self._prefetch.taken(len(ranges), time.monotonic(), n)
+            self._prefetch.taken(len(ranges), time.monotonic())
             errors, feed.errors = feed.errors, []
             exhausted = feed.exhausted and not feed.cache
             if (new or ranges) and feed.wants(self._threshold()):
@@ -337,7 +344,9 @@ class PandaCommunicator(Communicator):
         if not updates or job.panda_id in self._abandoned:
             return
         self._outbox.put(OutboxKind.RANGES, job.panda_id, {"eventRanges": [u.to_wire() for u in updates]})
+        ended = len(updates) - len(cut)
         with self._lock:
+            self._prefetch.used(ended, time.monotonic())
             self._wake.notify_all()
 
     def report_job(self, report: JobReport) -> None:

@@ -133,9 +133,11 @@ class HarvesterSettings:
     job_wait_s
         How long an idle run waits for requested jobs before it concludes that none will come.
     request_threshold
-        Ask for more ranges of a job when fewer than this many are cached here (0: 4 per slot).
+        Ask for more ranges of a job when fewer than this many are cached here (0: derived from the
+        slots, the prefetch and the use rate, `hpcpilot.comm.prefetch`).
     request_ranges
-        ``nRanges`` of one request (0: 8 per slot).
+        ``nRanges`` of one request (0: derived, `hpcpilot.comm.prefetch`; at most
+        ``eventservice.request_max``).
     poll_s
         Seconds between two looks at the access point (new jobs, ranges, kill files).
     report_interval_s
@@ -204,9 +206,11 @@ class PandaSettings:
     gzip
         Send request bodies gzipped.
     request_threshold
-        Ask for more ranges of a job when fewer than this many are cached here (0: 4 per slot).
+        Ask for more ranges of a job when fewer than this many are cached here (0: derived from the
+        slots, the prefetch and the use rate, `hpcpilot.comm.prefetch`).
     request_ranges
-        ``n_ranges`` of one request for ranges (0: 8 per slot).
+        ``n_ranges`` of one request for ranges (0: derived, `hpcpilot.comm.prefetch`; at most
+        ``eventservice.request_max``).
     give_up_s
         How long requests for jobs or ranges keep being retried while the server cannot be reached
         before the error reaches the run (updates are never given up: they wait in the outbox).
@@ -261,6 +265,15 @@ class EventServiceSettings:
     exhausted_status
         How a range that used all its attempts here is reported to the workload manager: ``failed``
         (the server may retry it elsewhere) or ``fatal`` (never retried).
+    range_wait_s
+        Longest an event-service job waits with no range to run (none arrived, none queued or
+        running) before it ends: with no range ever, it fails with 1238 (``ES_NO_EVENTS``) naming
+        the reason; never waits past the walltime margin. 0: no bound but the walltime.
+    request_horizon_s
+        A request for ranges asks for what keeps the slots busy this long (at the measured use rate),
+        besides the ranges that fill every slot and its prefetch (`hpcpilot.comm.prefetch`).
+    request_max
+        The most ranges one request may ask for.
     """
 
     mode: str = "auto"
@@ -268,6 +281,9 @@ class EventServiceSettings:
     prefetch_per_slot: AtLeastOne = 2
     merger: str = "auto"
     exhausted_status: Literal["failed", "fatal"] = "failed"
+    range_wait_s: float = 300.0
+    request_horizon_s: float = 60.0
+    request_max: AtLeastOne = 10000
 
 
 @dataclass(frozen=True)

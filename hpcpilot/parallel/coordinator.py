@@ -48,6 +48,7 @@ from hpcpilot.parallel.messages import (
 )
 from hpcpilot.parallel.monitoring import RunMonitor
 from hpcpilot.parallel.outcome import finished_outputs, job_report, merge_inputs, settle_event_service
+from hpcpilot.parallel.rangewait import RangeWait, WaitOver
 from hpcpilot.parallel.resume import FinishedRange, OpenJob, ResumeState
 from hpcpilot.parallel.staging import JobStaging, Staged
 from hpcpilot.parallel.status import Progress, RateMeter, format_status
@@ -125,6 +126,7 @@ class Coordinator:
         self._rate = RateMeter()
         self._bad_jobs: list[dict[str, Any]] = []
         self._queue_target = self._target()
+        self.range_wait = RangeWait(settings.eventservice.range_wait_s)
         self.plan = EndPlan(
             None if end_time is None else self.started + end_time - time.time(),
             settings.batch.exit_margin_s,
@@ -161,6 +163,7 @@ class Coordinator:
             progress |= self._journal_delivered_now()
         now = time.monotonic()
         progress |= self._watch_the_disk(now)
+        progress |= self._watch_range_waits(now)  # before the end's drain: a wait it ends ends alike
         progress |= self._watch_the_end(now)
         if not self.books.draining and not self.books.paused:
             if now >= self._next_fetch:
@@ -309,6 +312,51 @@ class Coordinator:
         for merge in self._merges.values():
             merge.kill(self.settings.payload.kill_grace_s)
         return True
+
+    # --- waiting for ranges (hpcpilot.parallel.rangewait) ------------------------------------
+
+    def _watch_range_waits(self, now: float) -> bool:
+        """End the feed of event-service jobs that waited ``eventservice.range_wait_s`` for ranges.
+
+        The end of the allocation ends the wait too (for a job that never had a range: one that had
+        some is drained like any other).
+        """
+        books = self.books
+        if books.draining or not books.feeding:
+            return False
+        nothing_fits = self.plan.nothing_fits(now)
+        progress = False
+        for book in list(books.feeding.values()):
+            busy = (
+                books.paused
+                or book.queued > 0
+                or book.in_flight > 0
+                or bool(book.held)
+                or book.phase is JobPhase.STAGING_IN
+            )
+            over = self.range_wait.check(book.job.panda_id, now, busy, nothing_fits and not book.ranges)
+            if over is not None:
+                self._end_range_wait(book, over)
+                progress = True
+        return progress
+
+    def _end_range_wait(self, book: JobBook, over: WaitOver) -> None:
+        """No more ranges for a job that waited too long: with none at all, it fails with 1238."""
+        panda_id = book.job.panda_id
+        self.books.exhaust(book)
+        self.journal.append("exhausted", job=panda_id)
+        if book.ranges:
+            log.warning(
+                "job %d: no more event ranges arrived in %.0f s (eventservice.range_wait_s): it ends with "
+                "the %d range(s) it had",
+                panda_id,
+                over.waited_s,
+                len(book.ranges),
+            )
+            return
+        book.error_code = ErrorCode.ES_NO_EVENTS
+        book.error_diag = over.diag(self.comm.range_wait_hint(book.job))
+        log.error("job %d: %s (1238 ES_NO_EVENTS)", panda_id, book.error_diag)
 
     def _range_limit(self, rank: int, now: float) -> int | None:
         """How many ranges a worker may still take before the end (None: no limit)."""
@@ -621,7 +669,13 @@ class Coordinator:
         return finished
 
     def _target(self) -> int:
-        """How many ranges rank 0 keeps queued: enough for every slot's prefetch, twice over."""
+        """How many ranges rank 0 keeps queued: enough for every slot's prefetch, twice over.
+
+        Not what sizes requests to the workload manager (`hpcpilot.comm.prefetch` does that): the
+        PanDA communicator hands out at most what this asks for, and a range it received is journaled
+        only once handed out, so a shallower queue would leave received ranges unjournaled (lost to a
+        kill) for longer.
+        """
         cores = self.books.total_cores or len(self.transport.worker_ranks)
         per_worker = self.settings.parallel.batch_size
         return max(
