@@ -426,6 +426,8 @@ class PandaCommunicator(Communicator):
         with self._lock:
             self._wake.notify_all()
         self._thread.join(timeout=self.settings.panda.timeout_s + 5)
+        if not self._thread.is_alive():
+            self._client.close()  # the pooled keep-alive connections (a thread still in a call keeps them)
         left = len(self._outbox)
         if left:
             log.warning(
