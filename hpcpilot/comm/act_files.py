@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpcpilot.comm.base import JobReport
+from hpcpilot.comm.job_report import job_report_document
 from hpcpilot.comm.panda_api import METRIC_PARAMS
 from hpcpilot.comm.wire import panda_id_or_none
 from hpcpilot.model.bounds import fit_words
@@ -129,33 +130,6 @@ def file_info(files: Sequence[StagedFile]) -> str:
 def output_list(files: Sequence[StagedFile]) -> str:
     """``output.list``: ``<name> <surl>:checksumtype=adler32:checksumvalue=<adler32>`` per file."""
     return "".join(f"{f.name} {f.surl}:checksumtype=adler32:checksumvalue={f.adler32}\n" for f in files)
-
-
-def job_report_document(report: JobReport) -> dict[str, Any]:
-    """A job report in the shape of a payload's ``jobReport.json``, for a job whose payload wrote none."""
-    failed = report.error_code not in (None, 0)
-    outputs = [
-        {
-            "name": str(o.get("path", "")).rsplit("/", 1)[-1],
-            "file_size": o.get("fsize"),
-            "adler32": o.get("adler32"),
-        }
-        for o in report.outputs
-    ]
-    return {
-        "exitCode": report.error_code or 0,
-        "exitAcronym": "OK" if not failed else "PILOT_ERROR",
-        "exitMsg": report.error_diag or "OK",
-        "files": {"output": [{"subFiles": outputs}]} if outputs else {},
-        "resource": {
-            "transform": {
-                "cpuTime": round(report.cpu_s, 3),
-                "wallTime": round(report.wall_s, 3),
-                "processedEvents": report.n_events,
-            },
-        },
-        "hpcpilot": {"eventRanges": dict(report.ranges), "jobStatus": report.state.value},
-    }
 
 
 def _stamp(now: float) -> str:

@@ -53,7 +53,6 @@ from hpcpilot.comm.harvester_files import (
     event_request,
     file_entry,
     infer_mapping,
-    job_report_document,
     mapping_warnings,
     parse_harvester_config,
     parse_job_spec,
@@ -63,6 +62,7 @@ from hpcpilot.comm.harvester_files import (
     status_entry,
     worker_attributes,
 )
+from hpcpilot.comm.job_report import job_report_document
 from hpcpilot.comm.prefetch import RangePrefetch
 from hpcpilot.comm.wire import batch_id, panda_id_or_none, parse_json_object
 from hpcpilot.config.schema import Settings

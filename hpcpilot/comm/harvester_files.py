@@ -343,33 +343,6 @@ def worker_attributes(report: JobReport, job: Job | None, batch_id: str) -> dict
     return attrs
 
 
-def job_report_document(report: JobReport) -> dict[str, Any]:
-    """A ``jobReport.json`` in the shape of a payload's job report (becomes the job's metaData)."""
-    failed = report.error_code not in (None, 0)
-    outputs = [
-        {
-            "name": str(o.get("path", "")).rsplit("/", 1)[-1],
-            "file_size": o.get("fsize"),
-            "adler32": o.get("adler32"),
-        }
-        for o in report.outputs
-    ]
-    return {
-        "exitCode": report.error_code or 0,
-        "exitAcronym": "OK" if not failed else "PILOT_ERROR",
-        "exitMsg": report.error_diag or "OK",
-        "files": {"output": [{"subFiles": outputs}]} if outputs else {},
-        "resource": {
-            "transform": {
-                "cpuTime": round(report.cpu_s, 3),
-                "wallTime": round(report.wall_s, 3),
-                "processedEvents": report.n_events,
-            },
-        },
-        "hpcpilot": {"eventRanges": dict(report.ranges), "jobStatus": report.state.value},
-    }
-
-
 def dump_text(by_job: Mapping[str, list[str]]) -> str:
     """``event_status.dump.json`` from entries already serialised (one JSON object string each)."""
     parts = [f"{json.dumps(key)}: [{', '.join(entries)}]" for key, entries in by_job.items()]

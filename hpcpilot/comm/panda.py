@@ -57,8 +57,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hpcpilot.comm.base import BadJob, Command, CommandKind, Communicator, JobBatch, JobReport, RangeBatch
-from hpcpilot.comm.harvester_files import job_report_document
 from hpcpilot.comm.http import HttpClient, HttpReply
+from hpcpilot.comm.job_report import job_report_document
 from hpcpilot.comm.outbox import Outbox, OutboxItem, OutboxKind
 from hpcpilot.comm.panda_api import (
     ABANDON_COMMANDS,
