@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pickle
 import struct
+import time
 from typing import Any
 
 import pytest
@@ -69,7 +70,7 @@ class FakeComm:
 @pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     slept: list[float] = []
-    monkeypatch.setattr(par.time, "sleep", slept.append)
+    monkeypatch.setattr(time, "sleep", slept.append)  # Backoff sleeps with time.sleep
     monkeypatch.setattr(par, "_mpi", lambda: type("MPI", (), {"BYTE": "byte"}))
     return slept
 
