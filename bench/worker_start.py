@@ -16,7 +16,7 @@ Parts:
   ``psutil`` monitor), as a worker does it: from rank 0's entry-point table where the tree has one
   (`hpcpilot.plugins.use_entry_point_table`), else from the installed metadata. Reports the time of
   that, in the process (``time.perf_counter``), the modules it ends up with, and which heavy ones.
-* ``launch``: ``mpiexec -n RANKS python -m hpcpilot run`` of a job of 0 s ``sleep`` ranges: from just
+* ``launch``: ``mpiexec -n RANKS python -m hpcpilot run`` of a job of 0.2 s ``sleep`` ranges: from just
   before ``mpiexec`` starts to the journal's first ``assigned`` record, and to the first ``assigned``
   record of the last worker rank to get one (every rank has started by then).
 """
@@ -92,15 +92,15 @@ def one_import(tree: Path, table: str) -> dict[str, Any]:
     return result
 
 
-def sleep_job(n: int) -> dict[str, Any]:
-    """An event-service job of ``n`` one-event ranges of 0 s ``sleep`` payloads (as bench/dispatch.py)."""
+def sleep_job(n: int, payload_s: float) -> dict[str, Any]:
+    """An event-service job of ``n`` one-event ranges of ``sleep`` payloads (as bench/dispatch.py)."""
     return {
         "PandaID": 4242,
         "taskID": 1,
         "jobsetID": 1,
         "attemptNr": 1,
         "transformation": "sleep",
-        "jobPars": "0.0",
+        "jobPars": repr(payload_s),
         "eventService": "True",
         "coreCount": 1,
         "nEventsPerInputFile": n,
@@ -112,7 +112,8 @@ def sleep_job(n: int) -> dict[str, Any]:
 def one_launch(tree: Path, ranks: int, scratch: Path) -> dict[str, float]:
     """One ``mpiexec`` run of ``tree``: seconds from launch to the first assignment and to the last rank's."""
     work = Path(tempfile.mkdtemp(dir=scratch))
-    (work / "HPCJobs.json").write_text(json.dumps({"4242": sleep_job(4 * ranks)}))
+    # 0.2 s ranges, 4 per worker: every worker gets some in its first request (3 with the prefetch)
+    (work / "HPCJobs.json").write_text(json.dumps({"4242": sleep_job(4 * ranks, 0.2)}))
     sets = {
         "eventservice.mode": "sleep",
         "node.cores": "1",
