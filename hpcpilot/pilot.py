@@ -63,7 +63,10 @@ def run_pilot(load: Callable[[], Settings], resume: bool = False) -> int:
         except OSError as exc:
             error = f"cannot prepare the work directory: {exc}"
         if world.size > 1:
-            plugin_table = entry_point_table()
+            try:
+                plugin_table = entry_point_table()
+            except Exception as exc:  # broken metadata: the workers read it themselves, as rank 0 will
+                log.warning("cannot read the plugins' entry points for the workers: %s", exc)
     # the workers load their plugins from rank 0's entry-point table: no metadata scan on each rank
     settings, error, plugin_table = world.broadcast((settings, error, plugin_table))
     if world.rank != 0:
