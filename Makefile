@@ -4,8 +4,8 @@
 #   make test    the whole test suite (unit tests and MPI runs at 1, 2 and 4 ranks)
 #   make lint    ruff + mypy --strict
 #   make docs    the documentation site, built strictly, into build/site
-#   make bench   dispatch, utilisation, communicator, PanDA client, drain, checksum, staging, journal and
-#                monitoring benchmarks (docs/performance.md)
+#   make bench   dispatch, utilisation, communicator, PanDA client, drain, checksum, staging, journal,
+#                monitoring and worker start-up benchmarks (docs/performance.md)
 #   make ompi-venv  a second virtualenv (.venv-ompi) with the Open MPI wheel, for the fault-tolerance
 #                (ULFM) test of tests/mpi/test_ulfm.py (docs/mpi.md)
 #
@@ -70,6 +70,7 @@ bench: venv
 	$(BIN)/python bench/staging.py
 	$(BIN)/python bench/journal.py --ranges 3000 --rounds 3
 	$(BIN)/python bench/monitoring.py
+	$(BIN)/python bench/worker_start.py --rounds 3 --ranks 16   # this tree alone; see docs/performance.md
 
 clean:
 	rm -rf $(VENV) $(OMPI_VENV) build $(DEMO_DIR) .mypy_cache .ruff_cache .pytest_cache

@@ -21,6 +21,7 @@ from hpcpilot.model.errors import ErrorCode, ExitCode, HpcPilotError
 from hpcpilot.model.layout import WorkLayout
 from hpcpilot.parallel import run as par
 from hpcpilot.parallel.transport import LocalLink, MpiCoordinatorTransport, MpiWorkerTransport
+from hpcpilot.plugins import entry_point_table, use_entry_point_table
 from hpcpilot.runtime.logs import setup_logging
 from hpcpilot.runtime.signals import SignalFlag
 from hpcpilot.runtime.terminal import StatusPrinter
@@ -51,7 +52,7 @@ def run_pilot(load: Callable[[], Settings], resume: bool = False) -> int:
         The exit code (see `hpcpilot.cli`).
     """
     world = par.detect_world()
-    settings, error = None, None
+    settings, error, plugin_table = None, None, None
     if world.rank == 0:
         try:
             settings = load()
@@ -61,7 +62,15 @@ def run_pilot(load: Callable[[], Settings], resume: bool = False) -> int:
             error = str(exc)
         except OSError as exc:
             error = f"cannot prepare the work directory: {exc}"
-    settings, error = world.broadcast((settings, error))
+        if world.size > 1:
+            try:
+                plugin_table = entry_point_table()
+            except Exception as exc:  # broken metadata: the workers read it themselves, as rank 0 will
+                log.warning("cannot read the plugins' entry points for the workers: %s", exc)
+    # the workers load their plugins from rank 0's entry-point table: no metadata scan on each rank
+    settings, error, plugin_table = world.broadcast((settings, error, plugin_table))
+    if world.rank != 0:
+        use_entry_point_table(plugin_table)
     if error is not None or settings is None:
         if world.rank == 0:
             print(f"hpcpilot: configuration error: {error}", file=sys.stderr)

@@ -3,14 +3,23 @@
 Built-in plugins are registered exactly as third-party ones are, in ``pyproject.toml`` under
 ``hpcpilot.<family>`` entry-point groups. A plugin whose optional dependency is missing fails when it is
 chosen, with a message that names the extra to install.
+
+Reading entry points costs ``importlib.metadata`` (with ``email``, ``zipfile``, ``csv``) and a scan of
+every installed distribution's metadata per lookup: at 512 nodes, that is 512 scans of the software
+area. So rank 0 reads the table once (`entry_point_table`) and hands it to the workers with the settings
+(`use_entry_point_table`); a worker then loads its plugins by import path and never imports
+``importlib.metadata``.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:  # importlib.metadata stays out of the workers' import path
+    from importlib.metadata import EntryPoint
 
 from hpcpilot.config.schema import Settings
 from hpcpilot.model.errors import PluginError
@@ -82,12 +91,49 @@ def _family(family: str) -> Family:
 
 
 def _entry_points(family: Family) -> dict[str, EntryPoint]:
+    from importlib.metadata import entry_points
+
     return {ep.name: ep for ep in entry_points(group=family.group)}
+
+
+#: An entry-point table from rank 0 (`use_entry_point_table`): family name -> plugin name -> value.
+_TABLE: dict[str, dict[str, str]] | None = None
+
+
+def entry_point_table() -> dict[str, dict[str, str]]:
+    """Every family's registered plugins as plain data: family -> name -> ``module:attr`` (sorted).
+
+    Rank 0 reads it once and sends it to the workers (`use_entry_point_table`).
+    """
+    from importlib.metadata import entry_points
+
+    every = entry_points()  # one scan of the installed metadata for all families
+    return {
+        fam.name: {ep.name: ep.value for ep in sorted(every.select(group=fam.group), key=lambda e: e.name)}
+        for fam in FAMILIES.values()
+    }
+
+
+def use_entry_point_table(table: Mapping[str, Mapping[str, str]] | None) -> None:
+    """Look plugins up in ``table`` (from `entry_point_table` on rank 0), not in the installed metadata.
+
+    None goes back to reading the metadata. The table is trusted as the site's own software is: it
+    comes from rank 0 of the same job.
+    """
+    global _TABLE  # noqa: PLW0603 - one table per process, set once before any plugin loads
+    _TABLE = None if table is None else {fam: dict(points) for fam, points in table.items()}
+
+
+def _points(family: Family) -> dict[str, str]:
+    """The family's plugins: name -> entry-point value (the table from rank 0 when there is one)."""
+    if _TABLE is not None:
+        return _TABLE.get(family.name, {})
+    return {name: point.value for name, point in _entry_points(family).items()}
 
 
 def plugin_names(family: str) -> list[str]:
     """The names of the plugins registered in a family, sorted."""
-    return sorted(_entry_points(_family(family)))
+    return sorted(_points(_family(family)))
 
 
 def load_plugin(family: str, name: str, base: type[T]) -> type[T]:
@@ -105,26 +151,35 @@ def load_plugin(family: str, name: str, base: type[T]) -> type[T]:
     fam = _family(family)
     if ":" in name:
         return _check_base(family, name, _import_path(family, name), base, name)
-    points = _entry_points(fam)
+    points = _points(fam)
     if name not in points:
         raise PluginError(
             f"no {family} plugin named {name!r}",
             context={"group": fam.group, "available": ", ".join(sorted(points)) or "none"},
         )
-    point = points[name]
+    value = points[name]
     try:
-        obj = point.load()
+        obj = _load_value(value)
     except ModuleNotFoundError as exc:
         raise PluginError(
             f"{family} plugin {name!r} needs the module {exc.name!r}: "
             f"install it, e.g. pip install 'hpcpilot[{name}]'",
-            context={"entry_point": point.value},
+            context={"entry_point": value},
         ) from exc
     except Exception as exc:
         raise PluginError(
-            f"{family} plugin {name!r} failed to load: {exc}", context={"entry_point": point.value}
+            f"{family} plugin {name!r} failed to load: {exc}", context={"entry_point": value}
         ) from exc
-    return _check_base(family, name, obj, base, point.value)
+    return _check_base(family, name, obj, base, value)
+
+
+def _load_value(value: str) -> object:
+    """What an entry point's value ``module:attr.attr [extras]`` names (as ``EntryPoint.load`` does)."""
+    module_name, _, attrs = value.partition("[")[0].strip().partition(":")
+    obj: object = importlib.import_module(module_name.strip())
+    for attr in filter(None, attrs.strip().split(".")):
+        obj = getattr(obj, attr)
+    return obj
 
 
 def _import_path(family: str, path: str) -> object:

@@ -14,6 +14,10 @@ Columns appear when a metric first shows up (a user plugin's metric may come lat
 are back-filled with NaN, and a column a later row lacks gets NaN. Every write opens the file, appends
 and closes it, so another process (``hpcpilot status`` on another node) can read between writes; a
 reader that finds the file locked or half-written tries again. A resumed run appends to the file.
+
+h5py and numpy are imported at the first write or read, not with this module: rank 0 imports it with
+the coordinator, before its first assignment, and the first write comes ``monitor.write_interval_s``
+later.
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import h5py
-import numpy as np
+if TYPE_CHECKING:  # imported where used: see the module's description
+    import h5py
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +138,8 @@ class TimeSeriesWriter:
 
 def _file(path: Path, mode: str) -> h5py.File:
     """``h5py.File`` with HDF5's file locking where the filesystem has it (Lustre may not)."""
+    import h5py
+
     try:
         return h5py.File(path, mode, locking="best-effort")
     except (ValueError, TypeError):  # an HDF5 older than 1.12.1: no best-effort locking
@@ -153,6 +160,8 @@ def _open(path: Path, mode: str) -> h5py.File:
 
 def _set_aside(path: Path) -> Path | None:
     """Rename a file that exists but is no HDF5 file (a write cut short); None if it is fine."""
+    import h5py
+
     if not path.exists() or h5py.is_hdf5(path):
         return None
     aside = path.with_name(f"{path.name}.unreadable-{int(time.time())}")
@@ -162,6 +171,8 @@ def _set_aside(path: Path) -> Path | None:
 
 def append_rows(group: h5py.Group, rows: list[dict[str, float]], attrs: Mapping[str, Any]) -> None:
     """Append rows to a table group: new columns back-filled with NaN, missing values NaN."""
+    import numpy as np
+
     for key, value in attrs.items():
         group.attrs[key] = value
     if not rows:
@@ -230,6 +241,8 @@ def read_series(path: Path) -> MonitorData | None:
 
 
 def _tables(f: h5py.File, section: str) -> list[Table]:
+    import numpy as np
+
     if section not in f:
         return []
     tables = []

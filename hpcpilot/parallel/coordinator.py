@@ -136,8 +136,6 @@ class Coordinator:
         self.ranges_cut = 0
         self._cut: dict[int, list[str]] = defaultdict(list)
         self._settled_at: dict[int, float] = {}
-        self.messages_in = 0
-        self.messages_out = 0
         self.staging = JobStaging(settings.data, layout)
         self.monitor = RunMonitor(settings.monitor, layout.root)
         self._skip_jobs: set[int] = set()
@@ -154,7 +152,6 @@ class Coordinator:
         progress = False
         for rank, message in self.transport.poll(256):
             self._on_message(rank, message)
-            self.messages_in += 1
             progress = True
         for command in self._poll_communicator():
             self._on_command(command)
@@ -308,7 +305,6 @@ class Coordinator:
         for worker in self.books.workers.values():
             if not worker.stopped:
                 self.transport.send(worker.rank, stop)
-                self.messages_out += 1
         for merge in self._merges.values():
             merge.kill(self.settings.payload.kill_grace_s)
         return True
@@ -452,7 +448,6 @@ class Coordinator:
             ids = [t.event_range.range_id for t in crossed if t.panda_id == panda_id]
             self.journal.append("returned", job=panda_id, ids=ids)
         self.transport.send(rank, Farewell(rank))  # nothing more goes to this rank
-        self.messages_out += 1
 
     def worker_lost(self, rank: int, why: str) -> None:
         """A worker rank died (MPI with fault tolerance said so): its work in flight goes to others.
@@ -585,7 +580,6 @@ class Coordinator:
             for worker in self.books.workers.values():
                 if panda_id in worker.known_jobs and not worker.stopped:
                     self.transport.send(worker.rank, Kill((panda_id,)))
-                    self.messages_out += 1
         waiting = book.phase is JobPhase.STAGING_IN or (
             not book.job.event_service and book.in_flight == 0 and book.phase is JobPhase.QUEUED
         )
@@ -641,7 +635,6 @@ class Coordinator:
         if finished:
             assignment = Assignment(assignment.jobs, assignment.ranges, assignment.plain, finished)
         self.transport.send(rank, assignment)
-        self.messages_out += 1
         ranges = assignment.ranges
         if ranges:
             first = ranges[0].panda_id
@@ -1190,7 +1183,7 @@ class Coordinator:
             bad_jobs=self._bad_jobs,
             drained_by=self.drain_code.name if self.drain_code else None,
             error=str(self.fatal_error) if self.fatal_error else None,
-            messages={"in": self.messages_in, "out": self.messages_out},
+            messages=self.transport.counts.summary(),
             cut=self.ranges_cut,
         )
         summary["disk"] = self.disk.summary(time.monotonic())

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import socket
+import struct
 import sys
 import time
 import traceback
@@ -66,18 +68,58 @@ class World:
     comm: Any = None
 
     def broadcast(self, value: Any) -> Any:
-        """Rank 0's ``value`` on every rank."""
-        return value if self.comm is None or self.size == 1 else self.comm.bcast(value, root=0)
+        """Rank 0's ``value`` on every rank (pickled; waited for without spinning, see `_quietly`)."""
+        if self.comm is None or self.size == 1:
+            return value
+        data = bytearray(pickle.dumps(value, protocol=5)) if self.rank == 0 else bytearray()
+        size = bytearray(struct.pack("<q", len(data)))
+        _quietly(self.comm.Ibcast(size, root=0))
+        if self.rank != 0:
+            data = bytearray(struct.unpack("<q", size)[0])
+        _quietly(self.comm.Ibcast(data, root=0))
+        return value if self.rank == 0 else pickle.loads(data)
 
     def allgather(self, value: Any) -> list[Any]:
-        """Every rank's ``value``, in rank order."""
-        return [value] if self.comm is None or self.size == 1 else list(self.comm.allgather(value))
+        """Every rank's ``value``, in rank order (pickled; waited for without spinning)."""
+        if self.comm is None or self.size == 1:
+            return [value]
+        data = bytearray(pickle.dumps(value, protocol=5))
+        sizes = bytearray(8 * self.size)
+        _quietly(self.comm.Iallgather(bytearray(struct.pack("<q", len(data))), sizes))
+        counts = list(struct.unpack(f"<{self.size}q", sizes))
+        displs = [sum(counts[:i]) for i in range(self.size)]
+        gathered = bytearray(sum(counts))
+        _quietly(self.comm.Iallgatherv(data, [gathered, counts, displs, _mpi().BYTE]))
+        return [pickle.loads(gathered[d : d + n]) for d, n in zip(displs, counts, strict=True)]
 
     def abort(self, code: int) -> None:
         """End every rank of the job now."""
         if self.comm is not None and self.size > 1:
             self.comm.Abort(code)
         os._exit(code)
+
+
+def _mpi() -> Any:
+    from mpi4py import MPI
+
+    return MPI
+
+
+#: The longest pause between two tests of a start-up collective (each hop of its tree may wait this).
+QUIET_SLEEP_S = 0.005
+
+
+def _quietly(request: Any) -> None:
+    """Wait for a non-blocking collective, sleeping between tests.
+
+    MPI's blocking collectives spin a core while they wait. At start-up the ranks that are ready wait
+    for rank 0 (reading the settings, the batch system) and for the ranks still importing: spinning,
+    they take the CPU from exactly those where ranks share cores, and launch to first assignment
+    grew with the number of ranks much faster than their imports do.
+    """
+    backoff = Backoff(spin_s=0.0, max_sleep_s=QUIET_SLEEP_S, hot_s=0.0, yield_s=0.0)
+    while not request.Test():
+        backoff.idle()
 
 
 def detect_world() -> World:

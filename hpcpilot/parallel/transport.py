@@ -5,6 +5,9 @@ Every MPI library here spins a full core in a blocking receive, so nothing here 
 Sends are non-blocking (``isend``) and their requests are reaped lazily, so a slow worker never stalls
 the coordinator. With fault tolerance (ULFM), rank 0's end turns a worker rank's death into a
 `WorkerLost` message instead of letting MPI end the job.
+
+Every end counts what it sends and receives, by message type (`MessageCounts`): the summary's
+``messages`` come from rank 0's end, so no send is left out of them.
 """
 
 from __future__ import annotations
@@ -17,10 +20,63 @@ from typing import Any, Protocol
 from hpcpilot.parallel.messages import Message, WorkerLost
 
 
+class MessageCounts:
+    """The messages one transport end sent and received, by type.
+
+    Counted where they leave and arrive, so every send counts (a `Stop` as much as an `Assignment`);
+    a send to a rank known dead, which never leaves, does not. A `WorkerLost` made up by rank 0's end
+    for a dead rank is not a received message.
+    """
+
+    __slots__ = ("_received", "_sent")
+
+    def __init__(self) -> None:
+        self._sent: dict[type, int] = {}
+        self._received: dict[type, int] = {}
+
+    def sent(self, message: Message) -> None:
+        """Count one message sent."""
+        kind = type(message)
+        self._sent[kind] = self._sent.get(kind, 0) + 1
+
+    def received(self, message: Message) -> None:
+        """Count one message received."""
+        kind = type(message)
+        self._received[kind] = self._received.get(kind, 0) + 1
+
+    @property
+    def n_sent(self) -> int:
+        """How many messages were sent."""
+        return sum(self._sent.values())
+
+    @property
+    def n_received(self) -> int:
+        """How many messages were received."""
+        return sum(self._received.values())
+
+    def sent_by_type(self) -> dict[str, int]:
+        """Messages sent, by the name of their type (sorted by name)."""
+        return {kind.__name__: n for kind, n in sorted(self._sent.items(), key=lambda kv: kv[0].__name__)}
+
+    def received_by_type(self) -> dict[str, int]:
+        """Messages received, by the name of their type (sorted by name)."""
+        return {kind.__name__: n for kind, n in sorted(self._received.items(), key=lambda kv: kv[0].__name__)}
+
+    def summary(self) -> dict[str, Any]:
+        """The summary's ``messages``: ``in`` and ``out`` totals and both by type."""
+        return {
+            "in": self.n_received,
+            "out": self.n_sent,
+            "in_by_type": self.received_by_type(),
+            "out_by_type": self.sent_by_type(),
+        }
+
+
 class CoordinatorTransport(Protocol):
     """What the coordinator needs of a transport."""
 
     worker_ranks: tuple[int, ...]
+    counts: MessageCounts
 
     def poll(self, limit: int) -> list[tuple[int, Message]]:
         """Up to ``limit`` messages that have arrived, with their source ranks (never blocks)."""
@@ -36,6 +92,7 @@ class WorkerTransport(Protocol):
     """What a worker needs of a transport."""
 
     rank: int
+    counts: MessageCounts
 
     def poll(self) -> Message | None:
         """The next message from the coordinator, if one has arrived (never blocks)."""
@@ -123,15 +180,19 @@ class _LocalCoordinatorEnd:
 
     def __init__(self, link: LocalLink) -> None:
         self._link = link
+        self.counts = MessageCounts()
 
     def poll(self, limit: int) -> list[tuple[int, Message]]:
         out: list[tuple[int, Message]] = []
-        queue = self._link.to_coordinator
+        queue, received = self._link.to_coordinator, self.counts.received
         while queue and len(out) < limit:
-            out.append((0, queue.popleft()))
+            message = queue.popleft()
+            received(message)
+            out.append((0, message))
         return out
 
     def send(self, rank: int, message: Message) -> None:
+        self.counts.sent(message)
         self._link.to_worker.append(message)
 
     def flush(self) -> None:
@@ -143,12 +204,18 @@ class _LocalWorkerEnd:
 
     def __init__(self, link: LocalLink) -> None:
         self._link = link
+        self.counts = MessageCounts()
 
     def poll(self) -> Message | None:
         queue = self._link.to_worker
-        return queue.popleft() if queue else None
+        if not queue:
+            return None
+        message = queue.popleft()
+        self.counts.received(message)
+        return message
 
     def send(self, message: Message) -> None:
+        self.counts.sent(message)
         self._link.to_coordinator.append(message)
 
     def flush(self) -> None:
@@ -173,9 +240,11 @@ class _MpiEnd:
         self._comm = comm
         self._sends: list[tuple[int, Any]] = []  # (destination, request)
         self._reap_at = reap_at
+        self.counts = MessageCounts()
 
     def _isend(self, dest: int, message: Message) -> None:
         self._sends.append((dest, self._comm.isend(message, dest=dest, tag=message.TAG)))
+        self.counts.sent(message)
         if len(self._sends) >= self._reap_at:
             self._sends = [s for s in self._sends if self._pending(*s)]
 
@@ -232,11 +301,14 @@ class MpiCoordinatorTransport(_MpiEnd):
     def _receive(self, limit: int) -> list[tuple[int, Message]]:
         out: list[tuple[int, Message]] = []
         mpi, comm, status = self._mpi, self._comm, self._status
+        received = self.counts.received
         while len(out) < limit:
             msg = comm.improbe(source=mpi.ANY_SOURCE, tag=mpi.ANY_TAG, status=status)
             if msg is None:
                 break
-            out.append((status.Get_source(), msg.recv()))
+            message = msg.recv()
+            received(message)
+            out.append((status.Get_source(), message))
         return out
 
     def send(self, rank: int, message: Message) -> None:
@@ -315,6 +387,7 @@ class MpiWorkerTransport(_MpiEnd):
         if msg is None:
             return None
         message: Message = msg.recv()
+        self.counts.received(message)
         return message
 
     def send(self, message: Message) -> None:

@@ -176,3 +176,59 @@ def killed_by_oom(returncode: int, before: int | None, after: int | None) -> boo
     """
     sigkill = returncode in (-signal.SIGKILL, 128 + signal.SIGKILL)
     return sigkill and before is not None and after is not None and after > before
+
+
+# --- why an item's process ended ---------------------------------------------------------------
+
+
+def classify_exit(
+    returncode: int,
+    *,
+    killed: tuple[ErrorCode, str] | None = None,
+    timed_out: bool = False,
+    limit_s: float = 0.0,
+    oom_before: int | None = None,
+    oom_after: int | None = None,
+    subject: str = "payload",
+) -> tuple[ErrorCode, str]:
+    """The error code and diagnosis of an item whose process ended without delivering it.
+
+    The one chain every process-based runner (`hpcpilot.payload.process_runner`,
+    `hpcpilot.payload.streaming`) uses, first match wins:
+
+    1. the pilot killed it (`SlotRunner.kill`): the code and diagnosis it was killed with;
+    2. it ran over ``payload.timeout_s``: 1213 (the pilot's SIGTERM is not read as a signal);
+    3. it died of SIGKILL while the cgroup's OOM-kill counter grew: 1212;
+    4. its exit status (`error_for_exit`): a signal's code, or 1305;
+    5. it exited 0 (a streaming payload that ended without answering its range): 1305.
+
+    Parameters
+    ----------
+    returncode
+        The exit code, or minus the signal that killed it (as `subprocess` reports it).
+    killed
+        The code and diagnosis `SlotRunner.kill` was called with, if it was.
+    timed_out
+        Whether the runner stopped it for running over its time limit.
+    limit_s
+        That limit (``payload.timeout_s``), for the diagnosis.
+    oom_before, oom_after
+        The cgroup's OOM-kill counter when it started and when it ended (None: unreadable).
+    subject
+        What ran over the time limit, for the diagnosis (``payload``, ``range``).
+
+    Returns
+    -------
+    tuple
+        ``(code, diagnosis)``.
+    """
+    if killed is not None:
+        return killed
+    if timed_out:
+        return ErrorCode.REACHED_MAX_TIME, f"{subject} exceeded its time limit of {limit_s} s"
+    if killed_by_oom(returncode, oom_before, oom_after):
+        return ErrorCode.PAYLOAD_OUT_OF_MEMORY, "payload killed by the kernel's OOM killer"
+    code, diag = error_for_exit(returncode)
+    if code is None:
+        return ErrorCode.PAYLOAD_EXECUTION_FAILURE, "payload exited without reporting the range"
+    return code, diag

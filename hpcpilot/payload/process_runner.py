@@ -21,7 +21,7 @@ from hpcpilot.payload.base import (
     open_log,
     payload_command,
 )
-from hpcpilot.payload.exitcodes import error_for_exit, killed_by_oom, oom_counter
+from hpcpilot.payload.exitcodes import classify_exit, oom_counter
 from hpcpilot.runtime.process import ExitInfo, ProcessGroup, tail_of_file
 
 
@@ -113,14 +113,14 @@ class ProcessRunner(SlotRunner):
         item, self._item, self._proc = self._item, None, None
         if info.returncode == 0:
             return [self.succeeded(item, info)]
-        code, diag = error_for_exit(info.returncode)
-        assert code is not None
-        if timed_out:
-            code, diag = ErrorCode.REACHED_MAX_TIME, f"payload exceeded its time limit of {limit} s"
-        if self._killed is not None:
-            code, diag = self._killed
-        elif not timed_out and killed_by_oom(info.returncode, self._oom_before, self._oom.count()):
-            code, diag = ErrorCode.PAYLOAD_OUT_OF_MEMORY, "payload killed by the kernel's OOM killer"
+        code, diag = classify_exit(
+            info.returncode,
+            killed=self._killed,
+            timed_out=timed_out,
+            limit_s=limit,
+            oom_before=self._oom_before,
+            oom_after=self._oom.count(),
+        )
         tail = tail_of_file(self.err_path, self._err_offset, 500)
         return [self.failed(item, code, f"{diag}: {tail}" if tail else diag, info)]
 

@@ -35,7 +35,7 @@ from hpcpilot.payload.base import (
     payload_command,
     payload_env,
 )
-from hpcpilot.payload.exitcodes import error_for_exit, killed_by_oom, oom_counter
+from hpcpilot.payload.exitcodes import classify_exit, oom_counter
 from hpcpilot.runtime.process import ProcessGroup, tail_of_file
 
 
@@ -201,19 +201,15 @@ class StreamingRunner(SlotRunner):
         if self._item is None:
             return results
         item, self._item = self._item, None
-        code, diag = error_for_exit(info.returncode)
-        if self._killed is not None:
-            code, diag = self._killed
-        elif not self._timed_out and killed_by_oom(info.returncode, self._oom_before, self._oom.count()):
-            code, diag = ErrorCode.PAYLOAD_OUT_OF_MEMORY, "payload killed by the kernel's OOM killer"
-        elif self._timed_out:
-            limit = self.context.settings.timeout_s
-            code, diag = ErrorCode.REACHED_MAX_TIME, f"range exceeded the time limit of {limit} s"
-        elif code is None:
-            code, diag = (
-                ErrorCode.PAYLOAD_EXECUTION_FAILURE,
-                "payload exited without reporting the range",
-            )
+        code, diag = classify_exit(
+            info.returncode,
+            killed=self._killed,
+            timed_out=self._timed_out,
+            limit_s=self.context.settings.timeout_s,
+            oom_before=self._oom_before,
+            oom_after=self._oom.count(),
+            subject="range",
+        )
         tail = tail_of_file(self._err_path, 0, 500)
         diag = f"{diag}: {tail}" if tail else diag
         return [*results, failed_range(item, code, diag, self._started, info.cpu_s)]

@@ -54,6 +54,8 @@ def test_per_range_job_with_failing_ranges(
     assert len(events) == len(expected) and set(events.tolist()) == expected
     s = summary(tmp_path)
     assert s["workers"] == max(ranks - 1, 1)
+    assert s["messages"]["out_by_type"]["Stop"] == max(ranks - 1, 1)  # counted by the transport
+    assert s["messages"]["out"] == sum(s["messages"]["out_by_type"].values())
     assert s["ranges"] == {
         "total": 20,
         "finished": 18,

@@ -21,7 +21,7 @@ from hpcpilot.parallel.books import WorkerBook
 from hpcpilot.parallel.coordinator import Coordinator
 from hpcpilot.parallel.messages import Message, NodeInfo, WorkerBye, WorkerUpdate
 from hpcpilot.parallel.monitoring import RunMonitor
-from hpcpilot.parallel.transport import LocalLink
+from hpcpilot.parallel.transport import LocalLink, MessageCounts
 from hpcpilot.runtime.journal import Journal
 from hpcpilot.runtime.signals import SignalFlag
 from tests.unit.test_coordinator_commands import Scripted
@@ -39,6 +39,7 @@ class Sampling:
     def __init__(self, inner: object) -> None:
         self.inner = inner
         self.n = 0
+        self.counts: MessageCounts = inner.counts  # type: ignore[attr-defined]
 
     def _samples(self) -> tuple[MetricSample, ...]:
         self.n += 1

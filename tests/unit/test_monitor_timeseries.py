@@ -133,3 +133,22 @@ def test_reader_keeps_the_common_part_of_a_torn_append(tmp_path: Path) -> None:
         f["nodes/rank-0001/t"].resize((3,))
     data = read_series(path)
     assert data is not None and len(data.nodes[1]) == 2
+
+
+def test_rank_0_imports_h5py_at_the_first_write_not_before_its_first_assignment(tmp_path: Path) -> None:
+    # the coordinator imports this module; h5py (with the numpy it pulls in) waited until the first
+    # write, `monitor.write_interval_s` after the start, so it no longer delays the first assignment
+    code = (
+        "import sys\n"
+        "import hpcpilot.parallel.coordinator\n"
+        "from hpcpilot.monitor.timeseries import TimeSeriesWriter, read_series\n"
+        "before = 'h5py' in sys.modules\n"
+        f"writer = TimeSeriesWriter(__import__('pathlib').Path({str(tmp_path / 'm.h5')!r}))\n"
+        "writer.add_node_row(1, 'nid001', {'t': 1.0, 'load1': 0.5})\n"
+        "assert writer.flush()\n"
+        "data = read_series(writer.path)\n"
+        "assert data is not None and data.nodes[1].columns['load1'].tolist() == [0.5]\n"
+        "print(before, 'h5py' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True"]

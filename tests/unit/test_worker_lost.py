@@ -18,7 +18,7 @@ from hpcpilot.model.states import JobState
 from hpcpilot.parallel import run as par
 from hpcpilot.parallel.coordinator import Coordinator
 from hpcpilot.parallel.messages import Message, WorkerLost
-from hpcpilot.parallel.transport import Backoff
+from hpcpilot.parallel.transport import Backoff, MessageCounts
 from hpcpilot.runtime.journal import Journal
 from tests.conftest import finished_ranges, journal
 from tests.unit.test_coordinator_commands import N_RANGES, Scripted
@@ -29,6 +29,7 @@ class Hub:
 
     def __init__(self, ranks: tuple[int, ...]) -> None:
         self.worker_ranks = ranks
+        self.counts = MessageCounts()
         self.inbox: deque[tuple[int, Message]] = deque()
         self.outboxes: dict[int, deque[Message]] = {r: deque() for r in ranks}
 
@@ -36,9 +37,11 @@ class Hub:
         out: list[tuple[int, Message]] = []
         while self.inbox and len(out) < limit:
             out.append(self.inbox.popleft())
+            self.counts.received(out[-1][1])
         return out
 
     def send(self, rank: int, message: Message) -> None:
+        self.counts.sent(message)
         self.outboxes[rank].append(message)
 
     def flush(self) -> None:
@@ -50,6 +53,7 @@ class WorkerEnd:
 
     def __init__(self, hub: Hub, rank: int) -> None:
         self.hub, self.rank = hub, rank
+        self.counts = MessageCounts()
 
     def poll(self) -> Message | None:
         box = self.hub.outboxes[self.rank]
