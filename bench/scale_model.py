@@ -493,7 +493,8 @@ def verdicts(results: Sequence[ModelResult]) -> list[str]:
         if r.workers == 512 and r.payload_s == 0:
             ok = r.us_per_range <= TARGET_US
             out.append(
-                f"- {'PASS' if ok else 'FAIL'}: rank-0 CPU per range at 512 x {r.slots}, {r.ranges:,} ranges: "
+                f"- {'PASS' if ok else 'FAIL'}: rank-0 CPU per range at 512 x {r.slots}, "
+                f"{r.ranges:,} ranges: "
                 f"{r.us_per_range:.1f} µs (target <= {TARGET_US:g} µs, i.e. >= 100,000 ranges/s on one core)"
             )
     return out
@@ -555,7 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"1-minute load average {load['before']:.1f} before, {load['after']:.1f} after)"
     )
     if args.json:
-        data = {"load_average": load, "args": vars(args) | {"json": str(args.json)}}
+        data: dict[str, Any] = {"load_average": load, "args": vars(args) | {"json": str(args.json)}}
         data["results"] = [asdict(r) for r in results]
         args.json.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
     return 0 if all(r.books_ok for r in results) else 1
