@@ -5,7 +5,10 @@
 #   make lint    ruff + mypy --strict
 #   make docs    the documentation site, built strictly, into build/site
 #   make bench   dispatch, utilisation, communicator, PanDA client, drain, checksum, staging, journal,
-#                monitoring and worker start-up benchmarks (docs/performance.md)
+#                monitoring and worker start-up benchmarks and rank 0's scale model (docs/performance.md);
+#                the MPI launcher is $MPIEXEC when set, else the mpiexec beside the venv's python, else PATH's
+#   make bench-quick  CI's look at the benchmarks: every kind of dispatch run under MPICH (.venv) and under
+#                Open MPI (.venv-ompi), and the scale model at 64 workers x 128 slots, 20k ranges (~1 min)
 #   make ompi-venv  a second virtualenv (.venv-ompi) with the Open MPI wheel, for the fault-tolerance
 #                (ULFM) test of tests/mpi/test_ulfm.py (docs/mpi.md)
 #
@@ -25,7 +28,7 @@ STATUS_MODE ?= $(shell [ -t 2 ] && echo redraw || echo lines)
 
 OMPI_VENV ?= .venv-ompi
 
-.PHONY: venv ompi-venv run test lint docs bench clean
+.PHONY: venv ompi-venv run test lint docs bench bench-quick clean
 
 venv: $(VENV)/.installed
 
@@ -71,6 +74,12 @@ bench: venv
 	$(BIN)/python bench/journal.py --ranges 3000 --rounds 3
 	$(BIN)/python bench/monitoring.py
 	$(BIN)/python bench/worker_start.py --rounds 3 --ranks 16   # this tree alone; see docs/performance.md
+	$(BIN)/python bench/scale_model.py --workers 64 512 2048 --ranges 1000000
+
+bench-quick: venv ompi-venv
+	$(BIN)/python bench/dispatch.py --ci --ranks 3 --mpiexec $(BIN)/mpiexec
+	$(OMPI_VENV)/bin/python bench/dispatch.py --ci --ranks 3 --mpiexec $(OMPI_VENV)/bin/mpiexec
+	$(BIN)/python bench/scale_model.py --quick
 
 clean:
 	rm -rf $(VENV) $(OMPI_VENV) build $(DEMO_DIR) .mypy_cache .ruff_cache .pytest_cache

@@ -51,6 +51,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _launch import add_mpiexec_option, find_mpiexec, launch_env, why_ended
 from dispatch import PANDA_ID, sleep_job
 
 from hpcpilot.comm.harvester import HarvesterCommunicator
@@ -61,7 +62,6 @@ from hpcpilot.model.results import OutputFile, RangeResult
 
 TARGET = 1000.0
 CLIENT_TARGET = 3.0  # new client calls/s / old client calls/s, over TLS
-MPIEXEC = str(Path(sys.executable).parent / "mpiexec")
 
 
 def isolated(n: int, batch: int, consume_every: int) -> dict[str, Any]:
@@ -169,7 +169,7 @@ def dispatch_seconds(workdir: Path) -> float:
     return float(t1 - t0)
 
 
-def full_run(ranks: int, n: int) -> dict[str, Any]:
+def full_run(ranks: int, n: int, mpiexec: str) -> dict[str, Any]:
     """The whole pilot with the harvester communicator at ``ranks`` MPI ranks."""
     with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
         ap = Path(tmp)
@@ -187,13 +187,16 @@ def full_run(ranks: int, n: int) -> dict[str, Any]:
             "harvester.poll_s": "0.2",
             "harvester.report_interval_s": "1",
         }
-        argv = [MPIEXEC, "-n", str(ranks), sys.executable, "-m", "hpcpilot", "run", "--workdir", str(ap)]
+        argv = [mpiexec, "-n", str(ranks), sys.executable, "-m", "hpcpilot", "run", "--workdir", str(ap)]
         argv += [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=600, check=False, env=launch_env()
+        )
         harvester.stop.set()
         harvester.join()
         if proc.returncode != 0:
-            raise RuntimeError(f"pilot exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+            output = proc.stdout + proc.stderr
+            raise SystemExit(f"the run ended early: {why_ended(argv, proc.returncode, output)}")
         seconds = dispatch_seconds(ap)
         log_line = next(
             (line for line in proc.stderr.splitlines() if "entries in" in line and "write(s)" in line), ""
@@ -210,7 +213,7 @@ def full_run(ranks: int, n: int) -> dict[str, Any]:
     }
 
 
-def panda_run(ranks: int, n: int) -> dict[str, Any]:
+def panda_run(ranks: int, n: int, mpiexec: str) -> dict[str, Any]:
     """The whole pilot with the panda communicator against the fake PanDA server."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests.fakes.panda_server import FakePandaServer
@@ -231,11 +234,14 @@ def panda_run(ranks: int, n: int) -> dict[str, Any]:
             "node.cores": "1",
             "run.status_interval_s": "1000",
         }
-        argv = [MPIEXEC, "-n", str(ranks), sys.executable, "-m", "hpcpilot", "run", "--workdir", str(ap)]
+        argv = [mpiexec, "-n", str(ranks), sys.executable, "-m", "hpcpilot", "run", "--workdir", str(ap)]
         argv += [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=600, check=False, env=launch_env()
+        )
         if proc.returncode != 0:
-            raise RuntimeError(f"pilot exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+            output = proc.stdout + proc.stderr
+            raise SystemExit(f"the run ended early: {why_ended(argv, proc.returncode, output)}")
         seconds = dispatch_seconds(ap)
         finished = fake.finished_ranges()
         calls = len(fake.calls_of("update_event_ranges"))
@@ -378,6 +384,7 @@ def main() -> int:
     parts = ("isolated", "run", "panda", "client")
     # client: only when asked for (make bench runs it on its own line, its verdict does not stop make)
     parser.add_argument("--only", nargs="*", choices=parts, default=parts[:3])
+    add_mpiexec_option(parser)
     args = parser.parse_args()
     rows = []
     client_ok = True
@@ -391,9 +398,9 @@ def main() -> int:
         rows.append(isolated(args.isolated_n, args.batch, args.consume_every))
         rows.append(isolated(args.isolated_n, args.batch, 0))
     if "run" in args.only:
-        rows.append(full_run(args.ranks, args.ranges))
+        rows.append(full_run(args.ranks, args.ranges, find_mpiexec(args.mpiexec)))
     if "panda" in args.only:
-        rows.append(panda_run(args.ranks, args.ranges))
+        rows.append(panda_run(args.ranks, args.ranges, find_mpiexec(args.mpiexec)))
     if not rows:
         return 0 if client_ok else 1
     print(

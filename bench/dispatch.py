@@ -2,11 +2,12 @@
 
 Usage::
 
-    .venv/bin/python bench/dispatch.py [--ranks 8] [--quick] [--json OUT] [--only PART ...]
-                                       [--set SECTION.KEY=VALUE ...]
+    .venv/bin/python bench/dispatch.py [--ranks 8] [--quick | --ci] [--json OUT] [--only PART ...]
+                                       [--set SECTION.KEY=VALUE ...] [--mpiexec PATH]
 
-Every run is a separate ``mpiexec -n RANKS`` (the ``mpiexec`` next to ``sys.executable``) on the same
-workload: N ranges, each "processed" by sleeping a fixed payload time, one slot per worker rank.
+Every run is a separate ``mpiexec -n RANKS`` on the same workload: N ranges, each "processed" by
+sleeping a fixed payload time, one slot per worker rank. The launcher is ``--mpiexec``, else ``$MPIEXEC``,
+else the ``mpiexec`` beside ``sys.executable``, else the one on ``PATH`` (``bench/_launch.py``).
 
 * hpcpilot: an event-service job with the in-process ``sleep`` payload (``jobPars`` = seconds),
   ``node.cores=1``, one event per range; timed from its journal (first ``assigned`` to last
@@ -19,11 +20,14 @@ payloads), ``idle`` (CPU of worker ranks that have nothing to do). A run that wo
 slow system is cut after ``max_dispatch_s`` of dispatching (hpcpilot: SIGUSR1 to rank 0, which drains;
 ``batch.warning_lead_s=0`` makes it the end of the allocation at once)
 and its rate is measured on the ranges done. Prints markdown tables with PASS/FAIL against the targets.
+A run that ends early is reported (exit status, the last lines of its output and of rank 0's log) and
+the others go on; the script then exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -41,12 +45,12 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from _launch import RunEndedError, add_mpiexec_option, find_mpiexec, launch_env, rank_of, why_ended
 
 from hpcpilot.config.schema import ParallelSettings
 
 BENCH_DIR = Path(__file__).resolve().parent
 PYTHON = sys.executable
-MPIEXEC = str(Path(sys.executable).parent / "mpiexec")
 PANDA_ID = 7001
 RUN_TIMEOUT_S = 300.0
 BATCHES = (1, 8, 64)
@@ -76,6 +80,8 @@ class Plan:
         CPU is sampled over this window while that range runs.
     hpcpilot_settings
         Extra ``--set`` overrides for every hpcpilot run (to try tunings); applied last.
+    mpiexec
+        The MPI launcher (`_launch.find_mpiexec`).
     """
 
     ranks: int
@@ -85,6 +91,7 @@ class Plan:
     idle_payload_s: float
     idle_window_s: float
     hpcpilot_settings: dict[str, str] = field(default_factory=dict)
+    mpiexec: str = "mpiexec"
 
     @property
     def workers(self) -> int:
@@ -92,8 +99,17 @@ class Plan:
         return self.ranks - 1
 
 
-def make_plan(ranks: int, quick: bool, hpcpilot_settings: dict[str, str]) -> Plan:
-    """The full plan (about 2-3 minutes at 8 ranks) or the quick one (under a minute)."""
+def make_plan(
+    ranks: int, quick: bool, hpcpilot_settings: dict[str, str], mpiexec: str = "mpiexec", ci: bool = False
+) -> Plan:
+    """The full plan (about 2-3 minutes at 8 ranks), the quick one (under a minute) or CI's.
+
+    CI's (``--ci``) only checks that every kind of run works with this MPI: batch 8 only, each run cut
+    after half a second of dispatching (more work than that, so that the cut never races the run's
+    own end), no utilisation part (`run_parts`).
+    """
+    if ci:
+        return Plan(ranks, {8: 20_000}, 0.5, {0.01: 20, 0.1: 3}, 2.0, 0.3, hpcpilot_settings, mpiexec)
     if quick:
         return Plan(
             ranks,
@@ -103,9 +119,17 @@ def make_plan(ranks: int, quick: bool, hpcpilot_settings: dict[str, str]) -> Pla
             3.0,
             1.5,
             hpcpilot_settings,
+            mpiexec,
         )
     return Plan(
-        ranks, {1: 100_000, 8: 600_000, 64: 3_000_000}, 4.0, {0.01: 600, 0.1: 60}, 5.0, 3.0, hpcpilot_settings
+        ranks,
+        {1: 100_000, 8: 600_000, 64: 3_000_000},
+        4.0,
+        {0.01: 600, 0.1: 60},
+        5.0,
+        3.0,
+        hpcpilot_settings,
+        mpiexec,
     )
 
 
@@ -195,34 +219,71 @@ def scratch_dir(prefix: str) -> Iterator[Path]:
 def start(cmd: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
     """Start an MPI run in its own session, output to ``log``."""
     with log.open("wb") as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=launch_env()
+        )
 
 
-def finish(proc: subprocess.Popen[bytes], log: Path, ok_codes: tuple[int, ...] = (0,)) -> None:
-    """Wait for a run; on timeout kill its process group; on a bad exit show its log and fail."""
+def read_text(path: Path) -> str:
+    """A file's text ('' when it is missing)."""
     try:
-        code = proc.wait(timeout=RUN_TIMEOUT_S)
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def finish(
+    proc: subprocess.Popen[bytes], log: Path, ok_codes: tuple[int, ...] = (0,), workdir: Path | None = None
+) -> None:
+    """Wait for a run; on timeout kill its process group; on a bad exit raise `RunEndedError` saying why.
+
+    The message has the exit status, the last lines of the run's output and, for an hpcpilot run
+    (``workdir``), of rank 0's log.
+    """
+    try:
+        code: int | None = proc.wait(timeout=RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        code = -1
+        code = None
     if code not in ok_codes:
-        tail = log.read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"{proc.args!r} exited {code}:\n{tail}")
+        raise RunEndedError(why_ended(command_of(proc), code, read_text(log), run_logs(workdir)))
+
+
+def command_of(proc: subprocess.Popen[bytes]) -> list[str]:
+    """A run's command line."""
+    args = proc.args
+    return [str(a) for a in args] if isinstance(args, list | tuple) else [str(args)]
+
+
+def run_logs(workdir: Path | None) -> dict[str, str]:
+    """Rank 0's log of an hpcpilot run, if it wrote one."""
+    if workdir is None:
+        return {}
+    path = workdir / "logs" / "rank-0000.log"
+    return {str(path.relative_to(workdir)): read_text(path) if path.exists() else "(not written)"}
 
 
 def rank_processes(proc: subprocess.Popen[bytes], ranks: int, timeout_s: float = 30.0) -> dict[int, Any]:
-    """The python processes of an MPI run, by rank (``PMI_RANK`` in their environment)."""
+    """The python processes of an MPI run, by rank (``PMI_RANK``, ``OMPI_COMM_WORLD_RANK`` ..).
+
+    Processes that end while they are looked at are skipped; so is the whole run when it has ended.
+    """
     deadline = time.monotonic() + timeout_s
     found: dict[int, Any] = {}
     while len(found) < ranks and time.monotonic() < deadline and proc.poll() is None:
-        for child in psutil.Process(proc.pid).children(recursive=True):
+        try:
+            children = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            break
+        for child in children:
             try:
-                rank = child.environ().get("PMI_RANK")
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                rank = rank_of(child.environ())
+                name = child.name()
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
-            if rank is not None and "python" in child.name():
-                found[int(rank)] = child
+            if rank is not None and "python" in name:
+                found[rank] = child
         time.sleep(0.05)
     return found
 
@@ -267,7 +328,18 @@ def hpcpilot_cmd(plan: Plan, workdir: Path, settings: dict[str, str]) -> list[st
         **plan.hpcpilot_settings,
     }
     sets = [arg for key, value in base.items() for arg in ("--set", f"{key}={value}")]
-    return [MPIEXEC, "-n", str(plan.ranks), PYTHON, "-m", "hpcpilot", "run", "--workdir", str(workdir), *sets]
+    return [
+        plan.mpiexec,
+        "-n",
+        str(plan.ranks),
+        PYTHON,
+        "-m",
+        "hpcpilot",
+        "run",
+        "--workdir",
+        str(workdir),
+        *sets,
+    ]
 
 
 def throughput_settings(batch: int) -> dict[str, str]:
@@ -319,9 +391,13 @@ class FirstAssigned:
 def cut_after(proc: subprocess.Popen[bytes], plan: Plan, workdir: Path, max_s: float) -> None:
     """Send SIGUSR1 (drain) to rank 0 once work has been dispatched for ``max_s`` seconds.
 
-    Without rank 0's process the signal goes to mpiexec, which forwards it to every rank.
+    Without rank 0's process the signal goes to mpiexec, which forwards it to every rank. A run that
+    has ended already (all of it, or rank 0) is left alone: `finish` says why it ended.
     """
-    rank0 = rank_processes(proc, plan.ranks).get(0) or psutil.Process(proc.pid)
+    try:
+        rank0 = rank_processes(proc, plan.ranks).get(0) or psutil.Process(proc.pid)
+    except psutil.NoSuchProcess:
+        return
     started: float | None = None
     assigned = FirstAssigned(workdir)
     while proc.poll() is None:
@@ -329,7 +405,8 @@ def cut_after(proc: subprocess.Popen[bytes], plan: Plan, workdir: Path, max_s: f
         if started is None and assigned():
             started = now
         if started is not None and now - started >= max_s:
-            rank0.send_signal(signal.SIGUSR1)
+            with contextlib.suppress(psutil.NoSuchProcess):  # it ended on its own meanwhile
+                rank0.send_signal(signal.SIGUSR1)
             return
         time.sleep(0.05)
 
@@ -344,8 +421,12 @@ def run_hpcpilot(
         proc = start(hpcpilot_cmd(plan, workdir, settings), log)
         if max_s:
             cut_after(proc, plan, workdir, max_s)
-        finish(proc, log, ok_codes=(0, 3) if max_s else (0,))
-        summary = json.loads((workdir / "summary.json").read_text(encoding="utf-8"))
+        finish(proc, log, ok_codes=(0, 3) if max_s else (0,), workdir=workdir)
+        summary_path = workdir / "summary.json"
+        if not summary_path.exists():
+            why = why_ended(command_of(proc), proc.returncode, read_text(log), run_logs(workdir))
+            raise RunEndedError(f"{why}\n  (it wrote no summary.json)")
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
         return hpcpilot_result(plan, journal_records(workdir), summary, n, payload_s, batch)
 
 
@@ -383,14 +464,18 @@ def yardstick_cmd(
         script = [str(BENCH_DIR / "bare_dispatcher.py")]
     else:
         script = ["-m", "mpi4py.futures", str(BENCH_DIR / "pool_workload.py")]
-    return [MPIEXEC, "-n", str(plan.ranks), PYTHON, *script, *args]
+    return [plan.mpiexec, "-n", str(plan.ranks), PYTHON, *script, *args]
 
 
 def run_yardstick(system: str, plan: Plan, n: int, batch: int, payload_s: float, max_s: float = 0.0) -> Run:
     """One run of the bare dispatcher or of the pool."""
     with scratch_dir(f"bench-{system}-") as tmp:
         out, log = tmp / "result.json", tmp / "bench.log"
-        finish(start(yardstick_cmd(system, plan, n, batch, payload_s, max_s, out), log), log)
+        proc = start(yardstick_cmd(system, plan, n, batch, payload_s, max_s, out), log)
+        finish(proc, log)
+        if not out.exists():
+            why = why_ended(command_of(proc), proc.returncode, read_text(log))
+            raise RunEndedError(f"{why}\n  (no result file)")
         r = read_out(out)
     return Run(
         system=system,
@@ -433,43 +518,62 @@ def progress(run: Run) -> None:
     )
 
 
-def throughput_part(plan: Plan) -> list[Run]:
-    """0 s payloads at each batch size, every system."""
+def failed(failures: list[str], what: str, exc: RunEndedError) -> None:
+    """Note a run that ended early, and say why on stderr; the benchmark goes on."""
+    failures.append(f"{what}: {exc}")
+    print(f"  {what} ended early:\n{exc}", file=sys.stderr, flush=True)
+
+
+def throughput_part(plan: Plan, failures: list[str]) -> list[Run]:
+    """0 s payloads at each batch size (of the plan), every system."""
     runs = []
     for batch in BATCHES:
+        if batch not in plan.throughput_n:
+            continue
         for system in SYSTEMS:
-            run = run_system(
-                system,
-                plan,
-                plan.throughput_n[batch],
-                0.0,
-                batch,
-                throughput_settings(batch),
-                plan.max_dispatch_s,
-            )
+            try:
+                run = run_system(
+                    system,
+                    plan,
+                    plan.throughput_n[batch],
+                    0.0,
+                    batch,
+                    throughput_settings(batch),
+                    plan.max_dispatch_s,
+                )
+            except RunEndedError as exc:
+                failed(failures, f"{system} at batch {batch}", exc)
+                continue
             progress(run)
             runs.append(run)
     return runs
 
 
-def utilisation_part(plan: Plan) -> list[Run]:
+def utilisation_part(plan: Plan, failures: list[str]) -> list[Run]:
     """10 ms and 100 ms payloads: hpcpilot with its defaults, bare and pool at batch size 1."""
     runs = []
     for payload_s in UTIL_PAYLOADS:
         n = plan.util_per_worker[payload_s] * plan.workers
         for system in SYSTEMS:
             batch = DEFAULT_BATCH if system == "hpcpilot" else 1
-            run = run_system(system, plan, n, payload_s, batch, {})
+            try:
+                run = run_system(system, plan, n, payload_s, batch, {})
+            except RunEndedError as exc:
+                failed(failures, f"{system} at {payload_s * 1000:.0f} ms payloads", exc)
+                continue
             progress(run)
             runs.append(run)
     return runs
 
 
 def sample_cpu(procs: dict[int, Any]) -> dict[int, float]:
-    """User + system CPU seconds of each rank so far."""
+    """User + system CPU seconds of each rank so far (a rank that has ended is left out)."""
     out = {}
     for rank, proc in procs.items():
-        times = proc.cpu_times()
+        try:
+            times = proc.cpu_times()
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
         out[rank] = times.user + times.system
     return out
 
@@ -485,7 +589,8 @@ def cpu_window(
     before, t0 = sample_cpu(procs), time.time()
     time.sleep(plan.idle_window_s)
     after, t1 = sample_cpu(procs), time.time()
-    return {rank: (after[rank] - before[rank]) / (t1 - t0) for rank in sorted(procs)}, (t0, t1)
+    ranks = sorted(set(before) & set(after))
+    return {rank: (after[rank] - before[rank]) / (t1 - t0) for rank in ranks}, (t0, t1)
 
 
 def inside(window: tuple[float, float], records: list[dict[str, Any]]) -> bool:
@@ -503,7 +608,7 @@ def idle_hpcpilot(plan: Plan) -> IdleCpu:
         log = workdir / "bench.log"
         proc = start(hpcpilot_cmd(plan, workdir, {}), log)
         per_rank, window = cpu_window(proc, plan, FirstAssigned(workdir))
-        finish(proc, log)
+        finish(proc, log, workdir=workdir)
         records = journal_records(workdir)
     busy = [int(r["rank"]) for r in records if r["ev"] == "assigned"]
     return IdleCpu("hpcpilot", per_rank, busy, inside(window, records))
@@ -521,9 +626,14 @@ def idle_bare(plan: Plan) -> IdleCpu:
     return IdleCpu("bare", per_rank, busy)
 
 
-def idle_part(plan: Plan) -> list[IdleCpu]:
+def idle_part(plan: Plan, failures: list[str]) -> list[IdleCpu]:
     """CPU of idle worker ranks, hpcpilot and the bare dispatcher."""
-    results = [idle_hpcpilot(plan), idle_bare(plan)]
+    results = []
+    for system, measure in (("hpcpilot", idle_hpcpilot), ("bare", idle_bare)):
+        try:
+            results.append(measure(plan))
+        except RunEndedError as exc:
+            failed(failures, f"{system} idle run", exc)
     for r in results:
         print(
             f"  {r.system:8s} idle: "
@@ -622,8 +732,10 @@ def idle_table(results: list[IdleCpu]) -> tuple[list[str], dict[str, bool]]:
     return lines, targets
 
 
-def report(plan: Plan, runs: list[Run], idle: list[IdleCpu]) -> tuple[str, dict[str, bool]]:
-    """The markdown report and every target's outcome."""
+def report(
+    plan: Plan, runs: list[Run], idle: list[IdleCpu], failures: Sequence[str] = ()
+) -> tuple[str, dict[str, bool]]:
+    """The markdown report and every target's outcome (and the runs that ended early)."""
     out: list[str] = [f"## Dispatch benchmark: {plan.ranks} ranks ({plan.workers} workers)", ""]
     targets: dict[str, bool] = {}
     sections = [
@@ -636,6 +748,9 @@ def report(plan: Plan, runs: list[Run], idle: list[IdleCpu]) -> tuple[str, dict[
             out += [f"### {title}", "", *lines, ""]
             targets.update(found)
     out += ["### Targets", ""] + [f"- {verdict(ok)}: {name}" for name, ok in targets.items()]
+    if failures:
+        out += ["", "### Runs that ended early (their rows are missing above)", ""]
+        out += ["```", *failures, "```"]
     return "\n".join(out) + "\n", targets
 
 
@@ -647,7 +762,10 @@ def hpcpilot_source() -> str:
 
 
 def machine() -> dict[str, Any]:
-    """Where the benchmark ran."""
+    """Where the benchmark ran (the MPI library's version is asked without initialising MPI here)."""
+    import mpi4py
+
+    mpi4py.rc.initialize = mpi4py.rc.finalize = False  # no singleton MPI in this process (root, CI)
     from mpi4py import MPI
 
     return {
@@ -659,16 +777,16 @@ def machine() -> dict[str, Any]:
     }
 
 
-def run_parts(plan: Plan, parts: Sequence[str]) -> tuple[list[Run], list[IdleCpu]]:
-    """Run the chosen parts in order."""
+def run_parts(plan: Plan, parts: Sequence[str], failures: list[str]) -> tuple[list[Run], list[IdleCpu]]:
+    """Run the chosen parts in order; runs that end early go to ``failures``."""
     runs: list[Run] = []
     idle: list[IdleCpu] = []
     if "throughput" in parts:
-        runs += throughput_part(plan)
+        runs += throughput_part(plan, failures)
     if "utilisation" in parts:
-        runs += utilisation_part(plan)
+        runs += utilisation_part(plan, failures)
     if "idle" in parts:
-        idle = idle_part(plan)
+        idle = idle_part(plan, failures)
     return runs, idle
 
 
@@ -676,7 +794,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ranks", type=int, default=8, help="MPI ranks per run (default 8)")
-    parser.add_argument("--quick", action="store_true", help="smaller workloads (under a minute)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="smaller workloads (under a minute)")
+    size.add_argument(
+        "--ci",
+        action="store_true",
+        help="CI's check that every kind of run works with this MPI (seconds; no utilisation part)",
+    )
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
     parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="run only these parts")
     parser.add_argument(
@@ -686,6 +810,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="SECTION.KEY=VALUE",
         help="extra hpcpilot setting for every hpcpilot run (repeatable; to try tunings)",
     )
+    add_mpiexec_option(parser)
     args = parser.parse_args(argv)
     if any("=" not in item for item in args.set):
         parser.error("--set takes SECTION.KEY=VALUE")
@@ -695,29 +820,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; print the report; exit 0 (targets are reported, not enforced)."""
+    """Run the benchmark; print the report; exit 0, or 1 if a run ended early (targets are not enforced)."""
     args = parse_args(argv)
-    plan = make_plan(args.ranks, args.quick, dict(item.split("=", 1) for item in args.set))
+    settings = dict(item.split("=", 1) for item in args.set)
+    plan = make_plan(args.ranks, args.quick, settings, find_mpiexec(args.mpiexec), ci=args.ci)
+    parts = [p for p in args.only if p != "utilisation"] if args.ci else args.only
     started, load_before = time.monotonic(), os.getloadavg()[0]
-    runs, idle = run_parts(plan, args.only)
-    text, targets = report(plan, runs, idle)
+    failures: list[str] = []
+    runs, idle = run_parts(plan, parts, failures)
+    text, targets = report(plan, runs, idle, failures)
     load = {"before": load_before, "after": os.getloadavg()[0]}
-    info = machine()
+    info = machine() | {"mpiexec": plan.mpiexec}
     print(
         text + f"\n(total bench time {time.monotonic() - started:.0f} s; 1-minute load average "
-        f"{load['before']:.1f} before, {load['after']:.1f} after; hpcpilot from {info['hpcpilot']})"
+        f"{load['before']:.1f} before, {load['after']:.1f} after; hpcpilot from {info['hpcpilot']}; "
+        f"launcher {plan.mpiexec}, {info['mpi']})"
     )
     if args.json:
         data = {
             "machine": info,
             "load_average": load,
-            "plan": asdict(plan) | {"quick": args.quick},
+            "plan": asdict(plan) | {"quick": args.quick, "ci": args.ci},
             "runs": [asdict(r) for r in runs],
             "idle": [asdict(r) | {"idle_max": r.idle_max, "idle_median": r.idle_median} for r in idle],
             "targets": targets,
+            "failures": failures,
         }
         args.json.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
-    return 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -40,8 +40,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _launch import add_mpiexec_option, find_mpiexec, launch_env, why_ended
+
 ROOT = Path(__file__).resolve().parent.parent
-MPIEXEC = str(Path(sys.executable).parent / "mpiexec")
 PAYLOAD = Path(__file__).resolve().parent / "drain_payload.py"
 PANDA_ID = 77
 
@@ -68,7 +69,8 @@ def run(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
         workdir = Path(tmp)
         n = int(args.walltime * 4 * (args.ranks - 1) * args.cores / args.mean) + 50  # never runs out
         (workdir / "HPCJobs.json").write_text(json.dumps({str(PANDA_ID): job(n, args.mean)}))
-        cmd = [MPIEXEC, "-n", str(args.ranks), sys.executable, "-m", "hpcpilot", "run", "--workdir", tmp]
+        mpiexec = find_mpiexec(args.mpiexec)
+        cmd = [mpiexec, "-n", str(args.ranks), sys.executable, "-m", "hpcpilot", "run", "--workdir", tmp]
         sets = {
             "node.cores": args.cores * max(args.ranks - 1, 1),  # the node's: each worker gets args.cores
             "local.events_per_range": 1,
@@ -82,7 +84,7 @@ def run(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
             cmd += ["--walltime", f"{args.walltime}s"]
         for key, value in sets.items():
             cmd += ["--set", f"{key}={value}"]
-        env = dict(os.environ, PYTHONPATH=str(ROOT), BENCH_DRAIN_LOG=str(workdir / "timings.log"))
+        env = launch_env({"PYTHONPATH": str(ROOT), "BENCH_DRAIN_LOG": str(workdir / "timings.log")})
         log = (workdir / "run.log").open("w")
         started = time.time()
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -94,6 +96,9 @@ def run(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
         proc.wait(timeout=args.walltime * 4 + 120)
         exited = time.time()
         log.close()
+        if not (workdir / "journal.jsonl").exists():
+            output = (workdir / "run.log").read_text(errors="replace")
+            raise SystemExit(f"the {scenario} run ended early: {why_ended(cmd, proc.returncode, output)}")
         figures = measure(workdir, args, exited)
         if term_at is not None:
             figures["exit"] = exited - term_at
@@ -161,6 +166,7 @@ def main() -> None:
     parser.add_argument("--exit-margin", type=float, default=5.0, help="batch.exit_margin_s")
     parser.add_argument("--kill-grace", type=float, default=2.0, help="payload.kill_grace_s")
     parser.add_argument("--term-after", type=float, default=12.0, help="SIGTERM after this many seconds")
+    add_mpiexec_option(parser)
     args = parser.parse_args()
     print(f"machine: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"{args.ranks} ranks x {args.cores} slots, payloads {0.5 * args.mean:g}-{1.5 * args.mean:g} s\n")

@@ -38,13 +38,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
+from _launch import add_mpiexec_option, find_mpiexec, launch_env, why_ended  # noqa: E402
 
 from hpcpilot.config.schema import MonitorSettings  # noqa: E402
 from hpcpilot.model.job import Job  # noqa: E402
 from hpcpilot.monitor.base import NodeContext, Watched  # noqa: E402
 from hpcpilot.monitor.psutil_monitor import PsutilMonitor  # noqa: E402
 
-MPIEXEC = str(Path(sys.executable).parent / "mpiexec")
 PAYLOAD = Path(__file__).resolve().parent / "monitor_payload.py"
 PANDA_ID = 88
 CONFIGS: dict[str, dict[str, object]] = {
@@ -82,11 +82,15 @@ def run(args: argparse.Namespace, config: str) -> dict[str, float]:
             "run.status_mode": "lines",
             **CONFIGS[config],
         }
-        cmd = [MPIEXEC, "-n", str(args.ranks), sys.executable, "-m", "hpcpilot", "run", "--workdir", tmp]
+        mpiexec = find_mpiexec(args.mpiexec)
+        cmd = [mpiexec, "-n", str(args.ranks), sys.executable, "-m", "hpcpilot", "run", "--workdir", tmp]
         for key, value in sets.items():
             cmd += ["--set", f"{key}={value}"]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, env=_env(tmp))
+        done = subprocess.run(cmd, cwd=ROOT, check=False, capture_output=True, text=True, env=_env(tmp))
+        if done.returncode != 0:
+            output = done.stdout + done.stderr
+            raise SystemExit(f"a run ended early: {why_ended(cmd, done.returncode, output)}")
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         total_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         records = [json.loads(x) for x in (workdir / "journal.jsonl").read_text().splitlines() if x]
@@ -103,12 +107,8 @@ def run(args: argparse.Namespace, config: str) -> dict[str, float]:
 
 
 def _env(tmp: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
-    env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
-    env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-    env["TMPDIR"] = tmp
-    return env
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    return launch_env({"PYTHONPATH": path, "TMPDIR": tmp})
 
 
 def runs(args: argparse.Namespace) -> None:
@@ -188,6 +188,7 @@ def main() -> None:
     parser.add_argument("--loops", type=int, default=300_000)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--only", nargs="*", choices=("runs", "observe"), default=["runs", "observe"])
+    add_mpiexec_option(parser)
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     if "observe" in args.only:

@@ -30,8 +30,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from _launch import add_mpiexec_option, find_mpiexec, launch_env, why_ended
+
 PYTHON = sys.executable
-MPIEXEC = str(Path(sys.executable).parent / "mpiexec")
 ES_ID = 9001
 
 
@@ -81,6 +82,7 @@ def run(
     ranks: int,
     dest: Path | None,
     beside: Path | None = None,
+    mpiexec: str = "mpiexec",
 ) -> dict[str, float]:
     """One run; returns the range rate and the stage-out window.
 
@@ -102,16 +104,17 @@ def run(
     if dest is not None:
         settings["data.stageout_destination"] = f"{dest}/{{scope}}/{{lfn}}"
     sets = [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
-    argv = [MPIEXEC, "-n", str(ranks), PYTHON, "-m", "hpcpilot", "run", "--workdir", str(workdir), *sets]
+    argv = [mpiexec, "-n", str(ranks), PYTHON, "-m", "hpcpilot", "run", "--workdir", str(workdir), *sets]
     copier = None
     if beside is not None:
         copy_argv = [PYTHON, "-c", COPY_BESIDE, str(big), str(beside), str(n_files)]
         copier = subprocess.Popen(copy_argv)
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False, env=launch_env())
     if copier is not None:
         copier.wait(timeout=600)
     if done.returncode != 0:
-        raise SystemExit(f"run failed ({done.returncode}): {done.stderr[-2000:]}")
+        output = done.stdout + done.stderr
+        raise SystemExit(f"a run ended early: {why_ended(argv, done.returncode, output)}")
     records = [json.loads(line) for line in (workdir / "journal.jsonl").read_text().splitlines() if line]
     assigned = [r["t"] for r in records if r["ev"] == "assigned"]
     finished = [r.get("t_end", r["t"]) for r in records if r["ev"] == "finished"]
@@ -139,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=8)
     parser.add_argument("--mb", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=2)
+    add_mpiexec_option(parser)
     args = parser.parse_args(argv)
+    mpiexec = find_mpiexec(args.mpiexec)
     results: dict[str, list[dict[str, float]]] = {"off": [], "beside": [], "on": []}
     with tempfile.TemporaryDirectory(prefix="hpcpilot-bench-staging-") as tmp:
         root = Path(tmp)
@@ -154,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                 work = root / f"work-{variant}-{i}"
                 staged = dest if variant == "on" else None
                 beside = dest if variant == "beside" else None
-                runs_of.append(run(work, args.ranges, args.files, big, args.ranks, staged, beside))
+                runs_of.append(run(work, args.ranges, args.files, big, args.ranks, staged, beside, mpiexec))
                 shutil.rmtree(work)
                 shutil.rmtree(dest, ignore_errors=True)
     rate = {v: statistics.median(r["rate"] for r in results[v]) for v in results}
