@@ -46,11 +46,14 @@ STAT = (
 )
 IO = "rchar: 1706866\nwchar: 12\nsyscr: 200\nsyscw: 1\nread_bytes: 4096\nwrite_bytes: 0\n"
 
-# a parent that starts a child, both burning a little CPU and holding ~30 MB
+# a parent that starts a child, both burning a little CPU and holding ~30 MB; "ready" once both hold it
+# (a child still growing while it is sampled shows a PSS above the RSS read a moment before)
 TREE = """
 import subprocess, sys, time
-child = subprocess.Popen([sys.executable, "-c", "b = bytearray(30 << 20); import time; time.sleep(60)"])
+hold = "b = bytearray(30 << 20); print('up', flush=True); import time; time.sleep(60)"
+child = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
 b = bytearray(30 << 20)
+assert child.stdout.readline() == "up\\n"
 print("ready", child.pid, flush=True)
 time.sleep(60)
 """
