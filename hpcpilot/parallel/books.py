@@ -9,6 +9,7 @@ range that failed for lack of disk space (1098) keeps its attempts and goes to t
 from __future__ import annotations
 
 import enum
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -21,6 +22,8 @@ from hpcpilot.model.results import OutputFile, PayloadResult, RangeResult
 from hpcpilot.model.states import JobState
 from hpcpilot.parallel.messages import Assignment, NodeInfo, RangeTask
 
+log = logging.getLogger(__name__)
+
 
 class JobPhase(enum.Enum):
     """Where a job stands in the coordinator."""
@@ -31,6 +34,21 @@ class JobPhase(enum.Enum):
     MERGING = "merging"  # event-service job whose ranges are done, outputs being merged
     STAGING_OUT = "staging_out"  # final state decided, outputs and log being staged out
     DONE = "done"  # final state reported
+
+
+#: The phases a job may move to from each phase (`JobBook`); DONE is the end.
+_NEXT_PHASES: dict[JobPhase, frozenset[JobPhase]] = {
+    JobPhase.STAGING_IN: frozenset({JobPhase.RUNNING, JobPhase.QUEUED, JobPhase.STAGING_OUT, JobPhase.DONE}),
+    JobPhase.QUEUED: frozenset({JobPhase.RUNNING, JobPhase.STAGING_OUT, JobPhase.DONE}),
+    JobPhase.RUNNING: frozenset({JobPhase.QUEUED, JobPhase.MERGING, JobPhase.STAGING_OUT, JobPhase.DONE}),
+    JobPhase.MERGING: frozenset({JobPhase.STAGING_OUT, JobPhase.DONE}),
+    JobPhase.STAGING_OUT: frozenset({JobPhase.DONE}),
+    JobPhase.DONE: frozenset(),
+}
+
+
+class JobTransitionError(RuntimeError):
+    """A job was asked to move where it cannot go (a bug of the coordinator: it aborts the run)."""
 
 
 @dataclass(slots=True)
@@ -47,10 +65,33 @@ class RangeEntry:
 
 @dataclass
 class JobBook:
-    """One job's bookkeeping."""
+    """One job's bookkeeping.
+
+    Its phase, state and failure (``phase``, ``state``, ``error_code``, ``error_diag``,
+    ``exit_code``, ``resumable``) are read-only: they change only through the transition methods
+    below, which hold the rules.
+
+    **Which failure a job reports: the first.** `fail` records a failure; the first one recorded
+    is the job's code and diagnosis, and every later one is kept in ``errors`` (and logged) but
+    changes nothing: not the code, not the diagnosis, not ``resumable``. This is the PanDA pilot's
+    own rule ("only the first error is reported to the server", PanDAWMS/pilot3
+    ``pilot/common/errorcodes.py``, ``add_error_code``), and it holds for every cause alike: a kill
+    by the workload manager (1144) after a failed range feed keeps the feed's code; a drain (a
+    signal, the walltime, a full disk) after a kill keeps 1144, and the job is then not resumable.
+    ``resumable`` belongs to the failure that won: a job is resumable only when its own first
+    failure was one the run may take up again (a drain, a merge that a full disk or a kill ended).
+
+    **Phases** move forward only (`JobPhase`): STAGING_IN -> QUEUED or RUNNING -> (MERGING) ->
+    (STAGING_OUT) -> DONE, and a plain job may go back from RUNNING to QUEUED (a worker gave it
+    back). Any other move raises `JobTransitionError`, as does a failure recorded after DONE: the
+    final report is out, so it is a bug.
+
+    **State** goes STARTING -> RUNNING (`mark_running`) while work runs; the final state is decided
+    by `conclude`: FAILED when a failure was recorded, else FINISHED. It may be decided again (a
+    failed stage-out turns FINISHED into FAILED), never from FAILED back to FINISHED.
+    """
 
     job: Job
-    phase: JobPhase = JobPhase.RUNNING
     ranges: dict[str, RangeEntry] = field(default_factory=dict)
     source_exhausted: bool = False
     stopped: bool = False
@@ -63,21 +104,61 @@ class JobBook:
     cpu_s: float = 0.0
     started: float = 0.0
     ended: float = 0.0
-    state: JobState = JobState.STARTING
-    error_code: ErrorCode | None = None
-    error_diag: str = ""
-    exit_code: int | None = None
     outputs: list[OutputFile] = field(default_factory=list)
     merged: OutputFile | None = None
     log: OutputFile | None = None
     held: list[RangeTask] = field(default_factory=list)  # restored ranges waiting for `Books.release`
-    #: Ended by the run rather than by its own work (a drain, a full disk, a killed merge): what it
-    #: did is intact, and ``--resume`` takes it up where no one else hands its work out again.
-    resumable: bool = False
     #: Ranges its source will give in all, when the communicator knows (None: unknown).
     ranges_expected: int | None = None
     ranges_timed: int = 0  # finished ranges with a measured duration ...
     ranges_timed_s: float = 0.0  # ... and the sum of those durations
+    _phase: JobPhase = field(default=JobPhase.STAGING_IN, init=False)
+    _state: JobState = field(default=JobState.STARTING, init=False)
+    _errors: list[tuple[ErrorCode, str]] = field(default_factory=list, init=False)
+    _note: str = field(default="", init=False)
+    _exit_code: int | None = field(default=None, init=False)
+    _resumable: bool = field(default=False, init=False)
+
+    # --- read-only views ----------------------------------------------------------------------
+
+    @property
+    def phase(self) -> JobPhase:
+        """Where the job stands in the coordinator."""
+        return self._phase
+
+    @property
+    def state(self) -> JobState:
+        """The job's state as reported to the workload manager."""
+        return self._state
+
+    @property
+    def error_code(self) -> ErrorCode | None:
+        """The code of the job's first failure (None: none recorded)."""
+        return self._errors[0][0] if self._errors else None
+
+    @property
+    def error_diag(self) -> str:
+        """The diagnosis of the job's first failure, or the note of a job that finished with one."""
+        return self._errors[0][1] if self._errors else self._note
+
+    @property
+    def errors(self) -> tuple[tuple[ErrorCode, str], ...]:
+        """Every failure recorded, in order; the first is the job's."""
+        return tuple(self._errors)
+
+    @property
+    def exit_code(self) -> int | None:
+        """A plain job's payload exit code (None: no payload result)."""
+        return self._exit_code
+
+    @property
+    def resumable(self) -> bool:
+        """Ended by the run rather than by its own work (a drain, a full disk, a killed merge).
+
+        What it did is intact, and ``--resume`` takes it up where no one else hands its work out
+        again. Set by the failure that won (`fail`).
+        """
+        return self._resumable
 
     @property
     def ranges_done(self) -> bool:
@@ -95,6 +176,108 @@ class JobBook:
     def range_s(self) -> float | None:
         """The mean duration of its finished ranges (None before one finished)."""
         return self.ranges_timed_s / self.ranges_timed if self.ranges_timed else None
+
+    # --- transitions --------------------------------------------------------------------------
+
+    def _move(self, to: JobPhase) -> None:
+        if to is not self._phase and to not in _NEXT_PHASES[self._phase]:
+            raise JobTransitionError(
+                f"job {self.job.panda_id}: cannot go from {self._phase.value} to {to.value}"
+            )
+        self._phase = to
+
+    def release(self) -> None:
+        """Its inputs are in place: an event-service job runs, a plain job queues for a node."""
+        if self._phase is not JobPhase.STAGING_IN:
+            raise JobTransitionError(f"job {self.job.panda_id}: released while {self._phase.value}")
+        self._move(JobPhase.RUNNING if self.job.event_service else JobPhase.QUEUED)
+
+    def start_plain(self) -> None:
+        """A plain job was handed to a node: it runs."""
+        self._move(JobPhase.RUNNING)
+        self.mark_running()
+
+    def requeue(self) -> None:
+        """A plain job a node gave back unstarted: it queues again."""
+        self._move(JobPhase.QUEUED)
+
+    def mark_running(self) -> None:
+        """Work of the job runs (STARTING -> RUNNING; nothing changes when it runs already)."""
+        if self._state is JobState.STARTING:
+            self._state = JobState.RUNNING
+        elif self._state is not JobState.RUNNING:
+            raise JobTransitionError(f"job {self.job.panda_id}: runs again after {self._state.value}")
+
+    def start_merge(self) -> None:
+        """An event-service job's ranges are done: its outputs are being merged."""
+        self._move(JobPhase.MERGING)
+
+    def mark_staging_out(self) -> None:
+        """Its final state is decided and its files are being staged out."""
+        self._move(JobPhase.STAGING_OUT)
+
+    def mark_done(self) -> None:
+        """Its final state is reported."""
+        self._move(JobPhase.DONE)
+
+    def fail(self, code: ErrorCode, diag: str, *, resumable: bool = False) -> bool:
+        """Record a failure; the first one recorded is the job's (see the class).
+
+        Parameters
+        ----------
+        code
+            The PanDA error code.
+        diag
+            The diagnosis.
+        resumable
+            Whether the run may take the job up again if this failure is the job's.
+
+        Returns
+        -------
+        bool
+            Whether it became the job's failure (False: one was recorded before, which stays).
+        """
+        if self._phase is JobPhase.DONE:
+            raise JobTransitionError(f"job {self.job.panda_id}: failure {int(code)} after its final report")
+        self._errors.append((code, diag))
+        if len(self._errors) > 1:
+            first = self._errors[0][0]
+            log.info(
+                "job %d: %d %s (%s) comes after its failure %d %s, which stays the job's",
+                self.job.panda_id,
+                int(code),
+                code.name,
+                diag[-200:],
+                int(first),
+                first.name,
+            )
+            return False
+        self._resumable = resumable
+        return True
+
+    def conclude(self, note: str = "") -> JobState:
+        """Decide the final state: FAILED when a failure was recorded, else FINISHED.
+
+        ``note`` is the diagnosis of a job that finishes anyway ("1 of 40 ranges failed").
+        Returns the state.
+        """
+        if self._errors:
+            self._state = JobState.FAILED
+        elif self._state is JobState.FAILED:  # unreachable: failures are never taken back
+            raise JobTransitionError(f"job {self.job.panda_id}: failed without a failure recorded")
+        else:
+            self._state = JobState.FINISHED
+            self._note = note or self._note
+        return self._state
+
+    def payload_ended(self, result: PayloadResult) -> None:
+        """A plain job's payload ended: its exit code and outputs, a failure if it failed; concluded."""
+        self.cpu_s += result.cpu_s
+        self.outputs.extend(result.outputs)
+        self._exit_code = result.exit_code
+        if not result.ok:
+            self.fail(result.error_code or ErrorCode.PAYLOAD_EXECUTION_FAILURE, result.error_diag)
+        self.conclude()
 
 
 @dataclass
@@ -178,24 +361,21 @@ class Books:
         book = JobBook(job=job, started=time.time(), source_exhausted=not job.event_service)
         self.jobs[job.panda_id] = book
         self.open[job.panda_id] = book
-        if staging:
-            book.phase = JobPhase.STAGING_IN
-        else:
+        if not staging:
             self.release(book)
         return book
 
     def release(self, book: JobBook) -> None:
         """A job's inputs are in place: its work may be handed out."""
         job = book.job
+        book.release()
         if job.event_service:
-            book.phase = JobPhase.RUNNING
             if not book.source_exhausted:
                 self.feeding[job.panda_id] = book
             self.range_queue.extend(book.held)
             book.held.clear()
             self._settled.add(job.panda_id)
         else:
-            book.phase = JobPhase.QUEUED
             self.plain_queue.append(job.panda_id)
 
     def add_ranges(self, panda_id: int, ranges: tuple[EventRange, ...]) -> int:
@@ -296,12 +476,12 @@ class Books:
 
     def mark_staging_out(self, book: JobBook) -> None:
         """The job's final state is decided and its files are being staged out: it stays open."""
-        book.phase = JobPhase.STAGING_OUT
+        book.mark_staging_out()
         self.feeding.pop(book.job.panda_id, None)
 
     def mark_done(self, book: JobBook) -> None:
         """The job's final state is reported."""
-        book.phase = JobPhase.DONE
+        book.mark_done()
         self.open.pop(book.job.panda_id, None)
         self.feeding.pop(book.job.panda_id, None)
 
@@ -370,8 +550,7 @@ class Books:
             # a job larger than the node gets a whole idle node rather than never running
             worker.free_cores = max(worker.free_cores - cores, 0)
             worker.want_cores -= cores
-            book.phase = JobPhase.RUNNING
-            book.state = JobState.RUNNING
+            book.start_plain()
             book.in_flight = 1
             worker.in_flight += 1
             worker.plain.add(panda_id)
@@ -395,7 +574,7 @@ class Books:
             book.queued -= 1
             book.in_flight += 1
             if book.state is JobState.STARTING:
-                book.state = JobState.RUNNING
+                book.mark_running()
             budget -= book.job.core_count
             taken.append(task)
         worker.in_flight += len(taken)
@@ -473,12 +652,7 @@ class Books:
         self.worker(rank).in_flight -= 1
         self.worker(rank).plain.discard(result.panda_id)
         book.in_flight = 0
-        book.cpu_s += result.cpu_s
-        book.outputs.extend(result.outputs)
-        book.exit_code = result.exit_code
-        book.state = JobState.FINISHED if result.ok else JobState.FAILED
-        book.error_code = result.error_code
-        book.error_diag = result.error_diag
+        book.payload_ended(result)
         return book
 
     def return_ranges(self, tasks: tuple[RangeTask, ...], rank: int) -> None:
@@ -506,7 +680,7 @@ class Books:
             if book is None or book.in_flight != 1:
                 continue
             book.in_flight = 0
-            book.phase = JobPhase.QUEUED
+            book.requeue()
             self.worker(rank).in_flight -= 1
             self.worker(rank).plain.discard(panda_id)
             self.plain_queue.appendleft(panda_id)
@@ -577,9 +751,8 @@ class Books:
         for panda_id in failed:
             book = self.jobs[panda_id]
             book.in_flight = 0
-            book.state = JobState.FAILED
-            if book.error_code is None:
-                book.error_code, book.error_diag = code, diag
+            book.fail(code, diag)
+            book.conclude()
         worker.stopped = worker.lost = True
         worker.node = None
         worker.in_flight = worker.busy_slots = worker.free_cores = worker.want_cores = 0

@@ -350,9 +350,9 @@ class Coordinator:
                 len(book.ranges),
             )
             return
-        book.error_code = ErrorCode.ES_NO_EVENTS
-        book.error_diag = over.diag(self.comm.range_wait_hint(book.job))
-        log.error("job %d: %s (1238 ES_NO_EVENTS)", panda_id, book.error_diag)
+        diag = over.diag(self.comm.range_wait_hint(book.job))
+        book.fail(ErrorCode.ES_NO_EVENTS, diag)
+        log.error("job %d: %s (1238 ES_NO_EVENTS)", panda_id, diag)
 
     def _range_limit(self, rank: int, now: float) -> int | None:
         """How many ranges a worker may still take before the end (None: no limit)."""
@@ -571,11 +571,15 @@ class Coordinator:
         if command.kind is CommandKind.ABANDON:
             # stopped like tobekilled, but nothing more about the job goes to the workload manager
             self._abandoned.add(panda_id)
-            book.error_code = ErrorCode.KILLED_BY_PANDA
-            book.error_diag = f"abandoned: {command.reason or 'the workload manager ended the job'}"
+            book.fail(
+                ErrorCode.KILLED_BY_PANDA,
+                f"abandoned: {command.reason or 'the workload manager ended the job'}",
+            )
         elif command.kind is CommandKind.TOBEKILLED:
-            book.error_code = ErrorCode.KILLED_BY_PANDA
-            book.error_diag = f"killed by the workload manager (tobekilled, {command.source or 'server'})"
+            book.fail(
+                ErrorCode.KILLED_BY_PANDA,
+                f"killed by the workload manager (tobekilled, {command.source or 'server'})",
+            )
         if command.kind in (CommandKind.TOBEKILLED, CommandKind.ABANDON):
             for worker in self.books.workers.values():
                 if panda_id in worker.known_jobs and not worker.stopped:
@@ -584,9 +588,7 @@ class Coordinator:
             not book.job.event_service and book.in_flight == 0 and book.phase is JobPhase.QUEUED
         )
         if waiting:
-            book.error_code = book.error_code or ErrorCode.KILLED_BY_PANDA
-            book.error_diag = book.error_diag or f"{command.kind.value} before the job started"
-            book.state = JobState.FAILED
+            book.fail(ErrorCode.KILLED_BY_PANDA, f"{command.kind.value} before the job started")
             self._finish_job(book)
 
     def _heartbeat(self) -> None:
@@ -765,8 +767,7 @@ class Coordinator:
 
     def _fail_before_start(self, book: JobBook, code: ErrorCode, diag: str) -> None:
         """A job that cannot start (its inputs cannot be had): it fails alone, the run goes on."""
-        book.error_code, book.error_diag = code, diag
-        book.state = JobState.FAILED
+        book.fail(code, diag)
         self._finish_job(book)
 
     def _collect_staged(self) -> bool:
@@ -782,11 +783,9 @@ class Coordinator:
             if staged.inbound:
                 self._inputs_staged(book, staged, error)
             elif book.phase is JobPhase.STAGING_OUT:
-                if error is not None and book.error_code is None:
-                    book.error_code, book.error_diag = error
-                    book.state = JobState.FAILED
-                elif error is not None:
+                if error is not None and not book.fail(*error):
                     log.warning("job %d: stage-out failed too: %s", staged.panda_id, error[1])
+                book.conclude()
                 self._report_final(book)
         return bool(done)
 
@@ -806,7 +805,7 @@ class Coordinator:
         except HpcPilotError as exc:
             log.error("job %d: cannot get event ranges: %s", book.job.panda_id, exc)
             self.books.exhaust(book)
-            book.error_code, book.error_diag = exc.code, str(exc)
+            book.fail(exc.code, str(exc))
             self.journal.append("exhausted", job=book.job.panda_id)
             return True
         for error in batch.errors:
@@ -837,7 +836,7 @@ class Coordinator:
             try:
                 merger = choose_merger(self.settings.eventservice.merger, target.name)
             except HpcPilotError as exc:
-                book.error_code, book.error_diag = exc.code, str(exc)
+                book.fail(exc.code, str(exc))
         if merger is None or target is None:
             self._finish_job(book)
             return
@@ -845,7 +844,7 @@ class Coordinator:
         if not inputs:
             self._finish_job(book)
             return
-        book.phase = JobPhase.MERGING
+        book.start_merge()
         self._sync_journal()  # every range's end is durable before a merge that may last: no rerun
         log.info(
             "job %d: merging %d range outputs into %s with %s",
@@ -869,7 +868,7 @@ class Coordinator:
             return
         except OSError as exc:
             if not self._on_full(exc, f"job {job.panda_id}'s merge"):
-                book.error_code, book.error_diag = ErrorCode.PAYLOAD_EXECUTION_FAILURE, str(exc)
+                book.fail(ErrorCode.PAYLOAD_EXECUTION_FAILURE, str(exc))
             else:
                 why = f"cannot start the merge: {exc}"
                 self._merge_failed(book, PayloadError(why, code=ErrorCode.NO_LOCAL_SPACE, retryable=True))
@@ -880,8 +879,7 @@ class Coordinator:
 
         Resumable only where no one else hands out the job's work (`Communicator.resumes_ended_jobs`).
         """
-        book.error_code, book.error_diag = exc.code, str(exc)
-        book.resumable = exc.retryable and self.comm.resumes_ended_jobs
+        book.fail(exc.code, str(exc), resumable=exc.retryable and self.comm.resumes_ended_jobs)
         log.error(
             "job %d: %s%s",
             book.job.panda_id,
@@ -912,6 +910,8 @@ class Coordinator:
         book.ended = time.time()
         if job.event_service:
             settle_event_service(book, status=self.settings.eventservice.exhausted_status)
+        else:
+            book.conclude()
         self._flush_ranges(job.panda_id)
         book.log = self._log_tarball(book)
         if self._stage_out(book):
@@ -929,9 +929,8 @@ class Coordinator:
             return self.staging.stage_out(book.job, outputs, log_file)
         except StagingError as exc:
             log.error("job %d: cannot stage out: %s", book.job.panda_id, exc)
-            if book.error_code is None:
-                book.error_code, book.error_diag = exc.code, str(exc)
-                book.state = JobState.FAILED
+            book.fail(exc.code, str(exc))
+            book.conclude()
             return False
 
     def _report_final(self, book: JobBook) -> None:
@@ -1155,21 +1154,19 @@ class Coordinator:
         self._merges.clear()
         self.staging.close(wait=False)
         for book in self.books.open_jobs():
-            book.resumable = resumable
             if book.phase is JobPhase.STAGING_OUT:
-                book.error_code = book.error_code or ErrorCode.STAGE_OUT_TIMEOUT
-                book.error_diag = book.error_diag or f"run ended early ({why}) during stage-out"
-                book.state = JobState.FAILED
+                why_out = f"run ended early ({why}) during stage-out"
+                book.fail(ErrorCode.STAGE_OUT_TIMEOUT, why_out, resumable=resumable)
+                book.conclude()
                 self._report_final(book)
                 continue
-            book.error_code = code
             left = book.queued + book.in_flight + book.unfetched
             during = " (during stage-in)" if book.phase is JobPhase.STAGING_IN else ""
-            book.error_diag = f"run ended early ({why}){during}: {left} work item(s) not done"
+            diag = f"run ended early ({why}){during}: {left} work item(s) not done"
             if resumable:
                 free = "free space, then " if code is ErrorCode.NO_LOCAL_SPACE else ""
-                book.error_diag += f"; {free}'run --resume' finishes it"
-            book.state = JobState.FAILED
+                diag += f"; {free}'run --resume' finishes it"
+            book.fail(code, diag, resumable=resumable)  # an earlier failure of the job stays its own
             self._finish_job(book)
 
     # --- the summary --------------------------------------------------------------------------
@@ -1235,7 +1232,7 @@ class Coordinator:
             self._add_job(job, resumed=True)
             book = self.books.jobs[job.panda_id]
             if book.state is JobState.STARTING:
-                book.state = JobState.RUNNING  # as reported before the kill: heartbeats never go back
+                book.mark_running()  # as reported before the kill: heartbeats never go back
             if book.phase is JobPhase.DONE or not job.event_service:
                 continue
             rerun = self._restore_ranges(book, open_job)

@@ -9,7 +9,6 @@ from hpcpilot.comm.base import JobReport
 from hpcpilot.model.errors import ErrorCode
 from hpcpilot.model.ranges import RangeState
 from hpcpilot.model.results import OutputFile
-from hpcpilot.model.states import JobState
 from hpcpilot.monitor.aggregate import JobFigures
 from hpcpilot.parallel.books import JobBook
 from hpcpilot.payload.merge import MergeInput
@@ -26,16 +25,12 @@ def settle_event_service(book: JobBook, *, status: str) -> None:
     """
     if book.merged is not None:
         book.outputs.append(book.merged)
-    if book.error_code is not None:
-        book.state = JobState.FAILED
-    elif book.finished == 0:
-        book.state = JobState.FAILED
-        book.error_code = ErrorCode.ES_FATAL if book.fatal else ErrorCode.ES_NO_EVENTS
-        book.error_diag = f"all {book.fatal} ranges {status}" if book.fatal else "the job had no event ranges"
-    else:
-        book.state = JobState.FINISHED
+    if book.error_code is None and book.finished == 0:
         if book.fatal:
-            book.error_diag = f"{book.fatal} of {len(book.ranges)} ranges {status}"
+            book.fail(ErrorCode.ES_FATAL, f"all {book.fatal} ranges {status}")
+        else:
+            book.fail(ErrorCode.ES_NO_EVENTS, "the job had no event ranges")
+    book.conclude(f"{book.fatal} of {len(book.ranges)} ranges {status}" if book.fatal else "")
 
 
 def range_counts(book: JobBook) -> dict[str, int]:

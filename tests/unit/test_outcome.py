@@ -60,7 +60,7 @@ def test_an_earlier_error_wins_and_the_merged_output_is_reported() -> None:
     report = job_report(book)
     assert report.state is JobState.FINISHED and report.outputs[0]["fsize"] == 5000
     failed = es_book(finished=2, fatal=0)
-    failed.error_code, failed.error_diag = ErrorCode.PAYLOAD_EXECUTION_FAILURE, "merge failed: x"
+    failed.fail(ErrorCode.PAYLOAD_EXECUTION_FAILURE, "merge failed: x")
     settle_event_service(failed, status="failed")
     assert failed.state is JobState.FAILED and job_report(failed).error_code == 1305
 
@@ -85,7 +85,7 @@ def test_a_resumed_run_s_summary_keeps_the_jobs_of_the_runs_before() -> None:
     taken_up = {**earlier_job, "PandaID": 9, "error_code": 1201}  # taken up again and finished
     earlier = {"jobs": [earlier_job, taken_up], "runs": 1, "ranges": {"total": 8, "finished": 2}}
     book = es_book(finished=3, fatal=0)
-    book.state = JobState.FINISHED
+    book.conclude()
     books = Books(max_attempts=3, batch_size=8)
     books.jobs[9] = book
     books.ranges_known = books.ranges_finished = 3
