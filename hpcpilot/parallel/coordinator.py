@@ -13,19 +13,16 @@ import socket
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from hpcpilot.comm.base import BadJob, Command, CommandKind, Communicator, JobReport
 from hpcpilot.config.schema import Settings
-from hpcpilot.data.archive import make_tarball
 from hpcpilot.data.checksums import adler32_of_file
 from hpcpilot.model.errors import (
     CommunicatorError,
     DiskFullError,
     ErrorCode,
     HpcPilotError,
-    PayloadError,
     StagingError,
 )
 from hpcpilot.model.job import Job, job_record
@@ -36,6 +33,7 @@ from hpcpilot.model.states import JobState
 from hpcpilot.monitor.aggregate import JobFigures
 from hpcpilot.parallel.books import Books, JobBook, JobPhase, WorkerBook
 from hpcpilot.parallel.diskspace import DiskWait
+from hpcpilot.parallel.finishing import FinishingHooks, JobFinishing
 from hpcpilot.parallel.messages import (
     Assignment,
     Farewell,
@@ -47,7 +45,7 @@ from hpcpilot.parallel.messages import (
     WorkerUpdate,
 )
 from hpcpilot.parallel.monitoring import RunMonitor
-from hpcpilot.parallel.outcome import finished_outputs, job_report, merge_inputs, settle_event_service
+from hpcpilot.parallel.outcome import job_report
 from hpcpilot.parallel.rangewait import RangeWait, WaitOver
 from hpcpilot.parallel.resume import FinishedRange, OpenJob, ResumeState
 from hpcpilot.parallel.staging import JobStaging, Staged
@@ -56,7 +54,6 @@ from hpcpilot.parallel.summary import run_summary
 from hpcpilot.parallel.transport import CoordinatorTransport
 from hpcpilot.parallel.walltime import EndPlan
 from hpcpilot.payload.exitcodes import signal_code
-from hpcpilot.payload.merge_run import MergeProcess, choose_merger
 from hpcpilot.runtime.diskspace import is_disk_full
 from hpcpilot.runtime.journal import Journal
 
@@ -114,7 +111,6 @@ class Coordinator:
         self.started = time.monotonic()
         self.ended = 0.0
         self._hungry: set[int] = set()
-        self._merges: dict[int, MergeProcess] = {}
         self._unreported: dict[int, list[RangeResult]] = defaultdict(list)
         self._unreported_fatal: dict[int, list[str]] = defaultdict(list)
         self._next_flush = 0.0
@@ -135,8 +131,14 @@ class Coordinator:
         self.kill_sent = False
         self.ranges_cut = 0
         self._cut: dict[int, list[str]] = defaultdict(list)
-        self._settled_at: dict[int, float] = {}
         self.staging = JobStaging(settings.data, layout)
+        hooks = FinishingHooks(
+            self._flush_ranges, self._report_final, self._sync_journal, self._on_full, self._disk_full
+        )
+        resumes = communicator.resumes_ended_jobs
+        self.finishing = JobFinishing(
+            settings, layout, self.books, self.staging, hooks, resumes_ended_jobs=resumes
+        )
         self.monitor = RunMonitor(settings.monitor, layout.root)
         self._skip_jobs: set[int] = set()
         self._bye_reasons: dict[int, int] = {}  # ranks that stopped on their own: why (a PanDA code)
@@ -305,8 +307,7 @@ class Coordinator:
         for worker in self.books.workers.values():
             if not worker.stopped:
                 self.transport.send(worker.rank, stop)
-        for merge in self._merges.values():
-            merge.kill(self.settings.payload.kill_grace_s)
+        self.finishing.kill_merges(self.settings.payload.kill_grace_s)
         return True
 
     # --- waiting for ranges (hpcpilot.parallel.rangewait) ------------------------------------
@@ -783,10 +784,7 @@ class Coordinator:
             if staged.inbound:
                 self._inputs_staged(book, staged, error)
             elif book.phase is JobPhase.STAGING_OUT:
-                if error is not None and not book.fail(*error):
-                    log.warning("job %d: stage-out failed too: %s", staged.panda_id, error[1])
-                book.conclude()
-                self._report_final(book)
+                self.finishing.staged_out(book, error)
         return bool(done)
 
     def _inputs_staged(self, book: JobBook, staged: Staged, error: tuple[ErrorCode, str] | None) -> None:
@@ -819,119 +817,11 @@ class Coordinator:
     # --- finishing jobs -----------------------------------------------------------------------
 
     def _finish_jobs(self) -> bool:
-        progress = False
-        for book in self.books.take_settled():
-            self._settled_at[book.job.panda_id] = time.monotonic()
-            self._start_merge_or_finish(book)
-            progress = True
-        for panda_id in list(self._merges):
-            progress |= self._poll_merge(self.books.jobs[panda_id])
-        return progress
-
-    def _start_merge_or_finish(self, book: JobBook) -> None:
-        job = book.job
-        target = self.layout.merged_output(job)
-        merger = None
-        if book.finished and target is not None:
-            try:
-                merger = choose_merger(self.settings.eventservice.merger, target.name)
-            except HpcPilotError as exc:
-                book.fail(exc.code, str(exc))
-        if merger is None or target is None:
-            self._finish_job(book)
-            return
-        inputs = merge_inputs(book)
-        if not inputs:
-            self._finish_job(book)
-            return
-        book.start_merge()
-        self._sync_journal()  # every range's end is durable before a merge that may last: no rerun
-        log.info(
-            "job %d: merging %d range outputs into %s with %s",
-            job.panda_id,
-            len(inputs),
-            target.name,
-            merger,
-        )
-        try:
-            self._merges[job.panda_id] = MergeProcess(
-                merger,
-                inputs,
-                target,
-                self.layout.payload_log_dir(job.panda_id),
-                input_bytes=sum(out.fsize for _, out in finished_outputs(book)),
-                keep_free_bytes=self.settings.monitor.min_free_disk_mb << 20,
-            )
-        except HpcPilotError as exc:
-            self._merge_failed(book, exc)
-            self._finish_job(book)
-            return
-        except OSError as exc:
-            if not self._on_full(exc, f"job {job.panda_id}'s merge"):
-                book.fail(ErrorCode.PAYLOAD_EXECUTION_FAILURE, str(exc))
-            else:
-                why = f"cannot start the merge: {exc}"
-                self._merge_failed(book, PayloadError(why, code=ErrorCode.NO_LOCAL_SPACE, retryable=True))
-            self._finish_job(book)
-
-    def _merge_failed(self, book: JobBook, exc: HpcPilotError) -> None:
-        """A merge failed; one that may succeed later (no space, killed) leaves the job resumable.
-
-        Resumable only where no one else hands out the job's work (`Communicator.resumes_ended_jobs`).
-        """
-        book.fail(exc.code, str(exc), resumable=exc.retryable and self.comm.resumes_ended_jobs)
-        log.error(
-            "job %d: %s%s",
-            book.job.panda_id,
-            exc,
-            "; its range outputs are kept: 'run --resume' merges them" if book.resumable else "",
-        )
-
-    def _poll_merge(self, book: JobBook) -> bool:
-        merge = self._merges[book.job.panda_id]
-        try:
-            merged = merge.poll()
-        except HpcPilotError as exc:
-            if exc.code is ErrorCode.NO_LOCAL_SPACE:  # the merger met a full disk
-                self._disk_full(f"job {book.job.panda_id}'s merge: {exc}")
-            self._merge_failed(book, exc)
-            merged = None
-        else:
-            if merged is None:
-                return False
-        del self._merges[book.job.panda_id]
-        book.merged = merged
-        self._finish_job(book)
-        return True
+        return self.finishing.step()
 
     def _finish_job(self, book: JobBook) -> None:
-        """Decide the job's final state, stage out its files (if the site wants it), report it."""
-        job = book.job
-        book.ended = time.time()
-        if job.event_service:
-            settle_event_service(book, status=self.settings.eventservice.exhausted_status)
-        else:
-            book.conclude()
-        self._flush_ranges(job.panda_id)
-        book.log = self._log_tarball(book)
-        if self._stage_out(book):
-            self.books.mark_staging_out(book)
-            return
-        self._report_final(book)
-
-    def _stage_out(self, book: JobBook) -> bool:
-        """Start staging out a job's outputs (when it finished) and its log; False if nothing moves."""
-        outputs: list[Path] = []
-        if book.state is JobState.FINISHED:
-            outputs = [Path(o.path) for o in book.outputs]  # with the merged output of an ES job
-        log_file = Path(book.log.path) if book.log is not None else None
-        try:
-            return self.staging.stage_out(book.job, outputs, log_file)
-        except StagingError as exc:
-            log.error("job %d: cannot stage out: %s", book.job.panda_id, exc)
-            book.fail(exc.code, str(exc))
-            book.conclude()
-            return False
+        """Finish a job now (`JobFinishing.finish`): final state, log tarball, stage-out, report."""
+        self.finishing.finish(book)
 
     def _report_final(self, book: JobBook) -> None:
         """Report the job's final state and journal it."""
@@ -943,9 +833,9 @@ class Coordinator:
             record["resumable"] = True
         self._finals.append((job_report(book, self._host, self._figures(book)), record))
         self._send_finals()
-        settled = self._settled_at.pop(job.panda_id, None)
+        settled = self.finishing.settled_for(job.panda_id)
         if settled is not None:
-            self.plan.observe_finish(time.monotonic() - settled)
+            self.plan.observe_finish(settled)
         log.info(
             "job %d %s%s",
             job.panda_id,
@@ -972,21 +862,6 @@ class Coordinator:
             self.journal.append("job", **record)
             self._sync_journal()  # a resumed run must not take up a job whose end was reported
         return True
-
-    def _log_tarball(self, book: JobBook) -> OutputFile | None:
-        """Pack the job's payload logs into its ``logFile`` (when the job names one)."""
-        spec = book.job.log_file
-        if spec is None:
-            return None
-        job_dir = self.layout.job_dir(book.job.panda_id)
-        try:
-            return make_tarball(
-                job_dir / spec.lfn, [(self.layout.payload_log_dir(book.job.panda_id), "logs")]
-            )
-        except OSError as exc:
-            log.warning("job %d: cannot write the log tarball %s: %s", book.job.panda_id, spec.lfn, exc)
-            self._on_full(exc, f"job {book.job.panda_id}'s log tarball")
-            return None
 
     # --- periodic work ------------------------------------------------------------------------
 
@@ -1105,7 +980,7 @@ class Coordinator:
             self.stop_sent = True
             return True
         if self.stop_sent and all(w.stopped for w in books.workers.values()):
-            finishing = self._merges or self.staging.busy
+            finishing = self.finishing.merging or self.staging.busy
             if books.draining and finishing and not self.kill_sent and self.plan.kill_at is not None:
                 return False  # merges and stage-out of jobs that are done may finish until the cut
             if not self._last_writes:
@@ -1149,9 +1024,7 @@ class Coordinator:
         drained = self.drain_code is not None and self.drain_code is not ErrorCode.KILLED_BY_PANDA
         resumable = drained and self.comm.resumes_ended_jobs
         why = "disk full, NO_LOCAL_SPACE" if code is ErrorCode.NO_LOCAL_SPACE else code.name
-        for merge in self._merges.values():
-            merge.kill(self.settings.payload.kill_grace_s)
-        self._merges.clear()
+        self.finishing.kill_merges(self.settings.payload.kill_grace_s, forget=True)
         self.staging.close(wait=False)
         for book in self.books.open_jobs():
             if book.phase is JobPhase.STAGING_OUT:
