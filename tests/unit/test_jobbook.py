@@ -37,24 +37,24 @@ def test_an_event_service_job_goes_through_its_phases() -> None:
     book = JobBook(ES_JOB)
     assert (book.phase, book.state) == (JobPhase.STAGING_IN, JobState.STARTING)
     book.release()
-    assert book.phase is JobPhase.RUNNING and book.state is JobState.STARTING
+    assert (book.phase, book.state) == (JobPhase.RUNNING, JobState.STARTING)
     book.mark_running()
     book.mark_running()  # again: nothing changes
     assert book.state is JobState.RUNNING
     book.start_merge()
-    assert book.phase is JobPhase.MERGING
+    assert (book.phase, book.state) == (JobPhase.MERGING, JobState.RUNNING)
     assert book.conclude() is JobState.FINISHED and book.error_code is None and book.error_diag == ""
     book.mark_staging_out()
     book.mark_done()
-    assert book.phase is JobPhase.DONE and book.state is JobState.FINISHED
+    assert (book.phase, book.state) == (JobPhase.DONE, JobState.FINISHED)
 
 
 def test_a_plain_job_queues_runs_and_may_be_given_back() -> None:
     book = JobBook(PLAIN_JOB)
     book.release()
-    assert book.phase is JobPhase.QUEUED
+    assert (book.phase, book.state) == (JobPhase.QUEUED, JobState.STARTING)
     book.start_plain()
-    assert book.phase is JobPhase.RUNNING and book.state is JobState.RUNNING
+    assert (book.phase, book.state) == (JobPhase.RUNNING, JobState.RUNNING)
     book.requeue()  # a worker gave it back unstarted
     book.start_plain()
     book.payload_ended(PayloadResult(9, False, exit_code=3, error_code=ErrorCode.PAYLOAD_EXECUTION_FAILURE))
