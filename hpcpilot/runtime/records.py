@@ -1,0 +1,785 @@
+"""The journal's records: one frozen class per event, the only place their shapes are written down.
+
+Rank 0's coordinator writes these records (`hpcpilot.runtime.journal.Journal.write` and
+`Journal.collect`); ``run --resume`` (`hpcpilot.parallel.resume`) and ``hpcpilot status`` /
+``report`` (`hpcpilot.monitor.runview`) read them back through the same classes
+(`parse_record`, `read_records`). Each class has ``to_json()`` (the dict written as one JSON line)
+and ``from_json(raw)`` (its inverse, which checks every field): ``C.from_json(r.to_json()) == r``.
+
+A record that is not one this pilot writes raises `RecordError`, which names where it was read
+(file and line), the event and the field. The readers skip such a record with a warning (a torn
+last line, all a crash leaves, is skipped silently as before).
+
+The frequent events are *columnar*: one `AssignedRecord` / `FinishedRecord` gathers every range of
+one job handed to, or finished by, one rank between two flushes, as aligned columns (``ids``,
+``paths``, ``fsize``, ``adler32``, ``nevents``), never one record per range. `RangesRecord` holds
+the ranges received as columns too (a file field all share is one string). Shapes written by
+earlier versions are still read: a ``ranges`` record listing wire dicts.
+
+A finished range's output path is almost always ``<prefix><range id>`` (the per-range output
+``<job dir>/<LFN>.<range id>``): the writer then gives the prefix once (``path_prefix``) instead of
+the ``paths`` column; a record with ``paths`` (an earlier journal, or outputs named otherwise) reads
+the same.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "RECORD_TYPES",
+    "AssignedRecord",
+    "DroppedRecord",
+    "EndRecord",
+    "ExhaustedRecord",
+    "FailedRecord",
+    "FatalRecord",
+    "FinishedRecord",
+    "JobRecord",
+    "LostRecord",
+    "RangesRecord",
+    "Record",
+    "RecordError",
+    "ReportedRecord",
+    "ReturnedRecord",
+    "RunRecord",
+    "WorkerRecord",
+    "parse_record",
+    "read_records",
+]
+
+
+class RecordError(ValueError):
+    """A journal record that is not one this pilot writes.
+
+    Attributes
+    ----------
+    where
+        Where it was read (``journal.jsonl line 12``; "" when not known).
+    event
+        Its ``ev`` ("" when it has none).
+    field
+        The field at fault ("" for the record as a whole).
+    """
+
+    def __init__(self, where: str, event: str, field_name: str, why: str) -> None:
+        self.where, self.event, self.field = where, event, field_name
+        place = f"{where}: " if where else ""
+        what = f"{event!r} record" if event else "record"
+        at = f", field {field_name!r}" if field_name else ""
+        super().__init__(f"{place}{what}{at}: {why}")
+
+
+_MISSING: Any = object()
+_T = TypeVar("_T")
+
+
+class _Fields:
+    """Typed reads of one raw record; every failure is a `RecordError` naming the field."""
+
+    def __init__(self, raw: Mapping[str, Any], event: str, where: str) -> None:
+        self.raw, self.event, self.where = raw, event, where
+
+    def error(self, name: str, why: str) -> RecordError:
+        return RecordError(self.where, self.event, name, why)
+
+    def _get(self, name: str, default: Any) -> Any:
+        value = self.raw.get(name, _MISSING)
+        if value is _MISSING:
+            if default is _MISSING:
+                raise self.error(name, "missing")
+            return default
+        return value
+
+    def integer(self, name: str, default: Any = _MISSING) -> Any:
+        value = self._get(name, default)
+        if value is default and default is not _MISSING:
+            return value
+        if not _is_int(value):
+            raise self.error(name, f"must be an integer, got {value!r}"[:200])
+        return value
+
+    def opt_int(self, name: str) -> int | None:
+        value = self.raw.get(name)
+        if value is not None and not _is_int(value):
+            raise self.error(name, f"must be an integer or null, got {value!r}"[:200])
+        return value
+
+    def number(self, name: str, default: Any = _MISSING) -> Any:
+        value = self._get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(name, f"must be a number, got {value!r}"[:200])
+        return float(value)
+
+    def text(self, name: str, default: Any = _MISSING) -> Any:
+        value = self._get(name, default)
+        if not isinstance(value, str):
+            raise self.error(name, f"must be a string, got {value!r}"[:200])
+        return value
+
+    def opt_str(self, name: str) -> str | None:
+        value = self.raw.get(name)
+        if value is not None and not isinstance(value, str):
+            raise self.error(name, f"must be a string or null, got {value!r}"[:200])
+        return value
+
+    def flag(self, name: str, default: Any = _MISSING) -> Any:
+        value = self._get(name, default)
+        if not isinstance(value, bool):
+            raise self.error(name, f"must be true or false, got {value!r}"[:200])
+        return value
+
+    def column(
+        self, name: str, check: Callable[[Any], bool], kind: str, n: int | None = None
+    ) -> tuple[Any, ...]:
+        value = self._get(name, _MISSING)
+        if not isinstance(value, list):
+            raise self.error(name, f"must be a list, got {type(value).__name__}")
+        if n is not None and len(value) != n:
+            raise self.error(name, f"has {len(value)} entries, 'ids' has {n}")
+        for k, item in enumerate(value):
+            if not check(item):
+                raise self.error(name, f"entry {k} must be {kind}, got {item!r}"[:200])
+        return tuple(value)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_str(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _opt_str(value: object) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _opt_int(value: object) -> bool:
+    return value is None or _is_int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """Base of every journal record: ``t`` is the Unix time it was written (0: stamped on writing)."""
+
+    EVENT: ClassVar[str] = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The dict written as one JSON line (``t`` and ``ev`` first)."""
+        raise NotImplementedError
+
+    @classmethod
+    def parse(cls, f: _Fields) -> Record:
+        """The record from typed reads of its raw dict (`from_json` with a place)."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_json(cls: type[_R], raw: Mapping[str, Any], where: str = "") -> _R:
+        """Read a record of this class back from its dict.
+
+        Raises
+        ------
+        RecordError
+            If ``raw`` is not a record of this class (names ``where``, the event and the field).
+        """
+        event = raw.get("ev")
+        if event != cls.EVENT:
+            raise RecordError(where, str(event or ""), "ev", f"is not {cls.EVENT!r}")
+        record = cls.parse(_Fields(raw, cls.EVENT, where))
+        assert isinstance(record, cls)
+        return record
+
+
+_R = TypeVar("_R", bound=Record)
+
+
+def _head(record: Record, t: float) -> dict[str, Any]:
+    return {"t": t, "ev": record.EVENT}
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord(Record):
+    """A run starts (rank 0 of ``hpcpilot run``)."""
+
+    EVENT: ClassVar[str] = "run"
+    host: str = ""
+    pid: int = 0
+    ranks: int = 0
+    resume: bool = False
+    t: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:  # noqa: D102
+        return {
+            **_head(self, self.t),
+            "host": self.host,
+            "pid": self.pid,
+            "ranks": self.ranks,
+            "resume": self.resume,
+        }
+
+    @classmethod
+    def parse(cls, f: _Fields) -> RunRecord:  # noqa: D102
+        return cls(
+            f.text("host", ""),
+            f.integer("pid", 0),
+            f.integer("ranks", 0),
+            f.flag("resume", False),
+            f.number("t"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EndRecord(Record):
+    """The run ended cleanly; ``drained_by`` names what drained it (None: it ran out of work)."""
+
+    EVENT: ClassVar[str] = "end"
+    drained_by: str | None = None
+    t: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:  # noqa: D102
+        return {**_head(self, self.t), "drained_by": self.drained_by}
+
+    @classmethod
+    def parse(cls, f: _Fields) -> EndRecord:  # noqa: D102
+        return cls(f.opt_str("drained_by"), f.number("t"))
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord(Record):
+    """A worker rank said hello: its share of the node and how many worker ranks share that node."""
+
+    EVENT: ClassVar[str] = "worker"
+    rank: int = 0
+    host: str = ""
+    cores: int = 0
+    gpus: int = 0
+    gpu_vendor: str = ""
+    gpu_source: str = ""
+    peers: int = 1
+    t: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:  # noqa: D102
+        return {
+            **_head(self, self.t),
+            "rank": self.rank,
+            "host": self.host,
+            "cores": self.cores,
+            "gpus": self.gpus,
+            "gpu_vendor": self.gpu_vendor,
+            "gpu_source": self.gpu_source,
+            "peers": self.peers,
+        }
+
+    @classmethod
+    def parse(cls, f: _Fields) -> WorkerRecord:  # noqa: D102
+        return cls(
+            f.integer("rank"),
+            f.text("host", ""),
+            f.integer("cores", 0),
+            f.opt_int("gpus") or 0,
+            f.opt_str("gpu_vendor") or "",
+            f.opt_str("gpu_source") or "",
+            f.opt_int("peers") or 1,
+            f.number("t"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LostRecord(Record):
+    """A worker rank died (MPI with fault tolerance); its ranges follow as `FailedRecord` (1200)."""
+
+    EVENT: ClassVar[str] = "lost"
+    rank: int = 0
+    host: str = ""
+    why: str = ""
+    t: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:  # noqa: D102
+        return {**_head(self, self.t), "rank": self.rank, "host": self.host, "why": self.why}
+
+    @classmethod
+    def parse(cls, f: _Fields) -> LostRecord:  # noqa: D102
+        return cls(f.integer("rank"), f.text("host", ""), f.text("why", ""), f.number("t"))
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord(Record):
+    """A job's state: its first record holds its definition (``def``, `hpcpilot.model.job.job_record`).
+
+    Attributes
+    ----------
+    job
+        The PandaID.
+    state
+        ``starting``, ``running``, ``finished``, ``failed``, ...
+    code
+        Its error code with a final state (None: not said).
+    definition
+        The job's definition, in its first record only (None otherwise).
+    resumable
+        A final state a resumed run may take back (the run ended the job early, its work intact).
+    """
+
+    EVENT: ClassVar[str] = "job"
+    job: int = 0
+    state: str = ""
+    code: int | None = None
+    definition: Mapping[str, Any] | None = None
+    resumable: bool = False
+    t: float = 0.0
+
+    @property
+    def event_service(self) -> bool | None:
+        """Whether its definition says event service (None: no definition, or it does not say).
+
+        The one rule every reader uses: the definition's ``event_service`` as `job_record` wrote it.
+        """
+        value = (self.definition or {}).get("event_service")
+        return value if isinstance(value, bool) else None
+
+    def to_json(self) -> dict[str, Any]:  # noqa: D102
+        out = {**_head(self, self.t), "job": self.job, "state": self.state}
+        if self.definition is not None:
+            out["def"] = dict(self.definition)
+        else:
+            out["code"] = self.code
+        if self.resumable:
+            out["resumable"] = True
+        return out
+
+    @classmethod
+    def parse(cls, f: _Fields) -> JobRecord:  # noqa: D102
+        definition = f.raw.get("def")
+        if definition is not None and not isinstance(definition, dict):
+            raise f.error("def", f"must be an object, got {type(definition).__name__}")
+        flag = definition.get("event_service") if isinstance(definition, dict) else None
+        if flag is not None and not isinstance(flag, bool):
+            raise f.error("def", f"'event_service' must be true or false, got {flag!r}")
+        return cls(
+            f.integer("job"),
+            f.text("state", "starting"),
+            f.opt_int("code"),
+            definition,
+            f.raw.get("resumable") is True,
+            f.number("t"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RangesRecord(Record):
+    """Ranges received for a job, as columns (`hpcpilot.model.ranges.range_columns`).
+
+    A file field (``LFN``, ``GUID``, ``scope``, ``PFN``) is one string when all ranges share it,
+    else a tuple aligned with ``ids``.
+    """
+
+    EVENT: ClassVar[str] = "ranges"
+    job: int = 0
+    ids: tuple[str, ...] = ()
+    start: tuple[int, ...] = ()
+    last: tuple[int, ...] = ()
+    lfn: str | tuple[str, ...] = ""
+    guid: str | tuple[str, ...] = ""
+    scope: str | tuple[str, ...] = ""
+    pfn: str | tuple[str, ...] = ""
+    t: float = 0.0
+
+    _TEXT: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("lfn", "LFN"),
+        ("guid", "GUID"),
+        ("scope", "scope"),
+        ("pfn", "PFN"),
+    )
+
+    @classmethod
+    def of(cls, job: int, columns: Mapping[str, Any]) -> RangesRecord:
+        """The record of `range_columns` output."""
+        return cls(
+            job,
+            tuple(columns["ids"]),
+            tuple(columns["start"]),
+            tuple(columns["last"]),
+            lfn=_frozen(columns.get("LFN", "")),
+            guid=_frozen(columns.get("GUID", "")),
+            scope=_frozen(columns.get("scope", "")),
+            pfn=_frozen(columns.get("PFN", "")),
+        )
+
+    def columns(self) -> dict[str, Any]:
+        """The `range_columns` dict (for `hpcpilot.model.ranges.ranges_from_columns`)."""
+        out: dict[str, Any] = {"ids": list(self.ids), "start": list(self.start), "last": list(self.last)}
+        for attr, key in self._TEXT:
+            value = getattr(self, attr)
+            out[key] = value if isinstance(value, str) else list(value)
+        return out
+
+    def to_json(self) -> dict[str, Any]:  # noqa: D102
+        return {**_head(self, self.t), "job": self.job, **self.columns()}
+
+    @classmethod
+    def parse(cls, f: _Fields) -> RangesRecord:  # noqa: D102
+        job, t = f.integer("job"), f.number("t")
+        if "ids" not in f.raw and isinstance(f.raw.get("ranges"), list):
+            return cls._parse_wire(f, job, t)  # an earlier journal: a list of wire dicts
+        ids = f.column("ids", _is_str, "a string")
+        n = len(ids)
+        start = f.column("start", _is_int, "an integer", n)
+        last = f.column("last", _is_int, "an integer", n)
+        text: dict[str, Any] = {}
+        for attr, key in cls._TEXT:
+            value = f.raw.get(key, "")
+            text[attr] = value if isinstance(value, str) else f.column(key, _is_str, "a string", n)
+        return cls(job, ids, start, last, t=t, **text)
+
+    @classmethod
+    def _parse_wire(cls, f: _Fields, job: int, t: float) -> RangesRecord:
+        wires = f.raw["ranges"]
+        columns: dict[str, list[Any]] = {
+            k: [] for k in ("ids", "start", "last", "LFN", "GUID", "scope", "PFN")
+        }
+        for k, wire in enumerate(wires):
+            try:
+                columns["ids"].append(str(wire["eventRangeID"]))
+                columns["start"].append(int(wire["startEvent"]))
+                columns["last"].append(int(wire["lastEvent"]))
+                for key in ("LFN", "GUID", "scope", "PFN"):
+                    columns[key].append(str(wire.get(key) or ""))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise f.error("ranges", f"entry {k} is not a range: {exc!s}"[:200]) from None
+        text = {attr: _shared(columns[key]) for attr, key in cls._TEXT}
+        return cls(job, tuple(columns["ids"]), tuple(columns["start"]), tuple(columns["last"]), t=t, **text)
+
+
+def _frozen(value: Any) -> str | tuple[str, ...]:
+    return value if isinstance(value, str) else tuple(value)
+
+
+def _shared(values: list[str]) -> str | tuple[str, ...]:
+    first = values[0] if values else ""
+    return first if all(v == first for v in values) else tuple(values)
+
+
+@dataclass(frozen=True, slots=True)
+class _JobIds(Record):
+    """A job and range ids (``returned``, ``dropped``, ``reported``)."""
+
+    job: int = 0
+    ids: tuple[str, ...] = ()
+    t: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {**_head(self, self.t), "job": self.job, "ids": list(self.ids)}
+
+    @classmethod
+    def parse(cls, f: _Fields) -> Record:
+        return cls(
+            f.integer("job"), f.column("ids", _is_str, "a string") if "ids" in f.raw else (), f.number("t")
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnedRecord(_JobIds):
+    """Ranges a worker gave back unstarted (``ids`` empty: a plain job given back)."""
+
+    EVENT: ClassVar[str] = "returned"
+
+
+@dataclass(frozen=True, slots=True)
+class DroppedRecord(_JobIds):
+    """Ranges no longer handed out (the job was killed, or its failure is not retried)."""
+
+    EVENT: ClassVar[str] = "dropped"
+
+
+@dataclass(frozen=True, slots=True)
+class ReportedRecord(_JobIds):
+    """Range outcomes durable at the communicator."""
+
+    EVENT: ClassVar[str] = "reported"
+
+
+@dataclass(frozen=True, slots=True)
+class ExhaustedRecord(Record):
+    """The job gets no more ranges."""
+
+    EVENT: ClassVar[str] = "exhausted"
+    job: int = 0
+    t: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:  # noqa: D102
+        return {**_head(self, self.t), "job": self.job}
+
+    @classmethod
+    def parse(cls, f: _Fields) -> ExhaustedRecord:  # noqa: D102
+        return cls(f.integer("job"), f.number("t"))
+
+
+@dataclass(frozen=True, slots=True)
+class FailedRecord(Record):
+    """One failed attempt of a range (``code`` None: no code; 1098, no local space, is no attempt)."""
+
+    EVENT: ClassVar[str] = "failed"
+    job: int = 0
+    id: str = ""
+    attempt: int = 0
+    code: int | None = None
+    diag: str = ""
+    t: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:  # noqa: D102
+        return {
+            **_head(self, self.t),
+            "job": self.job,
+            "id": self.id,
+            "attempt": self.attempt,
+            "code": self.code,
+            "diag": self.diag,
+        }
+
+    @classmethod
+    def parse(cls, f: _Fields) -> FailedRecord:  # noqa: D102
+        return cls(
+            f.integer("job"),
+            f.text("id"),
+            f.integer("attempt", 0),
+            f.opt_int("code"),
+            f.text("diag", ""),
+            f.number("t"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FatalRecord(Record):
+    """A range used all its attempts."""
+
+    EVENT: ClassVar[str] = "fatal"
+    job: int = 0
+    id: str = ""
+    code: int | None = None
+    t: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:  # noqa: D102
+        return {**_head(self, self.t), "job": self.job, "id": self.id, "code": self.code}
+
+    @classmethod
+    def parse(cls, f: _Fields) -> FatalRecord:  # noqa: D102
+        return cls(f.integer("job"), f.text("id"), f.opt_int("code"), f.number("t"))
+
+
+@dataclass(frozen=True, slots=True)
+class _Collected(Record):
+    """A record the journal gathers per (event, job, rank) until its flush (`Journal.collect`).
+
+    ``t`` is the time of its first entry, ``t_end`` of its last; ``COLUMNS`` are extended.
+    """
+
+    COLUMNS: ClassVar[tuple[str, ...]] = ("ids",)
+    job: int = 0
+    rank: int = 0
+    ids: tuple[str, ...] = ()
+    t: float = 0.0
+    t_end: float = 0.0
+
+    def columns(self) -> dict[str, list[Any]]:
+        """The columns, as lists (what the journal extends)."""
+        return {name: list(getattr(self, name)) for name in self.COLUMNS}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "t": self.t,
+            "t_end": self.t_end,
+            "ev": self.EVENT,
+            "job": self.job,
+            "rank": self.rank,
+            **self.columns(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AssignedRecord(_Collected):
+    """Ranges of a job handed to a rank (``ids`` empty: the job itself, a plain job)."""
+
+    EVENT: ClassVar[str] = "assigned"
+
+    @classmethod
+    def parse(cls, f: _Fields) -> AssignedRecord:  # noqa: D102
+        t = f.number("t")
+        return cls(
+            f.integer("job"),
+            f.integer("rank", -1),
+            f.column("ids", _is_str, "a string"),
+            t,
+            f.number("t_end", t),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedRecord(_Collected):
+    """Ranges of a job a rank finished, with their outputs: columns aligned with ``ids``.
+
+    Attributes
+    ----------
+    paths, fsize, adler32
+        Each range's output file (None each: it wrote none). ``paths`` is None when the record does
+        not say (a hand-made record): such a record counts, but cannot be resumed from.
+    nevents
+        Events each range processed.
+    path_prefix
+        Written instead of ``paths`` when every path is ``path_prefix + id`` (or None: no output).
+    """
+
+    EVENT: ClassVar[str] = "finished"
+    COLUMNS: ClassVar[tuple[str, ...]] = ("ids", "fsize", "adler32", "nevents")
+    paths: tuple[str | None, ...] | None = None
+    fsize: tuple[int | None, ...] = ()
+    adler32: tuple[str | None, ...] = ()
+    nevents: tuple[int, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:  # noqa: D102
+        out = _Collected.to_json(self)
+        if self.paths is not None:
+            prefix = _path_prefix(self.ids, self.paths)
+            if prefix is None:
+                out["paths"] = list(self.paths)
+            else:
+                out["path_prefix"] = prefix
+        return out
+
+    @classmethod
+    def parse(cls, f: _Fields) -> FinishedRecord:  # noqa: D102
+        t = f.number("t")
+        ids = f.column("ids", _is_str, "a string")
+        n = len(ids)
+        paths: tuple[str | None, ...] | None = None
+        if "paths" in f.raw:
+            paths = f.column("paths", _opt_str, "a string or null", n)
+        elif "path_prefix" in f.raw:
+            prefix = f.text("path_prefix")
+            paths = tuple(prefix + rid for rid in ids)
+        fsize = f.column("fsize", _opt_int, "an integer or null", n) if "fsize" in f.raw else (None,) * n
+        adler = f.column("adler32", _opt_str, "a string or null", n) if "adler32" in f.raw else (None,) * n
+        nevents = f.column("nevents", _opt_int, "an integer", n) if "nevents" in f.raw else (0,) * n
+        return cls(
+            f.integer("job"),
+            f.integer("rank", -1),
+            ids,
+            t,
+            f.number("t_end", t),
+            paths,
+            fsize,
+            adler,
+            tuple(int(x or 0) for x in nevents),
+        )
+
+
+def _path_prefix(ids: Sequence[str], paths: Sequence[str | None]) -> str | None:
+    """The prefix every output path is ``prefix + id`` of (a range without output: None path and size).
+
+    None when there is no such prefix (then the paths are written whole).
+    """
+    prefix: str | None = None
+    for rid, path in zip(ids, paths, strict=True):
+        if path is None:
+            return None  # keep it simple: a batch with an output-less range writes its paths whole
+        if not path.endswith(rid):
+            return None
+        head = path[: len(path) - len(rid)]
+        if prefix is None:
+            prefix = head
+        elif head != prefix:
+            return None
+    return prefix
+
+
+#: Every record class by its event name.
+RECORD_TYPES: Mapping[str, type[Record]] = {
+    cls.EVENT: cls
+    for cls in (
+        RunRecord,
+        EndRecord,
+        WorkerRecord,
+        LostRecord,
+        JobRecord,
+        RangesRecord,
+        ExhaustedRecord,
+        AssignedRecord,
+        FinishedRecord,
+        FailedRecord,
+        FatalRecord,
+        ReturnedRecord,
+        DroppedRecord,
+        ReportedRecord,
+    )
+}
+
+
+def parse_record(raw: Mapping[str, Any] | Record, where: str = "") -> Record:
+    """The typed record of a raw journal dict, by its ``ev`` (a `Record` is returned as it is).
+
+    Raises
+    ------
+    RecordError
+        If ``raw`` is not a record this pilot writes (an unknown event, a missing or mistyped field):
+        names ``where``, the event and the field.
+    """
+    if isinstance(raw, Record):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise RecordError(where, "", "", f"not an object: {type(raw).__name__}")
+    event = raw.get("ev")
+    cls = RECORD_TYPES.get(event) if isinstance(event, str) else None
+    if cls is None:
+        raise RecordError(where, str(event or ""), "ev", "not an event this pilot writes")
+    return cls.from_json(raw, where)
+
+
+def parse_records(
+    raws: Iterator[Mapping[str, Any] | Record] | Sequence[Mapping[str, Any] | Record],
+    problems: list[str] | None = None,
+    source: str = "record",
+) -> Iterator[Record]:
+    """Typed records of raw dicts; a bad one is skipped with a warning (and added to ``problems``)."""
+    for n, raw in enumerate(raws, 1):
+        try:
+            yield parse_record(raw, f"{source} {n}")
+        except RecordError as exc:
+            _skip(exc, problems)
+
+
+def read_records(path: Path, problems: list[str] | None = None) -> Iterator[Record]:
+    """Yield a journal's records in order, typed.
+
+    A torn or garbled line (what a crash mid-write leaves) is skipped, as `read_journal` does; a
+    line that is JSON but not a record this pilot writes is skipped with a warning naming the file,
+    the line and the field (and added to ``problems`` when given).
+    """
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return
+    with handle:
+        for n, line in enumerate(handle, 1):
+            try:
+                raw = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(raw, dict) or "ev" not in raw:
+                continue
+            try:
+                yield parse_record(raw, f"{path} line {n}")
+            except RecordError as exc:
+                _skip(exc, problems)
+
+
+def _skip(exc: RecordError, problems: list[str] | None) -> None:
+    log.warning("skipped a journal record: %s", exc)
+    if problems is not None:
+        problems.append(str(exc))
