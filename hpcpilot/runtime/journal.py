@@ -43,6 +43,7 @@ from typing import Any
 
 from hpcpilot.model.errors import DiskFullError
 from hpcpilot.runtime.diskspace import is_disk_full
+from hpcpilot.runtime.records import CollectedRecord, Record, compact_group
 
 
 class Journal:
@@ -63,8 +64,18 @@ class Journal:
         self._groups: dict[tuple[str, int, int], dict[str, Any]] = {}
         self.records_written = 0
 
+    def write(self, record: Record) -> None:
+        """Queue one typed record (`hpcpilot.runtime.records`), stamped with the time now."""
+        fields = record.to_json()
+        del fields["t"], fields["ev"]
+        self.append(record.EVENT, **fields)
+
+    def gather(self, record: CollectedRecord) -> None:
+        """Add a columnar record's entries to its group of (event, job, rank) until the next flush."""
+        self.collect(record.EVENT, record.job, record.rank, **record.columns())
+
     def append(self, event: str, **fields: Any) -> None:
-        """Queue one record; it reaches the file at the next `flush`, after every collected group."""
+        """Queue one raw record (`write` is the typed way); it reaches the file at the next `flush`."""
         self._close_groups()
         record = {"t": round(time.time(), 3), "ev": event, **fields}
         self._buffer.append(json.dumps(record, separators=(",", ":")))
@@ -92,7 +103,7 @@ class Journal:
 
     def _close_groups(self) -> None:
         for group in self._groups.values():
-            self._buffer.append(json.dumps(group, separators=(",", ":")))
+            self._buffer.append(json.dumps(compact_group(group), separators=(",", ":")))
         self._groups.clear()
 
     @property

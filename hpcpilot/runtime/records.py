@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "RECORD_TYPES",
     "AssignedRecord",
+    "CollectedRecord",
     "DroppedRecord",
     "EndRecord",
     "ExhaustedRecord",
@@ -51,7 +52,9 @@ __all__ = [
     "ReturnedRecord",
     "RunRecord",
     "WorkerRecord",
+    "compact_group",
     "parse_record",
+    "parse_records",
     "read_records",
 ]
 
@@ -575,7 +578,7 @@ class FatalRecord(Record):
 
 
 @dataclass(frozen=True, slots=True)
-class _Collected(Record):
+class CollectedRecord(Record):
     """A record the journal gathers per (event, job, rank) until its flush (`Journal.collect`).
 
     ``t`` is the time of its first entry, ``t_end`` of its last; ``COLUMNS`` are extended.
@@ -593,6 +596,7 @@ class _Collected(Record):
         return {name: list(getattr(self, name)) for name in self.COLUMNS}
 
     def to_json(self) -> dict[str, Any]:
+        """The dict written as one JSON line."""
         return {
             "t": self.t,
             "t_end": self.t_end,
@@ -604,7 +608,7 @@ class _Collected(Record):
 
 
 @dataclass(frozen=True, slots=True)
-class AssignedRecord(_Collected):
+class AssignedRecord(CollectedRecord):
     """Ranges of a job handed to a rank (``ids`` empty: the job itself, a plain job)."""
 
     EVENT: ClassVar[str] = "assigned"
@@ -622,7 +626,7 @@ class AssignedRecord(_Collected):
 
 
 @dataclass(frozen=True, slots=True)
-class FinishedRecord(_Collected):
+class FinishedRecord(CollectedRecord):
     """Ranges of a job a rank finished, with their outputs: columns aligned with ``ids``.
 
     Attributes
@@ -637,21 +641,20 @@ class FinishedRecord(_Collected):
     """
 
     EVENT: ClassVar[str] = "finished"
-    COLUMNS: ClassVar[tuple[str, ...]] = ("ids", "fsize", "adler32", "nevents")
+    COLUMNS: ClassVar[tuple[str, ...]] = ("ids", "paths", "fsize", "adler32", "nevents")
     paths: tuple[str | None, ...] | None = None
     fsize: tuple[int | None, ...] = ()
     adler32: tuple[str | None, ...] = ()
     nevents: tuple[int, ...] = ()
 
-    def to_json(self) -> dict[str, Any]:  # noqa: D102
-        out = _Collected.to_json(self)
+    def columns(self) -> dict[str, list[Any]]:  # noqa: D102
+        out = {name: list(getattr(self, name)) for name in self.COLUMNS if name != "paths"}
         if self.paths is not None:
-            prefix = _path_prefix(self.ids, self.paths)
-            if prefix is None:
-                out["paths"] = list(self.paths)
-            else:
-                out["path_prefix"] = prefix
+            out["paths"] = list(self.paths)
         return out
+
+    def to_json(self) -> dict[str, Any]:  # noqa: D102
+        return compact_group(CollectedRecord.to_json(self))
 
     @classmethod
     def parse(cls, f: _Fields) -> FinishedRecord:  # noqa: D102
@@ -697,6 +700,19 @@ def _path_prefix(ids: Sequence[str], paths: Sequence[str | None]) -> str | None:
         elif head != prefix:
             return None
     return prefix
+
+
+def compact_group(group: dict[str, Any]) -> dict[str, Any]:
+    """A collected record's dict as written: a ``finished`` one's paths as ``path_prefix`` when they allow.
+
+    Changes and returns ``group``.
+    """
+    if group.get("ev") == "finished" and "paths" in group:
+        prefix = _path_prefix(group["ids"], group["paths"])
+        if prefix is not None:
+            del group["paths"]
+            group["path_prefix"] = prefix
+    return group
 
 
 #: Every record class by its event name.
@@ -746,7 +762,7 @@ def parse_records(
     problems: list[str] | None = None,
     source: str = "record",
 ) -> Iterator[Record]:
-    """Typed records of raw dicts; a bad one is skipped with a warning (and added to ``problems``)."""
+    """Typed records of raw dicts; a bad one is skipped, with a warning or added to ``problems``."""
     for n, raw in enumerate(raws, 1):
         try:
             yield parse_record(raw, f"{source} {n}")
@@ -758,8 +774,8 @@ def read_records(path: Path, problems: list[str] | None = None) -> Iterator[Reco
     """Yield a journal's records in order, typed.
 
     A torn or garbled line (what a crash mid-write leaves) is skipped, as `read_journal` does; a
-    line that is JSON but not a record this pilot writes is skipped with a warning naming the file,
-    the line and the field (and added to ``problems`` when given).
+    line that is JSON but not a record this pilot writes is skipped, and the `RecordError` naming the
+    file, the line and the field is logged as a warning (added to ``problems`` instead, when given).
     """
     try:
         handle = path.open("rb")
@@ -780,6 +796,7 @@ def read_records(path: Path, problems: list[str] | None = None) -> Iterator[Reco
 
 
 def _skip(exc: RecordError, problems: list[str] | None) -> None:
-    log.warning("skipped a journal record: %s", exc)
-    if problems is not None:
+    if problems is None:
+        log.warning("skipped a journal record: %s", exc)
+    else:
         problems.append(str(exc))
