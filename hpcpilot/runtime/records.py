@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -758,7 +758,7 @@ def parse_record(raw: Mapping[str, Any] | Record, where: str = "") -> Record:
 
 
 def parse_records(
-    raws: Iterator[Mapping[str, Any] | Record] | Sequence[Mapping[str, Any] | Record],
+    raws: Iterable[Mapping[str, Any] | Record],
     problems: list[str] | None = None,
     source: str = "record",
 ) -> Iterator[Record]:
