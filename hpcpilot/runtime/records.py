@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -174,6 +174,7 @@ class Record:
     """Base of every journal record: ``t`` is the Unix time it was written (0: stamped on writing)."""
 
     EVENT: ClassVar[str] = ""
+    t: float = field(default=0.0, kw_only=True)
 
     def to_json(self) -> dict[str, Any]:
         """The dict written as one JSON line (``t`` and ``ev`` first)."""
@@ -217,7 +218,6 @@ class RunRecord(Record):
     pid: int = 0
     ranks: int = 0
     resume: bool = False
-    t: float = 0.0
 
     def to_json(self) -> dict[str, Any]:  # noqa: D102
         return {
@@ -235,7 +235,7 @@ class RunRecord(Record):
             f.integer("pid", 0),
             f.integer("ranks", 0),
             f.flag("resume", False),
-            f.number("t"),
+            t=f.number("t"),
         )
 
 
@@ -245,14 +245,13 @@ class EndRecord(Record):
 
     EVENT: ClassVar[str] = "end"
     drained_by: str | None = None
-    t: float = 0.0
 
     def to_json(self) -> dict[str, Any]:  # noqa: D102
         return {**_head(self, self.t), "drained_by": self.drained_by}
 
     @classmethod
     def parse(cls, f: _Fields) -> EndRecord:  # noqa: D102
-        return cls(f.opt_str("drained_by"), f.number("t"))
+        return cls(f.opt_str("drained_by"), t=f.number("t"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +266,6 @@ class WorkerRecord(Record):
     gpu_vendor: str = ""
     gpu_source: str = ""
     peers: int = 1
-    t: float = 0.0
 
     def to_json(self) -> dict[str, Any]:  # noqa: D102
         return {
@@ -291,7 +289,7 @@ class WorkerRecord(Record):
             f.opt_str("gpu_vendor") or "",
             f.opt_str("gpu_source") or "",
             f.opt_int("peers") or 1,
-            f.number("t"),
+            t=f.number("t"),
         )
 
 
@@ -303,14 +301,13 @@ class LostRecord(Record):
     rank: int = 0
     host: str = ""
     why: str = ""
-    t: float = 0.0
 
     def to_json(self) -> dict[str, Any]:  # noqa: D102
         return {**_head(self, self.t), "rank": self.rank, "host": self.host, "why": self.why}
 
     @classmethod
     def parse(cls, f: _Fields) -> LostRecord:  # noqa: D102
-        return cls(f.integer("rank"), f.text("host", ""), f.text("why", ""), f.number("t"))
+        return cls(f.integer("rank"), f.text("host", ""), f.text("why", ""), t=f.number("t"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,7 +334,6 @@ class JobRecord(Record):
     code: int | None = None
     definition: Mapping[str, Any] | None = None
     resumable: bool = False
-    t: float = 0.0
 
     @property
     def event_service(self) -> bool | None:
@@ -372,7 +368,7 @@ class JobRecord(Record):
             f.opt_int("code"),
             definition,
             f.raw.get("resumable") is True,
-            f.number("t"),
+            t=f.number("t"),
         )
 
 
@@ -393,7 +389,6 @@ class RangesRecord(Record):
     guid: str | tuple[str, ...] = ""
     scope: str | tuple[str, ...] = ""
     pfn: str | tuple[str, ...] = ""
-    t: float = 0.0
 
     _TEXT: ClassVar[tuple[tuple[str, str], ...]] = (
         ("lfn", "LFN"),
@@ -476,7 +471,6 @@ class _JobIds(Record):
 
     job: int = 0
     ids: tuple[str, ...] = ()
-    t: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {**_head(self, self.t), "job": self.job, "ids": list(self.ids)}
@@ -484,7 +478,7 @@ class _JobIds(Record):
     @classmethod
     def parse(cls, f: _Fields) -> Record:
         return cls(
-            f.integer("job"), f.column("ids", _is_str, "a string") if "ids" in f.raw else (), f.number("t")
+            f.integer("job"), f.column("ids", _is_str, "a string") if "ids" in f.raw else (), t=f.number("t")
         )
 
 
@@ -515,14 +509,13 @@ class ExhaustedRecord(Record):
 
     EVENT: ClassVar[str] = "exhausted"
     job: int = 0
-    t: float = 0.0
 
     def to_json(self) -> dict[str, Any]:  # noqa: D102
         return {**_head(self, self.t), "job": self.job}
 
     @classmethod
     def parse(cls, f: _Fields) -> ExhaustedRecord:  # noqa: D102
-        return cls(f.integer("job"), f.number("t"))
+        return cls(f.integer("job"), t=f.number("t"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -535,7 +528,6 @@ class FailedRecord(Record):
     attempt: int = 0
     code: int | None = None
     diag: str = ""
-    t: float = 0.0
 
     def to_json(self) -> dict[str, Any]:  # noqa: D102
         return {
@@ -555,7 +547,7 @@ class FailedRecord(Record):
             f.integer("attempt", 0),
             f.opt_int("code"),
             f.text("diag", ""),
-            f.number("t"),
+            t=f.number("t"),
         )
 
 
@@ -567,14 +559,13 @@ class FatalRecord(Record):
     job: int = 0
     id: str = ""
     code: int | None = None
-    t: float = 0.0
 
     def to_json(self) -> dict[str, Any]:  # noqa: D102
         return {**_head(self, self.t), "job": self.job, "id": self.id, "code": self.code}
 
     @classmethod
     def parse(cls, f: _Fields) -> FatalRecord:  # noqa: D102
-        return cls(f.integer("job"), f.text("id"), f.opt_int("code"), f.number("t"))
+        return cls(f.integer("job"), f.text("id"), f.opt_int("code"), t=f.number("t"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -588,8 +579,7 @@ class CollectedRecord(Record):
     job: int = 0
     rank: int = 0
     ids: tuple[str, ...] = ()
-    t: float = 0.0
-    t_end: float = 0.0
+    t_end: float = field(default=0.0, kw_only=True)
 
     def columns(self) -> dict[str, list[Any]]:
         """The columns, as lists (what the journal extends)."""
@@ -620,8 +610,8 @@ class AssignedRecord(CollectedRecord):
             f.integer("job"),
             f.integer("rank", -1),
             f.column("ids", _is_str, "a string"),
-            t,
-            f.number("t_end", t),
+            t=t,
+            t_end=f.number("t_end", t),
         )
 
 
@@ -674,12 +664,12 @@ class FinishedRecord(CollectedRecord):
             f.integer("job"),
             f.integer("rank", -1),
             ids,
-            t,
-            f.number("t_end", t),
             paths,
             fsize,
             adler,
             tuple(int(x or 0) for x in nevents),
+            t=t,
+            t_end=f.number("t_end", t),
         )
 
 
