@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hpcpilot.runtime.records import FinishedRecord
+
 ROOT = Path(__file__).resolve().parent.parent
 MPIEXEC = str(Path(sys.executable).parent / "mpiexec")
 PAYLOAD = Path(__file__).resolve().parent / "drain_payload.py"
@@ -117,7 +119,7 @@ def measure(workdir: Path, args: argparse.Namespace, exited: float) -> dict[str,
         rid: path
         for r in records
         if r["ev"] == "finished"
-        for rid, path in zip(r["ids"], r["paths"], strict=True)
+        for rid, path in zip(r["ids"], FinishedRecord.from_json(r).paths or (), strict=True)
     }
     written = {rid for rid in ends if any(workdir.glob(f"{PANDA_ID}/out.dat.{rid}"))}
     lost = len(written - set(finished)) + sum(1 for p in finished.values() if not p or not Path(p).exists())

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from hpcpilot.runtime.records import FinishedRecord
+
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -101,7 +103,7 @@ def finished_ranges(records: list[dict[str, Any]]) -> list[tuple[str, str | None
         (rid, path)
         for r in records
         if r["ev"] == "finished"
-        for rid, path in zip(r["ids"], r["paths"], strict=True)
+        for rid, path in zip(r["ids"], FinishedRecord.from_json(r).paths or (), strict=True)
     ]
 
 
