@@ -1,4 +1,4 @@
-"""Typed journal records (`hpcpilot.runtime.records`): round trips, the journal of an earlier main, bad records."""
+"""Typed journal records (`hpcpilot.runtime.records`): round trips, an earlier main's journal, bad records."""
 
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ def test_the_journal_of_an_earlier_main_still_resumes() -> None:
 def test_the_journal_of_an_earlier_main_killed_mid_run_is_taken_up(tmp_path: Path) -> None:
     """The same journal cut before the ranges were reported: the job is open, as the kill left it."""
     lines = OLD_JOURNAL.read_text().splitlines()
-    cut = [line for line in lines if '"ev":"reported"' in line][0]
+    cut = next(line for line in lines if '"ev":"reported"' in line)
     path = tmp_path / "journal.jsonl"
     path.write_text("\n".join(lines[: lines.index(cut)]) + "\n")
     state = resume_state(read_records(path))
