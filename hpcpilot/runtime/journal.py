@@ -4,32 +4,18 @@ Records are buffered and written in batches (one write + fsync per flush, never 
 frequent events (ranges handed out, ranges finished) are *collected*: entries of the same event, job
 and rank are gathered into one record with aligned lists until the next flush, its ``t`` the time of
 the first entry and ``t_end`` of the last. A reader tolerates a torn last line, which is all a crash
-can leave behind. Record shapes:
+can leave behind.
+
+Every record is one of the frozen classes of `hpcpilot.runtime.records` (one per event: ``run``,
+``worker``, ``lost``, ``job``, ``ranges``, ``exhausted``, ``assigned``, ``finished``, ``failed``,
+``fatal``, ``returned``, ``dropped``, ``reported``, ``end``), queued with `Journal.write`, or with
+`Journal.gather` for the collected ones; `hpcpilot.runtime.records.read_records` reads them back.
+`Journal.append` and `Journal.collect` are the untyped layer beneath. Two of the shapes:
 
     {"t": 1732480000.1, "t_end": ..., "ev": "assigned", "job": 1001, "rank": 3, "ids": ["...", ...]}
     {"t": ..., "t_end": ..., "ev": "finished", "job": 1001, "rank": 3, "ids": ["...", ...],
-     "paths": [...], "fsize": [...], "adler32": [...], "nevents": [...]}      (aligned lists)
-    {"t": ..., "ev": "failed", "job": 1001, "id": "...", "attempt": 1, "code": 1305, "diag": "..."}
-    {"t": ..., "ev": "fatal", "job": 1001, "id": "...", "code": 1305}
-    {"t": ..., "ev": "returned", "job": 1001, "ids": [...]}
-    {"t": ..., "ev": "job", "job": 1001, "state": "finished", "code": 0}
-
-Records that make a run resumable (``hpcpilot run --resume``) and readable by ``hpcpilot status``:
-
-    {"t": ..., "ev": "run", "host": "nid001", "pid": 4242, "ranks": 4, "resume": false}   (a run starts)
-    {"t": ..., "ev": "worker", "rank": 3, "host": "nid003", "cores": 64, "gpus": 4, "gpu_vendor": "amd",
-     "gpu_source": "rocm-smi --showproductname", "peers": 1}   (a worker said hello: its share of
-                                  the node, and how many worker ranks share that node)
-    {"t": ..., "ev": "lost", "rank": 3, "host": "nid003", "why": "..."}   (a worker rank died, MPI
-                       with fault tolerance; its ranges follow as "failed" records with code 1200)
-    {"t": ..., "ev": "job", "job": 1001, "state": "starting", "def": {...}}   (first record of a job:
-                                                   its definition, `hpcpilot.model.job.job_record`)
-    {"t": ..., "ev": "ranges", "job": 1001, "ids": [...], "start": [...], "last": [...],
-     "LFN": "...", "GUID": "...", "scope": "...", "PFN": ""}   (ranges received, as columns: a file
-                                  field all share is one string, else a list; `model.ranges.range_columns`)
-    {"t": ..., "ev": "exhausted", "job": 1001}      (the job gets no more ranges)
-    {"t": ..., "ev": "reported", "job": 1001, "ids": [...]}   (outcomes durable at the communicator)
-    {"t": ..., "ev": "end", "drained_by": null}    (the run ended cleanly)
+     "fsize": [...], "adler32": [...], "nevents": [...], "path_prefix": "..."}  (aligned lists; every
+                     output is path_prefix + id, else a "paths" list is written instead of the prefix)
 """
 
 from __future__ import annotations
