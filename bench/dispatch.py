@@ -43,6 +43,7 @@ from typing import Any
 import psutil
 
 from hpcpilot.config.schema import ParallelSettings
+from hpcpilot.runtime.journal import plain
 
 BENCH_DIR = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -284,7 +285,7 @@ def journal_records(workdir: Path) -> list[dict[str, Any]]:
     path = workdir / "journal.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return [plain(json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 class FirstAssigned:

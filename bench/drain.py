@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hpcpilot.runtime.records import FinishedRecord
+from hpcpilot.runtime.journal import plain
 
 ROOT = Path(__file__).resolve().parent.parent
 MPIEXEC = str(Path(sys.executable).parent / "mpiexec")
@@ -114,12 +114,12 @@ def measure(workdir: Path, args: argparse.Namespace, exited: float) -> dict[str,
     for line in timings.read_text().splitlines() if timings.exists() else []:
         kind, rid, stamp = line.split()
         (starts if kind == "start" else ends)[rid] = float(stamp)
-    records = [json.loads(x) for x in (workdir / "journal.jsonl").read_text().splitlines() if x]
+    records = [plain(json.loads(x)) for x in (workdir / "journal.jsonl").read_text().splitlines() if x]
     finished = {
         rid: path
         for r in records
         if r["ev"] == "finished"
-        for rid, path in zip(r["ids"], FinishedRecord.from_json(r).paths or (), strict=True)
+        for rid, path in zip(r["ids"], r["paths"], strict=True)
     }
     written = {rid for rid in ends if any(workdir.glob(f"{PANDA_ID}/out.dat.{rid}"))}
     lost = len(written - set(finished)) + sum(1 for p in finished.values() if not p or not Path(p).exists())

@@ -43,7 +43,7 @@ from hpcpilot.config.schema import MonitorSettings  # noqa: E402
 from hpcpilot.model.job import Job  # noqa: E402
 from hpcpilot.monitor.base import NodeContext, Watched  # noqa: E402
 from hpcpilot.monitor.psutil_monitor import PsutilMonitor  # noqa: E402
-from hpcpilot.runtime.records import FinishedRecord  # noqa: E402
+from hpcpilot.runtime.journal import plain  # noqa: E402
 
 MPIEXEC = str(Path(sys.executable).parent / "mpiexec")
 PAYLOAD = Path(__file__).resolve().parent / "monitor_payload.py"
@@ -90,10 +90,10 @@ def run(args: argparse.Namespace, config: str) -> dict[str, float]:
         subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, env=_env(tmp))
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         total_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        records = [json.loads(x) for x in (workdir / "journal.jsonl").read_text().splitlines() if x]
+        records = [plain(json.loads(x)) for x in (workdir / "journal.jsonl").read_text().splitlines() if x]
         first = min(r["t"] for r in records if r["ev"] == "assigned")
         last = max(r.get("t_end", r["t"]) for r in records if r["ev"] == "finished")
-        paths = [p for r in records if r["ev"] == "finished" for p in FinishedRecord.from_json(r).paths or ()]
+        paths = [p for r in records if r["ev"] == "finished" for p in r["paths"]]
         assert len(paths) == args.ranges, f"{len(paths)} of {args.ranges} ranges finished"
         payload_cpu = sum(float(Path(p).read_text().split()[0]) for p in paths)
     return {

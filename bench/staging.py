@@ -30,6 +30,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from hpcpilot.runtime.journal import plain
+
 PYTHON = sys.executable
 MPIEXEC = str(Path(sys.executable).parent / "mpiexec")
 ES_ID = 9001
@@ -112,7 +114,9 @@ def run(
         copier.wait(timeout=600)
     if done.returncode != 0:
         raise SystemExit(f"run failed ({done.returncode}): {done.stderr[-2000:]}")
-    records = [json.loads(line) for line in (workdir / "journal.jsonl").read_text().splitlines() if line]
+    records = [
+        plain(json.loads(line)) for line in (workdir / "journal.jsonl").read_text().splitlines() if line
+    ]
     assigned = [r["t"] for r in records if r["ev"] == "assigned"]
     finished = [r.get("t_end", r["t"]) for r in records if r["ev"] == "finished"]
     n_done = sum(len(r["ids"]) for r in records if r["ev"] == "finished")

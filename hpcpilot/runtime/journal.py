@@ -29,7 +29,7 @@ from typing import Any
 
 from hpcpilot.model.errors import DiskFullError
 from hpcpilot.runtime.diskspace import is_disk_full
-from hpcpilot.runtime.records import CollectedRecord, Record, compact_group
+from hpcpilot.runtime.records import CollectedRecord, Record, RecordError, compact, parse_record
 
 
 class Journal:
@@ -52,7 +52,7 @@ class Journal:
 
     def write(self, record: Record) -> None:
         """Queue one typed record (`hpcpilot.runtime.records`), stamped with the time now."""
-        fields = record.to_json()
+        fields = compact(record.to_json())
         del fields["t"], fields["ev"]
         self.append(record.EVENT, **fields)
 
@@ -89,7 +89,7 @@ class Journal:
 
     def _close_groups(self) -> None:
         for group in self._groups.values():
-            self._buffer.append(json.dumps(compact_group(group), separators=(",", ":")))
+            self._buffer.append(json.dumps(compact(group), separators=(",", ":")))
         self._groups.clear()
 
     @property
@@ -171,7 +171,12 @@ class Journal:
 
 
 def read_journal(path: Path) -> Iterator[dict[str, Any]]:
-    """Yield the journal's records in order; a torn or garbled line (a crash mid-write) is skipped."""
+    """Yield the journal's records in order, as plain dicts; a torn or garbled line is skipped.
+
+    A record of `hpcpilot.runtime.records` comes in its plain form (``to_json``: ``ids`` and
+    ``paths`` as lists, also where the file has them compact); any other is yielded as it is.
+    `hpcpilot.runtime.records.read_records` gives the typed records.
+    """
     try:
         handle = path.open("rb")
     except FileNotFoundError:
@@ -183,4 +188,14 @@ def read_journal(path: Path) -> Iterator[dict[str, Any]]:
             except ValueError:
                 continue
             if isinstance(record, dict) and "ev" in record:
-                yield record
+                yield plain(record)
+
+
+def plain(record: dict[str, Any]) -> dict[str, Any]:
+    """A journal record's plain form (`Record.to_json`), or the record itself if it is none of ours."""
+    if "id_fmt" not in record and "path_prefix" not in record:
+        return record  # already plain: the record as written
+    try:
+        return parse_record(record).to_json()
+    except RecordError:
+        return record

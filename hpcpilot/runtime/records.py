@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +53,7 @@ __all__ = [
     "ReturnedRecord",
     "RunRecord",
     "WorkerRecord",
-    "compact_group",
+    "compact",
     "parse_record",
     "parse_records",
     "read_records",
@@ -138,6 +139,21 @@ class _Fields:
         if not isinstance(value, bool):
             raise self.error(name, f"must be true or false, got {value!r}"[:200])
         return value
+
+    def ids(self, default: Any = _MISSING) -> tuple[str, ...]:
+        """The ``ids`` column, written as a list or compactly (``id_fmt`` and ``id_n``, `compact`)."""
+        if "ids" in self.raw or "id_fmt" not in self.raw:
+            if "ids" not in self.raw and default is not _MISSING:
+                return tuple(default)
+            return self.column("ids", _is_str, "a string")
+        fmt, numbers = self.text("id_fmt"), self.text("id_n")
+        head, sep, tail = fmt.partition("{}")
+        if not sep:
+            raise self.error("id_fmt", f"has no '{{}}': {fmt!r}"[:200])
+        try:
+            return tuple(f"{head}{n}{tail}" for n in _numbers(numbers))
+        except ValueError:
+            raise self.error("id_n", f"is not a list of numbers and runs: {numbers[:100]!r}") from None
 
     def column(
         self, name: str, check: Callable[[Any], bool], kind: str, n: int | None = None
@@ -425,9 +441,9 @@ class RangesRecord(Record):
     @classmethod
     def parse(cls, f: _Fields) -> RangesRecord:  # noqa: D102
         job, t = f.integer("job"), f.number("t")
-        if "ids" not in f.raw and isinstance(f.raw.get("ranges"), list):
+        if "ids" not in f.raw and "id_fmt" not in f.raw and isinstance(f.raw.get("ranges"), list):
             return cls._parse_wire(f, job, t)  # an earlier journal: a list of wire dicts
-        ids = f.column("ids", _is_str, "a string")
+        ids = f.ids()
         n = len(ids)
         start = f.column("start", _is_int, "an integer", n)
         last = f.column("last", _is_int, "an integer", n)
@@ -477,9 +493,7 @@ class _JobIds(Record):
 
     @classmethod
     def parse(cls, f: _Fields) -> Record:
-        return cls(
-            f.integer("job"), f.column("ids", _is_str, "a string") if "ids" in f.raw else (), t=f.number("t")
-        )
+        return cls(f.integer("job"), f.ids(()), t=f.number("t"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -609,7 +623,7 @@ class AssignedRecord(CollectedRecord):
         return cls(
             f.integer("job"),
             f.integer("rank", -1),
-            f.column("ids", _is_str, "a string"),
+            f.ids(),
             t=t,
             t_end=f.number("t_end", t),
         )
@@ -643,13 +657,10 @@ class FinishedRecord(CollectedRecord):
             out["paths"] = list(self.paths)
         return out
 
-    def to_json(self) -> dict[str, Any]:  # noqa: D102
-        return compact_group(CollectedRecord.to_json(self))
-
     @classmethod
     def parse(cls, f: _Fields) -> FinishedRecord:  # noqa: D102
         t = f.number("t")
-        ids = f.column("ids", _is_str, "a string")
+        ids = f.ids()
         n = len(ids)
         paths: tuple[str | None, ...] | None = None
         if "paths" in f.raw:
@@ -692,17 +703,90 @@ def _path_prefix(ids: Sequence[str], paths: Sequence[str | None]) -> str | None:
     return prefix
 
 
-def compact_group(group: dict[str, Any]) -> dict[str, Any]:
-    """A collected record's dict as written: a ``finished`` one's paths as ``path_prefix`` when they allow.
+def compact(record: dict[str, Any]) -> dict[str, Any]:
+    """A record's dict as the journal writes it (`from_json` reads both forms); changes ``record``.
 
-    Changes and returns ``group``.
+    * A ``finished`` record's paths become one ``path_prefix`` when every path is prefix + id.
+    * An ``ids`` column of two or more ids that differ only in one number (``42-1001-1-7-1``,
+      ``42-1001-1-8-1``: PanDA's and Harvester's range ids) becomes ``id_fmt`` (the id with ``{}``
+      for the number) and ``id_n``, the numbers in order with runs of consecutive ones as
+      ``first-last``: ``"1-64,66,65"``.
     """
-    if group.get("ev") == "finished" and "paths" in group:
-        prefix = _path_prefix(group["ids"], group["paths"])
+    ids = record.get("ids")
+    if not isinstance(ids, list):
+        return record
+    if record.get("ev") == "finished" and isinstance(record.get("paths"), list):
+        prefix = _path_prefix(ids, record["paths"])
         if prefix is not None:
-            del group["paths"]
-            group["path_prefix"] = prefix
-    return group
+            del record["paths"]
+            record["path_prefix"] = prefix
+    pattern = _id_pattern(ids) if len(ids) > 1 else None
+    if pattern is not None:
+        fmt, numbers = pattern
+        del record["ids"]
+        record["id_fmt"] = fmt
+        record["id_n"] = _runs(numbers)
+    return record
+
+
+def _id_pattern(ids: Sequence[str]) -> tuple[str, list[int]] | None:
+    """``(head{}tail, numbers)`` when every id is head + a number + tail, else None."""
+    first = ids[0]
+    if not isinstance(first, str) or "{" in first or "}" in first:
+        return None
+    tokens = _DIGITS.split(first)
+    for k in range(len(tokens) - 2, 0, -2):  # the digit runs, the last first
+        head, tail = "".join(tokens[:k]), "".join(tokens[k + 1 :])
+        numbers = _numbers_between(ids, head, tail)
+        if numbers is not None:
+            return f"{head}{{}}{tail}", numbers
+    return None
+
+
+def _numbers_between(ids: Sequence[str], head: str, tail: str) -> list[int] | None:
+    lh, lt = len(head), len(tail)
+    numbers: list[int] = []
+    for rid in ids:
+        if not (isinstance(rid, str) and rid.startswith(head) and rid.endswith(tail)):
+            return None
+        middle = rid[lh : len(rid) - lt]
+        if not (middle.isascii() and middle.isdigit()) or (middle[0] == "0" and middle != "0"):
+            return None
+        numbers.append(int(middle))
+    return numbers
+
+
+def _runs(numbers: Sequence[int]) -> str:
+    """``[1, 2, 3, 7, 6]`` -> ``"1-3,7,6"``."""
+    parts: list[str] = []
+    start = prev = numbers[0]
+    for n in numbers[1:]:
+        if n == prev + 1:
+            prev = n
+            continue
+        parts.append(f"{start}-{prev}" if prev != start else str(start))
+        start = prev = n
+    parts.append(f"{start}-{prev}" if prev != start else str(start))
+    return ",".join(parts)
+
+
+def _numbers(text: str) -> list[int]:
+    """The inverse of `_runs` (ValueError if ``text`` is not its output)."""
+    out: list[int] = []
+    for part in text.split(","):
+        first, sep, last = part.partition("-")
+        if not first.isdigit() or (sep and not last.isdigit()):
+            raise ValueError(part)
+        a = int(first)
+        b = int(last) if sep else a
+        if b < a or b - a > _MAX_RUN:
+            raise ValueError(part)
+        out.extend(range(a, b + 1))
+    return out
+
+
+_DIGITS = re.compile(r"(\d+)")
+_MAX_RUN = 10_000_000  # a longer run of ids in one record is no journal this pilot wrote
 
 
 #: Every record class by its event name.

@@ -31,6 +31,7 @@ from hpcpilot.runtime.records import (
     ReturnedRecord,
     RunRecord,
     WorkerRecord,
+    compact,
     parse_record,
     read_records,
 )
@@ -80,12 +81,26 @@ def test_every_record_round_trips_through_json(record: Record) -> None:
     assert raw["ev"] == record.EVENT and raw["t"] == T
     assert type(record).from_json(raw) == record
     assert parse_record(raw) == record
+    written = json.loads(json.dumps(compact(record.to_json())))  # as the journal writes it
+    assert parse_record(written) == record
 
 
 def test_finished_paths_are_written_as_one_prefix_when_each_is_prefix_plus_id() -> None:
-    compact = SAMPLES[14].to_json()
-    assert compact["path_prefix"] == "/d/o." and "paths" not in compact
-    assert SAMPLES[15].to_json()["paths"] == ["/d/x", None]  # not prefix + id: written whole
+    written = compact(SAMPLES[14].to_json())
+    assert written["path_prefix"] == "/d/o." and "paths" not in written
+    assert compact(SAMPLES[15].to_json())["paths"] == ["/d/x", None]  # not prefix + id: written whole
+
+
+def test_ids_differing_in_one_number_are_written_as_a_pattern_and_runs() -> None:
+    ids = [f"42-1001-1-{n}-1" for n in (*range(1, 65), 66, 65, 70)]
+    written = compact(ReportedRecord(1001, tuple(ids), t=T).to_json())
+    assert "ids" not in written
+    assert (written["id_fmt"], written["id_n"]) == ("42-1001-1-{}-1", "1-64,66,65,70")
+    assert ReportedRecord.from_json(written).ids == tuple(ids)
+    for odd in (["a", "b"], ["r-07", "r-8"], ["x{}1", "x{}2"], ["7"]):
+        assert compact({"ev": "reported", "ids": list(odd)})["ids"] == odd  # kept as they are
+    twice = compact({"t": T, "ev": "reported", "job": 1, "ids": ["1-2-3", "1-2-3", "1-2-0"]})
+    assert twice["id_n"] == "3,3,0" and ReportedRecord.from_json(twice).ids == ("1-2-3", "1-2-3", "1-2-0")
 
 
 def test_the_journal_writes_typed_records_and_gathers_columns_per_job_and_rank(tmp_path: Path) -> None:
@@ -105,8 +120,10 @@ def test_the_journal_writes_typed_records_and_gathers_columns_per_job_and_rank(t
         finished.ids == ("a", "b") and finished.paths == ("/d/o.a", "/d/o.b") and finished.nevents == (2, 4)
     )
     assert all(r.t > 0 for r in records)  # stamped on writing
-    raw = list(read_journal(path))[1]
+    raw = json.loads(path.read_text().splitlines()[1])
     assert raw["path_prefix"] == "/d/o." and "paths" not in raw  # one path per flush, not one per range
+    assert raw["ids"] == ["a", "b"]  # no number in them: a list
+    assert list(read_journal(path))[1]["paths"] == ["/d/o.a", "/d/o.b"]  # read back in plain form
 
 
 def test_the_journal_of_an_earlier_main_still_resumes() -> None:
