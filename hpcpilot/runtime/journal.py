@@ -14,8 +14,10 @@ Every record is one of the frozen classes of `hpcpilot.runtime.records` (one per
 
     {"t": 1732480000.1, "t_end": ..., "ev": "assigned", "job": 1001, "rank": 3, "ids": ["...", ...]}
     {"t": ..., "t_end": ..., "ev": "finished", "job": 1001, "rank": 3, "ids": ["...", ...],
-     "fsize": [...], "adler32": [...], "nevents": [...], "path_prefix": "..."}  (aligned lists; every
-                     output is path_prefix + id, else a "paths" list is written instead of the prefix)
+     "paths": [...], "fsize": [...], "adler32": [...], "nevents": [...]}      (aligned lists)
+
+The journal writes ``ids`` and ``paths`` compactly where they allow (`hpcpilot.runtime.records.compact`:
+a pattern and runs of numbers, one path prefix); `read_journal` yields the plain form above.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """The journal's records: one frozen class per event, the only place their shapes are written down.
 
 Rank 0's coordinator writes these records (`hpcpilot.runtime.journal.Journal.write` and
-`Journal.collect`); ``run --resume`` (`hpcpilot.parallel.resume`) and ``hpcpilot status`` /
+`Journal.gather`); ``run --resume`` (`hpcpilot.parallel.resume`) and ``hpcpilot status`` /
 ``report`` (`hpcpilot.monitor.runview`) read them back through the same classes
-(`parse_record`, `read_records`). Each class has ``to_json()`` (the dict written as one JSON line)
-and ``from_json(raw)`` (its inverse, which checks every field): ``C.from_json(r.to_json()) == r``.
+(`parse_record`, `read_records`). Each class has ``to_json()`` (its plain dict) and
+``from_json(raw)`` (its inverse, which checks every field): ``C.from_json(r.to_json()) == r``.
 
 A record that is not one this pilot writes raises `RecordError`, which names where it was read
 (file and line), the event and the field. The readers skip such a record with a warning (a torn
@@ -16,10 +16,10 @@ one job handed to, or finished by, one rank between two flushes, as aligned colu
 the ranges received as columns too (a file field all share is one string). Shapes written by
 earlier versions are still read: a ``ranges`` record listing wire dicts.
 
-A finished range's output path is almost always ``<prefix><range id>`` (the per-range output
-``<job dir>/<LFN>.<range id>``): the writer then gives the prefix once (``path_prefix``) instead of
-the ``paths`` column; a record with ``paths`` (an earlier journal, or outputs named otherwise) reads
-the same.
+The journal writes `compact` dicts, which ``from_json`` reads as well as plain ones: an ``ids``
+column whose ids differ in one number (PanDA's ``42-1001-1-7-1``) as a pattern and runs of numbers
+(``id_fmt``, ``id_n``), and a finished record's paths, when each is ``<prefix><range id>`` (the
+per-range output ``<job dir>/<LFN>.<range id>``), as that prefix once (``path_prefix``).
 """
 
 from __future__ import annotations
@@ -640,8 +640,6 @@ class FinishedRecord(CollectedRecord):
         not say (a hand-made record): such a record counts, but cannot be resumed from.
     nevents
         Events each range processed.
-    path_prefix
-        Written instead of ``paths`` when every path is ``path_prefix + id`` (or None: no output).
     """
 
     EVENT: ClassVar[str] = "finished"
