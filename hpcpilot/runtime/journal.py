@@ -195,7 +195,7 @@ def read_journal(path: Path) -> Iterator[dict[str, Any]]:
 
 def plain(record: dict[str, Any]) -> dict[str, Any]:
     """A journal record's plain form (`Record.to_json`), or the record itself if it is none of ours."""
-    if "id_fmt" not in record and "path_prefix" not in record:
+    if not any(isinstance(record.get(k), str) for k in ("id_fmt", "path_prefix", "start", "last", "nevents")):
         return record  # already plain: the record as written
     try:
         return parse_record(record).to_json()

@@ -155,6 +155,19 @@ class _Fields:
         except ValueError:
             raise self.error("id_n", f"is not a list of numbers and runs: {numbers[:100]!r}") from None
 
+    def numbers(self, name: str, n: int) -> tuple[int, ...]:
+        """A column of integers, written as a list or as arithmetic runs (`compact`)."""
+        value = self.raw.get(name)
+        if not isinstance(value, str):
+            return tuple(0 if v is None else v for v in self.column(name, _opt_int, "an integer", n))
+        try:
+            numbers = _steps_from(value)
+        except ValueError:
+            raise self.error(name, f"is not a list of numbers and runs: {value[:100]!r}") from None
+        if len(numbers) != n:
+            raise self.error(name, f"has {len(numbers)} entries, 'ids' has {n}")
+        return tuple(numbers)
+
     def column(
         self, name: str, check: Callable[[Any], bool], kind: str, n: int | None = None
     ) -> tuple[Any, ...]:
@@ -445,8 +458,8 @@ class RangesRecord(Record):
             return cls._parse_wire(f, job, t)  # an earlier journal: a list of wire dicts
         ids = f.ids()
         n = len(ids)
-        start = f.column("start", _is_int, "an integer", n)
-        last = f.column("last", _is_int, "an integer", n)
+        start = f.numbers("start", n)
+        last = f.numbers("last", n)
         text: dict[str, Any] = {}
         for attr, key in cls._TEXT:
             value = f.raw.get(key, "")
@@ -668,7 +681,7 @@ class FinishedRecord(CollectedRecord):
             paths = tuple(prefix + rid for rid in ids)
         fsize = f.column("fsize", _opt_int, "an integer or null", n) if "fsize" in f.raw else (None,) * n
         adler = f.column("adler32", _opt_str, "a string or null", n) if "adler32" in f.raw else (None,) * n
-        nevents = f.column("nevents", _opt_int, "an integer", n) if "nevents" in f.raw else (0,) * n
+        nevents = f.numbers("nevents", n) if "nevents" in f.raw else (0,) * n
         return cls(
             f.integer("job"),
             f.integer("rank", -1),
@@ -705,6 +718,9 @@ def compact(record: dict[str, Any]) -> dict[str, Any]:
     """A record's dict as the journal writes it (`from_json` reads both forms); changes ``record``.
 
     * A ``finished`` record's paths become one ``path_prefix`` when every path is prefix + id.
+    * The integer columns ``start``, ``last`` (``ranges``) and ``nevents`` (``finished``) become a
+      string of runs of equal steps, ``first:step:count``, when they have a run of three or more:
+      ``[1, 11, 21, 31]`` -> ``"1:10:4"``.
     * An ``ids`` column of two or more ids that differ only in one number (``42-1001-1-7-1``,
       ``42-1001-1-8-1``: PanDA's and Harvester's range ids) becomes ``id_fmt`` (the id with ``{}``
       for the number) and ``id_n``, the numbers in order with runs of consecutive ones as
@@ -718,6 +734,12 @@ def compact(record: dict[str, Any]) -> dict[str, Any]:
         if prefix is not None:
             del record["paths"]
             record["path_prefix"] = prefix
+    for name in _STEP_COLUMNS:
+        values = record.get(name)
+        if isinstance(values, list) and len(values) > 2:
+            steps = _steps(values)
+            if steps is not None:
+                record[name] = steps
     pattern = _id_pattern(ids) if len(ids) > 1 else None
     if pattern is not None:
         fmt, numbers = pattern
@@ -783,6 +805,49 @@ def _numbers(text: str) -> list[int]:
     return out
 
 
+def _steps(values: Sequence[object]) -> str | None:
+    """Integers as runs of equal steps, ``first:step:count`` (a lone one as itself), comma-separated.
+
+    ``[1, 11, 21, 31, 7]`` -> ``"1:10:4,7"``; None when there is no run of three or more (or a value
+    that is no integer).
+    """
+    if not all(_is_int(v) for v in values):
+        return None
+    ints: Sequence[int] = values  # type: ignore[assignment]
+    parts: list[str] = []
+    i, n, runs = 0, len(ints), False
+    while i < n:
+        j = i + 1
+        if j < n:
+            step = ints[j] - ints[i]
+            while j + 1 < n and ints[j + 1] - ints[j] == step:
+                j += 1
+            if j - i >= 2:
+                parts.append(f"{ints[i]}:{step}:{j - i + 1}")
+                i, runs = j + 1, True
+                continue
+        parts.append(str(ints[i]))
+        i += 1
+    return ",".join(parts) if runs else None
+
+
+def _steps_from(text: str) -> list[int]:
+    """The inverse of `_steps` (ValueError if ``text`` is not its output)."""
+    out: list[int] = []
+    for part in text.split(","):
+        fields = [int(x) for x in part.split(":")]
+        if len(fields) == 1:
+            out.append(fields[0])
+        elif len(fields) == 3 and 0 < fields[2] <= _MAX_RUN:
+            first, step, count = fields
+            out.extend(range(first, first + step * count, step) if step else [first] * count)
+        else:
+            raise ValueError(part)
+    return out
+
+
+#: Integer columns written as runs of equal steps where they have them (`_steps`).
+_STEP_COLUMNS = ("start", "last", "nevents")
 _DIGITS = re.compile(r"(\d+)")
 _MAX_RUN = 10_000_000  # a longer run of ids in one record is no journal this pilot wrote
 

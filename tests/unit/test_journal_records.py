@@ -54,6 +54,9 @@ SAMPLES: list[Record] = [
     JobRecord(7, "finished", None, t=T),
     RangesRecord(7, ("a", "b"), (1, 11), (10, 20), "EVNT", "g", "mc", "", t=T),
     RangesRecord(7, ("a", "b"), (1, 11), (10, 20), ("E1", "E2"), "g", "mc", ("p1", "p2"), t=T),
+    RangesRecord(
+        7, tuple(f"1-7-1-{n}-1" for n in range(1, 6)), (1, 11, 21, 31, 99), (10, 20, 30, 40, 99), t=T
+    ),
     ExhaustedRecord(7, t=T),
     AssignedRecord(7, 3, ("a", "b"), t=T, t_end=T + 1),
     AssignedRecord(7, 3, (), t=T, t_end=T),
@@ -86,9 +89,27 @@ def test_every_record_round_trips_through_json(record: Record) -> None:
 
 
 def test_finished_paths_are_written_as_one_prefix_when_each_is_prefix_plus_id() -> None:
-    written = compact(SAMPLES[14].to_json())
+    written = compact(SAMPLES[15].to_json())
     assert written["path_prefix"] == "/d/o." and "paths" not in written
-    assert compact(SAMPLES[15].to_json())["paths"] == ["/d/x", None]  # not prefix + id: written whole
+    assert compact(SAMPLES[16].to_json())["paths"] == ["/d/x", None]  # not prefix + id: written whole
+
+
+def test_integer_columns_with_equal_steps_are_written_as_runs() -> None:
+    rng = RangesRecord(
+        7, tuple(f"1-7-1-{n}-1" for n in range(1, 6)), (1, 11, 21, 31, 99), (10, 20, 30, 40, 9), t=T
+    )
+    written = compact(rng.to_json())
+    assert (written["start"], written["last"], written["id_n"]) == ("1:10:4,99", "10:10:4,9", "1-5")
+    assert RangesRecord.from_json(written) == rng
+    done = FinishedRecord(
+        7, 0, ("a", "b", "c", "d"), None, (1, 2, 3, 4), ("w", "x", "y", "z"), (10, 10, 10, 3)
+    )
+    assert compact(done.to_json())["nevents"] == "10:0:3,3"
+    assert compact({"ev": "ranges", "ids": ["a", "b", "c"], "start": [1, 5, 2], "last": [1, 2]})["start"] == [
+        1,
+        5,
+        2,
+    ]
 
 
 def test_ids_differing_in_one_number_are_written_as_a_pattern_and_runs() -> None:
