@@ -16,8 +16,9 @@ Every record is one of the frozen classes of `hpcpilot.runtime.records` (one per
     {"t": ..., "t_end": ..., "ev": "finished", "job": 1001, "rank": 3, "ids": ["...", ...],
      "paths": [...], "fsize": [...], "adler32": [...], "nevents": [...]}      (aligned lists)
 
-The journal writes ``ids`` and ``paths`` compactly where they allow (`hpcpilot.runtime.records.compact`:
-a pattern and runs of numbers, one path prefix); `read_journal` yields the plain form above.
+The journal writes some columns compactly where they allow (`hpcpilot.runtime.records.compact`: ids
+as a pattern and runs of numbers, one path prefix, integers as runs of equal steps); `read_journal`
+yields the plain form above.
 """
 
 from __future__ import annotations
