@@ -17,8 +17,8 @@ Every record is one of the frozen classes of `hpcpilot.runtime.records` (one per
      "paths": [...], "fsize": [...], "adler32": [...], "nevents": [...]}      (aligned lists)
 
 The journal writes some columns compactly where they allow (`hpcpilot.runtime.records.compact`: ids
-as a pattern and runs of numbers, one path prefix, integers as runs of equal steps); `read_journal`
-yields the plain form above.
+as a pattern and runs of numbers, one path prefix, checksums as one string, integers as runs of equal
+steps); `read_journal` yields the plain form above.
 """
 
 from __future__ import annotations
@@ -194,9 +194,16 @@ def read_journal(path: Path) -> Iterator[dict[str, Any]]:
                 yield plain(record)
 
 
+#: Keys whose string value marks a record written compactly (`hpcpilot.runtime.records.compact`).
+_COMPACT_KEYS = ("id_fmt", "path_prefix", "start", "last", "nevents", "adler32")
+
+
 def plain(record: dict[str, Any]) -> dict[str, Any]:
     """A journal record's plain form (`Record.to_json`), or the record itself if it is none of ours."""
-    if not any(isinstance(record.get(k), str) for k in ("id_fmt", "path_prefix", "start", "last", "nevents")):
+    if not any(
+        isinstance(record.get(k), str)
+        for k in ("id_fmt", "path_prefix", "start", "last", "nevents", "adler32")
+    ):
         return record  # already plain: the record as written
     try:
         return parse_record(record).to_json()

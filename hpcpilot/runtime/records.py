@@ -168,6 +168,15 @@ class _Fields:
             raise self.error(name, f"has {len(numbers)} entries, 'ids' has {n}")
         return tuple(numbers)
 
+    def checksums(self, name: str, n: int) -> tuple[str | None, ...]:
+        """A column of adler32 checksums, written as a list or as one string of 8 hex digits each."""
+        value = self.raw.get(name)
+        if not isinstance(value, str):
+            return self.column(name, _opt_str, "a string or null", n)
+        if len(value) != 8 * n or not _HEX.fullmatch(value):
+            raise self.error(name, f"is not {n} checksums of 8 hex digits: {value[:100]!r}")
+        return tuple(value[k : k + 8] for k in range(0, 8 * n, 8))
+
     def column(
         self, name: str, check: Callable[[Any], bool], kind: str, n: int | None = None
     ) -> tuple[Any, ...]:
@@ -680,7 +689,7 @@ class FinishedRecord(CollectedRecord):
             prefix = f.text("path_prefix")
             paths = tuple(prefix + rid for rid in ids)
         fsize = f.column("fsize", _opt_int, "an integer or null", n) if "fsize" in f.raw else (None,) * n
-        adler = f.column("adler32", _opt_str, "a string or null", n) if "adler32" in f.raw else (None,) * n
+        adler = f.checksums("adler32", n) if "adler32" in f.raw else (None,) * n
         nevents = f.numbers("nevents", n) if "nevents" in f.raw else (0,) * n
         return cls(
             f.integer("job"),
@@ -718,6 +727,8 @@ def compact(record: dict[str, Any]) -> dict[str, Any]:
     """A record's dict as the journal writes it (`from_json` reads both forms); changes ``record``.
 
     * A ``finished`` record's paths become one ``path_prefix`` when every path is prefix + id.
+    * A ``finished`` record's ``adler32`` column of 8-digit lower-case hex checksums becomes one string,
+      the checksums one after the other.
     * The integer columns ``start``, ``last`` (``ranges``) and ``nevents`` (``finished``) become a
       string of runs of equal steps, ``first:step:count``, when they have a run of three or more:
       ``[1, 11, 21, 31]`` -> ``"1:10:4"``.
@@ -734,6 +745,13 @@ def compact(record: dict[str, Any]) -> dict[str, Any]:
         if prefix is not None:
             del record["paths"]
             record["path_prefix"] = prefix
+    sums = record.get("adler32")
+    if (
+        isinstance(sums, list)
+        and len(sums) > 1
+        and all(isinstance(a, str) and _HEX8.fullmatch(a) for a in sums)
+    ):
+        record["adler32"] = "".join(sums)
     for name in _STEP_COLUMNS:
         values = record.get(name)
         if isinstance(values, list) and len(values) > 2:
@@ -849,6 +867,14 @@ def _steps_from(text: str) -> list[int]:
 #: Integer columns written as runs of equal steps where they have them (`_steps`).
 _STEP_COLUMNS = ("start", "last", "nevents")
 _DIGITS = re.compile(r"(\d+)")
+_HEX = re.compile(r"[0-9a-f]*")
+_HEX8 = re.compile(r"[0-9a-f]{8}")
+
+
+def _all_hex8(values: Sequence[object]) -> bool:
+    return all(isinstance(a, str) and _HEX8.fullmatch(a) for a in values)
+
+
 _MAX_RUN = 10_000_000  # a longer run of ids in one record is no journal this pilot wrote
 
 

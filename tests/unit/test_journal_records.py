@@ -105,6 +105,10 @@ def test_integer_columns_with_equal_steps_are_written_as_runs() -> None:
         7, 0, ("a", "b", "c", "d"), None, (1, 2, 3, 4), ("w", "x", "y", "z"), (10, 10, 10, 3)
     )
     assert compact(done.to_json())["nevents"] == "10:0:3,3"
+    sums = FinishedRecord(7, 0, ("a", "b"), None, (1, 2), ("0123abcd", "ffff0000"), (1, 1))
+    assert compact(sums.to_json())["adler32"] == "0123abcdffff0000"
+    assert FinishedRecord.from_json(compact(sums.to_json())) == sums
+    assert compact(done.to_json())["adler32"] == ["w", "x", "y", "z"]  # not all 8 hex digits: a list
     assert compact({"ev": "ranges", "ids": ["a", "b", "c"], "start": [1, 5, 2], "last": [1, 2]})["start"] == [
         1,
         5,
