@@ -766,7 +766,8 @@ def compact(record: dict[str, Any]) -> dict[str, Any]:
 def _id_pattern(ids: Sequence[str]) -> tuple[str, list[int]] | None:
     """``(head{}tail, numbers)`` when every id is head + a number + tail, else None.
 
-    The ids are matched as one text, one per line, so that the check runs in C, not per id in Python.
+    The ids are matched as one text, one per line, so that the check runs in C, not per id in Python;
+    the pattern that matched last is tried first (a job's ids all have the same shape).
     """
     first = ids[0]
     if not isinstance(first, str) or "{" in first or "}" in first:
@@ -777,14 +778,27 @@ def _id_pattern(ids: Sequence[str]) -> tuple[str, list[int]] | None:
         return None
     if text.count("\n") != len(ids) - 1:
         return None  # an id with a line break in it
-    tokens = _DIGITS.split(first)
+    fmt, pattern = _LAST_PATTERN[0]
+    if pattern is not None:
+        found = pattern.findall(text)
+        if len(found) == len(ids):
+            return fmt, list(map(int, found))
+    tokens, last = _DIGITS.split(first), ids[-1]
     for k in range(len(tokens) - 2, 0, -2):  # the digit runs, the last first
         head, tail = "".join(tokens[:k]), "".join(tokens[k + 1 :])
+        if not (last.startswith(head) and last.endswith(tail)):
+            continue  # the last id says no at once: no pass over them all
         pattern = re.compile(f"^{re.escape(head)}(0|[1-9][0-9]*){re.escape(tail)}$", re.MULTILINE)
         found = pattern.findall(text)
         if len(found) == len(ids):
-            return f"{head}{{}}{tail}", list(map(int, found))
+            fmt = f"{head}{{}}{tail}"
+            _LAST_PATTERN[0] = (fmt, pattern)
+            return fmt, list(map(int, found))
     return None
+
+
+#: The id pattern that matched last (a cache: any pattern that matches decodes to the same ids).
+_LAST_PATTERN: list[tuple[str, re.Pattern[str] | None]] = [("", None)]
 
 
 def _runs(numbers: Sequence[int]) -> str:
