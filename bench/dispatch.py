@@ -48,6 +48,7 @@ import psutil
 from _launch import RunEndedError, add_mpiexec_option, find_mpiexec, launch_env, rank_of, why_ended
 
 from hpcpilot.config.schema import ParallelSettings
+from hpcpilot.runtime.journal import plain
 
 BENCH_DIR = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -356,7 +357,7 @@ def journal_records(workdir: Path) -> list[dict[str, Any]]:
     path = workdir / "journal.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return [plain(json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 class FirstAssigned:

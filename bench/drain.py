@@ -42,6 +42,8 @@ from typing import Any
 
 from _launch import add_mpiexec_option, find_mpiexec, launch_env, why_ended
 
+from hpcpilot.runtime.journal import plain
+
 ROOT = Path(__file__).resolve().parent.parent
 PAYLOAD = Path(__file__).resolve().parent / "drain_payload.py"
 PANDA_ID = 77
@@ -117,7 +119,7 @@ def measure(workdir: Path, args: argparse.Namespace, exited: float) -> dict[str,
     for line in timings.read_text().splitlines() if timings.exists() else []:
         kind, rid, stamp = line.split()
         (starts if kind == "start" else ends)[rid] = float(stamp)
-    records = [json.loads(x) for x in (workdir / "journal.jsonl").read_text().splitlines() if x]
+    records = [plain(json.loads(x)) for x in (workdir / "journal.jsonl").read_text().splitlines() if x]
     finished = {
         rid: path
         for r in records

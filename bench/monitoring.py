@@ -44,6 +44,7 @@ from hpcpilot.config.schema import MonitorSettings  # noqa: E402
 from hpcpilot.model.job import Job  # noqa: E402
 from hpcpilot.monitor.base import NodeContext, Watched  # noqa: E402
 from hpcpilot.monitor.psutil_monitor import PsutilMonitor  # noqa: E402
+from hpcpilot.runtime.journal import plain  # noqa: E402
 
 PAYLOAD = Path(__file__).resolve().parent / "monitor_payload.py"
 PANDA_ID = 88
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace, config: str) -> dict[str, float]:
             raise SystemExit(f"a run ended early: {why_ended(cmd, done.returncode, output)}")
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         total_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        records = [json.loads(x) for x in (workdir / "journal.jsonl").read_text().splitlines() if x]
+        records = [plain(json.loads(x)) for x in (workdir / "journal.jsonl").read_text().splitlines() if x]
         first = min(r["t"] for r in records if r["ev"] == "assigned")
         last = max(r.get("t_end", r["t"]) for r in records if r["ev"] == "finished")
         paths = [p for r in records if r["ev"] == "finished" for p in r["paths"]]

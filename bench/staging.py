@@ -32,6 +32,8 @@ from typing import Any
 
 from _launch import add_mpiexec_option, find_mpiexec, launch_env, why_ended
 
+from hpcpilot.runtime.journal import plain
+
 PYTHON = sys.executable
 ES_ID = 9001
 
@@ -115,7 +117,9 @@ def run(
     if done.returncode != 0:
         output = done.stdout + done.stderr
         raise SystemExit(f"a run ended early: {why_ended(argv, done.returncode, output)}")
-    records = [json.loads(line) for line in (workdir / "journal.jsonl").read_text().splitlines() if line]
+    records = [
+        plain(json.loads(line)) for line in (workdir / "journal.jsonl").read_text().splitlines() if line
+    ]
     assigned = [r["t"] for r in records if r["ev"] == "assigned"]
     finished = [r.get("t_end", r["t"]) for r in records if r["ev"] == "finished"]
     n_done = sum(len(r["ids"]) for r in records if r["ev"] == "finished")

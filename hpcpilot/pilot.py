@@ -115,11 +115,12 @@ def _run_role(world: par.World, settings: Settings, resume: bool = False) -> int
     log.info("hpcpilot on %d rank(s), work directory %s", world.size, layout.root)
     end = allocation.end_time
     from hpcpilot.parallel.coordinator import Coordinator
+    from hpcpilot.runtime.records import EndRecord, RunRecord
 
     communicator = _communicator(settings, layout)
     state = _resume_state(layout) if resume else None
     journal = _journal(layout, resume, layout.root / settings.monitor.file)
-    journal.append("run", host=world.host, pid=os.getpid(), ranks=world.size, resume=resume)
+    journal.write(RunRecord(world.host, os.getpid(), world.size, resume))
     if world.size == 1:
         link = LocalLink()
         coordinator = Coordinator(
@@ -148,7 +149,7 @@ def _run_role(world: par.World, settings: Settings, resume: bool = False) -> int
     printer.finish()
     _last_write(coordinator, "the communicator's last files", communicator.close)
     coordinator.journal_delivered()
-    journal.append("end", drained_by=coordinator.drain_code.name if coordinator.drain_code else None)
+    journal.write(EndRecord(coordinator.drain_code.name if coordinator.drain_code else None))
     if not _last_write(coordinator, "the journal", journal.flush):
         log.error("%d journal record(s) are lost to the full disk", journal.discard())
     journal.close()
@@ -214,9 +215,12 @@ def _journal(layout: WorkLayout, resume: bool, series: Path) -> Journal:
 def _resume_state(layout: WorkLayout) -> ResumeState:
     """What the earlier runs' journal leaves to do."""
     from hpcpilot.parallel.resume import resume_state
-    from hpcpilot.runtime.journal import read_journal
+    from hpcpilot.runtime.records import read_records
 
-    state = resume_state(read_journal(layout.journal))
+    skipped: list[str] = []
+    state = resume_state(read_records(layout.journal, skipped))
+    for problem in skipped:
+        log.error("--resume: skipped a journal record: %s", problem)
     for problem in state.problems:
         log.error("--resume: %s (the job is not taken up from the journal)", problem)
     if state.runs == 0:

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from hpcpilot.runtime.journal import plain
+
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -92,7 +94,7 @@ def write_jobs(workdir: Path, jobs: Sequence[dict[str, Any]]) -> Path:
 def journal(workdir: Path) -> list[dict[str, Any]]:
     """The journal's records."""
     lines = (workdir / "journal.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
+    return [plain(json.loads(line)) for line in lines if line.strip()]
 
 
 def finished_ranges(records: list[dict[str, Any]]) -> list[tuple[str, str | None]]:

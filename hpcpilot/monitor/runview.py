@@ -7,12 +7,30 @@ its records here. Every record kind is optional: a run from before the ``run`` /
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from hpcpilot.model.errors import ErrorCode
 from hpcpilot.model.rates import RATE_WINDOW_S, ranges_per_s
+from hpcpilot.runtime.records import (
+    AssignedRecord,
+    CollectedRecord,
+    EndRecord,
+    FailedRecord,
+    FatalRecord,
+    FinishedRecord,
+    JobRecord,
+    RangesRecord,
+    Record,
+    RecordError,
+    RunRecord,
+    WorkerRecord,
+    parse_record,
+)
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "LIVENESS_STATES",
@@ -118,7 +136,7 @@ class RunView:
     first_t: float = 0.0
     last_t: float = 0.0
     end_t: float | None = None
-    run: dict[str, Any] | None = None
+    run: RunRecord | None = None
     ended: bool = False
     drained_by: str | None = None
     records: int = 0
@@ -157,8 +175,7 @@ class RunView:
     @property
     def run_t(self) -> float:
         """When the latest run started: its ``run`` record, else the journal's first record."""
-        t = (self.run or {}).get("t")
-        return float(t) if isinstance(t, int | float) and not isinstance(t, bool) else self.first_t
+        return self.run.t if self.run is not None else self.first_t
 
     def rate(self, window_s: float = RATE_WINDOW_S) -> float:
         """Ranges final (finished or fatal) per second, by the rule of `hpcpilot.model.rates`.
@@ -186,18 +203,25 @@ class RunView:
 
     # --- folding ------------------------------------------------------------------------------
 
-    def add(self, record: Mapping[str, Any]) -> None:
-        """Fold one journal record."""
-        t = float(record.get("t", 0.0))
+    def add(self, record: Mapping[str, Any] | Record) -> None:
+        """Fold one journal record (typed, or a raw dict read through `parse_record`).
+
+        A raw record that is not one this pilot writes is skipped with a warning naming the field.
+        """
+        try:
+            typed = parse_record(record, f"record {self.records + 1}")
+        except RecordError as exc:
+            log.warning("skipped a journal record: %s", exc)
+            return
+        t = typed.t
         self.records += 1
         self.first_t = t if not self.first_t else min(self.first_t, t)
-        self.last_t = max(self.last_t, float(record.get("t_end", t)))
-        handler = _HANDLERS.get(str(record.get("ev")))
+        self.last_t = max(self.last_t, typed.t_end if isinstance(typed, CollectedRecord) else t)
+        handler = _HANDLERS.get(type(typed))
         if handler is not None:
-            handler(self, record)
+            handler(self, typed)
 
-    def _job(self, record: Mapping[str, Any]) -> JobView:
-        panda_id = int(record["job"])
+    def _job(self, panda_id: int) -> JobView:
         job = self.jobs.get(panda_id)
         if job is None:
             job = self.jobs[panda_id] = JobView(panda_id)
@@ -214,36 +238,28 @@ class RunView:
         known.update(ids)
         job.total += len(known) - before
 
-    def _on_run(self, r: Mapping[str, Any]) -> None:
-        self.run = dict(r)
+    def _on_run(self, r: Any) -> None:
+        self.run = r
         self.ended = False
         self.end_t = None
 
-    def _on_worker(self, r: Mapping[str, Any]) -> None:
-        w = self._worker(int(r["rank"]))
-        w.host, w.cores = str(r.get("host", "")), int(r.get("cores", 0))
-        w.gpus, w.peers = int(r.get("gpus") or 0), int(r.get("peers") or 1)
-        w.gpu_vendor, w.gpu_source = str(r.get("gpu_vendor") or ""), str(r.get("gpu_source") or "")
+    def _on_worker(self, r: WorkerRecord) -> None:
+        w = self._worker(r.rank)
+        w.host, w.cores, w.gpus, w.peers = r.host, r.cores, r.gpus, r.peers
+        w.gpu_vendor, w.gpu_source = r.gpu_vendor, r.gpu_source
 
-    def _on_job(self, r: Mapping[str, Any]) -> None:
-        job = self._job(r)
-        job.state = str(r.get("state", job.state))
-        job.code = int(r.get("code") or 0)
-        definition = r.get("def")
-        if isinstance(definition, dict) and "eventService" in definition:
-            job.event_service = str(definition["eventService"]).lower() in ("true", "1", "yes")
+    def _on_job(self, r: JobRecord) -> None:
+        job = self._job(r.job)
+        job.state = r.state
+        job.code = r.code or 0
+        if r.event_service is not None:  # the definition's, by the rule of `JobRecord.event_service`
+            job.event_service = r.event_service
 
-    def _on_ranges(self, r: Mapping[str, Any]) -> None:
-        columns = r.get("ids")  # the columns of `range_columns`, or an older list of wire dicts
-        if isinstance(columns, list):
-            ids = [str(i) for i in columns]
-        else:
-            ids = [str(x.get("eventRangeID", "")) for x in r.get("ranges", ()) if isinstance(x, dict)]
-        self._see(self._job(r), ids)
+    def _on_ranges(self, r: RangesRecord) -> None:
+        self._see(self._job(r.job), r.ids)
 
-    def _on_assigned(self, r: Mapping[str, Any]) -> None:
-        job, rank = self._job(r), int(r.get("rank", -1))
-        ids = [str(i) for i in r.get("ids", ())]
+    def _on_assigned(self, r: AssignedRecord) -> None:
+        job, rank, ids = self._job(r.job), r.rank, r.ids
         if not ids:  # a plain job handed out
             job.event_service = False
         self._see(job, ids)
@@ -251,20 +267,17 @@ class RunView:
             job.state = "running"
         w = self._worker(rank)
         w.assigned += len(ids) or 1
-        w.first_t = w.first_t or float(r.get("t", 0.0))
-        w.last_t = max(w.last_t, float(r.get("t_end", r.get("t", 0.0))))
+        w.first_t = w.first_t or r.t
+        w.last_t = max(w.last_t, r.t_end)
         for rid in ids:
             self._where[rid] = rank
 
-    def _on_finished(self, r: Mapping[str, Any]) -> None:
-        job, rank = self._job(r), int(r.get("rank", -1))
-        ids = [str(i) for i in r.get("ids", ())]
+    def _on_finished(self, r: FinishedRecord) -> None:
+        job, ids = self._job(r.job), r.ids
         self._see(job, ids)
-        nevents, fsize = list(r.get("nevents", ())), list(r.get("fsize", ()))
         done = self._done.setdefault(job.panda_id, set())
-        start = float(r.get("t", 0.0))
-        end = float(r.get("t_end", start))
-        w = self._worker(rank)
+        start, end = r.t, r.t_end
+        w = self._worker(r.rank)
         w.last_t = max(w.last_t, end)
         for k, rid in enumerate(ids):
             if rid in done:  # journalled again (a resumed run): counted once
@@ -272,54 +285,51 @@ class RunView:
             done.add(rid)
             job.finished += 1
             w.finished += 1
-            job.n_events += int(nevents[k] or 0) if k < len(nevents) else 0
-            job.bytes_out += int(fsize[k] or 0) if k < len(fsize) else 0
+            job.n_events += r.nevents[k]
+            job.bytes_out += r.fsize[k] or 0
             self.finished_times.append((start + (end - start) * (k + 1) / len(ids), 1))
 
-    def _on_failed(self, r: Mapping[str, Any]) -> None:
-        job = self._job(r)
-        rid = str(r.get("id", ""))
-        self._see(job, [rid])
-        code = int(r.get("code") or 0)
+    def _on_failed(self, r: FailedRecord) -> None:
+        job = self._job(r.job)
+        self._see(job, [r.id])
+        code = r.code or 0
         if code != ErrorCode.NO_LOCAL_SPACE:  # a failure for lack of space is no attempt
             job.failed_attempts += 1
         entry = self._failures.setdefault(code, [0, ""])
         entry[0] += 1
-        entry[1] = str(r.get("diag", "")) or entry[1]
-        rank = self._where.get(rid)
+        entry[1] = r.diag or entry[1]
+        rank = self._where.get(r.id)
         if rank is not None:
             self._worker(rank).failures += 1
 
-    def _on_fatal(self, r: Mapping[str, Any]) -> None:
-        job = self._job(r)
-        rid = str(r.get("id", ""))
+    def _on_fatal(self, r: FatalRecord) -> None:
+        job = self._job(r.job)
         done = self._done.setdefault(job.panda_id, set())
-        if rid not in done:
-            done.add(rid)
+        if r.id not in done:
+            done.add(r.id)
             job.fatal += 1
-            self.fatal_times.append(float(r.get("t", 0.0)))
+            self.fatal_times.append(r.t)
 
-    def _on_end(self, r: Mapping[str, Any]) -> None:
+    def _on_end(self, r: EndRecord) -> None:
         self.ended = True
-        self.end_t = float(r.get("t", 0.0))
-        drained = r.get("drained_by")
-        self.drained_by = str(drained) if drained else None
+        self.end_t = r.t
+        self.drained_by = r.drained_by or None
 
 
-_HANDLERS = {
-    "run": RunView._on_run,
-    "worker": RunView._on_worker,
-    "job": RunView._on_job,
-    "ranges": RunView._on_ranges,
-    "assigned": RunView._on_assigned,
-    "finished": RunView._on_finished,
-    "failed": RunView._on_failed,
-    "fatal": RunView._on_fatal,
-    "end": RunView._on_end,
+_HANDLERS: dict[type[Record], Callable[[RunView, Any], None]] = {
+    RunRecord: RunView._on_run,
+    WorkerRecord: RunView._on_worker,
+    JobRecord: RunView._on_job,
+    RangesRecord: RunView._on_ranges,
+    AssignedRecord: RunView._on_assigned,
+    FinishedRecord: RunView._on_finished,
+    FailedRecord: RunView._on_failed,
+    FatalRecord: RunView._on_fatal,
+    EndRecord: RunView._on_end,
 }
 
 
-def run_view(records: Iterable[Mapping[str, Any]]) -> RunView:
+def run_view(records: Iterable[Mapping[str, Any] | Record]) -> RunView:
     """Fold a journal's records into a view."""
     view = RunView()
     for record in records:
@@ -386,8 +396,7 @@ def liveness(
     if summary_t is not None and summary_t >= view.last_t and view.run is None:
         return Liveness("ended", "summary.json was written after the journal's last record")
     age = now - max(view.last_t, series_t or 0.0)
-    run = view.run or {}
-    host, pid = str(run.get("host", "")), run.get("pid")
+    host, pid = (view.run.host, view.run.pid or None) if view.run is not None else ("", None)
     if host and pid is not None and _same_host(host, this_host) and pid_alive is not None:
         if pid_alive:
             return Liveness("running", f"process {pid} on {host} is alive")

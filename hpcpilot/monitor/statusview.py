@@ -25,6 +25,7 @@ from hpcpilot.model.rates import RATE_WINDOW_S
 from hpcpilot.monitor.aggregate import MetricsAggregator
 from hpcpilot.monitor.runview import LIVENESS_STATES, FailureView, Liveness, RunView
 from hpcpilot.monitor.timeseries import MonitorData, Table
+from hpcpilot.runtime.records import RunRecord
 
 #: The ``schema`` of ``hpcpilot status --json`` (``docs/schemas/status.schema.json``).
 STATUS_SCHEMA = "hpcpilot.status/1"
@@ -311,17 +312,10 @@ def status_rate(
     return Rate(view.rate(), "window", RATE_WINDOW_S, "journal")
 
 
-def _run_start(run: Mapping[str, Any] | None) -> RunStart | None:
+def _run_start(run: RunRecord | None) -> RunStart | None:
     if run is None:
         return None
-    host = run.get("host")
-    return RunStart(
-        host=host if isinstance(host, str) else "",
-        pid=integer(run.get("pid")),
-        ranks=integer(run.get("ranks")),
-        resume=run.get("resume") is True,
-        t=number(run.get("t")),
-    )
+    return RunStart(host=run.host, pid=run.pid or None, ranks=run.ranks or None, resume=run.resume, t=run.t)
 
 
 def build_status(

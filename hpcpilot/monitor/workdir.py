@@ -17,7 +17,7 @@ from typing import Any
 from hpcpilot.model.layout import WorkLayout
 from hpcpilot.monitor.runview import Liveness, RunView, liveness, run_view
 from hpcpilot.monitor.timeseries import MonitorData, read_series
-from hpcpilot.runtime.journal import read_journal
+from hpcpilot.runtime.records import read_records
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +59,9 @@ def pid_alive(pid: int) -> bool:
 def read_run(workdir: Path, monitor_file: str = "monitor.h5") -> RunFiles:
     """Read a work directory's journal, ``summary.json`` and ``monitor_file``."""
     layout = WorkLayout(workdir)
-    view = run_view(read_journal(layout.journal))
+    view = run_view(read_records(layout.journal))
     host = socket.gethostname()
-    pid = (view.run or {}).get("pid")
-    alive = pid_alive(int(pid)) if isinstance(pid, int) else None
+    alive = pid_alive(view.run.pid) if view.run is not None and view.run.pid else None
     summary: dict[str, Any] | None = None
     summary_t: float | None = None
     try:

@@ -56,6 +56,20 @@ from hpcpilot.parallel.walltime import EndPlan
 from hpcpilot.payload.exitcodes import signal_code
 from hpcpilot.runtime.diskspace import is_disk_full
 from hpcpilot.runtime.journal import Journal
+from hpcpilot.runtime.records import (
+    AssignedRecord,
+    DroppedRecord,
+    ExhaustedRecord,
+    FailedRecord,
+    FatalRecord,
+    FinishedRecord,
+    JobRecord,
+    LostRecord,
+    RangesRecord,
+    ReportedRecord,
+    ReturnedRecord,
+    WorkerRecord,
+)
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +157,7 @@ class Coordinator:
         self._skip_jobs: set[int] = set()
         self._bye_reasons: dict[int, int] = {}  # ranks that stopped on their own: why (a PanDA code)
         self.disk = DiskWait(settings.disk, settings.monitor, layout)
-        self._finals: deque[tuple[JobReport, dict[str, Any]]] = deque()  # final reports not sent yet
+        self._finals: deque[tuple[JobReport, JobRecord]] = deque()  # final reports not sent yet
         self._abandoned: set[int] = set()  # jobs the workload manager abandoned: nothing more is reported
         self._last_writes = False
 
@@ -341,7 +355,7 @@ class Coordinator:
         """No more ranges for a job that waited too long: with none at all, it fails with 1238."""
         panda_id = book.job.panda_id
         self.books.exhaust(book)
-        self.journal.append("exhausted", job=panda_id)
+        self.journal.write(ExhaustedRecord(panda_id))
         if book.ranges:
             log.warning(
                 "job %d: no more event ranges arrived in %.0f s (eventservice.range_wait_s): it ends with "
@@ -387,15 +401,10 @@ class Coordinator:
             self._update_slots()
             node = update.node
             log.debug("rank %d on %s: %d cores, %d GPU(s)", rank, node.host, node.cores, node.gpus)
-            self.journal.append(
-                "worker",
-                rank=rank,
-                host=node.host,
-                cores=node.cores,
-                gpus=node.gpus,
-                gpu_vendor=node.gpu_vendor,
-                gpu_source=node.gpu_source,
-                peers=node.peers,
+            self.journal.write(
+                WorkerRecord(
+                    rank, node.host, node.cores, node.gpus, node.gpu_vendor, node.gpu_source, node.peers
+                )
             )
         self.monitor.fold(worker, update.samples)  # before the results: a job they end has them
         for line in update.logs:
@@ -441,13 +450,13 @@ class Coordinator:
             self.books.return_ranges(bye.returned, rank)
             for panda_id in {t.panda_id for t in bye.returned}:
                 ids = [t.event_range.range_id for t in bye.returned if t.panda_id == panda_id]
-                self.journal.append("returned", job=panda_id, ids=ids)
+                self.journal.write(ReturnedRecord(panda_id, tuple(ids)))
         if bye.returned_plain:
             self.books.return_plain(bye.returned_plain, rank)
         crossed = self.books.reclaim(rank)  # sent to it while its bye was on the way
         for panda_id in {t.panda_id for t in crossed}:
             ids = [t.event_range.range_id for t in crossed if t.panda_id == panda_id]
-            self.journal.append("returned", job=panda_id, ids=ids)
+            self.journal.write(ReturnedRecord(panda_id, tuple(ids)))
         self.transport.send(rank, Farewell(rank))  # nothing more goes to this rank
 
     def worker_lost(self, rank: int, why: str) -> None:
@@ -469,13 +478,13 @@ class Coordinator:
             len(lost.ranges),
             len(lost.plain),
         )
-        self.journal.append("lost", rank=rank, host=host, why=why)
+        self.journal.write(LostRecord(rank, host, why))
         self._hungry.discard(rank)
         for result, state in lost.ranges:
             self._unreported[result.panda_id].append(result)
             self._journal_failure(result, state)
         for panda_id in lost.plain:
-            self.journal.append("returned", job=panda_id, ids=[])
+            self.journal.write(ReturnedRecord(panda_id))
         for panda_id in lost.failed_plain:
             self._finish_job(self.books.jobs[panda_id])
         self._queue_target = self._target()
@@ -506,28 +515,27 @@ class Coordinator:
                     self.ranges_cut += 1
         for panda_id, done in finished.items():
             outputs = [r.output for r in done]
-            self.journal.collect(
-                "finished",
-                panda_id,
-                rank,
-                ids=[r.range_id for r in done],
-                paths=[o.path if o else None for o in outputs],
-                fsize=[o.fsize if o else None for o in outputs],
-                adler32=[o.adler32 if o else None for o in outputs],
-                nevents=[r.n_events for r in done],
+            self.journal.gather(
+                FinishedRecord(
+                    panda_id,
+                    rank,
+                    tuple(r.range_id for r in done),
+                    paths=tuple(o.path if o else None for o in outputs),
+                    fsize=tuple(o.fsize if o else None for o in outputs),
+                    adler32=tuple(o.adler32 if o else None for o in outputs),
+                    nevents=tuple(r.n_events for r in done),
+                )
             )
 
     def _journal_failure(self, r: RangeResult, state: RangeState) -> None:
         attempt = self.books.jobs[r.panda_id].ranges[r.range_id].attempts
         code = int(r.error_code) if r.error_code is not None else None
-        self.journal.append(
-            "failed", job=r.panda_id, id=r.range_id, attempt=attempt, code=code, diag=r.error_diag[-300:]
-        )
+        self.journal.write(FailedRecord(r.panda_id, r.range_id, attempt, code, r.error_diag[-300:]))
         if state is RangeState.DROPPED:
-            self.journal.append("dropped", job=r.panda_id, ids=[r.range_id])
+            self.journal.write(DroppedRecord(r.panda_id, (r.range_id,)))
         if state is RangeState.FATAL:
             self._unreported_fatal[r.panda_id].append(r.range_id)
-            self.journal.append("fatal", job=r.panda_id, id=r.range_id, code=code)
+            self.journal.write(FatalRecord(r.panda_id, r.range_id, code))
             log.warning(
                 "range %s of job %d is fatal after %d attempts: %s",
                 r.range_id,
@@ -568,7 +576,7 @@ class Coordinator:
         panda_id = book.job.panda_id
         dropped = self.books.drop_queued(book)
         if dropped:
-            self.journal.append("dropped", job=panda_id, ids=dropped)
+            self.journal.write(DroppedRecord(panda_id, tuple(dropped)))
         if command.kind is CommandKind.ABANDON:
             # stopped like tobekilled, but nothing more about the job goes to the workload manager
             self._abandoned.add(panda_id)
@@ -642,12 +650,14 @@ class Coordinator:
         if ranges:
             first = ranges[0].panda_id
             if all(t.panda_id == first for t in ranges):
-                self.journal.collect("assigned", first, rank, ids=[t.event_range.range_id for t in ranges])
+                self.journal.gather(
+                    AssignedRecord(first, rank, tuple(t.event_range.range_id for t in ranges))
+                )
             else:
                 for task in ranges:
-                    self.journal.collect("assigned", task.panda_id, rank, ids=[task.event_range.range_id])
+                    self.journal.gather(AssignedRecord(task.panda_id, rank, (task.event_range.range_id,)))
         for panda_id in assignment.plain:
-            self.journal.collect("assigned", panda_id, rank, ids=[])
+            self.journal.gather(AssignedRecord(panda_id, rank))
         return True
 
     def _serve_hungry(self) -> bool:
@@ -731,7 +741,7 @@ class Coordinator:
             return
         code, diag, now = int(bad.error.code), str(bad.error), time.time()
         report = JobReport(bad.panda_id, JobState.FAILED, code, diag, start_time=now, end_time=now)
-        self._finals.append((report, {"job": bad.panda_id, "state": "failed", "code": code}))
+        self._finals.append((report, JobRecord(bad.panda_id, "failed", code)))
         self._send_finals()
         self._bad_jobs.append({"PandaID": bad.panda_id, "error_code": code, "error_diag": diag})
 
@@ -762,7 +772,7 @@ class Coordinator:
         self.comm.report_job(
             JobReport(job.panda_id, state, start_time=time.time(), core_count=job.core_count)
         )
-        self.journal.append("job", job=job.panda_id, state=book.state.value, **{"def": job_record(job)})
+        self.journal.write(JobRecord(job.panda_id, book.state.value, definition=job_record(job)))
         if error is not None:
             self._fail_before_start(book, error.code, str(error))
 
@@ -804,7 +814,7 @@ class Coordinator:
             log.error("job %d: cannot get event ranges: %s", book.job.panda_id, exc)
             self.books.exhaust(book)
             book.fail(exc.code, str(exc))
-            self.journal.append("exhausted", job=book.job.panda_id)
+            self.journal.write(ExhaustedRecord(book.job.panda_id))
             return True
         for error in batch.errors:
             log.error("job %d: refused a malformed event range (not run): %s", book.job.panda_id, error)
@@ -828,9 +838,8 @@ class Coordinator:
         job = book.job
         self.books.mark_done(book)
         code = int(book.error_code) if book.error_code is not None else 0
-        record: dict[str, Any] = {"job": job.panda_id, "state": book.state.value, "code": code}
-        if book.resumable and book.state is JobState.FAILED:
-            record["resumable"] = True
+        resumable = book.resumable and book.state is JobState.FAILED
+        record = JobRecord(job.panda_id, book.state.value, code, resumable=resumable)
         self._finals.append((job_report(book, self._host, self._figures(book)), record))
         self._send_finals()
         settled = self.finishing.settled_for(job.panda_id)
@@ -859,7 +868,7 @@ class Coordinator:
                     raise
                 return False
             self._finals.popleft()
-            self.journal.append("job", **record)
+            self.journal.write(record)
             self._sync_journal()  # a resumed run must not take up a job whose end was reported
         return True
 
@@ -888,7 +897,7 @@ class Coordinator:
         """Journal the reports a deferring communicator has made durable (`Communicator.delivered`)."""
         delivered = self.comm.delivered()
         for panda_id, ids in delivered:
-            self.journal.append("reported", job=panda_id, ids=ids)
+            self.journal.write(ReportedRecord(panda_id, tuple(ids)))
         return bool(delivered)
 
     def _flush_ranges(self, panda_id: int, journaled: bool = False) -> bool:
@@ -919,7 +928,7 @@ class Coordinator:
             return False
         ids = [r.range_id for r in results if r.state is RangeState.FINISHED] + fatal
         if ids and not self.comm.defers_reports:
-            self.journal.append("reported", job=panda_id, ids=ids)
+            self.journal.write(ReportedRecord(panda_id, tuple(ids)))
         return True
 
     def _keep(self, panda_id: int, results: list[RangeResult], fatal: list[str], cut: list[str]) -> None:
@@ -1071,9 +1080,9 @@ class Coordinator:
         known = book.ranges
         new = [r for r in ranges if r.range_id not in known]
         if new:
-            self.journal.append("ranges", job=book.job.panda_id, **range_columns(new))
+            self.journal.write(RangesRecord.of(book.job.panda_id, range_columns(new)))
         if exhausted:
-            self.journal.append("exhausted", job=book.job.panda_id)
+            self.journal.write(ExhaustedRecord(book.job.panda_id))
         if (new or exhausted) and not self.comm.replays_ranges:
             self._sync_journal()
 
@@ -1100,7 +1109,7 @@ class Coordinator:
                     "job %d: the workload manager has its final state (%s) already", job.panda_id, final.value
                 )
                 self._skip_jobs.add(job.panda_id)
-                self.journal.append("job", job=job.panda_id, state=final.value, code=None)
+                self.journal.write(JobRecord(job.panda_id, final.value))
                 continue
             self._add_job(job, resumed=True)
             book = self.books.jobs[job.panda_id]

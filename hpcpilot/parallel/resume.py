@@ -19,6 +19,19 @@ from typing import Any
 from hpcpilot.model.errors import ErrorCode, HpcPilotError
 from hpcpilot.model.job import Job, job_from_record
 from hpcpilot.model.ranges import EventRange, parse_range, ranges_from_columns
+from hpcpilot.runtime.records import (
+    EndRecord,
+    ExhaustedRecord,
+    FailedRecord,
+    FatalRecord,
+    FinishedRecord,
+    JobRecord,
+    RangesRecord,
+    Record,
+    ReportedRecord,
+    RunRecord,
+    parse_records,
+)
 
 _FINAL_STATES = frozenset({"finished", "failed"})
 
@@ -170,36 +183,39 @@ class _JobTrail:
         )
 
 
-def resume_state(records: Iterable[Mapping[str, Any]]) -> ResumeState:
-    """Read journal records (in order) into what a resumed run restores."""
+def resume_state(records: Iterable[Mapping[str, Any] | Record]) -> ResumeState:
+    """Read journal records (in order) into what a resumed run restores.
+
+    ``records`` are typed (`hpcpilot.runtime.records.read_records`) or raw dicts, read through the
+    same classes: a raw one that is not a record this pilot writes is skipped and named in
+    ``problems``.
+    """
     trails: dict[int, _JobTrail] = {}
     done: set[int] = set()
-    last: dict[int, Mapping[str, Any]] = {}  # each job's last final record
+    last: dict[int, JobRecord] = {}  # each job's last final record
     problems: list[str] = []
     runs, clean = 0, False
-    for record in records:
-        event = record.get("ev")
-        if event == "run":
+    for record in parse_records(records, problems):
+        if isinstance(record, RunRecord):
             runs, clean = runs + 1, False
-        elif event == "end":
+        elif isinstance(record, EndRecord):
             clean = True
-        elif event == "job":
+        elif isinstance(record, JobRecord):
             _on_job(record, trails, done, problems)
-            if record.get("state") in _FINAL_STATES and isinstance(record.get("job"), int):
-                last[record["job"]] = record
+            if record.state in _FINAL_STATES:
+                last[record.job] = record
         else:
-            trail = trails.get(record.get("job", -1))
+            trail = trails.get(getattr(record, "job", -1))
             if trail is not None:
-                _on_range_record(event, record, trail)
+                _on_range_record(record, trail)
     open_jobs = tuple(t.freeze() for pid, t in trails.items() if pid not in done)
     finals = tuple(_done_job(pid, last[pid], trails.get(pid)) for pid in sorted(done) if pid in last)
     return ResumeState(frozenset(done), open_jobs, runs, clean, tuple(problems), finals)
 
 
-def _done_job(panda_id: int, final: Mapping[str, Any], trail: _JobTrail | None) -> DoneJob:
-    code = final.get("code")
-    code = code if isinstance(code, int) else 0
-    state = str(final.get("state"))
+def _done_job(panda_id: int, final: JobRecord, trail: _JobTrail | None) -> DoneJob:
+    code = final.code or 0
+    state = final.state
     if trail is None:
         return DoneJob(panda_id, state, code)
     n_events = sum(f.nevents for f in trail.finished.values())
@@ -216,66 +232,42 @@ def _done_job(panda_id: int, final: Mapping[str, Any], trail: _JobTrail | None) 
     )
 
 
-def _on_job(
-    record: Mapping[str, Any], trails: dict[int, _JobTrail], done: set[int], problems: list[str]
-) -> None:
-    panda_id = record.get("job")
-    if not isinstance(panda_id, int):
-        return
-    if record.get("state") in _FINAL_STATES:
+def _on_job(record: JobRecord, trails: dict[int, _JobTrail], done: set[int], problems: list[str]) -> None:
+    panda_id = record.job
+    if record.state in _FINAL_STATES:
         trail = trails.get(panda_id)
-        if record.get("resumable") is True and trail is not None:
+        if record.resumable and trail is not None:
             trail.ended_early = True  # the run ended it early, with its work intact: not done
             return
         done.add(panda_id)
         return
-    definition = record.get("def")
-    if isinstance(definition, dict) and panda_id not in trails:
+    if record.definition is not None and panda_id not in trails:
         try:
-            trails[panda_id] = _JobTrail(job_from_record(definition))
+            trails[panda_id] = _JobTrail(job_from_record(record.definition))
         except HpcPilotError as exc:
             problems.append(f"job {panda_id}: its journaled definition cannot be read: {exc}")
 
 
-def _on_range_record(event: object, record: Mapping[str, Any], trail: _JobTrail) -> None:
-    if event == "ranges":
-        for raw in journaled_ranges(record):
+def _on_range_record(record: Record, trail: _JobTrail) -> None:
+    if isinstance(record, RangesRecord):
+        for raw in ranges_from_columns(record.columns()):
             try:
                 rng = parse_range(raw, source="journal")
             except HpcPilotError:
                 continue
             trail.ranges.setdefault(rng.range_id, rng)
-    elif event == "finished":
-        names = ("ids", "paths", "fsize", "adler32", "nevents")
-        try:
-            columns = zip(*(record[name] for name in names), strict=True)
-            for rid, path, fsize, adler, nevents in columns:
-                trail.finished[rid] = FinishedRange(rid, path, fsize, adler, int(nevents or 0), False)
-        except (KeyError, TypeError, ValueError):
-            return  # not a record this pilot wrote
-    elif event == "failed":
-        rid = record.get("id")
-        if isinstance(rid, str) and record.get("code") != ErrorCode.NO_LOCAL_SPACE:  # 1098: no attempt
-            trail.failed[rid] = trail.failed.get(rid, 0) + 1
-    elif event == "fatal":
-        rid = record.get("id")
-        if isinstance(rid, str):
-            trail.fatal[rid] = False
-    elif event == "reported":
-        trail.reported.update(record.get("ids", ()))
-    elif event == "exhausted":
+    elif isinstance(record, FinishedRecord):
+        if record.paths is None:
+            return  # it does not say where the outputs are: the ranges run again
+        columns = zip(record.ids, record.paths, record.fsize, record.adler32, record.nevents, strict=True)
+        for rid, path, fsize, adler, nevents in columns:
+            trail.finished[rid] = FinishedRange(rid, path, fsize, adler, nevents, False)
+    elif isinstance(record, FailedRecord):
+        if record.code != ErrorCode.NO_LOCAL_SPACE:  # 1098: no attempt
+            trail.failed[record.id] = trail.failed.get(record.id, 0) + 1
+    elif isinstance(record, FatalRecord):
+        trail.fatal[record.id] = False
+    elif isinstance(record, ReportedRecord):
+        trail.reported.update(record.ids)
+    elif isinstance(record, ExhaustedRecord):
         trail.exhausted = True
-
-
-def journaled_ranges(record: Mapping[str, Any]) -> list[Any]:
-    """The range wire dicts of a journal ``ranges`` record: columns (`range_columns`), or a list.
-
-    A record of neither shape gives none (it is not one this pilot wrote).
-    """
-    if "ids" in record:
-        try:
-            return list(ranges_from_columns(record))
-        except ValueError:
-            return []
-    listed = record.get("ranges", ())
-    return list(listed) if isinstance(listed, list) else []

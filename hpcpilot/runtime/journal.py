@@ -4,32 +4,21 @@ Records are buffered and written in batches (one write + fsync per flush, never 
 frequent events (ranges handed out, ranges finished) are *collected*: entries of the same event, job
 and rank are gathered into one record with aligned lists until the next flush, its ``t`` the time of
 the first entry and ``t_end`` of the last. A reader tolerates a torn last line, which is all a crash
-can leave behind. Record shapes:
+can leave behind.
+
+Every record is one of the frozen classes of `hpcpilot.runtime.records` (one per event: ``run``,
+``worker``, ``lost``, ``job``, ``ranges``, ``exhausted``, ``assigned``, ``finished``, ``failed``,
+``fatal``, ``returned``, ``dropped``, ``reported``, ``end``), queued with `Journal.write`, or with
+`Journal.gather` for the collected ones; `hpcpilot.runtime.records.read_records` reads them back.
+`Journal.append` and `Journal.collect` are the untyped layer beneath. Two of the shapes:
 
     {"t": 1732480000.1, "t_end": ..., "ev": "assigned", "job": 1001, "rank": 3, "ids": ["...", ...]}
     {"t": ..., "t_end": ..., "ev": "finished", "job": 1001, "rank": 3, "ids": ["...", ...],
      "paths": [...], "fsize": [...], "adler32": [...], "nevents": [...]}      (aligned lists)
-    {"t": ..., "ev": "failed", "job": 1001, "id": "...", "attempt": 1, "code": 1305, "diag": "..."}
-    {"t": ..., "ev": "fatal", "job": 1001, "id": "...", "code": 1305}
-    {"t": ..., "ev": "returned", "job": 1001, "ids": [...]}
-    {"t": ..., "ev": "job", "job": 1001, "state": "finished", "code": 0}
 
-Records that make a run resumable (``hpcpilot run --resume``) and readable by ``hpcpilot status``:
-
-    {"t": ..., "ev": "run", "host": "nid001", "pid": 4242, "ranks": 4, "resume": false}   (a run starts)
-    {"t": ..., "ev": "worker", "rank": 3, "host": "nid003", "cores": 64, "gpus": 4, "gpu_vendor": "amd",
-     "gpu_source": "rocm-smi --showproductname", "peers": 1}   (a worker said hello: its share of
-                                  the node, and how many worker ranks share that node)
-    {"t": ..., "ev": "lost", "rank": 3, "host": "nid003", "why": "..."}   (a worker rank died, MPI
-                       with fault tolerance; its ranges follow as "failed" records with code 1200)
-    {"t": ..., "ev": "job", "job": 1001, "state": "starting", "def": {...}}   (first record of a job:
-                                                   its definition, `hpcpilot.model.job.job_record`)
-    {"t": ..., "ev": "ranges", "job": 1001, "ids": [...], "start": [...], "last": [...],
-     "LFN": "...", "GUID": "...", "scope": "...", "PFN": ""}   (ranges received, as columns: a file
-                                  field all share is one string, else a list; `model.ranges.range_columns`)
-    {"t": ..., "ev": "exhausted", "job": 1001}      (the job gets no more ranges)
-    {"t": ..., "ev": "reported", "job": 1001, "ids": [...]}   (outcomes durable at the communicator)
-    {"t": ..., "ev": "end", "drained_by": null}    (the run ended cleanly)
+The journal writes some columns compactly where they allow (`hpcpilot.runtime.records.compact`: ids
+as a pattern and runs of numbers, one path prefix, checksums as one string, integers as runs of equal
+steps); `read_journal` yields the plain form above.
 """
 
 from __future__ import annotations
@@ -43,6 +32,7 @@ from typing import Any
 
 from hpcpilot.model.errors import DiskFullError
 from hpcpilot.runtime.diskspace import is_disk_full
+from hpcpilot.runtime.records import CollectedRecord, Record, RecordError, compact, parse_record
 
 
 class Journal:
@@ -63,8 +53,18 @@ class Journal:
         self._groups: dict[tuple[str, int, int], dict[str, Any]] = {}
         self.records_written = 0
 
+    def write(self, record: Record) -> None:
+        """Queue one typed record (`hpcpilot.runtime.records`), stamped with the time now."""
+        fields = compact(record.to_json())
+        del fields["t"], fields["ev"]
+        self.append(record.EVENT, **fields)
+
+    def gather(self, record: CollectedRecord) -> None:
+        """Add a columnar record's entries to its group of (event, job, rank) until the next flush."""
+        self.collect(record.EVENT, record.job, record.rank, **record.columns())
+
     def append(self, event: str, **fields: Any) -> None:
-        """Queue one record; it reaches the file at the next `flush`, after every collected group."""
+        """Queue one raw record (`write` is the typed way); it reaches the file at the next `flush`."""
         self._close_groups()
         record = {"t": round(time.time(), 3), "ev": event, **fields}
         self._buffer.append(json.dumps(record, separators=(",", ":")))
@@ -92,7 +92,7 @@ class Journal:
 
     def _close_groups(self) -> None:
         for group in self._groups.values():
-            self._buffer.append(json.dumps(group, separators=(",", ":")))
+            self._buffer.append(json.dumps(compact(group), separators=(",", ":")))
         self._groups.clear()
 
     @property
@@ -174,7 +174,12 @@ class Journal:
 
 
 def read_journal(path: Path) -> Iterator[dict[str, Any]]:
-    """Yield the journal's records in order; a torn or garbled line (a crash mid-write) is skipped."""
+    """Yield the journal's records in order, as plain dicts; a torn or garbled line is skipped.
+
+    A record of `hpcpilot.runtime.records` comes in its plain form (``to_json``: ``ids`` and
+    ``paths`` as lists, also where the file has them compact); any other is yielded as it is.
+    `hpcpilot.runtime.records.read_records` gives the typed records.
+    """
     try:
         handle = path.open("rb")
     except FileNotFoundError:
@@ -186,4 +191,21 @@ def read_journal(path: Path) -> Iterator[dict[str, Any]]:
             except ValueError:
                 continue
             if isinstance(record, dict) and "ev" in record:
-                yield record
+                yield plain(record)
+
+
+#: Keys whose string value marks a record written compactly (`hpcpilot.runtime.records.compact`).
+_COMPACT_KEYS = ("id_fmt", "path_prefix", "start", "last", "nevents", "adler32")
+
+
+def plain(record: dict[str, Any]) -> dict[str, Any]:
+    """A journal record's plain form (`Record.to_json`), or the record itself if it is none of ours."""
+    if not any(
+        isinstance(record.get(k), str)
+        for k in ("id_fmt", "path_prefix", "start", "last", "nevents", "adler32")
+    ):
+        return record  # already plain: the record as written
+    try:
+        return parse_record(record).to_json()
+    except RecordError:
+        return record

@@ -21,6 +21,7 @@ import pytest
 
 from hpcpilot.data.checksums import adler32_of_file
 from hpcpilot.model.errors import ExitCode
+from hpcpilot.runtime.journal import plain
 from tests.conftest import REPO, RunPilot, finished_ranges, pilot_env, summary, write_jobs
 from tests.tmpfs import fill, resize, tmpfs
 
@@ -67,7 +68,7 @@ def sets(values: list[str]) -> list[str]:
 
 def journal_lines(workdir: Path) -> list[dict[str, Any]]:
     """Every line of the journal, each of which must be a whole JSON record (no torn line)."""
-    return [json.loads(line) for line in (workdir / "journal.jsonl").read_text().splitlines()]
+    return [plain(json.loads(line)) for line in (workdir / "journal.jsonl").read_text().splitlines()]
 
 
 def check_outputs(records: list[dict[str, Any]]) -> None:

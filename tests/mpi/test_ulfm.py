@@ -24,6 +24,7 @@ import pytest
 
 from hpcpilot.data.checksums import adler32_of_file
 from hpcpilot.demo.jobs import demo_job
+from hpcpilot.runtime.journal import plain
 from tests.conftest import REPO, finished_ranges, journal, need, pilot_env, summary, write_jobs
 
 pytestmark = pytest.mark.mpi
@@ -46,7 +47,7 @@ def finished_count(workdir: Path) -> int:
     count = 0
     for line in path.read_text().splitlines() if path.exists() else []:
         try:
-            record = json.loads(line)
+            record = plain(json.loads(line))
         except ValueError:
             continue
         if record.get("ev") == "finished":

@@ -43,7 +43,7 @@ from hpcpilot.parallel.resume import resume_state
 from hpcpilot.parallel.transport import LocalLink
 from hpcpilot.parallel.worker import Worker
 from hpcpilot.runtime.diskspace import Reserve, free_mb, is_disk_full, mentions_disk_full, takes_writes
-from hpcpilot.runtime.journal import Journal, read_journal
+from hpcpilot.runtime.journal import Journal, plain, read_journal
 from hpcpilot.runtime.signals import SignalFlag
 from tests.conftest import write_jobs
 from tests.tmpfs import tmpfs
@@ -110,7 +110,7 @@ def test_a_journal_write_on_a_full_disk_leaves_no_partial_line_and_is_written_on
         jnl.flush()
         jnl.close()
         lines = (disk / "journal.jsonl").read_text().splitlines()
-        records = [json.loads(line) for line in lines]  # every line whole
+        records = [plain(json.loads(line)) for line in lines]  # every line whole
         assert [r["ids"][0] for r in records[1:]] == ids  # each record once, in order
 
 
@@ -138,7 +138,7 @@ def test_when_even_the_cut_fails_the_next_flush_completes_the_torn_line(
         jnl.append("end", drained_by=None)
         jnl.flush()
         jnl.close()
-        records = [json.loads(line) for line in (disk / "journal.jsonl").read_text().splitlines()]
+        records = [plain(json.loads(line)) for line in (disk / "journal.jsonl").read_text().splitlines()]
         assert [r["ids"][0] for r in records[:-1]] == [f"1-7-1-{i}-1" for i in range(1000)]  # once each
         assert records[-1]["ev"] == "end"
 
@@ -360,7 +360,7 @@ def test_rank_0_keeps_its_records_while_its_journal_is_on_a_full_disk(tmp_path: 
         freer.join()
         jnl.close()
         lines = (disk / "journal.jsonl").read_text().splitlines()
-        records = [json.loads(line) for line in lines]  # no torn line
+        records = [plain(json.loads(line)) for line in lines]  # no torn line
     summary = coordinator.summary()
     assert summary["disk"]["state"] == "space came back" and summary["disk"]["episodes"] == 1
     assert "cannot write the journal" in summary["disk"]["diag"]

@@ -76,7 +76,7 @@ def test_new_record_kinds_give_hosts_run_and_end() -> None:
     recs = records(with_new_kinds=True)
     view = run_view(recs)
     assert view.workers[2].host == "nid002" and view.workers[2].cores == 4
-    assert view.run is not None and view.run["pid"] == 4242
+    assert view.run is not None and view.run.pid == 4242
     live = liveness(view, T0 + 5, "login1", pid_alive=True)
     assert live.state == "running"
     assert liveness(view, T0 + 5, "login1", pid_alive=False).state == "dead"
