@@ -402,9 +402,12 @@ def test_errors_timeouts_and_malformed_replies_are_retried(make: Factory, fake: 
     assert fake.violations == []
 
 
-def test_an_outage_loses_nothing(
-    make: Factory, fake: FakePandaServer, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_an_outage_loses_nothing(make: Factory, caplog: pytest.LogCaptureFixture) -> None:
+    with FakePandaServer(range_update_bug=False) as fake:  # every failure below is the outage's
+        _outage_loses_nothing(make, fake, caplog)
+
+
+def _outage_loses_nothing(make: Factory, fake: FakePandaServer, caplog: pytest.LogCaptureFixture) -> None:
     fake.add_job(demo_job(panda_id=16, n_events=100))
     comm = make(make_settings(fake.url, timeout_s=0.5))
     [job] = get_jobs(comm)
@@ -418,7 +421,9 @@ def test_an_outage_loses_nothing(
     until(lambda: fake.final_update(16), timeout=15, what="the final update after the outage")
     assert time.monotonic() - start >= 1.5
     assert fake.finished_ranges() == {r.range_id: 1 for r in ranges}
-    assert "wait in the outbox" in caplog.text
+    # the operator is told, by whichever lane met the outage first (a loaded machine may send the
+    # heartbeat only once the job lane's own retries outlast it)
+    assert "could not send the" in caplog.text
     comm.close()
     assert not any((Path(comm.layout.root) / "panda_outbox").iterdir())
     assert fake.violations == []
