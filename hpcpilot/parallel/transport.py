@@ -286,20 +286,21 @@ class MpiCoordinatorTransport(_MpiEnd):
 
     def poll(self, limit: int) -> list[tuple[int, Message]]:
         """Receive what has arrived from any worker (and the news of dead ones)."""
+        out: list[tuple[int, Message]] = []
         if not self.fault_tolerant:
-            return self._receive(limit)
+            self._receive(limit, out)
+            return out
         try:
-            out = self._receive(limit)
+            self._receive(limit, out)
         except self._mpi.Exception as exc:
-            self._on_error(exc)
-            out = []
+            self._on_error(exc)  # what arrived before the news of a death is kept: live ranks sent it
         out = [(rank, m) for rank, m in out if rank not in self.failed]
         if self._lost:
             out[:0], self._lost = self._lost, []
         return out
 
-    def _receive(self, limit: int) -> list[tuple[int, Message]]:
-        out: list[tuple[int, Message]] = []
+    def _receive(self, limit: int, out: list[tuple[int, Message]]) -> None:
+        """Receive into ``out`` until ``limit`` messages or none is waiting (an MPI error propagates)."""
         mpi, comm, status = self._mpi, self._comm, self._status
         received = self.counts.received
         while len(out) < limit:
@@ -309,7 +310,6 @@ class MpiCoordinatorTransport(_MpiEnd):
             message = msg.recv()
             received(message)
             out.append((status.Get_source(), message))
-        return out
 
     def send(self, rank: int, message: Message) -> None:
         """Start a non-blocking send to one worker (nothing is sent to a dead one)."""
