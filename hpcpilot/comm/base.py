@@ -16,6 +16,7 @@ from hpcpilot.config.schema import Settings
 from hpcpilot.model.errors import HpcPilotError
 from hpcpilot.model.job import Job
 from hpcpilot.model.layout import WorkLayout
+from hpcpilot.model.rangecut import RangeCut
 from hpcpilot.model.ranges import EventRange
 from hpcpilot.model.results import RangeResult
 from hpcpilot.model.states import JobState
@@ -68,11 +69,44 @@ class RangeBatch:
         True when the job will get no more ranges.
     errors
         Malformed ranges that were skipped (each names its source and field).
+    cut
+        Ranges the pilot cuts from the job's event count (`hpcpilot.model.rangecut`), as the span of
+        their indices: they come after ``ranges`` and are never made into objects on the way.
     """
 
     ranges: tuple[EventRange, ...] = ()
     exhausted: bool = False
     errors: tuple[HpcPilotError, ...] = ()
+    cut: CutSpan | None = None
+
+    def materialized(self) -> tuple[EventRange, ...]:
+        """Every range of the batch as an object, the cut ones included (tests, slow paths)."""
+        if self.cut is None:
+            return self.ranges
+        cut = self.cut
+        return self.ranges + tuple(cut.cut.event_range(i) for i in range(cut.start, cut.stop))
+
+    @property
+    def count(self) -> int:
+        """How many ranges the batch holds, the cut ones included."""
+        return len(self.ranges) + (self.cut.stop - self.cut.start if self.cut is not None else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class CutSpan:
+    """Ranges ``start`` to ``stop - 1`` of a job's cut (`hpcpilot.model.rangecut.RangeCut`).
+
+    Attributes
+    ----------
+    cut
+        How the job is cut.
+    start, stop
+        The span of indices.
+    """
+
+    cut: RangeCut
+    start: int
+    stop: int
 
 
 class CommandKind(enum.Enum):

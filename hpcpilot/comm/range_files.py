@@ -11,14 +11,14 @@ Shared by the communicators that serve ranges without a workload manager to ask 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from hpcpilot.comm.base import RangeBatch
+from hpcpilot.comm.base import CutSpan, RangeBatch
 from hpcpilot.comm.wire import parse_json_object
-from hpcpilot.model.errors import CommunicatorError, ErrorCode, HpcPilotError, JobDefinitionError
+from hpcpilot.model.errors import CommunicatorError, HpcPilotError
 from hpcpilot.model.job import Job
+from hpcpilot.model.rangecut import RangeCut
 from hpcpilot.model.ranges import EventRange, parse_range
 
 
@@ -58,7 +58,8 @@ class RangeFiles:
         self.required = required
         self._feed: dict[str, list[Any]] | None = None
         self._feed_error: CommunicatorError | None = None
-        self._cutters: dict[int, Iterator[EventRange]] = {}
+        self._cuts: dict[int, RangeCut] = {}
+        self._cut_next: dict[int, int] = {}  # the next index to hand out, per job
         self._served: dict[str, int] = {}  # entries of the feed handed out, per job
 
     def fetch(self, job: Job, n: int) -> RangeBatch:
@@ -75,11 +76,12 @@ class RangeFiles:
         key = str(job.panda_id)
         if key in feed:
             return self._from_feed(job.panda_id, feed[key], n)
-        cutter = self._cutters.get(job.panda_id)
-        if cutter is None:
-            cutter = self._cutters[job.panda_id] = cut_ranges(job, self.events_per_range)
-        ranges = tuple(islice(cutter, n))
-        return RangeBatch(ranges, exhausted=len(ranges) < n)
+        cut = self._cuts.get(job.panda_id)
+        if cut is None:
+            cut = self._cuts[job.panda_id] = RangeCut.of(job, self.events_per_range)
+        start = self._cut_next.get(job.panda_id, 0)
+        stop = self._cut_next[job.panda_id] = min(start + max(n, 0), len(cut))
+        return RangeBatch(exhausted=stop >= len(cut), cut=CutSpan(cut, start, stop))
 
     def expected(self, job: Job) -> int | None:
         """The ranges the feed lists for ``job``, else the number `cut_ranges` cuts.
@@ -136,40 +138,19 @@ class RangeFiles:
 
 def count_ranges(job: Job, events_per_range: int) -> int | None:
     """How many ranges `cut_ranges` cuts from ``job`` (None without ``nEventsPerInputFile``)."""
-    per_file = job.n_events_per_input_file
-    if per_file is None or events_per_range <= 0:
+    if job.n_events_per_input_file is None or events_per_range <= 0:
         return None
-    return max(len(job.input_files), 1) * -(-per_file // events_per_range)
+    return len(RangeCut.of(job, events_per_range))
 
 
 def cut_ranges(job: Job, events_per_range: int) -> Iterator[EventRange]:
-    """Cut an event-service job's events into ranges, lazily.
-
-    Each input file (or one pseudo-file when the job has none) holds ``nEventsPerInputFile`` events,
-    numbered from 1; range ids follow ``<taskID>-<PandaID>-<fileID>-<processID>-<attemptNr>``.
+    """Cut an event-service job's events into ranges, lazily (`hpcpilot.model.rangecut.RangeCut`).
 
     Raises
     ------
     JobDefinitionError
         (on first use) if the job does not say how many events it has.
     """
-    per_file = job.n_events_per_input_file
-    if per_file is None:
-        raise JobDefinitionError(
-            "event-service job has no range feed and no 'nEventsPerInputFile' to cut ranges from",
-            code=ErrorCode.ES_NO_EVENTS,
-            context={"PandaID": job.panda_id, "field": "nEventsPerInputFile"},
-        )
-    files = job.input_files or (None,)
-    process_id = 0
-    for file_index, spec in enumerate(files, start=1):
-        for start in range(1, per_file + 1, events_per_range):
-            process_id += 1
-            yield EventRange(
-                range_id=f"{job.task_id}-{job.panda_id}-{file_index}-{process_id}-{job.attempt_nr}",
-                start_event=start,
-                last_event=min(start + events_per_range - 1, per_file),
-                lfn=spec.lfn if spec else "",
-                guid=(spec.guid or "") if spec else "",
-                scope=(spec.scope or "") if spec else "",
-            )
+    cut = RangeCut.of(job, events_per_range)
+    for index in range(len(cut)):
+        yield cut.event_range(index)

@@ -4,6 +4,10 @@ Pure bookkeeping, no I/O and no MPI: the coordinator loop feeds it messages and 
 decides (journal records, reports, sends). Ranges are handed out first come, first served across jobs; a
 failed range goes to the back of the queue until it has used ``max_attempts``, then it is ``fatal``. A
 range that failed for lack of disk space (1098) keeps its attempts and goes to the front of the queue.
+
+A job's ranges live in a columnar `RangeTable` (a range is an index); the queue holds intervals of
+indices, ``(PandaID, start, stop)``, and a worker is handed intervals (`RangeWork`) and answers with
+columns (`RangeResults`): nothing on the way is an object per range.
 """
 
 from __future__ import annotations
@@ -15,12 +19,19 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from hpcpilot.model.errors import ErrorCode
 from hpcpilot.model.job import Job
+from hpcpilot.model.rangecut import RangeCut
 from hpcpilot.model.ranges import EventRange, RangeState
 from hpcpilot.model.results import OutputFile, PayloadResult, RangeResult
 from hpcpilot.model.states import JobState
-from hpcpilot.parallel.messages import Assignment, NodeInfo, RangeTask
+from hpcpilot.parallel.messages import Assignment, NodeInfo, RangeResults, RangeWork
+from hpcpilot.parallel.rangetable import ASSIGNED, DROPPED, FATAL, FINISHED, QUEUED, RangeTable
+
+#: A queue entry: ranges ``start`` to ``stop - 1`` of job ``PandaID``, all queued.
+Span = tuple[int, int, int]
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +60,6 @@ _NEXT_PHASES: dict[JobPhase, frozenset[JobPhase]] = {
 
 class JobTransitionError(RuntimeError):
     """A job was asked to move where it cannot go (a bug of the coordinator: it aborts the run)."""
-
-
-@dataclass(slots=True)
-class RangeEntry:
-    """One range's bookkeeping."""
-
-    event_range: EventRange
-    state: RangeState = RangeState.QUEUED
-    attempts: int = 0
-    rank: int = -1
-    result: RangeResult | None = None
-    disk_full: int = 0  # failures for lack of disk space that did not count as attempts
 
 
 @dataclass
@@ -92,7 +91,7 @@ class JobBook:
     """
 
     job: Job
-    ranges: dict[str, RangeEntry] = field(default_factory=dict)
+    ranges: RangeTable = field(default_factory=RangeTable)
     source_exhausted: bool = False
     stopped: bool = False
     queued: int = 0
@@ -107,7 +106,7 @@ class JobBook:
     outputs: list[OutputFile] = field(default_factory=list)
     merged: OutputFile | None = None
     log: OutputFile | None = None
-    held: list[RangeTask] = field(default_factory=list)  # restored ranges waiting for `Books.release`
+    held: list[Span] = field(default_factory=list)  # restored ranges waiting for `Books.release`
     #: Ranges its source will give in all, when the communicator knows (None: unknown).
     ranges_expected: int | None = None
     ranges_timed: int = 0  # finished ranges with a measured duration ...
@@ -294,6 +293,7 @@ class WorkerBook:
     stopped: bool = False
     busy_core_s: float = 0.0
     plain: set[int] = field(default_factory=set)  # plain jobs in flight there
+    cuts: set[int] = field(default_factory=set)  # jobs whose `RangeCut` it was sent
     lost: bool = False  # the rank died (see `Books.worker_lost`)
 
 
@@ -320,6 +320,31 @@ class LostWork:
     failed_plain: tuple[int, ...] = ()
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """What a batch of range results did to the books (`Books.record_results`).
+
+    Attributes
+    ----------
+    panda_id
+        The job.
+    finished
+        Positions in the batch of the ranges that finished.
+    indices
+        Their indices in the job's table.
+    failed
+        Each failed range as a result, and what it became (FAILED: queued again, FATAL, DROPPED).
+    stray
+        Ids of results that matched no range assigned to the worker (duplicates, strays).
+    """
+
+    panda_id: int
+    finished: tuple[int, ...]
+    indices: tuple[int, ...]
+    failed: tuple[tuple[RangeResult, RangeState], ...]
+    stray: tuple[str, ...] = ()
+
+
 class Books:
     """All of the coordinator's state.
 
@@ -340,7 +365,8 @@ class Books:
         self._settled: set[int] = set()  # event-service jobs whose ranges may all be final now
         self.ranges_known = 0
         self.workers: dict[int, WorkerBook] = {}
-        self.range_queue: deque[RangeTask] = deque()
+        self.range_queue: deque[Span] = deque()
+        self.ranges_queued = 0  # ranges in ``range_queue``
         self.plain_queue: deque[int] = deque()
         self.draining = False
         self.paused = False  # nothing is handed out (a full disk), see `assign`
@@ -372,24 +398,39 @@ class Books:
         if job.event_service:
             if not book.source_exhausted:
                 self.feeding[job.panda_id] = book
-            self.range_queue.extend(book.held)
+            for span in book.held:
+                self._queue(span)
             book.held.clear()
             self._settled.add(job.panda_id)
         else:
             self.plain_queue.append(job.panda_id)
 
+    def _queue(self, span: Span, front: bool = False) -> None:
+        """Queue ranges (at the back, or at the front)."""
+        if span[2] <= span[1]:
+            return
+        if front:
+            self.range_queue.appendleft(span)
+        else:
+            self.range_queue.append(span)
+        self.ranges_queued += span[2] - span[1]
+
     def add_ranges(self, panda_id: int, ranges: tuple[EventRange, ...]) -> int:
-        """Queue new ranges of a job; ranges already known (same id) are ignored. Returns how many."""
+        """Queue new ranges fed to a job; ranges already known (same id) are ignored. Returns how many."""
         book = self.jobs[panda_id]
-        added = 0
-        for rng in ranges:
-            if rng.range_id in book.ranges:
-                continue
-            book.ranges[rng.range_id] = RangeEntry(rng)
-            self.range_queue.append(RangeTask(panda_id, rng, 1))
-            added += 1
-        book.queued += added
-        self.ranges_known += added
+        return self._added(book, book.ranges.add_fed(ranges))
+
+    def add_cut(self, panda_id: int, cut: RangeCut, start: int, stop: int) -> int:
+        """Queue ranges ``start`` to ``stop - 1`` of a job's cut (those known are ignored). Returns how many."""
+        book = self.jobs[panda_id]
+        return self._added(book, book.ranges.add_cut(cut, start, stop))
+
+    def _added(self, book: JobBook, span: tuple[int, int]) -> int:
+        added = span[1] - span[0]
+        if added:
+            self._queue((book.job.panda_id, *span))
+            book.queued += added
+            self.ranges_known += added
         return added
 
     def restore_range(
@@ -415,30 +456,38 @@ class Books:
             What the range became; None for a range already known (nothing changes).
         """
         book = self.jobs[panda_id]
-        if rng.range_id in book.ranges:
+        table = book.ranges
+        start, stop = table.add_fed((rng,))
+        if stop == start:
             return None
-        entry = book.ranges[rng.range_id] = RangeEntry(rng, attempts=failed, result=outcome)
+        i = start
+        table.attempts[i] = min(failed, 255)
         self.ranges_known += 1
         book.failed_attempts += failed
         self.ranges_failed_attempts += failed
+        self._settled.add(panda_id)
         if outcome is None:
-            entry.state = RangeState.QUEUED
             book.queued += 1
-            task = RangeTask(panda_id, rng, failed + 1)
-            (book.held if book.phase is JobPhase.STAGING_IN else self.range_queue).append(task)
-        elif outcome.state is RangeState.FINISHED:
-            entry.state = RangeState.FINISHED
+            span = (panda_id, i, i + 1)
+            if book.phase is JobPhase.STAGING_IN:
+                book.held.append(span)
+            else:
+                self._queue(span)
+            return RangeState.QUEUED
+        self.ranges_restored += 1
+        if outcome.state is RangeState.FINISHED:
+            table.state[i] = FINISHED
+            out = outcome.output
+            table.set_output(i, out.path if out else None, out.fsize if out else 0, out.adler32 if out else "")
+            table.nevents[i] = outcome.n_events
             book.finished += 1
             book.n_events += outcome.n_events
             self.ranges_finished += 1
-            self.ranges_restored += 1
-        else:
-            entry.state = RangeState.FATAL
-            book.fatal += 1
-            self.ranges_fatal += 1
-            self.ranges_restored += 1
-        self._settled.add(panda_id)
-        return entry.state
+            return RangeState.FINISHED
+        table.state[i] = FATAL
+        book.fatal += 1
+        self.ranges_fatal += 1
+        return RangeState.FATAL
 
     def exhaust(self, book: JobBook) -> None:
         """The job's range source has no more ranges."""
@@ -452,11 +501,17 @@ class Books:
         Returns the ids of the ranges removed; the job settles once its work in flight is back.
         """
         panda_id = book.job.panda_id
-        kept = deque(t for t in self.range_queue if t.panda_id != panda_id)
-        dropped = [t.event_range.range_id for t in self.range_queue if t.panda_id == panda_id]
+        table = book.ranges
+        kept: deque[Span] = deque()
+        dropped: list[str] = []
+        for span in self.range_queue:
+            if span[0] != panda_id:
+                kept.append(span)
+                continue
+            table.state[span[1] : span[2]] = DROPPED
+            dropped += table.range_ids(range(span[1], span[2]))
+            self.ranges_queued -= span[2] - span[1]
         self.range_queue = kept
-        for rid in dropped:
-            book.ranges[rid].state = RangeState.DROPPED
         book.queued = 0
         book.stopped = True
         if panda_id in self.plain_queue:
@@ -499,16 +554,21 @@ class Books:
         """Cores of all workers that have said hello."""
         return sum(w.node.cores for w in self.workers.values() if w.node is not None)
 
+    def next_queued_job(self) -> JobBook | None:
+        """The job of the range at the head of the queue (None: no range queued)."""
+        return self.jobs[self.range_queue[0][0]] if self.range_queue else None
+
     def assign(
         self,
         rank: int,
         max_ranges: int | None = None,
         plain_fits: Callable[[Job], bool] | None = None,
     ) -> Assignment | None:
-        """Work for one worker according to its last request, or None if there is none to give.
+        """Work for one worker according to its request, or None if there is none to give.
 
         Plain jobs go only to cores that are idle now; ranges fill the worker's request (prefetch
-        included) up to ``batch_size``.
+        included) up to ``batch_size``. What is given is taken off the request: the rest of it stands
+        (the worker does not ask again), and `wants` says whether any is left.
 
         Parameters
         ----------
@@ -520,21 +580,24 @@ class Books:
             Whether a plain job may start now (None: every job may).
         """
         worker = self.worker(rank)
-        if self.draining or self.paused or worker.stopped or worker.want_cores <= 0:
+        if not self.wants(worker):
             return None
         plain = self._take_plain(worker, plain_fits)
         ranges = self._take_ranges(worker, self.batch_size if max_ranges is None else max_ranges)
         if not plain and not ranges:
             return None
-        new_jobs = {t.panda_id for t in ranges} | set(plain)
+        new_jobs = {w.panda_id for w in ranges} | set(plain)
         new_jobs -= worker.known_jobs
         worker.known_jobs |= new_jobs
-        worker.want_cores = 0
         return Assignment(
             jobs=tuple(self.jobs[p].job for p in sorted(new_jobs)),
             ranges=tuple(ranges),
             plain=tuple(plain),
         )
+
+    def wants(self, worker: WorkerBook) -> bool:
+        """Whether work may go to ``worker`` now (it asked for some that it was not given yet)."""
+        return not (self.draining or self.paused or worker.stopped or worker.want_cores <= 0)
 
     def _take_plain(self, worker: WorkerBook, fits: Callable[[Job], bool] | None) -> list[int]:
         taken: list[int] = []
@@ -558,91 +621,221 @@ class Books:
         self.plain_queue.extendleft(reversed(skipped))
         return taken
 
-    def _take_ranges(self, worker: WorkerBook, most: int) -> list[RangeTask]:
-        taken: list[RangeTask] = []
+    def _take_ranges(self, worker: WorkerBook, most: int) -> list[RangeWork]:
+        taken: list[RangeWork] = []
         queue = self.range_queue
-        jobs = self.jobs
-        budget = worker.want_cores
+        n_taken = 0
         most = min(most, self.batch_size)
-        while queue and budget > 0 and len(taken) < most:
-            task = queue.popleft()
-            book = jobs[task.panda_id]
-            entry = book.ranges[task.event_range.range_id]
-            entry.state = RangeState.ASSIGNED
-            entry.rank = worker.rank
-            entry.attempts = task.attempt
-            book.queued -= 1
-            book.in_flight += 1
-            if book.state is JobState.STARTING:
-                book.mark_running()
-            budget -= book.job.core_count
-            taken.append(task)
-        worker.in_flight += len(taken)
+        while queue and worker.want_cores > 0 and n_taken < most:
+            panda_id, start, stop = queue.popleft()
+            book = self.jobs[panda_id]
+            cores = max(book.job.core_count, 1)
+            n = min(stop - start, most - n_taken, -(-worker.want_cores // cores))
+            if n < stop - start:
+                queue.appendleft((panda_id, start + n, stop))
+            self.ranges_queued -= n
+            taken.append(self._hand_out(book, worker, start, start + n))
+            n_taken += n
+            worker.want_cores -= n * cores
+        worker.in_flight += n_taken
         return taken
+
+    def _hand_out(self, book: JobBook, worker: WorkerBook, start: int, stop: int) -> RangeWork:
+        """Mark ranges ``start`` to ``stop - 1`` of a job as running on ``worker``; the work to send."""
+        table = book.ranges
+        table.state[start:stop] = ASSIGNED
+        table.rank[start:stop] = worker.rank
+        attempts = table.attempts[start:stop]
+        attempts += 1
+        first = int(attempts[0])
+        same = stop - start == 1 or bool((attempts == first).all())
+        book.queued -= stop - start
+        book.in_flight += stop - start
+        if book.state is JobState.STARTING:
+            book.mark_running()
+        panda_id = book.job.panda_id
+        defs: RangeCut | dict[str, object] | None
+        if table.cut is None:
+            defs = table.columns(range(start, stop))
+        elif panda_id in worker.cuts:
+            defs = None
+        else:
+            worker.cuts.add(panda_id)
+            defs = table.cut
+        return RangeWork(panda_id, start, stop, first if same else attempts.tobytes(), defs)
 
     # --- results in ---------------------------------------------------------------------------
 
-    def record_range(self, rank: int, result: RangeResult) -> RangeState | None:
-        """Book a range result; a failed range is requeued or declared fatal.
+    def record_results(self, rank: int, results: RangeResults) -> Recorded:
+        """Book a worker's results for ranges of one job; failed ranges are requeued or declared fatal.
 
-        Returns what the range became (FINISHED, FAILED: requeued, FATAL, or DROPPED: failed in a job
-        that takes no more work, see `drop_queued`), or None for a result
-        that does not match an assigned range (a duplicate or stray). The attempt it was for stays
-        in the range's entry (``attempts``) until the range is handed out again.
+        Finished ranges are booked at once, as columns; each failed one goes through the rules of
+        `_record_failure`. A result that does not match a range assigned to ``rank`` (a duplicate or
+        stray) is ignored and named in ``stray``.
+        """
+        panda_id = results.panda_id
+        book = self.jobs.get(panda_id)
+        if book is None:
+            return Recorded(panda_id, (), (), (), tuple(f"#{i}" for i in results.index))
+        table = book.ranges
+        index = np.asarray(results.index, dtype=np.int64)
+        inside = (index >= 0) & (index < table.n)
+        valid = inside.copy()
+        valid[inside] = (table.state[index[inside]] == ASSIGNED) & (table.rank[index[inside]] == rank)
+        stray = tuple(
+            table.range_id(int(i)) if ok else f"#{int(i)}" for i, ok in zip(index, inside, strict=True)
+        )
+        stray = tuple(s for s, v in zip(stray, valid, strict=True) if not v) if not valid.all() else ()
+        finished = np.frombuffer(results.finished, dtype=np.uint8).astype(bool) & valid
+        done = self._book_finished(book, rank, results, finished, index)
+        failed = []
+        for pos in np.flatnonzero(valid & ~finished):
+            failed.append(self._record_failure(book, rank, self._failure(table, results, int(pos))))
+        if book.in_flight == 0:
+            self._settled.add(panda_id)
+        return Recorded(panda_id, tuple(done.tolist()), tuple(index[done].tolist()), tuple(failed), stray)
+
+    def _book_finished(
+        self, book: JobBook, rank: int, results: RangeResults, finished: np.ndarray, index: np.ndarray
+    ) -> np.ndarray:
+        """Book the finished ranges of a batch; returns their positions in it."""
+        positions = np.flatnonzero(finished)
+        n = len(positions)
+        if not n:
+            return positions
+        table = book.ranges
+        where = index[positions]
+        table.state[where] = FINISHED
+        nevents = np.asarray(results.nevents, dtype=np.int64)[positions]
+        table.nevents[where] = nevents
+        fsize = np.asarray(results.fsize, dtype=np.int64)[positions]
+        table.fsize[where] = fsize
+        adler = results.adler32
+        table.adler32[where] = [int(adler[p], 16) if adler[p] else 0 for p in positions]
+        if table.out_prefix is None and results.out_prefix:
+            table.out_prefix = results.out_prefix
+        elif results.out_prefix and results.out_prefix != table.out_prefix:  # a worker elsewhere
+            for i, size in zip(where, fsize, strict=True):
+                if size >= 0:
+                    table.paths[int(i)] = results.out_prefix + table.range_id(int(i))
+        odd = dict(results.odd_paths)
+        for p, i in zip(positions, where, strict=True):
+            path = odd.get(int(p))
+            if path is not None:
+                table.paths[int(i)] = path
+        wall = np.asarray(results.wall_s, dtype=np.float64)[positions]
+        timed = wall > 0
+        book.ranges_timed += int(np.count_nonzero(timed))
+        book.ranges_timed_s += float(wall[timed].sum())
+        book.cpu_s += float(np.asarray(results.cpu_s, dtype=np.float64)[positions].sum())
+        book.in_flight -= n
+        book.finished += n
+        book.n_events += int(nevents.sum())
+        self.worker(rank).in_flight -= n
+        self.ranges_finished += n
+        return positions
+
+    @staticmethod
+    def _failure(table: RangeTable, results: RangeResults, pos: int) -> RangeResult:
+        """The failed range at ``pos`` of a batch, as a result."""
+        code, diag = next(((c, d) for p, c, d in results.errors if p == pos), (0, ""))
+        return RangeResult(
+            results.panda_id,
+            table.range_id(results.index[pos]),
+            RangeState.FAILED,
+            n_events=results.nevents[pos],
+            error_code=_known_code(code),
+            error_diag=diag,
+            wall_s=results.wall_s[pos],
+            cpu_s=results.cpu_s[pos],
+        )
+
+    def record_range(self, rank: int, result: RangeResult) -> RangeState | None:
+        """Book one range result (by range id: the slow path of tests and lost workers).
+
+        Returns what the range became (FINISHED, FAILED: requeued, FATAL, DROPPED), or None for a
+        result that does not match a range assigned to ``rank``.
+        """
+        book = self.jobs.get(result.panda_id)
+        index = book.ranges.index_of(result.range_id) if book else None
+        if book is None or index is None:
+            return None
+        table = book.ranges
+        if table.state[index] != ASSIGNED or table.rank[index] != rank:
+            return None
+        if result.state is RangeState.FINISHED:
+            out = result.output
+            batch = RangeResults(
+                result.panda_id,
+                (index,),
+                b"\x01",
+                (result.n_events,),
+                (out.fsize if out else -1,),
+                (out.adler32 if out else "",),
+                (result.wall_s,),
+                (result.cpu_s,),
+                odd_paths=((0, out.path),) if out else (),
+            )
+            self.record_results(rank, batch)
+            return RangeState.FINISHED
+        _, state = self._record_failure(book, rank, result, index)
+        if book.in_flight == 0:
+            self._settled.add(result.panda_id)
+        return state
+
+    def _record_failure(
+        self, book: JobBook, rank: int, result: RangeResult, index: int | None = None
+    ) -> tuple[RangeResult, RangeState]:
+        """Book a failed attempt: queued again, or fatal once it used ``max_attempts``.
 
         A range that failed for lack of disk space (1098, `hpcpilot.parallel.diskspace`) does not spend
         the attempt: it is queued again at the front with the same attempt number. A range that fails so
         more than ``max_attempts`` times is one that fills the disk itself: from then on such failures
-        count as attempts.
+        count as attempts. In a job that takes no more work the range is DROPPED.
         """
-        book = self.jobs.get(result.panda_id)
-        entry = book.ranges.get(result.range_id) if book else None
-        if book is None or entry is None or entry.state is not RangeState.ASSIGNED:
-            return None
+        table = book.ranges
+        i = table.index_of(result.range_id) if index is None else index
+        assert i is not None
         self.worker(rank).in_flight -= 1
         book.in_flight -= 1
         book.cpu_s += result.cpu_s
-        if book.in_flight == 0:
-            self._settled.add(result.panda_id)
-        attempt = entry.attempts
-        if result.state is RangeState.FINISHED:
-            entry.state, entry.result = RangeState.FINISHED, result
-            book.finished += 1
-            book.n_events += result.n_events
-            self.ranges_finished += 1
-            if result.wall_s > 0:
-                book.ranges_timed += 1
-                book.ranges_timed_s += result.wall_s
-            return RangeState.FINISHED
-        if self._disk_full_again(book, entry, result):
-            return RangeState.FAILED
+        if self._disk_full_again(book, i, result):
+            return result, RangeState.FAILED
         book.failed_attempts += 1
         self.ranges_failed_attempts += 1
         if book.stopped:  # the job takes no more work: the range is not retried here
-            entry.state, entry.result = RangeState.DROPPED, result
-            return RangeState.DROPPED
-        if attempt >= self.max_attempts:
-            entry.state, entry.result = RangeState.FATAL, result
+            table.state[i] = DROPPED
+            return result, RangeState.DROPPED
+        if int(table.attempts[i]) >= self.max_attempts:
+            table.state[i] = FATAL
             book.fatal += 1
             self.ranges_fatal += 1
-            return RangeState.FATAL
-        entry.state = RangeState.QUEUED
+            return result, RangeState.FATAL
+        table.state[i] = QUEUED
         book.queued += 1
-        self.range_queue.append(RangeTask(result.panda_id, entry.event_range, attempt + 1))
-        return RangeState.FAILED
+        self._queue((book.job.panda_id, i, i + 1))
+        return result, RangeState.FAILED
 
-    def _disk_full_again(self, book: JobBook, entry: RangeEntry, result: RangeResult) -> bool:
+    def _disk_full_again(self, book: JobBook, i: int, result: RangeResult) -> bool:
         """Queue a range that failed for lack of space again, attempts kept; False if it was not that."""
         if result.error_code is not ErrorCode.NO_LOCAL_SPACE or book.stopped:
             return False
-        if entry.disk_full >= self.max_attempts:
+        table = book.ranges
+        if int(table.disk_full[i]) >= self.max_attempts:
             return False
-        entry.disk_full += 1
+        table.disk_full[i] += 1
         self.ranges_disk_full += 1
-        entry.state = RangeState.QUEUED
+        table.state[i] = QUEUED
+        table.attempts[i] -= 1  # handed out again with the same attempt number
         book.queued += 1
-        self.range_queue.appendleft(RangeTask(result.panda_id, entry.event_range, entry.attempts))
+        self._queue((book.job.panda_id, i, i + 1), front=True)
         return True
+
+    def attempt_of(self, panda_id: int, range_id: str) -> int:
+        """The attempt a range is at (0 for an unknown range)."""
+        book = self.jobs.get(panda_id)
+        index = book.ranges.index_of(range_id) if book else None
+        return int(book.ranges.attempts[index]) if book is not None and index is not None else 0
 
     def record_payload(self, rank: int, result: PayloadResult) -> JobBook | None:
         """Book a plain job's result; returns its books, or None for a stray result."""
@@ -655,23 +848,39 @@ class Books:
         book.payload_ended(result)
         return book
 
-    def return_ranges(self, tasks: tuple[RangeTask, ...], rank: int) -> None:
-        """Take back ranges a worker received but did not start; they are queued again."""
+    def return_ranges(self, work: tuple[RangeWork, ...], rank: int) -> list[tuple[int, list[str]]]:
+        """Take back ranges a worker received but did not start; they are queued again at the front.
+
+        Their attempt is not counted. Returns the ids taken back, per job.
+        """
         worker = self.worker(rank)
-        for task in tasks:
-            book = self.jobs.get(task.panda_id)
-            entry = book.ranges.get(task.event_range.range_id) if book else None
-            if book is None or entry is None or entry.state is not RangeState.ASSIGNED:
+        back: list[tuple[int, list[str]]] = []
+        for item in reversed(work):  # each goes to the front: keep their order
+            book = self.jobs.get(item.panda_id)
+            if book is None:
                 continue
-            book.in_flight -= 1
-            worker.in_flight -= 1
+            table = book.ranges
+            held = [
+                i
+                for i in range(max(item.start, 0), min(item.stop, table.n))
+                if table.state[i] == ASSIGNED and table.rank[i] == rank
+            ]
+            if not held:
+                continue
+            back.append((item.panda_id, table.range_ids(held)))
+            book.in_flight -= len(held)
+            worker.in_flight -= len(held)
             if book.stopped:
-                entry.state = RangeState.DROPPED
-                self._settled.add(task.panda_id)
+                table.state[held] = DROPPED
+                self._settled.add(item.panda_id)
                 continue
-            entry.state = RangeState.QUEUED
-            book.queued += 1
-            self.range_queue.appendleft(RangeTask(task.panda_id, entry.event_range, task.attempt))
+            table.state[held] = QUEUED
+            table.attempts[held] -= 1
+            book.queued += len(held)
+            for start, stop in reversed(_runs(held)):
+                self._queue((item.panda_id, start, stop), front=True)
+        back.reverse()
+        return back
 
     def return_plain(self, panda_ids: tuple[int, ...], rank: int) -> None:
         """Take back plain jobs a worker received but did not start."""
@@ -685,36 +894,42 @@ class Books:
             self.worker(rank).plain.discard(panda_id)
             self.plain_queue.appendleft(panda_id)
 
-    def reclaim(self, rank: int) -> tuple[RangeTask, ...]:
+    def _held_by(self, rank: int) -> list[tuple[JobBook, list[int]]]:
+        """The ranges still booked on ``rank``, per job."""
+        held = []
+        for book in list(self.jobs.values()):
+            if book.in_flight and book.job.event_service:
+                indices = book.ranges.indices(RangeState.ASSIGNED, rank)
+                if indices:
+                    held.append((book, indices))
+        return held
+
+    def reclaim(self, rank: int) -> list[tuple[int, list[str]]]:
         """Take back what is still booked on a worker that said bye: work sent as its bye was on the way.
 
         Such a worker runs nothing more, so its ranges still assigned are queued again (the attempt is
-        not counted) and its plain jobs too. Returns the ranges taken back.
+        not counted) and its plain jobs too. Returns the ids of the ranges taken back, per job.
         """
         worker = self.worker(rank)
-        tasks = tuple(
-            RangeTask(book.job.panda_id, entry.event_range, entry.attempts)
-            for book in self.jobs.values()
-            if book.in_flight
-            for entry in book.ranges.values()
-            if entry.state is RangeState.ASSIGNED and entry.rank == rank
+        work = tuple(
+            RangeWork(book.job.panda_id, start, stop)
+            for book, indices in self._held_by(rank)
+            for start, stop in _runs(indices)
         )
-        if tasks:
-            self.return_ranges(tasks, rank)
+        back = self.return_ranges(work, rank) if work else []
         if worker.plain:
             self.return_plain(tuple(sorted(worker.plain)), rank)
-        return tasks
+        return back
 
     def worker_lost(self, rank: int, diag: str, code: ErrorCode = ErrorCode.KILL_SIGNAL) -> LostWork:
         """A worker rank died: take back everything it had in flight and never give it work again.
 
-        Each of its ranges is booked as a failed attempt (``code``, ``diag``) through `record_range`,
-        so it is queued again, or fatal once it has used ``max_attempts``: a range that kills the rank
-        running it (a payload that takes the node's memory) must not take down every rank in turn.
-        Its plain jobs are queued again at the front, except those of jobs that take no more work
-        (`drop_queued`): they fail with ``code`` unless they have an error already. The worker is
-        stopped, its counters zeroed and its node forgotten (its cores no longer count in
-        `total_cores`).
+        Each of its ranges is booked as a failed attempt (``code``, ``diag``), so it is queued again,
+        or fatal once it has used ``max_attempts``: a range that kills the rank running it (a payload
+        that takes the node's memory) must not take down every rank in turn. Its plain jobs are queued
+        again at the front, except those of jobs that take no more work (`drop_queued`): they fail with
+        ``code`` unless they have an error already. The worker is stopped, its counters zeroed and its
+        node forgotten (its cores no longer count in `total_cores`).
 
         Parameters
         ----------
@@ -732,19 +947,13 @@ class Books:
         """
         worker = self.worker(rank)
         results: list[tuple[RangeResult, RangeState]] = []
-        for book in list(self.jobs.values()):
-            held = [
-                e.event_range.range_id
-                for e in book.ranges.values()
-                if e.state is RangeState.ASSIGNED and e.rank == rank
-            ]
-            for range_id in held:
-                result = RangeResult(
-                    book.job.panda_id, range_id, RangeState.FAILED, error_code=code, error_diag=diag
-                )
-                state = self.record_range(rank, result)
-                if state is not None:
-                    results.append((result, state))
+        for book, indices in self._held_by(rank):
+            for i in indices:
+                rid = book.ranges.range_id(i)
+                result = RangeResult(book.job.panda_id, rid, RangeState.FAILED, error_code=code, error_diag=diag)
+                results.append(self._record_failure(book, rank, result, i))
+            if book.in_flight == 0:
+                self._settled.add(book.job.panda_id)
         plain = tuple(p for p in sorted(worker.plain) if not self.jobs[p].stopped)
         failed = tuple(p for p in sorted(worker.plain) if self.jobs[p].stopped)
         self.return_plain(plain[::-1], rank)  # each goes to the front: keep their order
@@ -758,6 +967,7 @@ class Books:
         worker.in_flight = worker.busy_slots = worker.free_cores = worker.want_cores = 0
         worker.plain.clear()
         worker.known_jobs.clear()
+        worker.cuts.clear()
         return LostWork(rank, tuple(results), plain, failed)
 
     # --- views --------------------------------------------------------------------------------
@@ -775,3 +985,24 @@ class Books:
     def busy_slots(self) -> int:
         """Items running on all workers, as last reported."""
         return sum(w.busy_slots for w in self.workers.values())
+
+
+def _runs(indices: list[int]) -> list[tuple[int, int]]:
+    """Sorted indices as runs ``(start, stop)`` of consecutive ones."""
+    runs: list[tuple[int, int]] = []
+    for i in indices:
+        if runs and runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], i + 1)
+        else:
+            runs.append((i, i + 1))
+    return runs
+
+
+def _known_code(code: int) -> ErrorCode | None:
+    """A PanDA code as `ErrorCode` (None for 0; unknown codes as a general payload failure)."""
+    if not code:
+        return None
+    try:
+        return ErrorCode(code)
+    except ValueError:
+        return ErrorCode.PAYLOAD_EXECUTION_FAILURE

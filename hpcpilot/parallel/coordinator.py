@@ -15,7 +15,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Any
 
-from hpcpilot.comm.base import BadJob, Command, CommandKind, Communicator, JobReport
+from hpcpilot.comm.base import BadJob, Command, CommandKind, Communicator, JobReport, RangeBatch
 from hpcpilot.config.schema import Settings
 from hpcpilot.data.checksums import adler32_of_file
 from hpcpilot.model.errors import (
@@ -27,11 +27,11 @@ from hpcpilot.model.errors import (
 )
 from hpcpilot.model.job import Job, job_record
 from hpcpilot.model.layout import WorkLayout
-from hpcpilot.model.ranges import EventRange, RangeState, range_columns
+from hpcpilot.model.ranges import RangeState
 from hpcpilot.model.results import OutputFile, RangeResult
 from hpcpilot.model.states import JobState
 from hpcpilot.monitor.aggregate import JobFigures
-from hpcpilot.parallel.books import Books, JobBook, JobPhase, WorkerBook
+from hpcpilot.parallel.books import Books, JobBook, JobPhase, Recorded, WorkerBook
 from hpcpilot.parallel.diskspace import DiskWait
 from hpcpilot.parallel.finishing import FinishingHooks, JobFinishing
 from hpcpilot.parallel.messages import (
@@ -39,6 +39,7 @@ from hpcpilot.parallel.messages import (
     Farewell,
     Kill,
     Message,
+    RangeResults,
     Stop,
     WorkerBye,
     WorkerLost,
@@ -372,9 +373,10 @@ class Coordinator:
     def _range_limit(self, rank: int, now: float) -> int | None:
         """How many ranges a worker may still take before the end (None: no limit)."""
         worker = self.books.worker(rank)
-        if worker.node is None or not self.books.range_queue:
+        head = self.books.next_queued_job()
+        if worker.node is None or head is None:
             return None
-        cores = self.books.jobs[self.books.range_queue[0].panda_id].job.core_count
+        cores = head.job.core_count
         return self.plan.range_budget(now, max(worker.node.cores // max(cores, 1), 1), worker.in_flight)
 
     def _plain_fits(self, job: Job) -> bool:
@@ -420,7 +422,7 @@ class Coordinator:
         worker.busy_slots = update.busy_slots
         worker.free_cores = update.free_cores
         self.monitor.on_update(worker, self._worker_slots(worker))
-        if update.want_cores > 0:
+        if update.want_cores > 0:  # a new request replaces what was left of the last one
             worker.want_cores = update.want_cores
             self._hungry.add(rank)
             self._serve(rank)
@@ -446,16 +448,11 @@ class Coordinator:
         worker.busy_slots = 0
         self.monitor.on_update(worker, self._worker_slots(worker), force=True)
         self._hungry.discard(rank)
-        if bye.returned:
-            self.books.return_ranges(bye.returned, rank)
-            for panda_id in {t.panda_id for t in bye.returned}:
-                ids = [t.event_range.range_id for t in bye.returned if t.panda_id == panda_id]
-                self.journal.write(ReturnedRecord(panda_id, tuple(ids)))
+        returned = self.books.return_ranges(bye.returned, rank) if bye.returned else []
         if bye.returned_plain:
             self.books.return_plain(bye.returned_plain, rank)
         crossed = self.books.reclaim(rank)  # sent to it while its bye was on the way
-        for panda_id in {t.panda_id for t in crossed}:
-            ids = [t.event_range.range_id for t in crossed if t.panda_id == panda_id]
+        for panda_id, ids in returned + crossed:
             self.journal.write(ReturnedRecord(panda_id, tuple(ids)))
         self.transport.send(rank, Farewell(rank))  # nothing more goes to this rank
 
@@ -490,45 +487,65 @@ class Coordinator:
         self._queue_target = self._target()
         self._update_slots()
 
-    def _book_ranges(self, rank: int, results: tuple[RangeResult, ...]) -> None:
-        """Book a worker's range results; journal the finished ones as one record per job."""
-        finished: dict[int, list[RangeResult]] = defaultdict(list)
-        record = self.books.record_range
-        for result in results:
-            state = record(rank, result)
-            if state is None:
-                log.warning(
-                    "ignoring a result for range %s from rank %d: not assigned there", result.range_id, rank
-                )
-                continue
-            self._unreported[result.panda_id].append(result)
-            if result.error_code is ErrorCode.NO_LOCAL_SPACE:
-                self._disk_full(f"range {result.range_id} on rank {rank}: {result.error_diag[-200:]}")
-                self.disk.requeued += state is RangeState.FAILED
-            if state is RangeState.FINISHED:
-                finished[result.panda_id].append(result)
-                self.plan.observe_range(result.wall_s)
-            else:
-                self._journal_failure(result, state)
-                if self.kill_sent and result.error_code is not None and state is not RangeState.FATAL:
-                    self._cut[result.panda_id].append(result.range_id)
-                    self.ranges_cut += 1
-        for panda_id, done in finished.items():
-            outputs = [r.output for r in done]
-            self.journal.gather(
-                FinishedRecord(
+    def _book_ranges(self, rank: int, batches: tuple[RangeResults, ...]) -> None:
+        """Book a worker's range results; journal the finished ones as one record per job and batch."""
+        for batch in batches:
+            recorded = self.books.record_results(rank, batch)
+            for range_id in recorded.stray:
+                log.warning("ignoring a result for range %s from rank %d: not assigned there", range_id, rank)
+            if recorded.finished:
+                self._book_finished(rank, batch, recorded)
+            for result, state in recorded.failed:
+                self._book_failure(rank, result, state)
+
+    def _book_finished(self, rank: int, batch: RangeResults, recorded: Recorded) -> None:
+        """Journal (one record) and queue for the report the ranges of a batch that finished."""
+        panda_id = batch.panda_id
+        table = self.books.jobs[panda_id].ranges
+        ids = table.range_ids(recorded.indices)
+        outputs = [table.output(i) for i in recorded.indices]
+        wall = batch.wall_s
+        for pos in recorded.finished:
+            self.plan.observe_range(wall[pos])
+        self.journal.gather(
+            FinishedRecord(
+                panda_id,
+                rank,
+                tuple(ids),
+                paths=tuple(o[0] if o else None for o in outputs),
+                fsize=tuple(o[1] if o else None for o in outputs),
+                adler32=tuple(o[2] if o else None for o in outputs),
+                nevents=tuple(batch.nevents[pos] for pos in recorded.finished),
+            )
+        )
+        unreported = self._unreported[panda_id]
+        for rid, out, pos in zip(ids, outputs, recorded.finished, strict=True):
+            output = OutputFile(*out) if out is not None else None
+            unreported.append(
+                RangeResult(
                     panda_id,
-                    rank,
-                    tuple(r.range_id for r in done),
-                    paths=tuple(o.path if o else None for o in outputs),
-                    fsize=tuple(o.fsize if o else None for o in outputs),
-                    adler32=tuple(o.adler32 if o else None for o in outputs),
-                    nevents=tuple(r.n_events for r in done),
+                    rid,
+                    RangeState.FINISHED,
+                    output,
+                    batch.nevents[pos],
+                    wall_s=wall[pos],
+                    cpu_s=batch.cpu_s[pos],
                 )
             )
 
+    def _book_failure(self, rank: int, result: RangeResult, state: RangeState) -> None:
+        """Journal and queue for the report a failed attempt (a full disk pauses the run)."""
+        self._unreported[result.panda_id].append(result)
+        if result.error_code is ErrorCode.NO_LOCAL_SPACE:
+            self._disk_full(f"range {result.range_id} on rank {rank}: {result.error_diag[-200:]}")
+            self.disk.requeued += state is RangeState.FAILED
+        self._journal_failure(result, state)
+        if self.kill_sent and result.error_code is not None and state is not RangeState.FATAL:
+            self._cut[result.panda_id].append(result.range_id)
+            self.ranges_cut += 1
+
     def _journal_failure(self, r: RangeResult, state: RangeState) -> None:
-        attempt = self.books.jobs[r.panda_id].ranges[r.range_id].attempts
+        attempt = self.books.attempt_of(r.panda_id, r.range_id)
         code = int(r.error_code) if r.error_code is not None else None
         self.journal.write(FailedRecord(r.panda_id, r.range_id, attempt, code, r.error_diag[-300:]))
         if state is RangeState.DROPPED:
@@ -641,21 +658,19 @@ class Coordinator:
         assignment = self.books.assign(rank, self._range_limit(rank, time.monotonic()), self._plain_fits)
         if assignment is None:
             return False
-        self._hungry.discard(rank)
+        worker = self.books.worker(rank)
+        if not self.books.wants(worker):
+            self._hungry.discard(rank)  # else what is left of its request stands
         finished = self._finished_jobs_known_by(rank)
         if finished:
             assignment = Assignment(assignment.jobs, assignment.ranges, assignment.plain, finished)
         self.transport.send(rank, assignment)
-        ranges = assignment.ranges
-        if ranges:
-            first = ranges[0].panda_id
-            if all(t.panda_id == first for t in ranges):
-                self.journal.gather(
-                    AssignedRecord(first, rank, tuple(t.event_range.range_id for t in ranges))
-                )
-            else:
-                for task in ranges:
-                    self.journal.gather(AssignedRecord(task.panda_id, rank, (task.event_range.range_id,)))
+        ids: dict[int, list[str]] = {}
+        for work in assignment.ranges:
+            table = self.books.jobs[work.panda_id].ranges
+            ids.setdefault(work.panda_id, []).extend(table.range_ids(range(work.start, work.stop)))
+        for panda_id, assigned in ids.items():
+            self.journal.gather(AssignedRecord(panda_id, rank, tuple(assigned)))
         for panda_id in assignment.plain:
             self.journal.gather(AssignedRecord(panda_id, rank))
         return True
@@ -698,14 +713,14 @@ class Coordinator:
         """
         progress = self._fetch_jobs() if not self.jobs_exhausted else False
         target = self._queue_target
-        queue = self.books.range_queue
+        books = self.books
         asked = False
-        if len(queue) * 2 < target:
-            for book in list(self.books.feeding.values()):
-                if len(queue) >= target:
+        if books.ranges_queued * 2 < target:
+            for book in list(books.feeding.values()):
+                if books.ranges_queued >= target:
                     break
                 asked = True
-                progress |= self._fetch_ranges(book, target - len(queue))
+                progress |= self._fetch_ranges(book, target - books.ranges_queued)
         self._next_fetch = now + (FETCH_RETRY_S if asked and not progress else 0.0)
         return progress
 
@@ -818,8 +833,7 @@ class Coordinator:
             return True
         for error in batch.errors:
             log.error("job %d: refused a malformed event range (not run): %s", book.job.panda_id, error)
-        self._journal_ranges(book, batch.ranges, batch.exhausted)
-        added = self.books.add_ranges(book.job.panda_id, batch.ranges)
+        added = self._add_ranges(book, batch)
         if batch.exhausted:
             self.books.exhaust(book)
         return added > 0 or batch.exhausted
@@ -1070,21 +1084,27 @@ class Coordinator:
 
     # --- resuming -----------------------------------------------------------------------------
 
-    def _journal_ranges(self, book: JobBook, ranges: tuple[EventRange, ...], exhausted: bool) -> None:
-        """Journal ranges new to the books (and the end of the job's feed), flushed at once.
+    def _add_ranges(self, book: JobBook, batch: RangeBatch) -> int:
+        """Book and journal the ranges new to the job (and the end of its feed), flushed at once.
 
         A range taken from the workload manager is thus never lost to a kill: ``--resume`` knows it.
         A communicator that serves the same ranges again (`Communicator.replays_ranges`) needs no
-        flush of its own: the records go with the next periodic one.
+        flush of its own: the records go with the next periodic one. Returns how many were new.
         """
-        known = book.ranges
-        new = [r for r in ranges if r.range_id not in known]
-        if new:
-            self.journal.write(RangesRecord.of(book.job.panda_id, range_columns(new)))
-        if exhausted:
-            self.journal.write(ExhaustedRecord(book.job.panda_id))
-        if (new or exhausted) and not self.comm.replays_ranges:
+        panda_id = book.job.panda_id
+        table = book.ranges
+        before = table.n
+        added = self.books.add_ranges(panda_id, batch.ranges) if batch.ranges else 0
+        if batch.cut is not None:
+            added += self.books.add_cut(panda_id, batch.cut.cut, batch.cut.start, batch.cut.stop)
+        if added:
+            columns = table.columns(range(before, table.n))
+            self.journal.write(RangesRecord.of(panda_id, columns))
+        if batch.exhausted:
+            self.journal.write(ExhaustedRecord(panda_id))
+        if (added or batch.exhausted) and not self.comm.replays_ranges:
             self._sync_journal()
+        return added
 
     def restore(self, state: ResumeState) -> None:
         """Take up what a killed run left (`hpcpilot.parallel.resume`), before the loop starts.

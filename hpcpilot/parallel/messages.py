@@ -1,18 +1,22 @@
 """The messages between the coordinator (rank 0) and the node workers, each with an explicit tag.
 
-All are frozen dataclasses, pickled by mpi4py. Traffic is batched: a worker reports many results and
-asks for many ranges in one `WorkerUpdate`; the coordinator answers with one `Assignment`.
+All are frozen dataclasses, pickled by mpi4py (protocol 5). Traffic is batched and columnar: a worker
+reports many results and asks for many ranges in one `WorkerUpdate`, its results as columns per job
+(`RangeResults`); the coordinator answers with one `Assignment` whose ranges are intervals of each
+job's ranges (`RangeWork`), never an object per range.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from hpcpilot.model.job import Job
 from hpcpilot.model.metrics import MetricSample
-from hpcpilot.model.ranges import EventRange
-from hpcpilot.model.results import PayloadResult, RangeResult
+from hpcpilot.model.rangecut import RangeCut
+from hpcpilot.model.ranges import EventRange, range_columns
+from hpcpilot.model.results import PayloadResult
 from hpcpilot.model.wire import compact_pickle
 
 TAG_UPDATE = 11
@@ -58,22 +62,88 @@ class NodeInfo:
 
 @compact_pickle
 @dataclass(frozen=True, slots=True)
-class RangeTask:
-    """One event range handed to a worker.
+class RangeWork:
+    """Event ranges of one job handed to a worker (or given back by it): an interval of indices.
+
+    A range is its index in the job's table on rank 0 (`hpcpilot.parallel.rangetable`); one message
+    carries an interval of them, not an object per range.
 
     Attributes
     ----------
     panda_id
-        The range's job.
-    event_range
-        The range.
+        The job.
+    start, stop
+        The ranges ``start`` to ``stop - 1``.
     attempt
-        1 for the first attempt.
+        Their attempt (1 for the first): one number for all, or one byte per range.
+    defs
+        What the ranges are: a `RangeCut` (the job is cut; sent once to each worker), their
+        `hpcpilot.model.ranges.range_columns` (fed ranges), or None (cut ranges of a cut the worker
+        has, or ranges a worker gives back).
     """
 
     panda_id: int
-    event_range: EventRange
-    attempt: int
+    start: int
+    stop: int
+    attempt: int | bytes = 1
+    defs: RangeCut | dict[str, Any] | None = None
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def attempt_of(self, offset: int) -> int:
+        """The attempt of the range at ``offset`` in the interval."""
+        return self.attempt if isinstance(self.attempt, int) else self.attempt[offset]
+
+    @classmethod
+    def of_ranges(cls, panda_id: int, ranges: Sequence[EventRange], start: int = 0, attempt: int = 1) -> RangeWork:
+        """Fed ranges with indices from ``start`` (tests, and the simulated workers of the benches)."""
+        return cls(panda_id, start, start + len(ranges), attempt, range_columns(ranges))
+
+
+@compact_pickle
+@dataclass(frozen=True, slots=True)
+class RangeResults:
+    """Worker -> coordinator: what became of ranges of one job, as columns.
+
+    Attributes
+    ----------
+    panda_id
+        The job.
+    index
+        The ranges (indices in the job's table).
+    finished
+        One byte per range: 1 finished, 0 failed.
+    nevents
+        Events each processed.
+    fsize
+        Size of each output (-1: the range wrote none).
+    adler32
+        Adler32 of each output ("" without one).
+    wall_s, cpu_s
+        Seconds each attempt took, and the CPU seconds its payload used (0 when unknown).
+    out_prefix
+        Outputs are at ``out_prefix + range id`` ...
+    odd_paths
+        ... except these: (position, path).
+    errors
+        (position, PanDA code, diagnosis) of each failed range.
+    """
+
+    panda_id: int
+    index: tuple[int, ...]
+    finished: bytes
+    nevents: tuple[int, ...]
+    fsize: tuple[int, ...]
+    adler32: tuple[str, ...]
+    wall_s: tuple[float, ...]
+    cpu_s: tuple[float, ...]
+    out_prefix: str = ""
+    odd_paths: tuple[tuple[int, str], ...] = ()
+    errors: tuple[tuple[int, int, str], ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.index)
 
 
 @compact_pickle
@@ -86,7 +156,7 @@ class WorkerUpdate:
     node
         Set in a worker's first update only.
     ranges
-        Range results.
+        Range results, one batch per job.
     payloads
         Plain-job results.
     want_cores
@@ -103,7 +173,7 @@ class WorkerUpdate:
 
     TAG: ClassVar[int] = TAG_UPDATE
     node: NodeInfo | None
-    ranges: tuple[RangeResult, ...]
+    ranges: tuple[RangeResults, ...]
     payloads: tuple[PayloadResult, ...]
     want_cores: int
     free_cores: int
@@ -122,7 +192,7 @@ class Assignment:
     jobs
         Definitions of jobs the worker has not seen yet (each is sent to a worker once).
     ranges
-        Event ranges to process.
+        Event ranges to process, as intervals of each job's ranges.
     plain
         PandaIDs of plain jobs to run.
     finished_jobs
@@ -131,7 +201,7 @@ class Assignment:
 
     TAG: ClassVar[int] = TAG_ASSIGNMENT
     jobs: tuple[Job, ...]
-    ranges: tuple[RangeTask, ...]
+    ranges: tuple[RangeWork, ...]
     plain: tuple[int, ...] = ()
     finished_jobs: tuple[int, ...] = ()
 
@@ -197,7 +267,7 @@ class WorkerBye:
     update
         Results not yet reported.
     returned
-        Ranges it received but did not start.
+        Ranges it received but did not start (without their definitions).
     returned_plain
         Plain jobs it received but did not start.
     busy_core_s
@@ -209,7 +279,7 @@ class WorkerBye:
 
     TAG: ClassVar[int] = TAG_BYE
     update: WorkerUpdate
-    returned: tuple[RangeTask, ...]
+    returned: tuple[RangeWork, ...]
     returned_plain: tuple[int, ...]
     busy_core_s: float
     reason: int = 0

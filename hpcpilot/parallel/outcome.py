@@ -47,18 +47,24 @@ def range_counts(book: JobBook) -> dict[str, int]:
 
 def finished_outputs(book: JobBook) -> list[tuple[str, OutputFile]]:
     """(range id, output) of every finished range that wrote an output, in the order ranges came."""
-    return [
-        (rid, e.result.output)
-        for rid, e in book.ranges.items()
-        if e.state is RangeState.FINISHED and e.result is not None and e.result.output is not None
-    ]
+    return [(rid, output) for _, rid, output in _finished(book)]
+
+
+def _finished(book: JobBook) -> list[tuple[int, str, OutputFile]]:
+    table = book.ranges
+    found = []
+    for index in table.indices(RangeState.FINISHED):
+        output = table.output(index)
+        if output is not None:
+            found.append((index, table.range_id(index), OutputFile(*output)))
+    return found
 
 
 def merge_inputs(book: JobBook) -> list[MergeInput]:
     """The per-range outputs of a job, with their provenance, for a merger."""
     inputs = []
-    for rid, out in finished_outputs(book):
-        rng = book.ranges[rid].event_range
+    for index, rid, out in _finished(book):
+        rng = book.ranges.event_range(index)
         inputs.append(MergeInput(Path(out.path), rid, rng.start_event, rng.last_event, out.adler32))
     return inputs
 

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from hpcpilot.config.schema import Settings
 from hpcpilot.data.scratch import copy_to_scratch, remove_job_scratch, scratch_root
@@ -25,6 +26,7 @@ from hpcpilot.model.errors import ErrorCode, HpcPilotError
 from hpcpilot.model.job import Job
 from hpcpilot.model.layout import WorkLayout
 from hpcpilot.model.metrics import MetricSample
+from hpcpilot.model.rangecut import RangeCut
 from hpcpilot.model.ranges import EventRange, RangeState
 from hpcpilot.model.results import PayloadResult, RangeResult
 from hpcpilot.monitor.base import Monitor, NodeContext, Verdict, VerdictKind, Watched
@@ -35,7 +37,8 @@ from hpcpilot.parallel.messages import (
     Kill,
     Message,
     NodeInfo,
-    RangeTask,
+    RangeResults,
+    RangeWork,
     Stop,
     WorkerBye,
     WorkerUpdate,
@@ -73,7 +76,17 @@ class _Slot:
     output: Path | None = None
 
 
-_Queued = RangeTask | int  # a range, or the PandaID of a plain job
+@dataclass(frozen=True, slots=True)
+class _Range:
+    """A range in the worker's queue: its job, its index in the job's ranges, its attempt."""
+
+    panda_id: int
+    index: int
+    attempt: int
+    event_range: EventRange
+
+
+_Queued = _Range | int  # a range, or the PandaID of a plain job
 
 
 class Worker:
@@ -127,10 +140,11 @@ class Worker:
         self.queue: deque[_Queued] = deque()
         self.queued_cores = 0
         self.slots: list[_Slot] = []
-        self.range_results: list[RangeResult] = []
+        self.range_results: list[tuple[int, RangeResult]] = []  # (index, result)
         self.payload_results: list[PayloadResult] = []
         self.oldest_result = 0.0
         self.request_outstanding = False
+        self._asked_cores = 0  # cores' worth of the last request not received yet
         self.hello_sent = False
         self.stop: Stop | None = None
         self.local_drain = False
@@ -166,7 +180,9 @@ class Worker:
         self._bye_reason = 0
         disks = {"workdir": layout.root} | ({"scratch": self._scratch} if self._scratch else {})
         self.disk = NodeDisk(settings.disk, settings.monitor, disks)
-        self._outputs: dict[tuple[int, str], Path] = {}  # output of each range in flight
+        self._outputs: dict[tuple[int, str], tuple[int, Path]] = {}  # index, output of each range in flight
+        self._cuts: dict[int, RangeCut] = {}  # how each cut job is cut (sent once by rank 0)
+        self._out_prefix: dict[int, str] = {}  # where each job's range outputs go, but for the range id
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -244,13 +260,17 @@ class Worker:
         elif self.bye_sent:  # crossed the bye: rank 0 takes back what it had sent (see Farewell)
             log.debug("rank %d drops %s received after its bye", self.node.rank, type(message).__name__)
         elif isinstance(message, Assignment):
-            self.request_outstanding = False
             for job in message.jobs:
                 self.jobs[job.panda_id] = job
-            self.queue.extend(message.ranges)
+            cores = 0
+            for work in message.ranges:
+                self.queue.extend(self._ranges_of(work))
+                cores += len(work) * self.jobs[work.panda_id].core_count
             self.queue.extend(message.plain)
-            self.queued_cores += sum(self.jobs[t.panda_id].core_count for t in message.ranges)
-            self.queued_cores += sum(self.jobs[p].core_count for p in message.plain)
+            cores += sum(self.jobs[p].core_count for p in message.plain)
+            self.queued_cores += cores
+            self._asked_cores -= cores  # the rest of the request stands at rank 0
+            self.request_outstanding = self._asked_cores > 0
             for panda_id in message.finished_jobs:
                 self._close_job(panda_id)
         elif isinstance(message, Stop):
@@ -262,6 +282,20 @@ class Worker:
                 self._kill(panda_id, f"job {panda_id} was killed by the workload manager (tobekilled)")
         else:
             log.warning("rank %d ignores unexpected message %s", self.node.rank, type(message).__name__)
+
+    def _ranges_of(self, work: RangeWork) -> list[_Range]:
+        """The ranges of an interval, as queue items (their definitions from ``defs`` or the job's cut)."""
+        defs = work.defs
+        if isinstance(defs, RangeCut):
+            self._cuts[work.panda_id] = defs
+        if isinstance(defs, dict):
+            ranges = ranges_of_columns(defs)
+        else:
+            cut = self._cuts[work.panda_id]
+            ranges = [cut.event_range(i) for i in range(work.start, work.stop)]
+        return [
+            _Range(work.panda_id, work.start + k, work.attempt_of(k), rng) for k, rng in enumerate(ranges)
+        ]
 
     def _cut(self, stop: Stop) -> None:
         """Kill what runs, but spare the ranges expected to end within ``stop.spare_s``.
@@ -303,13 +337,13 @@ class Worker:
             return
         kept: deque[_Queued] = deque()
         for entry in self.queue:
-            if (entry.panda_id if isinstance(entry, RangeTask) else entry) != panda_id:
+            if (entry.panda_id if isinstance(entry, _Range) else entry) != panda_id:
                 kept.append(entry)
                 continue
             self.queued_cores -= self.jobs[panda_id].core_count
-            if isinstance(entry, RangeTask):
+            if isinstance(entry, _Range):
                 item = WorkItem(self.jobs[panda_id], entry.event_range, None, entry.attempt)
-                self.range_results.append(failed_range(item, code, diag, time.monotonic()))
+                self.range_results.append((entry.index, failed_range(item, code, diag, time.monotonic())))
             else:
                 self.payload_results.append(PayloadResult(panda_id, False, error_code=code, error_diag=diag))
             if len(self.range_results) + len(self.payload_results) == 1:
@@ -322,7 +356,7 @@ class Worker:
         progress = False
         while self.queue:
             entry = self.queue[0]
-            panda_id = entry.panda_id if isinstance(entry, RangeTask) else entry
+            panda_id = entry.panda_id if isinstance(entry, _Range) else entry
             slot = self._slot_for(self.jobs[panda_id])
             if slot is None:
                 break
@@ -431,13 +465,13 @@ class Worker:
 
     def _submit(self, slot: _Slot, entry: _Queued) -> None:
         job = self.jobs[slot.panda_id]
-        if isinstance(entry, RangeTask):
+        if isinstance(entry, _Range):
             rng = entry.event_range
             if rng.lfn and not rng.pfn:
                 rng = _with_pfn(rng, self._input_path(job.panda_id, rng.lfn))
             item = WorkItem(job, rng, self.layout.range_output(job, rng), entry.attempt)
             assert item.output is not None
-            self._outputs[(job.panda_id, rng.range_id)] = item.output
+            self._outputs[(job.panda_id, rng.range_id)] = (entry.index, item.output)
         else:
             item = WorkItem(job, None, None)
         slot.started = time.monotonic()
@@ -480,18 +514,27 @@ class Worker:
         for result in results:
             self.busy_core_s += result.wall_s * slot.cores
             if isinstance(result, RangeResult):
-                self.range_results.append(self._range_outcome(result))
+                outcome = self._range_outcome(result)
+                if outcome is not None:
+                    self.range_results.append(outcome)
             else:
                 self.payload_results.append(self._payload_outcome(result))
                 slot.closing = True  # a plain job's runner is used once
 
-    def _range_outcome(self, result: RangeResult) -> RangeResult:
-        """A range's result as reported: 1098 when it failed for lack of space (its output removed)."""
-        output = self._outputs.pop((result.panda_id, result.range_id), None)
+    def _range_outcome(self, result: RangeResult) -> tuple[int, RangeResult] | None:
+        """A range's index and result as reported: 1098 when it failed for lack of space (output removed).
+
+        None for a result of no range in flight (a runner that reported one twice).
+        """
+        found = self._outputs.pop((result.panda_id, result.range_id), None)
+        if found is None:
+            log.warning("rank %d: a second result for range %s ignored", self.node.rank, result.range_id)
+            return None
+        index, output = found
         if result.state is RangeState.FINISHED or not self._for_lack_of_space(result):
-            return result
+            return index, result
         _remove_partial(output)
-        return replace(result, error_code=ErrorCode.NO_LOCAL_SPACE, error_diag=_full(result))
+        return index, replace(result, error_code=ErrorCode.NO_LOCAL_SPACE, error_diag=_full(result))
 
     def _payload_outcome(self, result: PayloadResult) -> PayloadResult:
         """A plain job's result as reported: 1098 when it failed for lack of space."""
@@ -594,14 +637,15 @@ class Worker:
             return False
         want = capacity - running_cores - queued_cores if wants else 0
         self.transport.send(self._update(want, total - running_cores - queued_cores, busy))
-        if want > 0:
+        if want > 0:  # it stands at rank 0 until all of it came (see the Assignment above)
             self.request_outstanding = True
+            self._asked_cores = want
         return True
 
     def _update(self, want: int, free: int, busy: int) -> WorkerUpdate:
         update = WorkerUpdate(
             node=None if self.hello_sent else self.node,
-            ranges=tuple(self.range_results),
+            ranges=self._result_batches(),
             payloads=tuple(self.payload_results),
             want_cores=want,
             free_cores=max(free, 0),
@@ -615,6 +659,44 @@ class Worker:
         self.payload_results = []
         return update
 
+    def _result_batches(self) -> tuple[RangeResults, ...]:
+        """The range results since the last update, as columns per job."""
+        per_job: dict[int, list[tuple[int, RangeResult]]] = {}
+        for index, result in self.range_results:
+            per_job.setdefault(result.panda_id, []).append((index, result))
+        return tuple(self._columns(panda_id, items) for panda_id, items in per_job.items())
+
+    def _columns(self, panda_id: int, items: list[tuple[int, RangeResult]]) -> RangeResults:
+        prefix = self._out_prefix.get(panda_id)
+        if prefix is None:
+            job = self.jobs[panda_id]
+            prefix = self._out_prefix[panda_id] = str(self.layout.range_output(job, EventRange("", 1, 1)))
+        odd: list[tuple[int, str]] = []
+        errors: list[tuple[int, int, str]] = []
+        fsize: list[int] = []
+        adler: list[str] = []
+        for pos, (_, r) in enumerate(items):
+            out = r.output
+            fsize.append(out.fsize if out is not None else -1)
+            adler.append(out.adler32 if out is not None else "")
+            if out is not None and out.path != prefix + r.range_id:
+                odd.append((pos, out.path))
+            if r.state is not RangeState.FINISHED:
+                errors.append((pos, int(r.error_code) if r.error_code is not None else 0, r.error_diag))
+        return RangeResults(
+            panda_id,
+            tuple(i for i, _ in items),
+            bytes(r.state is RangeState.FINISHED for _, r in items),
+            tuple(r.n_events for _, r in items),
+            tuple(fsize),
+            tuple(adler),
+            tuple(r.wall_s for _, r in items),
+            tuple(r.cpu_s for _, r in items),
+            prefix,
+            tuple(odd),
+            tuple(errors),
+        )
+
     def _wind_down(self) -> bool:
         """Stopping: close idle runners; once nothing runs, send the last results and say bye."""
         for slot in self.slots:
@@ -626,7 +708,7 @@ class Worker:
         if self._scratch is not None:
             for panda_id in self.jobs:
                 remove_job_scratch(self._scratch, panda_id)
-        returned = tuple(e for e in self.queue if isinstance(e, RangeTask))
+        returned = _intervals([e for e in self.queue if isinstance(e, _Range)])
         returned_plain = tuple(e for e in self.queue if isinstance(e, int))
         self.queue.clear()
         self.queued_cores = 0
@@ -784,6 +866,34 @@ def _remove_partial(output: Path | None) -> None:
         output.unlink(missing_ok=True)
     except OSError as exc:
         log.warning("cannot remove the partial output %s: %s", output, exc)
+
+
+def _intervals(ranges: list[_Range]) -> tuple[RangeWork, ...]:
+    """Queued ranges as intervals of consecutive indices of a job (to give back)."""
+    spans: list[RangeWork] = []
+    for r in ranges:
+        last = spans[-1] if spans else None
+        if last is not None and last.panda_id == r.panda_id and last.stop == r.index:
+            spans[-1] = RangeWork(r.panda_id, last.start, r.index + 1)
+        else:
+            spans.append(RangeWork(r.panda_id, r.index, r.index + 1))
+    return tuple(spans)
+
+
+def ranges_of_columns(columns: Mapping[str, Any]) -> list[EventRange]:
+    """The ranges of `hpcpilot.model.ranges.range_columns` output."""
+    ids = list(columns["ids"])
+    n = len(ids)
+    text = [
+        list(value) if isinstance(value, list | tuple) else [value] * n
+        for value in (columns.get(key, "") for key in ("LFN", "GUID", "scope", "PFN"))
+    ]
+    return [
+        EventRange(rid, start, last, lfn, guid, scope, pfn)
+        for rid, start, last, lfn, guid, scope, pfn in zip(
+            ids, columns["start"], columns["last"], *text, strict=True
+        )
+    ]
 
 
 def _with_pfn(rng: EventRange, pfn: str) -> EventRange:

@@ -306,7 +306,7 @@ def test_event_service_ranges_are_cut_from_the_event_count(tmp_path: Path) -> No
     [job] = comm.fetch_jobs(1).jobs
     assert comm.ranges_expected(job) == 3
     batch = comm.fetch_ranges(job, 10)
-    assert [(r.start_event, r.last_event) for r in batch.ranges] == [(1, 10), (11, 20), (21, 25)]
+    assert [(r.start_event, r.last_event) for r in batch.materialized()] == [(1, 10), (11, 20), (21, 25)]
     assert batch.exhausted
 
 

@@ -1,0 +1,345 @@
+"""One job's event ranges on rank 0, as columns: tens of bytes a range, not an object each.
+
+A range is its index in the job's table (0, 1, .. in the order the ranges came). What became of it
+lives in numpy columns (state, attempts, rank, output size, adler32, events); what it is lives in one
+of two forms:
+
+* ranges the pilot cuts (`hpcpilot.model.rangecut.RangeCut`) are worked out from the job and the index,
+  so the table keeps nothing per range but the columns;
+* ranges fed from outside (Harvester, PanDA) are stored once, as columns: first and last event, a
+  reference into the job's few input files, and the id as numbers where it follows PanDA's pattern
+  ``<taskID>-<PandaID>-<fileID>-<processID>-<attemptNr>`` (any other id is kept as it came).
+
+Outputs sit at ``<prefix><range id>`` (`hpcpilot.model.layout.WorkLayout.range_output`): the prefix
+is kept once per job, only an output elsewhere keeps its path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from hpcpilot.model.errors import RangeDefinitionError
+from hpcpilot.model.rangecut import RangeCut
+from hpcpilot.model.ranges import EventRange, RangeId, RangeState, range_columns
+
+#: Range states as stored in the ``state`` column (the index is the code).
+STATES: tuple[RangeState, ...] = (
+    RangeState.QUEUED,
+    RangeState.ASSIGNED,
+    RangeState.FINISHED,
+    RangeState.FATAL,
+    RangeState.DROPPED,
+)
+QUEUED, ASSIGNED, FINISHED, FATAL, DROPPED = range(len(STATES))
+CODE: dict[RangeState, int] = {state: code for code, state in enumerate(STATES)}
+
+#: Bits of a packed fed range id: fileID, processID, attemptNr (PandaID and taskID are the job's).
+_FILE_BITS, _PROCESS_BITS, _ATTEMPT_BITS = 22, 33, 8
+
+Array = npt.NDArray[Any]
+
+
+def _grown(array: Array, size: int) -> Array:
+    """``array`` with room for ``size`` items (doubling), its contents kept."""
+    if size <= len(array):
+        return array
+    out = np.zeros(max(size, 2 * len(array), 16), dtype=array.dtype)
+    out[: len(array)] = array
+    return out
+
+
+class FedRanges:
+    """The definitions of ranges fed from outside, as columns (see the module)."""
+
+    __slots__ = ("_file_index", "_keys", "file", "files", "head", "key", "last", "n", "odd", "start")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.start = np.zeros(0, np.int64)
+        self.last = np.zeros(0, np.int64)
+        self.file = np.zeros(0, np.int32)  # index into ``files``
+        self.key = np.zeros(0, np.int64)  # packed id (-1: an odd id, in ``odd``)
+        self.files: list[tuple[str, str, str, str]] = []  # (LFN, GUID, scope, PFN)
+        self._file_index: dict[tuple[str, str, str, str], int] = {}
+        self.odd: dict[int, str] = {}  # index -> id, for ids off the pattern
+        self._keys: set[int | str] = set()  # every id known, packed or odd (no range twice)
+        self.head: tuple[int, int] | None = None  # (taskID, PandaID) of the packed ids
+
+    def _pack(self, range_id: str) -> int | None:
+        try:
+            p = RangeId.parse(range_id)
+        except RangeDefinitionError:
+            return None
+        if self.head is None:
+            self.head = (p.task_id, p.panda_id)
+        fits = (
+            (p.task_id, p.panda_id) == self.head
+            and p.file_id < 1 << _FILE_BITS
+            and p.process_id < 1 << _PROCESS_BITS
+            and p.attempt_nr < 1 << _ATTEMPT_BITS
+        )
+        if not fits:
+            return None
+        return (p.file_id << (_PROCESS_BITS + _ATTEMPT_BITS)) | (p.process_id << _ATTEMPT_BITS) | p.attempt_nr
+
+    def knows(self, range_id: str) -> bool:
+        """Whether a range with this id was added."""
+        key = self._pack(range_id)
+        return (range_id if key is None else key) in self._keys
+
+    def add(self, ranges: Iterable[EventRange]) -> int:
+        """Append the ranges not known yet (by id); returns how many were appended."""
+        start = self.n
+        for rng in ranges:
+            key = self._pack(rng.range_id)
+            token: int | str = rng.range_id if key is None else key
+            if token in self._keys:
+                continue
+            self._keys.add(token)
+            i = self.n
+            if i >= len(self.start):
+                size = i + 1
+                self.start, self.last = _grown(self.start, size), _grown(self.last, size)
+                self.file, self.key = _grown(self.file, size), _grown(self.key, size)
+            self.start[i], self.last[i] = rng.start_event, rng.last_event
+            self.file[i] = self._file_of((rng.lfn, rng.guid, rng.scope, rng.pfn))
+            if key is None:
+                self.key[i] = -1
+                self.odd[i] = rng.range_id
+            else:
+                self.key[i] = key
+            self.n += 1
+        return self.n - start
+
+    def _file_of(self, spec: tuple[str, str, str, str]) -> int:
+        index = self._file_index.get(spec)
+        if index is None:
+            index = self._file_index[spec] = len(self.files)
+            self.files.append(spec)
+        return index
+
+    def range_id(self, index: int) -> str:
+        """The id of range ``index``."""
+        key = int(self.key[index])
+        if key < 0:
+            return self.odd[index]
+        assert self.head is not None
+        attempt = key & ((1 << _ATTEMPT_BITS) - 1)
+        process = (key >> _ATTEMPT_BITS) & ((1 << _PROCESS_BITS) - 1)
+        file_id = key >> (_PROCESS_BITS + _ATTEMPT_BITS)
+        return f"{self.head[0]}-{self.head[1]}-{file_id}-{process}-{attempt}"
+
+    def event_range(self, index: int) -> EventRange:
+        """Range ``index``."""
+        lfn, guid, scope, pfn = self.files[int(self.file[index])]
+        return EventRange(
+            self.range_id(index), int(self.start[index]), int(self.last[index]), lfn, guid, scope, pfn
+        )
+
+    def index_of(self, range_id: str) -> int | None:
+        """The index of the range with this id, or None (a linear search: for the rare paths)."""
+        key = self._pack(range_id)
+        if key is None:
+            return next((i for i, rid in self.odd.items() if rid == range_id), None)
+        if key not in self._keys:
+            return None
+        found = np.flatnonzero(self.key[: self.n] == key)
+        return int(found[0]) if len(found) else None
+
+    def columns(self, indices: Sequence[int]) -> dict[str, Any]:
+        """Ranges as `hpcpilot.model.ranges.range_columns` writes them (for the wire and the journal)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        files = self.file[idx]
+        columns: dict[str, Any] = {
+            "ids": [self.range_id(int(i)) for i in idx],
+            "start": self.start[idx].tolist(),
+            "last": self.last[idx].tolist(),
+        }
+        same = len(files) == 0 or bool((files == files[0]).all())
+        for pos, name in enumerate(("LFN", "GUID", "scope", "PFN")):
+            if same:
+                columns[name] = self.files[int(files[0])][pos] if len(files) else ""
+            else:
+                columns[name] = [self.files[int(f)][pos] for f in files]
+        return columns
+
+
+class RangeTable:
+    """One job's ranges: what they are (cut or fed) and what became of each (columns).
+
+    ``attempts`` counts the attempts handed out, the running one included; the next attempt of a
+    queued range is ``attempts + 1``.
+    """
+
+    __slots__ = (
+        "adler32",
+        "attempts",
+        "cut",
+        "disk_full",
+        "fed",
+        "fsize",
+        "n",
+        "nevents",
+        "out_prefix",
+        "paths",
+        "rank",
+        "state",
+    )
+
+    def __init__(self) -> None:
+        self.cut: RangeCut | None = None
+        self.fed: FedRanges | None = None
+        self.n = 0
+        self.state = np.zeros(0, np.uint8)
+        self.attempts = np.zeros(0, np.uint8)
+        self.rank = np.zeros(0, np.int32)
+        self.disk_full = np.zeros(0, np.uint8)
+        self.nevents = np.zeros(0, np.int32)
+        self.fsize = np.zeros(0, np.int64)  # -1: no output
+        self.adler32 = np.zeros(0, np.uint32)
+        self.out_prefix: str | None = None
+        self.paths: dict[int, str] = {}  # outputs not at ``out_prefix + range id``
+
+    def __len__(self) -> int:
+        return self.n
+
+    # --- ranges in ----------------------------------------------------------------------------
+
+    def _extend(self, to: int) -> tuple[int, int]:
+        """Room for ranges up to ``to``; returns the new span ``(old n, to)``, queued."""
+        old = self.n
+        if to > len(self.state):
+            self.state = _grown(self.state, to)
+            self.attempts = _grown(self.attempts, to)
+            self.rank = _grown(self.rank, to)
+            self.disk_full = _grown(self.disk_full, to)
+            self.nevents = _grown(self.nevents, to)
+            self.fsize = _grown(self.fsize, to)
+            self.adler32 = _grown(self.adler32, to)
+        self.state[old:to] = QUEUED
+        self.rank[old:to] = -1
+        self.n = to
+        return old, to
+
+    def add_cut(self, cut: RangeCut, start: int, stop: int) -> tuple[int, int]:
+        """Add ranges ``start`` to ``stop - 1`` of the job's cut; returns the span of the new ones.
+
+        Those known already are skipped; a table that holds fed ranges (a resumed job) stores them
+        as fed ones.
+        """
+        if self.fed is None and (self.cut is None or self.cut == cut) and start <= self.n:
+            self.cut = cut
+            return self._extend(max(stop, self.n)) if stop > self.n else (self.n, self.n)
+        return self.add_fed([cut.event_range(i) for i in range(start, stop)])
+
+    def add_fed(self, ranges: Sequence[EventRange]) -> tuple[int, int]:
+        """Add ranges fed from outside, skipping those known (same id); returns the span of the new ones."""
+        if self.cut is not None:
+            self._unfold()
+        if self.fed is None:
+            self.fed = FedRanges()
+        added = self.fed.add(ranges)
+        return self._extend(self.n + added)
+
+    def _unfold(self) -> None:
+        """Store the cut ranges as fed ones (fed ranges join a cut job: only after a resume)."""
+        cut, self.cut = self.cut, None
+        assert cut is not None
+        self.fed = FedRanges()
+        self.fed.add(cut.event_range(i) for i in range(self.n))
+
+    # --- what a range is ----------------------------------------------------------------------
+
+    def range_id(self, index: int) -> str:
+        """The id of range ``index``."""
+        if self.cut is not None:
+            return self.cut.range_id(index)
+        assert self.fed is not None
+        return self.fed.range_id(index)
+
+    def range_ids(self, indices: Sequence[int] | range) -> list[str]:
+        """The ids of ranges ``indices``."""
+        if self.cut is not None and isinstance(indices, range) and indices.step == 1:
+            return self.cut.range_ids(indices.start, indices.stop)
+        return [self.range_id(int(i)) for i in indices]
+
+    def event_range(self, index: int) -> EventRange:
+        """Range ``index`` as an object (for the rare paths: reports, merges)."""
+        if self.cut is not None:
+            return self.cut.event_range(index)
+        assert self.fed is not None
+        return self.fed.event_range(index)
+
+    def index_of(self, range_id: str) -> int | None:
+        """The index of the range with this id, or None when the job has no such range."""
+        if self.cut is not None:
+            index = self.cut.index_of(range_id)
+            return index if index is not None and index < self.n else None
+        return self.fed.index_of(range_id) if self.fed is not None else None
+
+    def knows(self, range_id: str) -> bool:
+        """Whether the job has a range with this id."""
+        if self.cut is not None or self.fed is None:
+            return self.index_of(range_id) is not None
+        return self.fed.knows(range_id)
+
+    def columns(self, indices: Sequence[int] | range) -> dict[str, Any]:
+        """Ranges as `hpcpilot.model.ranges.range_columns` writes them."""
+        if self.cut is not None and isinstance(indices, range) and indices.step == 1:
+            return self.cut.columns(indices.start, indices.stop)
+        if self.cut is not None:
+            return range_columns([self.cut.event_range(int(i)) for i in indices])
+        assert self.fed is not None
+        return self.fed.columns(list(indices))
+
+    # --- what became of it --------------------------------------------------------------------
+
+    def state_of(self, index: int) -> RangeState:
+        """The state of range ``index``."""
+        return STATES[int(self.state[index])]
+
+    def count(self, state: RangeState) -> int:
+        """How many ranges are in ``state``."""
+        return int(np.count_nonzero(self.state[: self.n] == CODE[state]))
+
+    def indices(self, state: RangeState, rank: int | None = None) -> list[int]:
+        """The ranges in ``state`` (held by ``rank`` if given), in order."""
+        mask = self.state[: self.n] == CODE[state]
+        if rank is not None:
+            mask &= self.rank[: self.n] == rank
+        return [int(i) for i in np.flatnonzero(mask)]
+
+    def set_output(self, index: int, path: str | None, fsize: int, adler32: str) -> None:
+        """Keep a finished range's output (its path only when it is not at the job's prefix)."""
+        if path is None:
+            self.fsize[index] = -1
+            return
+        self.fsize[index] = fsize
+        self.adler32[index] = int(adler32, 16) if adler32 else 0
+        rid = self.range_id(index)
+        if self.out_prefix is None and path.endswith(rid):
+            self.out_prefix = path[: len(path) - len(rid)]
+        if self.out_prefix is None or path != self.out_prefix + rid:
+            self.paths[index] = path
+
+    def output(self, index: int) -> tuple[str, int, str] | None:
+        """A finished range's output: (path, size, adler32), or None when it wrote none."""
+        fsize = int(self.fsize[index])
+        if fsize < 0:
+            return None
+        path = self.paths.get(index)
+        if path is None:
+            path = (self.out_prefix or "") + self.range_id(index)
+        return path, fsize, f"{int(self.adler32[index]):08x}"
+
+    def nbytes(self) -> int:
+        """Bytes its numpy columns take (not the Python objects around them)."""
+        arrays = [self.state, self.attempts, self.rank, self.disk_full]
+        arrays += [self.nevents, self.fsize, self.adler32]
+        if self.fed is not None:
+            arrays += [self.fed.start, self.fed.last, self.fed.file, self.fed.key]
+        return sum(a.nbytes for a in arrays)
