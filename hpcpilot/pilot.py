@@ -148,7 +148,7 @@ def _run_role(world: par.World, settings: Settings, resume: bool = False) -> int
         par.run_coordinator(coordinator, settings, signals)
     printer.finish()
     _last_write(coordinator, "the communicator's last files", communicator.close)
-    coordinator.journal_delivered()
+    coordinator.reports.journal_delivered()
     journal.write(EndRecord(coordinator.drain_code.name if coordinator.drain_code else None))
     if not _last_write(coordinator, "the journal", journal.flush):
         log.error("%d journal record(s) are lost to the full disk", journal.discard())

@@ -421,7 +421,7 @@ class Books:
         return self._added(book, book.ranges.add_fed(ranges))
 
     def add_cut(self, panda_id: int, cut: RangeCut, start: int, stop: int) -> int:
-        """Queue ranges ``start`` to ``stop - 1`` of a job's cut (those known are ignored). Returns how many."""
+        """Queue ranges ``start`` to ``stop - 1`` of a job's cut, but those known; returns how many."""
         book = self.jobs[panda_id]
         return self._added(book, book.ranges.add_cut(cut, start, stop))
 
@@ -478,7 +478,9 @@ class Books:
         if outcome.state is RangeState.FINISHED:
             table.state[i] = FINISHED
             out = outcome.output
-            table.set_output(i, out.path if out else None, out.fsize if out else 0, out.adler32 if out else "")
+            table.set_output(
+                i, out.path if out else None, out.fsize if out else 0, out.adler32 if out else ""
+            )
             table.nevents[i] = outcome.n_events
             book.finished += 1
             book.n_events += outcome.n_events
@@ -950,7 +952,9 @@ class Books:
         for book, indices in self._held_by(rank):
             for i in indices:
                 rid = book.ranges.range_id(i)
-                result = RangeResult(book.job.panda_id, rid, RangeState.FAILED, error_code=code, error_diag=diag)
+                result = RangeResult(
+                    book.job.panda_id, rid, RangeState.FAILED, error_code=code, error_diag=diag
+                )
                 results.append(self._record_failure(book, rank, result, i))
             if book.in_flight == 0:
                 self._settled.add(book.job.panda_id)

@@ -11,7 +11,7 @@ import logging
 import signal
 import socket
 import time
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -48,6 +48,7 @@ from hpcpilot.parallel.messages import (
 from hpcpilot.parallel.monitoring import RunMonitor
 from hpcpilot.parallel.outcome import job_report
 from hpcpilot.parallel.rangewait import RangeWait, WaitOver
+from hpcpilot.parallel.reports import RangeReports
 from hpcpilot.parallel.resume import FinishedRange, OpenJob, ResumeState
 from hpcpilot.parallel.staging import JobStaging, Staged
 from hpcpilot.parallel.status import Progress, RateMeter, format_status
@@ -67,7 +68,6 @@ from hpcpilot.runtime.records import (
     JobRecord,
     LostRecord,
     RangesRecord,
-    ReportedRecord,
     ReturnedRecord,
     WorkerRecord,
 )
@@ -126,8 +126,15 @@ class Coordinator:
         self.started = time.monotonic()
         self.ended = 0.0
         self._hungry: set[int] = set()
-        self._unreported: dict[int, list[RangeResult]] = defaultdict(list)
-        self._unreported_fatal: dict[int, list[str]] = defaultdict(list)
+        self._abandoned: set[int] = set()  # jobs the workload manager abandoned: nothing more is reported
+        self.reports = RangeReports(
+            communicator,
+            lambda panda_id: self.books.jobs[panda_id].job,
+            journal.write,
+            self._sync_journal,
+            self._on_full,
+            self._abandoned,
+        )
         self._next_flush = 0.0
         self._next_status = 0.0
         self._next_fetch = 0.0
@@ -145,10 +152,9 @@ class Coordinator:
         )
         self.kill_sent = False
         self.ranges_cut = 0
-        self._cut: dict[int, list[str]] = defaultdict(list)
         self.staging = JobStaging(settings.data, layout)
         hooks = FinishingHooks(
-            self._flush_ranges, self._report_final, self._sync_journal, self._on_full, self._disk_full
+            self.reports.flush, self._report_final, self._sync_journal, self._on_full, self._disk_full
         )
         resumes = communicator.resumes_ended_jobs
         self.finishing = JobFinishing(
@@ -159,7 +165,6 @@ class Coordinator:
         self._bye_reasons: dict[int, int] = {}  # ranks that stopped on their own: why (a PanDA code)
         self.disk = DiskWait(settings.disk, settings.monitor, layout)
         self._finals: deque[tuple[JobReport, JobRecord]] = deque()  # final reports not sent yet
-        self._abandoned: set[int] = set()  # jobs the workload manager abandoned: nothing more is reported
         self._last_writes = False
 
     # --- the loop -----------------------------------------------------------------------------
@@ -174,7 +179,7 @@ class Coordinator:
             self._on_command(command)
             progress = True
         if self.comm.defers_reports:
-            progress |= self._journal_delivered_now()
+            progress |= self.reports.journal_delivered_now()
         now = time.monotonic()
         progress |= self._watch_the_disk(now)
         progress |= self._watch_range_waits(now)  # before the end's drain: a wait it ends ends alike
@@ -478,7 +483,7 @@ class Coordinator:
         self.journal.write(LostRecord(rank, host, why))
         self._hungry.discard(rank)
         for result, state in lost.ranges:
-            self._unreported[result.panda_id].append(result)
+            self.reports.add(result)
             self._journal_failure(result, state)
         for panda_id in lost.plain:
             self.journal.write(ReturnedRecord(panda_id))
@@ -518,10 +523,10 @@ class Coordinator:
                 nevents=tuple(batch.nevents[pos] for pos in recorded.finished),
             )
         )
-        unreported = self._unreported[panda_id]
+        add = self.reports.add
         for rid, out, pos in zip(ids, outputs, recorded.finished, strict=True):
             output = OutputFile(*out) if out is not None else None
-            unreported.append(
+            add(
                 RangeResult(
                     panda_id,
                     rid,
@@ -535,13 +540,13 @@ class Coordinator:
 
     def _book_failure(self, rank: int, result: RangeResult, state: RangeState) -> None:
         """Journal and queue for the report a failed attempt (a full disk pauses the run)."""
-        self._unreported[result.panda_id].append(result)
+        self.reports.add(result)
         if result.error_code is ErrorCode.NO_LOCAL_SPACE:
             self._disk_full(f"range {result.range_id} on rank {rank}: {result.error_diag[-200:]}")
             self.disk.requeued += state is RangeState.FAILED
         self._journal_failure(result, state)
         if self.kill_sent and result.error_code is not None and state is not RangeState.FATAL:
-            self._cut[result.panda_id].append(result.range_id)
+            self.reports.add_cut(result.panda_id, result.range_id)
             self.ranges_cut += 1
 
     def _journal_failure(self, r: RangeResult, state: RangeState) -> None:
@@ -551,7 +556,7 @@ class Coordinator:
         if state is RangeState.DROPPED:
             self.journal.write(DroppedRecord(r.panda_id, (r.range_id,)))
         if state is RangeState.FATAL:
-            self._unreported_fatal[r.panda_id].append(r.range_id)
+            self.reports.add_fatal(r.panda_id, r.range_id)
             self.journal.write(FatalRecord(r.panda_id, r.range_id, code))
             log.warning(
                 "range %s of job %d is fatal after %d attempts: %s",
@@ -895,61 +900,10 @@ class Coordinator:
         """
         if not self._sync_journal():
             return False
-        reported = [self._flush_ranges(panda_id, journaled=True) for panda_id in list(self._unreported)]
-        self.journal_delivered()
+        reported = self.reports.flush_all(journaled=True)
+        self.reports.journal_delivered()
         sent = self._send_finals()
-        return self._sync_journal() and all(reported) and sent  # "reported": narrows a second report
-
-    def _journal_delivered_now(self) -> bool:
-        """Journal (and flush) reports that just became durable: a resumed run does not send them again."""
-        if not self.journal_delivered():
-            return False
-        self._sync_journal()
-        return True
-
-    def journal_delivered(self) -> bool:
-        """Journal the reports a deferring communicator has made durable (`Communicator.delivered`)."""
-        delivered = self.comm.delivered()
-        for panda_id, ids in delivered:
-            self.journal.write(ReportedRecord(panda_id, tuple(ids)))
-        return bool(delivered)
-
-    def _flush_ranges(self, panda_id: int, journaled: bool = False) -> bool:
-        """Report a job's range outcomes (after flushing the journal unless ``journaled``).
-
-        Reporting is at-least-once: a ``reported`` record follows a successful report, and a run killed
-        between the two reports those ranges again after ``--resume``. Returns False when a full disk
-        kept them back (nothing is reported before it is journaled): they wait for the next try.
-        """
-        results = self._unreported.pop(panda_id, [])
-        fatal = self._unreported_fatal.pop(panda_id, [])
-        cut = self._cut.pop(panda_id, [])
-        if not (results or fatal or cut) or panda_id in self._abandoned:
-            return True
-        if not journaled and not self._sync_journal():
-            self._keep(panda_id, results, fatal, cut)
-            return False
-        try:
-            self.comm.report_ranges(self.books.jobs[panda_id].job, results, fatal, cut)
-        except CommunicatorError as exc:
-            log.warning("job %d: range report failed, kept for later: %s", panda_id, exc)
-            self._keep(panda_id, results, fatal, cut)
-            return True
-        except OSError as exc:
-            if not self._on_full(exc, f"the range report of job {panda_id}"):
-                raise
-            self._keep(panda_id, results, fatal, cut)
-            return False
-        ids = [r.range_id for r in results if r.state is RangeState.FINISHED] + fatal
-        if ids and not self.comm.defers_reports:
-            self.journal.write(ReportedRecord(panda_id, tuple(ids)))
-        return True
-
-    def _keep(self, panda_id: int, results: list[RangeResult], fatal: list[str], cut: list[str]) -> None:
-        """Put range outcomes back for the next report, ahead of those that came since."""
-        self._unreported[panda_id][:0] = results
-        self._unreported_fatal[panda_id][:0] = fatal
-        self._cut[panda_id][:0] = cut
+        return self._sync_journal() and reported and sent  # "reported": narrows a second report
 
     def progress(self) -> Progress:
         """A snapshot of the run."""
@@ -1027,11 +981,11 @@ class Coordinator:
 
     def _writes_pending(self) -> bool:
         """Whether journal records, final reports or range outcomes wait to be written."""
-        return bool(self.journal.pending or self._finals or any(self._unreported.values()))
+        return bool(self.journal.pending or self._finals or self.reports.pending)
 
     def _give_up_writing(self) -> None:
         """The disk stayed full to the end: say what could not be written (it is lost)."""
-        unreported = sum(len(r) for r in self._unreported.values())
+        unreported = self.reports.pending
         log.error(
             "the disk is still full: %d journal record(s), %d final job report(s) and %d range "
             "outcome(s) could not be written",
@@ -1163,14 +1117,14 @@ class Coordinator:
                     output = OutputFile(done.path, done.fsize or 0, done.adler32 or "")
                 outcome = RangeResult(panda_id, rid, RangeState.FINISHED, output, done.nevents)
                 if not done.reported:
-                    self._unreported[panda_id].append(outcome)
+                    self.reports.add(outcome)
             elif done is not None:
                 rerun += 1
                 log.warning("job %d: output of range %s is missing or changed: run again", panda_id, rid)
             elif rid in open_job.fatal:
                 outcome = RangeResult(panda_id, rid, RangeState.FATAL)
                 if not open_job.fatal[rid]:
-                    self._unreported_fatal[panda_id].append(rid)
+                    self.reports.add_fatal(panda_id, rid)
             self.books.restore_range(panda_id, rng, failed, outcome)
         return rerun
 

@@ -96,7 +96,9 @@ class RangeWork:
         return self.attempt if isinstance(self.attempt, int) else self.attempt[offset]
 
     @classmethod
-    def of_ranges(cls, panda_id: int, ranges: Sequence[EventRange], start: int = 0, attempt: int = 1) -> RangeWork:
+    def of_ranges(
+        cls, panda_id: int, ranges: Sequence[EventRange], start: int = 0, attempt: int = 1
+    ) -> RangeWork:
         """Fed ranges with indices from ``start`` (tests, and the simulated workers of the benches)."""
         return cls(panda_id, start, start + len(ranges), attempt, range_columns(ranges))
 

@@ -338,7 +338,7 @@ class RangeTable:
 
     def nbytes(self) -> int:
         """Bytes its numpy columns take (not the Python objects around them)."""
-        arrays = [self.state, self.attempts, self.rank, self.disk_full]
+        arrays: list[Array] = [self.state, self.attempts, self.rank, self.disk_full]
         arrays += [self.nevents, self.fsize, self.adler32]
         if self.fed is not None:
             arrays += [self.fed.start, self.fed.last, self.fed.file, self.fed.key]
