@@ -15,7 +15,7 @@ ways with the protocol mpi4py uses, so rank 0 pays for ``pickle.dumps`` of its a
 copies) are not modelled.
 
 The simulated workers send the real message types (`WorkerUpdate` with a `NodeInfo` first,
-`RangeResult` per range, `WorkerBye` after `Stop`) and follow the real worker's rules for when to ask
+columnar `RangeResults` per job, `WorkerBye` after `Stop`) and follow the real worker's rules for when to ask
 for work and when to report (`hpcpilot.parallel.worker.Worker._maybe_send`: a queue of
 ``prefetch_per_slot`` ranges per slot, reports at once when idle, at ``parallel.batch_size`` results,
 or after ``parallel.report_interval_s``). Each range finishes at once (``--payload-s 0``: rank 0 is
@@ -59,15 +59,15 @@ from hpcpilot.comm.local import LocalCommunicator
 from hpcpilot.config.loader import load_config
 from hpcpilot.config.schema import Settings
 from hpcpilot.model.layout import WorkLayout
-from hpcpilot.model.ranges import RangeState
-from hpcpilot.model.results import RangeResult
+from hpcpilot.model.rangecut import RangeCut
 from hpcpilot.parallel.coordinator import Coordinator
 from hpcpilot.parallel.messages import (
     Assignment,
     Farewell,
     Message,
     NodeInfo,
-    RangeTask,
+    RangeResults,
+    RangeWork,
     Stop,
     WorkerBye,
     WorkerUpdate,
@@ -145,11 +145,13 @@ class SimWorker:
         self.batch = settings.parallel.batch_size
         self.report_s = settings.parallel.report_interval_s
         self.node = NodeInfo(rank, f"sim{rank:05d}", slots)
-        self.queue: deque[RangeTask] = deque()
-        self.running: deque[tuple[float, RangeTask]] = deque()  # (due, task): in order, one payload time
-        self.results: list[RangeResult] = []
+        self.queue: deque[tuple[int, int]] = deque()  # (PandaID, index) of each range
+        self.running: deque[tuple[float, tuple[int, int]]] = deque()  # (due, range): in order
+        self.results: list[tuple[int, int]] = []  # finished ranges not reported yet
+        self.cuts: dict[int, RangeCut] = {}
         self.oldest_result = 0.0
         self.request_outstanding = False
+        self.asked = 0
         self.hello_sent = False
         self.stop: Stop | None = None
         self.bye_sent = False
@@ -182,11 +184,17 @@ class SimWorker:
         elif self.bye_sent:
             return
         elif isinstance(message, Assignment):
-            self.request_outstanding = False
-            self.queue.extend(message.ranges)
-            self.assigned += len(message.ranges)
-            if self.ids is not None:
-                self.ids += [t.event_range.range_id for t in message.ranges]
+            got = 0
+            for work in message.ranges:
+                self.queue.extend((work.panda_id, i) for i in range(work.start, work.stop))
+                got += len(work)
+                if isinstance(work.defs, RangeCut):
+                    self.cuts[work.panda_id] = work.defs
+                if self.ids is not None:
+                    self.ids += self._ids(work)
+            self.assigned += got
+            self.asked -= got  # as the real worker: the rest of its request stands at rank 0
+            self.request_outstanding = self.asked > 0
         elif isinstance(message, Stop):
             self.stop = message
 
@@ -203,26 +211,44 @@ class SimWorker:
             if payload_s > 0:
                 return
 
-    def _finish(self, task: RangeTask, now: float) -> None:
+    def _ids(self, work: RangeWork) -> list[str]:
+        if isinstance(work.defs, dict):
+            return list(work.defs["ids"])
+        return self.cuts[work.panda_id].range_ids(work.start, work.stop)
+
+    def _finish(self, item: tuple[int, int], now: float) -> None:
         if not self.results:
             self.oldest_result = now
-        rng = task.event_range
-        self.results.append(
-            RangeResult(
-                panda_id=task.panda_id,
-                range_id=rng.range_id,
-                state=RangeState.FINISHED,
-                n_events=rng.last_event - rng.start_event + 1,
-                wall_s=self.payload_s,
-            )
-        )
+        self.results.append(item)
         self.busy_core_s += self.payload_s
         self.finished += 1
+
+    def _batches(self) -> tuple[RangeResults, ...]:
+        """The finished ranges as the real worker sends them: columns per job (one event each)."""
+        per_job: dict[int, list[int]] = {}
+        for panda_id, index in self.results:
+            per_job.setdefault(panda_id, []).append(index)
+        batches = []
+        for panda_id, indices in per_job.items():
+            n = len(indices)
+            batches.append(
+                RangeResults(
+                    panda_id,
+                    tuple(indices),
+                    b"\x01" * n,
+                    (1,) * n,
+                    (-1,) * n,
+                    ("",) * n,
+                    (self.payload_s,) * n,
+                    (0.0,) * n,
+                )
+            )
+        return tuple(batches)
 
     def _update(self, want: int, free: int, busy: int) -> WorkerUpdate:
         update = WorkerUpdate(
             node=None if self.hello_sent else self.node,
-            ranges=tuple(self.results),
+            ranges=self._batches(),
             payloads=(),
             want_cores=want,
             free_cores=max(free, 0),
@@ -257,9 +283,10 @@ class SimWorker:
         self._send(self._update(want, total - running - queued, running))
         if want > 0:
             self.request_outstanding = True
+            self.asked = want
 
     def _bye(self) -> None:
-        returned = tuple(self.queue)
+        returned = tuple(RangeWork(p, i, i + 1) for p, i in self.queue)
         self.queue.clear()
         self._send(WorkerBye(self._update(0, 0, 0), returned, (), self.busy_core_s, 0))
         self.bye_sent = True

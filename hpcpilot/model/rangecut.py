@@ -9,6 +9,7 @@ the input file's number from 1.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from hpcpilot.model.errors import ErrorCode, JobDefinitionError, RangeDefinitionError
@@ -75,10 +76,14 @@ class RangeCut:
 
     def range_ids(self, start: int, stop: int) -> list[str]:
         """The ids of ranges ``start`` to ``stop - 1``."""
+        return self.ids_of(range(start, stop))
+
+    def ids_of(self, indices: Iterable[int]) -> list[str]:
+        """The ids of ranges ``indices``."""
         per = self.ranges_per_file
         head = f"{self.task_id}-{self.panda_id}-"
         tail = f"-{self.attempt_nr}"
-        return [f"{head}{i // per + 1}-{i + 1}{tail}" for i in range(start, stop)]
+        return [f"{head}{i // per + 1}-{i + 1}{tail}" for i in indices]
 
     def event_range(self, index: int) -> EventRange:
         """Range ``index`` (from 0).

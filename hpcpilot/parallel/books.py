@@ -684,15 +684,19 @@ class Books:
         inside = (index >= 0) & (index < table.n)
         valid = inside.copy()
         valid[inside] = (table.state[index[inside]] == ASSIGNED) & (table.rank[index[inside]] == rank)
-        stray = tuple(
-            table.range_id(int(i)) if ok else f"#{int(i)}" for i, ok in zip(index, inside, strict=True)
-        )
-        stray = tuple(s for s, v in zip(stray, valid, strict=True) if not v) if not valid.all() else ()
+        stray: tuple[str, ...] = ()
+        if not valid.all():
+            stray = tuple(
+                table.range_id(int(i)) if ok else f"#{int(i)}"
+                for i, ok, v in zip(index, inside, valid, strict=True)
+                if not v
+            )
         finished = np.frombuffer(results.finished, dtype=np.uint8).astype(bool) & valid
         done = self._book_finished(book, rank, results, finished, index)
         failed = []
         for pos in np.flatnonzero(valid & ~finished):
-            failed.append(self._record_failure(book, rank, self._failure(table, results, int(pos))))
+            result = self._failure(table, results, int(pos))
+            failed.append(self._record_failure(book, rank, result, int(index[pos])))
         if book.in_flight == 0:
             self._settled.add(panda_id)
         return Recorded(panda_id, tuple(done.tolist()), tuple(index[done].tolist()), tuple(failed), stray)

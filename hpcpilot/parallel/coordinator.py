@@ -508,7 +508,7 @@ class Coordinator:
         panda_id = batch.panda_id
         table = self.books.jobs[panda_id].ranges
         ids = table.range_ids(recorded.indices)
-        outputs = [table.output(i) for i in recorded.indices]
+        outputs = table.outputs(recorded.indices, ids)
         wall = batch.wall_s
         for pos in recorded.finished:
             self.plan.observe_range(wall[pos])

@@ -263,8 +263,8 @@ class RangeTable:
 
     def range_ids(self, indices: Sequence[int] | range) -> list[str]:
         """The ids of ranges ``indices``."""
-        if self.cut is not None and isinstance(indices, range) and indices.step == 1:
-            return self.cut.range_ids(indices.start, indices.stop)
+        if self.cut is not None:
+            return self.cut.ids_of(indices)
         return [self.range_id(int(i)) for i in indices]
 
     def event_range(self, index: int) -> EventRange:
@@ -335,6 +335,16 @@ class RangeTable:
         if path is None:
             path = (self.out_prefix or "") + self.range_id(index)
         return path, fsize, f"{int(self.adler32[index]):08x}"
+
+    def outputs(self, indices: Sequence[int], ids: Sequence[str]) -> list[tuple[str, int, str] | None]:
+        """`output` of each of ``indices`` (whose ids are ``ids``), in one pass."""
+        prefix, paths = self.out_prefix or "", self.paths
+        sizes = self.fsize[list(indices)].tolist()
+        adlers = self.adler32[list(indices)].tolist()
+        return [
+            None if size < 0 else (paths.get(i) or prefix + rid, size, f"{adler:08x}")
+            for i, rid, size, adler in zip(indices, ids, sizes, adlers, strict=True)
+        ]
 
     def nbytes(self) -> int:
         """Bytes its numpy columns take (not the Python objects around them)."""

@@ -145,6 +145,9 @@ class Worker:
         self.oldest_result = 0.0
         self.request_outstanding = False
         self._asked_cores = 0  # cores' worth of the last request not received yet
+        self._asked_at = 0.0  # when it was sent
+        self._answered = True  # whether its first answer came
+        self._answer = AnswerTime()
         self.hello_sent = False
         self.stop: Stop | None = None
         self.local_drain = False
@@ -271,6 +274,9 @@ class Worker:
             self.queued_cores += cores
             self._asked_cores -= cores  # the rest of the request stands at rank 0
             self.request_outstanding = self._asked_cores > 0
+            if not self._answered:
+                self._answered = True
+                self._answer.observe(time.monotonic() - self._asked_at)
             for panda_id in message.finished_jobs:
                 self._close_job(panda_id)
         elif isinstance(message, Stop):
@@ -625,11 +631,16 @@ class Worker:
             and capacity - running_cores - queued_cores > 0
         )
         n_results = len(self.range_results) + len(self.payload_results)
+        now = time.monotonic()
         # A worker with nothing left to run reports at once (outputs are reported as soon as they
-        # exist); a full batch waits for the next request while one is out; report_interval_s caps it.
+        # exist), unless the answer to its request is due any moment: then the results go with the
+        # next message, one message per range at most. A full batch waits for the next request while
+        # one is out; report_interval_s caps it.
+        idle = busy == 0 and not self.queue
+        answer_due = self.request_outstanding and now - self._asked_at < self._answer.wait_s()
         due = n_results and (
-            (busy == 0 and not self.queue)
-            or time.monotonic() - self.oldest_result >= self.settings.parallel.report_interval_s
+            (idle and not answer_due)
+            or now - self.oldest_result >= self.settings.parallel.report_interval_s
             or (n_results >= self._batch and not self.request_outstanding)
         )
         due = due or self._samples_due()
@@ -640,6 +651,8 @@ class Worker:
         if want > 0:  # it stands at rank 0 until all of it came (see the Assignment above)
             self.request_outstanding = True
             self._asked_cores = want
+            self._asked_at = now
+            self._answered = False
         return True
 
     def _update(self, want: int, free: int, busy: int) -> WorkerUpdate:
@@ -866,6 +879,25 @@ def _remove_partial(output: Path | None) -> None:
         output.unlink(missing_ok=True)
     except OSError as exc:
         log.warning("cannot remove the partial output %s: %s", output, exc)
+
+
+class AnswerTime:
+    """How long rank 0 takes to answer a request: a moving mean of the delays seen.
+
+    ``wait_s`` is how long results may wait for the answer (twice the mean, 1 ms to 50 ms): past it,
+    rank 0 has no work to send now, and an idle worker reports what it has without waiting more.
+    """
+
+    def __init__(self, initial_s: float = 0.005) -> None:
+        self.mean_s = initial_s
+
+    def observe(self, delay_s: float) -> None:
+        """One answer came after ``delay_s``."""
+        self.mean_s += 0.2 * (delay_s - self.mean_s)
+
+    def wait_s(self) -> float:
+        """How long an idle worker's results wait for the answer to its request."""
+        return min(max(2 * self.mean_s, 0.001), 0.05)
 
 
 def _intervals(ranges: list[_Range]) -> tuple[RangeWork, ...]:
