@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 from hpcpilot.model.errors import ErrorCode
 from hpcpilot.model.job import Job
 from hpcpilot.model.ranges import EventRange, RangeState
@@ -7,6 +9,16 @@ from hpcpilot.model.results import OutputFile, PayloadResult, RangeResult
 from hpcpilot.model.states import JobState
 from hpcpilot.parallel.books import Books, JobPhase
 from hpcpilot.parallel.messages import NodeInfo
+from tests.ranges import (
+    attempts_of,
+    handed,
+    handed_ids,
+    queued,
+    queued_ids,
+    state_of,
+    taken_back,
+    work_ids,
+)
 
 ES_JOB = Job(panda_id=1, event_service=True)
 
@@ -34,13 +46,27 @@ def test_ranges_are_handed_out_once_up_to_the_request_and_batch() -> None:
     ask(books, 1, want=10)
     first = books.assign(1)
     assert first is not None
-    assert [t.event_range.range_id for t in first.ranges] == ["1-1-1-1-1", "1-1-1-2-1", "1-1-1-3-1"]
+    assert handed_ids(books, first) == ["1-1-1-1-1", "1-1-1-2-1", "1-1-1-3-1"]
     assert first.jobs == (ES_JOB,)  # the definition travels with the first assignment only
-    assert books.assign(1) is None  # the request was consumed
-    ask(books, 1, want=10)
+    assert books.worker(1).want_cores == 7  # what was given is taken off the request: the rest stands
     second = books.assign(1)
-    assert second is not None and second.jobs == () and len(second.ranges) == 2
+    assert second is not None and second.jobs == ()
+    assert handed_ids(books, second) == ["1-1-1-4-1", "1-1-1-5-1"]
+    assert books.assign(1) is None  # every range handed out once: nothing more to give
     assert books.jobs[1].in_flight == 5 and books.jobs[1].queued == 0
+    assert books.worker(1).want_cores == 5
+
+
+def test_a_request_stands_until_it_is_filled() -> None:
+    books = books_with_worker(batch=1)
+    books.add_job(ES_JOB)
+    books.add_ranges(1, ranges(5))
+    ask(books, 1, want=3)
+    given = [books.assign(1) for _ in range(4)]  # no new request in between
+    assert [handed_ids(books, a) for a in given[:3]] == [["1-1-1-1-1"], ["1-1-1-2-1"], ["1-1-1-3-1"]]
+    assert given[3] is None  # three cores asked for, three ranges given
+    assert books.worker(1).want_cores == 0 and not books.wants(books.worker(1))
+    assert books.worker(1).in_flight == 3 and books.ranges_queued == 2
 
 
 def test_failed_range_is_retried_then_fatal() -> None:
@@ -48,18 +74,13 @@ def test_failed_range_is_retried_then_fatal() -> None:
     books.add_job(ES_JOB)
     books.add_ranges(1, ranges(1))
     ask(books, 1, want=1)
-    task = books.assign(1).ranges[0]  # type: ignore[union-attr]
-    fail = RangeResult(
-        1,
-        task.event_range.range_id,
-        RangeState.FAILED,
-        error_code=ErrorCode.PAYLOAD_EXECUTION_FAILURE,
-    )
+    [(_, rid, attempt)] = handed(books, books.assign(1))
+    assert attempt == 1
+    fail = RangeResult(1, rid, RangeState.FAILED, error_code=ErrorCode.PAYLOAD_EXECUTION_FAILURE)
     assert books.record_range(1, fail) is RangeState.FAILED
-    assert books.jobs[1].ranges[task.event_range.range_id].attempts == 1
+    assert attempts_of(books, 1, rid) == 1 and queued(books) == [(1, rid, 2)]
     ask(books, 1, want=1)
-    retry = books.assign(1)
-    assert retry is not None and retry.ranges[0].attempt == 2
+    assert handed(books, books.assign(1)) == [(1, rid, 2)]
     assert books.record_range(1, fail) is RangeState.FATAL
     book = books.jobs[1]
     assert book.fatal == 1 and book.failed_attempts == 2 and books.ranges_fatal == 1
@@ -90,8 +111,11 @@ def test_returned_ranges_go_back_to_the_front() -> None:
     ask(books, 1, want=2)
     given = books.assign(1)
     assert given is not None
-    books.return_ranges(given.ranges[1:], 1)
-    assert books.range_queue[0].event_range.range_id == "1-1-1-2-1"
+    [work] = given.ranges  # one interval: ranges 0 and 1
+    assert work_ids(books, work) == ["1-1-1-1-1", "1-1-1-2-1"]
+    back = books.return_ranges((dataclasses.replace(work, start=1, defs=None),), 1)
+    assert back == [(1, ["1-1-1-2-1"])]
+    assert queued(books) == [(1, "1-1-1-2-1", 1), (1, "1-1-1-3-1", 1)]  # first, its attempt not spent
     assert books.jobs[1].in_flight == 1 and books.jobs[1].queued == 2
 
 
@@ -154,14 +178,15 @@ def test_drop_queued_stops_a_job_and_it_settles_when_work_in_flight_is_back() ->
     books.add_ranges(2, (EventRange("1-2-1-1-1", 1, 1),))
     ask(books, 1, want=2)
     taken = books.assign(1)
-    assert taken is not None and len(taken.ranges) == 2
+    assert handed_ids(books, taken) == ["1-1-1-1-1", "1-1-1-2-1"]
     dropped = books.drop_queued(books.jobs[1])
     assert dropped == ["1-1-1-3-1", "1-1-1-4-1"]
-    assert [t.panda_id for t in books.range_queue] == [2]  # the other job's work stays queued
-    assert books.jobs[1].ranges["1-1-1-3-1"].state is RangeState.DROPPED
+    assert [p for p, _, _ in queued(books)] == [2]  # the other job's work stays queued
+    assert books.ranges_queued == 1
+    assert state_of(books, 1, "1-1-1-3-1") is RangeState.DROPPED
     assert 1 not in books.feeding and books.take_settled() == []  # two ranges still in flight
-    for task in taken.ranges:
-        books.record_range(1, RangeResult(1, task.event_range.range_id, RangeState.FINISHED))
+    for rid in handed_ids(books, taken):
+        books.record_range(1, RangeResult(1, rid, RangeState.FINISHED))
     assert [b.job.panda_id for b in books.take_settled()] == [1]
 
 
@@ -178,11 +203,12 @@ def test_work_that_crossed_a_workers_bye_is_taken_back_without_using_an_attempt(
     books.add_ranges(1, ranges(3))
     ask(books, 1, want=2)
     sent = books.assign(1)  # on its way while the worker says bye with nothing returned
-    assert sent is not None and len(sent.ranges) == 2
+    assert sent is not None and len(handed(books, sent)) == 2
     taken = books.reclaim(1)
-    assert [t.event_range.range_id for t in taken] == [t.event_range.range_id for t in sent.ranges]
-    assert all(t.attempt == 1 for t in taken)
+    assert taken_back(taken) == handed_ids(books, sent)
+    assert [a for _, _, a in queued(books)] == [1, 1, 1]  # the attempts were not spent
     book = books.jobs[1]
     assert book.in_flight == 0 and book.queued == 3 and books.worker(1).in_flight == 0
-    assert all(e.state is RangeState.QUEUED for e in book.ranges.values())
-    assert books.reclaim(1) == ()  # nothing twice
+    assert book.ranges.count(RangeState.QUEUED) == 3
+    assert queued_ids(books) == ["1-1-1-1-1", "1-1-1-2-1", "1-1-1-3-1"]
+    assert books.reclaim(1) == []  # nothing twice
