@@ -84,7 +84,9 @@ def taken_back(back: Iterable[tuple[int, list[str]]]) -> list[str]:
     return [rid for _, ids in back for rid in ids]
 
 
-def batch(table: RangeTable, panda_id: int, results: Sequence[RangeResult], out_prefix: str = "") -> RangeResults:
+def batch(
+    table: RangeTable, panda_id: int, results: Sequence[RangeResult], out_prefix: str = ""
+) -> RangeResults:
     """The columns a worker would send for ``results`` (ranges of ``table``, found by id).
 
     An output not at ``out_prefix + range id`` travels as an odd path, as the worker sends it.

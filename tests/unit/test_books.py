@@ -4,11 +4,11 @@ import dataclasses
 
 from hpcpilot.model.errors import ErrorCode
 from hpcpilot.model.job import Job
+from hpcpilot.model.rangecut import RangeCut
 from hpcpilot.model.ranges import EventRange, RangeState
 from hpcpilot.model.results import OutputFile, PayloadResult, RangeResult
 from hpcpilot.model.states import JobState
 from hpcpilot.parallel.books import Books, JobPhase
-from hpcpilot.model.rangecut import RangeCut
 from hpcpilot.parallel.messages import NodeInfo, RangeWork
 from tests.ranges import (
     attempts_of,
@@ -282,9 +282,7 @@ def test_a_cut_job_sends_its_cut_once_per_worker_and_attempts_per_range_when_the
     fail = RangeResult(1, cut.range_id(0), RangeState.FAILED, error_code=ErrorCode.PAYLOAD_EXECUTION_FAILURE)
     assert books.record_range(1, fail) is RangeState.FAILED
     books.return_ranges((RangeWork(1, 1, 2),), 1)  # given back unstarted: at the front, attempt kept
-    assert queued(books) == [(1, cut.range_id(1), 1), (1, cut.range_id(2), 1), (1, cut.range_id(3), 1)] + [
-        (1, cut.range_id(0), 2)
-    ]
+    assert queued(books) == [(1, cut.range_id(i), 1) for i in (1, 2, 3)] + [(1, cut.range_id(0), 2)]
     ask(books, 1, want=8)
     given = books.assign(1)
     assert given is not None and given.jobs == ()

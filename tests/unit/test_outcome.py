@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from hpcpilot.model.errors import ErrorCode
 from hpcpilot.model.job import Job
-from hpcpilot.model.ranges import EventRange, RangeState
-from hpcpilot.model.results import OutputFile, RangeResult
+from hpcpilot.model.ranges import EventRange
+from hpcpilot.model.results import OutputFile
 from hpcpilot.model.states import JobState
-from hpcpilot.parallel.books import Books, JobBook, RangeEntry
+from hpcpilot.parallel.books import Books, JobBook
 from hpcpilot.parallel.outcome import job_report, merge_inputs, settle_event_service
+from hpcpilot.parallel.rangetable import FATAL, FINISHED
 from hpcpilot.parallel.resume import DoneJob
 from hpcpilot.parallel.status import format_summary
 from hpcpilot.parallel.summary import job_summary, merge_summaries, run_summary
@@ -14,15 +15,17 @@ from hpcpilot.parallel.summary import job_summary, merge_summaries, run_summary
 
 def es_book(finished: int, fatal: int) -> JobBook:
     book = JobBook(job=Job(panda_id=9, event_service=True))
+    table = book.ranges
+    table.add_fed([EventRange(f"1-9-1-{i}-1", 10 * i + 1, 10 * i + 10) for i in range(finished + fatal)])
     for i in range(finished + fatal):
-        rid = f"1-9-1-{i}-1"
-        rng = EventRange(rid, 10 * i + 1, 10 * i + 10)
+        rid = table.range_id(i)
+        table.attempts[i] = 1 if i < finished else 3
         if i < finished:
-            out = OutputFile(f"/w/9/o.h5.{rid}", 100 + i, "0000000a")
-            result = RangeResult(9, rid, RangeState.FINISHED, out, 10)
-            book.ranges[rid] = RangeEntry(rng, RangeState.FINISHED, 1, 1, result)
+            table.state[i] = FINISHED
+            table.set_output(i, f"/w/9/o.h5.{rid}", 100 + i, "0000000a")
+            table.nevents[i] = 10
         else:
-            book.ranges[rid] = RangeEntry(rng, RangeState.FATAL, 3, 1, None)
+            table.state[i] = FATAL
     book.finished, book.fatal = finished, fatal
     return book
 

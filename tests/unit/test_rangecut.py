@@ -102,7 +102,7 @@ def test_event_range_outside_the_cut_raises() -> None:
 
 
 @pytest.mark.parametrize(("start", "stop"), [(0, 3), (3, 6), (4, 5), (6, 9), (8, 9), (0, 1)])
-def test_columns_of_a_span_within_a_file_equal_the_range_columns_of_the_objects(start: int, stop: int) -> None:
+def test_columns_of_a_span_within_a_file_equal_the_objects_range_columns(start: int, stop: int) -> None:
     cut = RangeCut.of(es_job(11, files=3), 4)  # 3 ranges per file
     objects = [cut.event_range(i) for i in range(start, stop)]
     assert cut.columns(start, stop) == range_columns(objects)
@@ -116,7 +116,7 @@ def test_columns_of_a_span_across_files_read_back_as_the_objects(start: int, sto
 
 
 @pytest.mark.parametrize(("start", "stop"), [(0, 9), (2, 7), (2, 4)])
-def test_columns_of_a_span_across_files_equal_the_range_columns_of_the_objects(start: int, stop: int) -> None:
+def test_columns_of_a_span_across_files_equal_the_objects_range_columns(start: int, stop: int) -> None:
     """A field every range shares (here the scope) is written once, as `range_columns` writes it.
 
     Fails on i16-columnar: `RangeCut.columns` writes every file field as a list as soon as the span

@@ -60,13 +60,13 @@ def test_ranges_read_the_node_local_copy(tmp_path: Path) -> None:
     )
     link = LocalLink()
     worker = Worker(link.worker, settings, WorkLayout(work), NodeInfo(1, "n1", 2), os.environ)
-    work = fed(9, [EventRange(f"1-9-1-{i}-1", i, i, "EVNT.root") for i in (1, 2)])
-    link.to_worker.append(Assignment((job,), (work,)))
+    given = fed(9, [EventRange(f"1-9-1-{i}-1", i, i, "EVNT.root") for i in (1, 2)])
+    link.to_worker.append(Assignment((job,), (given,)))
     results: list[RangeResult] = []
     deadline = time.monotonic() + 20
     while len(results) < 2 and time.monotonic() < deadline:
         worker.step()
-        results.extend(results_of(batches_in(link.to_coordinator), ids_of([work])))
+        results.extend(results_of(batches_in(link.to_coordinator), ids_of([given])))
         link.to_coordinator.clear()
         time.sleep(0.01)
     assert [r.state for r in results] == [RangeState.FINISHED] * 2
