@@ -289,3 +289,26 @@ def test_a_cut_job_sends_its_cut_once_per_worker_and_attempts_per_range_when_the
     assert all(w.defs is None for w in given.ranges)  # the worker has the cut
     assert handed(books, given) == [(1, cut.range_id(i), 1) for i in (1, 2, 3)] + [(1, cut.range_id(0), 2)]
     assert books.attempt_of(1, cut.range_id(0)) == 2 and books.attempt_of(1, "7-1-1-9-0") == 0
+
+
+def test_attempts_count_past_255_when_max_attempts_allows_them() -> None:
+    """``eventservice.max_attempts`` has no upper bound: attempt 256 is the 256th; the range ends fatal.
+
+    Fails on i16-columnar: `RangeTable.attempts` is ``uint8``, so the 256th hand-out wraps it to 0
+    (sent as attempt 0, or a ``bytes`` attempt that cannot hold it), and ``attempts >= max_attempts``
+    is never true: the range is retried for ever.
+    """
+    books = books_with_worker(attempts=300)
+    books.add_job(ES_JOB)
+    books.add_ranges(1, ranges(1))
+    seen, state = [], None
+    for _ in range(300):
+        ask(books, 1, want=1)
+        [(_, rid, attempt)] = handed(books, books.assign(1))
+        seen.append(attempt)
+        state = books.record_range(
+            1, RangeResult(1, rid, RangeState.FAILED, error_code=ErrorCode.PAYLOAD_EXECUTION_FAILURE)
+        )
+        if state is RangeState.FATAL:
+            break
+    assert seen == list(range(1, 301)) and state is RangeState.FATAL
