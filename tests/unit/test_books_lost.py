@@ -9,6 +9,7 @@ from hpcpilot.model.results import OutputFile, PayloadResult, RangeResult
 from hpcpilot.model.states import JobState
 from hpcpilot.parallel.books import Books, JobPhase
 from hpcpilot.parallel.messages import NodeInfo
+from tests.ranges import handed, handed_ids, queued, queued_ids, state_of
 
 ES_JOB = Job(panda_id=1, event_service=True)
 
@@ -37,21 +38,20 @@ def test_lost_ranges_are_queued_again_as_a_failed_attempt() -> None:
     ask(books, 2, want=2)
     on_1 = books.assign(1)
     on_2 = books.assign(2)
-    assert on_1 is not None and on_2 is not None and len(on_1.ranges) == 4
-    done = on_1.ranges[0].event_range.range_id
+    assert on_1 is not None and on_2 is not None and len(handed(books, on_1)) == 4
+    done, *held = handed_ids(books, on_1)
     books.record_range(1, RangeResult(1, done, RangeState.FINISHED, OutputFile("/o", 1, "00000001"), 1))
 
     lost = books.worker_lost(1, "rank 1 (n1) lost")
 
-    held = [t.event_range.range_id for t in on_1.ranges[1:]]
     assert sorted(r.range_id for r, _ in lost.ranges) == sorted(held)  # not the finished one
     assert all(state is RangeState.FAILED for _, state in lost.ranges)
     assert all(r.error_code is ErrorCode.KILL_SIGNAL and "rank 1" in r.error_diag for r, _ in lost.ranges)
-    assert [t.event_range.range_id for t in books.range_queue] == held
-    assert [t.attempt for t in books.range_queue] == [2, 2, 2]  # the lost attempt counts
+    assert queued_ids(books) == held
+    assert [a for _, _, a in queued(books)] == [2, 2, 2]  # the lost attempt counts
     assert book.queued == 3 and book.in_flight == 2 and book.finished == 1
     assert book.failed_attempts == 3 and books.ranges_failed_attempts == 3
-    assert book.ranges[done].state is RangeState.FINISHED
+    assert state_of(books, 1, done) is RangeState.FINISHED
     worker = books.worker(1)
     assert worker.lost and worker.stopped and worker.in_flight == 0 and worker.node is None
     assert books.total_cores == 4  # only rank 2's cores are left
@@ -60,7 +60,7 @@ def test_lost_ranges_are_queued_again_as_a_failed_attempt() -> None:
     ask(books, 2, want=8)
     again = books.assign(2)
     assert again is not None
-    assert [t.event_range.range_id for t in again.ranges] == held
+    assert [(rid, a) for _, rid, a in handed(books, again)] == [(rid, 2) for rid in held]
     assert books.worker(2).in_flight == 2 + 3
 
 
@@ -75,7 +75,7 @@ def test_a_range_that_kills_its_rank_every_time_becomes_fatal() -> None:
     assert state is RangeState.FAILED
     ask(books, 2, want=1)
     retry = books.assign(2)
-    assert retry is not None and retry.ranges[0].attempt == 2
+    assert [a for _, _, a in handed(books, retry)] == [2]
     [(second, state)] = books.worker_lost(2, "rank 2 lost").ranges
     assert state is RangeState.FATAL and second.range_id == first.range_id
     assert book.fatal == 1 and books.ranges_fatal == 1 and not books.range_queue

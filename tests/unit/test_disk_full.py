@@ -38,7 +38,7 @@ from hpcpilot.parallel import run as par
 from hpcpilot.parallel.books import Books
 from hpcpilot.parallel.coordinator import Coordinator
 from hpcpilot.parallel.diskspace import FullDisk, NodeDisk, may_be_disk_full
-from hpcpilot.parallel.messages import Assignment, NodeInfo, RangeTask, WorkerUpdate
+from hpcpilot.parallel.messages import Assignment, NodeInfo, WorkerUpdate
 from hpcpilot.parallel.resume import resume_state
 from hpcpilot.parallel.transport import LocalLink
 from hpcpilot.parallel.worker import Worker
@@ -46,6 +46,7 @@ from hpcpilot.runtime.diskspace import Reserve, free_mb, is_disk_full, mentions_
 from hpcpilot.runtime.journal import Journal, plain, read_journal
 from hpcpilot.runtime.signals import SignalFlag
 from tests.conftest import write_jobs
+from tests.ranges import all_ids, batches_in, fed, handed, ids_of, results_of
 from tests.tmpfs import tmpfs
 
 
@@ -165,7 +166,11 @@ def test_the_reserve_holds_space_and_gives_it_back(tmp_path: Path) -> None:
 # --- the books -----------------------------------------------------------------------------------
 
 
-def _books(n_ranges: int, attempts: int = 2) -> tuple[Books, RangeTask]:
+#: A range handed out: (PandaID, range id, attempt).
+Handed = tuple[int, str, int]
+
+
+def _books(n_ranges: int, attempts: int = 2) -> tuple[Books, Handed]:
     books = Books(max_attempts=attempts, batch_size=8)
     books.worker(1).node = NodeInfo(1, "n1", 1)
     books.add_job(Job(panda_id=1, event_service=True))
@@ -173,27 +178,24 @@ def _books(n_ranges: int, attempts: int = 2) -> tuple[Books, RangeTask]:
     return books, _assign(books)
 
 
-def _assign(books: Books) -> RangeTask:
+def _assign(books: Books) -> Handed:
     books.worker(1).want_cores = 1
-    assignment = books.assign(1)
-    assert assignment is not None
-    return assignment.ranges[0]
+    [task] = handed(books, books.assign(1))
+    return task
 
 
-def _fail(books: Books, task: RangeTask, code: ErrorCode) -> RangeState | None:
-    return books.record_range(
-        1, RangeResult(1, task.event_range.range_id, RangeState.FAILED, error_code=code)
-    )
+def _fail(books: Books, task: Handed, code: ErrorCode) -> RangeState | None:
+    return books.record_range(1, RangeResult(1, task[1], RangeState.FAILED, error_code=code))
 
 
 def test_a_range_failed_for_lack_of_space_keeps_its_attempt_and_goes_first() -> None:
     books, task = _books(2)
-    assert task.attempt == 1
+    assert task == (1, "1-1-1-1-1", 1)
     assert _fail(books, task, ErrorCode.NO_LOCAL_SPACE) is RangeState.FAILED
     book = books.jobs[1]
     assert book.failed_attempts == 0 and books.ranges_failed_attempts == 0 and books.ranges_disk_full == 1
     again = _assign(books)
-    assert again.event_range == task.event_range and again.attempt == 1  # first in line, same attempt
+    assert again == task  # first in line, same attempt
     assert _fail(books, again, ErrorCode.PAYLOAD_EXECUTION_FAILURE) is RangeState.FAILED
     assert book.failed_attempts == 1
 
@@ -292,7 +294,8 @@ def test_a_worker_reports_a_range_that_failed_for_lack_of_space_with_1098_and_pa
         event_service=True,
         output_files=(FileSpec("o.dat"),),
     )
-    link.to_worker.append(Assignment((failing,), (RangeTask(5, EventRange("1-5-1-1-1", 1, 1), 1),)))
+    work = fed(5, [EventRange("1-5-1-1-1", 1, 1)])
+    link.to_worker.append(Assignment((failing,), (work,)))
     results: list[RangeResult] = []
     asked_while_full = False
     deadline = time.monotonic() + 20
@@ -300,7 +303,7 @@ def test_a_worker_reports_a_range_that_failed_for_lack_of_space_with_1098_and_pa
         w.step()
         for message in link.to_coordinator:
             assert isinstance(message, WorkerUpdate)
-            results.extend(message.ranges)
+            results.extend(results_of(batches_in([message]), ids_of([work])))
         link.to_coordinator.clear()
         time.sleep(0.01)
     [result] = results
@@ -367,5 +370,5 @@ def test_rank_0_keeps_its_records_while_its_journal_is_on_a_full_disk(tmp_path: 
     [job] = summary["jobs"]
     assert job["state"] == "finished" and job["ranges"]["finished"] == 6
     finished = [rid for r in records if r["ev"] == "finished" for rid in r["ids"]]
-    assert sorted(finished) == sorted(coordinator.books.jobs[61].ranges) and len(set(finished)) == 6
+    assert sorted(finished) == sorted(all_ids(coordinator.books.jobs[61].ranges)) and len(set(finished)) == 6
     assert [r["state"] for r in records if r["ev"] == "job"] == ["starting", "finished"]

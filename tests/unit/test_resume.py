@@ -11,6 +11,7 @@ from hpcpilot.model.results import OutputFile, RangeResult
 from hpcpilot.parallel.books import Books, JobPhase
 from hpcpilot.parallel.resume import resume_state
 from hpcpilot.runtime.journal import Journal, read_journal
+from tests.ranges import queued
 from tests.unit.test_model_job import SERVER_JOB
 
 
@@ -93,8 +94,12 @@ def test_books_restore_ranges_as_the_journal_left_them() -> None:
     assert books.restore_range(7, rng(3), 0) is None  # known ids are ignored
     assert books.add_ranges(7, (rng(1), rng(3), rng(4))) == 1  # re-cut ranges too
     assert (book.finished, book.fatal, book.queued, book.n_events) == (1, 1, 2, 1)
-    [first, second] = books.range_queue
-    assert first.event_range == rng(3) and first.attempt == 2 and second.attempt == 1
+    assert queued(books) == [(7, rng(3).range_id, 2), (7, rng(4).range_id, 1)]
+    table = book.ranges
+    one, three = table.index_of(rng(1).range_id), table.index_of(rng(3).range_id)
+    assert one is not None and three is not None and table.event_range(three) == rng(3)
+    out = table.output(one)
+    assert out is not None and out[:2] == ("/o1", 3) and int(out[2], 16) == 0xA1
     assert books.ranges_total == 4
 
 
@@ -105,7 +110,8 @@ def test_restored_ranges_of_a_job_staging_in_wait_for_its_release() -> None:
     books.restore_range(7, rng(1))
     assert not books.range_queue and book.phase is JobPhase.STAGING_IN
     books.release(book)
-    assert [t.event_range for t in books.range_queue] == [rng(1)]
+    [(panda_id, start, stop)] = books.range_queue
+    assert panda_id == 7 and [book.ranges.event_range(i) for i in range(start, stop)] == [rng(1)]
 
 
 def test_harvester_adopts_a_resumed_job_and_tells_when_reports_are_written(tmp_path: Path) -> None:

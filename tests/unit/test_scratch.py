@@ -14,9 +14,10 @@ from hpcpilot.model.job import FileSpec, Job
 from hpcpilot.model.layout import WorkLayout
 from hpcpilot.model.ranges import EventRange, RangeState
 from hpcpilot.model.results import RangeResult
-from hpcpilot.parallel.messages import Assignment, NodeInfo, RangeTask, WorkerUpdate
+from hpcpilot.parallel.messages import Assignment, NodeInfo
 from hpcpilot.parallel.transport import LocalLink
 from hpcpilot.parallel.worker import Worker
+from tests.ranges import batches_in, fed, ids_of, results_of
 
 
 def test_scratch_root_expands_variables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -59,15 +60,13 @@ def test_ranges_read_the_node_local_copy(tmp_path: Path) -> None:
     )
     link = LocalLink()
     worker = Worker(link.worker, settings, WorkLayout(work), NodeInfo(1, "n1", 2), os.environ)
-    tasks = tuple(RangeTask(9, EventRange(f"1-9-1-{i}-1", i, i, "EVNT.root"), 1) for i in (1, 2))
-    link.to_worker.append(Assignment((job,), tasks))
+    given = fed(9, [EventRange(f"1-9-1-{i}-1", i, i, "EVNT.root") for i in (1, 2)])
+    link.to_worker.append(Assignment((job,), (given,)))
     results: list[RangeResult] = []
     deadline = time.monotonic() + 20
     while len(results) < 2 and time.monotonic() < deadline:
         worker.step()
-        for message in link.to_coordinator:
-            if isinstance(message, WorkerUpdate):
-                results.extend(message.ranges)
+        results.extend(results_of(batches_in(link.to_coordinator), ids_of([given])))
         link.to_coordinator.clear()
         time.sleep(0.01)
     assert [r.state for r in results] == [RangeState.FINISHED] * 2

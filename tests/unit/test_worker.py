@@ -14,13 +14,14 @@ from hpcpilot.parallel.messages import (
     Assignment,
     Farewell,
     NodeInfo,
-    RangeTask,
+    RangeWork,
     Stop,
     WorkerBye,
     WorkerUpdate,
 )
 from hpcpilot.parallel.transport import LocalLink
 from hpcpilot.parallel.worker import Worker
+from tests.ranges import batches_in, fed, ids_of, results_of
 
 JOB = Job(
     panda_id=5, transformation="sleep", job_pars="0", event_service=True, output_files=(FileSpec("o.dat"),)
@@ -49,8 +50,12 @@ def run_steps(w: Worker, seconds: float = 0.2) -> None:
         w.step()
 
 
-def task(i: int) -> RangeTask:
-    return RangeTask(5, EventRange(f"1-5-1-{i}-1", i, i), 1)
+def task(i: int, panda_id: int = 5) -> RangeWork:
+    """Range ``i`` of a job (index ``i - 1`` in its table), fed."""
+    return fed(panda_id, [EventRange(f"1-{panda_id}-1-{i}-1", i, i)], start=i - 1)
+
+
+IDS = ids_of([task(1), task(1, panda_id=6)])
 
 
 def test_first_update_says_hello_and_asks_for_prefetch(tmp_path: Path) -> None:
@@ -68,8 +73,7 @@ def test_an_idle_worker_reports_at_once_even_with_a_request_out(tmp_path: Path) 
     updates(link)
     link.to_worker.append(Assignment((JOB,), (task(1),)))
     run_steps(w)
-    sent = updates(link)
-    finished = [r for u in sent for r in u.ranges]
+    finished = results_of(batches_in(updates(link)), IDS)
     assert [r.range_id for r in finished] == ["1-5-1-1-1"]
     assert finished[0].state is RangeState.FINISHED
     assert w.request_outstanding  # it asked for more while the range ran, and got no answer yet
@@ -94,15 +98,16 @@ def test_a_busy_worker_holds_results_until_it_asks_again(tmp_path: Path) -> None
         output_files=(FileSpec("o.dat"),),
     )
     (tmp_path / "6" / "logs").mkdir(parents=True)
-    link.to_worker.append(
-        Assignment((long_job, quick), (task(1), RangeTask(6, EventRange("1-6-1-1-1", 1, 1), 1)))
-    )
+    link.to_worker.append(Assignment((long_job, quick), (task(1), task(1, panda_id=6))))
     run_steps(w)
-    held = [r for u in updates(link) for r in u.ranges]
+    held = batches_in(updates(link))
     assert held == []  # one slot still busy, a request out: the finished range waits for it
-    link.to_worker.append(Assignment((), ()))  # the answer: nothing more
+    assert w.request_outstanding  # 2 of the 6 cores asked for came: the rest stands at rank 0
+    rest = fed(5, [EventRange(f"1-5-1-{i}-1", i, i) for i in (2, 3, 4, 5)], start=1)
+    link.to_worker.append(Assignment((), (rest,)))  # the answer: the rest of its request (long ranges)
     run_steps(w)
-    assert [r.range_id for u in updates(link) for r in u.ranges] == ["1-6-1-1-1"]
+    assert [r.range_id for r in results_of(batches_in(updates(link)), IDS)] == ["1-6-1-1-1"]
+    assert not w.request_outstanding
 
 
 def test_inputs_are_found_in_the_job_directory_or_at_the_top(tmp_path: Path) -> None:
@@ -149,9 +154,7 @@ def test_at_the_cut_a_range_that_fits_finishes_and_one_that_overruns_is_killed_l
     w.step()
     updates(link)
     quick, stuck = _sleeping(0.3), _sleeping(30, panda_id=6)
-    link.to_worker.append(
-        Assignment((quick, stuck), (task(1), RangeTask(6, EventRange("1-6-1-1-1", 1, 1), 1)))
-    )
+    link.to_worker.append(Assignment((quick, stuck), (task(1), task(1, panda_id=6))))
     run_steps(w, 0.05)
     # each job's ranges took 0.3 s so far: both are expected to end within the 0.5 s left
     expected = ((5, 0.3), (6, 0.3))
@@ -160,7 +163,7 @@ def test_at_the_cut_a_range_that_fits_finishes_and_one_that_overruns_is_killed_l
     assert not w.bye_sent  # the stuck one is spared too, and still runs
     run_steps(w, 0.4)
     [bye] = [m for m in link.to_coordinator if isinstance(m, WorkerBye)]
-    results = {r.range_id: r for r in bye.update.ranges}
+    results = {r.range_id: r for r in results_of(batches_in([bye]), IDS)}
     assert results["1-5-1-1-1"].state is RangeState.FINISHED  # spared, and it made it
     assert results["1-6-1-1-1"].error_code == 1213  # killed when the 0.5 s were over
 
@@ -174,4 +177,4 @@ def test_at_the_cut_a_range_of_a_job_without_a_finished_one_is_killed_at_once(tm
     link.to_worker.append(Stop(True, True, 1213, "cut", spare_s=60.0, expected_s=()))
     run_steps(w, 0.1)
     [bye] = [m for m in link.to_coordinator if isinstance(m, WorkerBye)]
-    assert [r.error_code for r in bye.update.ranges] == [1213]
+    assert [r.error_code for r in results_of(batches_in([bye]), IDS)] == [1213]

@@ -28,16 +28,18 @@ from hpcpilot.model.job import FileSpec, Job
 from hpcpilot.model.layout import WorkLayout
 from hpcpilot.model.metrics import MetricSample
 from hpcpilot.model.ranges import EventRange, RangeState
+from hpcpilot.model.results import RangeResult
 from hpcpilot.monitor.base import Monitor, NodeContext, Observation, Watched
 from hpcpilot.parallel import run as par
 from hpcpilot.parallel.coordinator import Coordinator
-from hpcpilot.parallel.messages import Assignment, NodeInfo, RangeTask, WorkerBye, WorkerUpdate
+from hpcpilot.parallel.messages import Assignment, NodeInfo, RangeWork, WorkerBye, WorkerUpdate
 from hpcpilot.parallel.transport import LocalLink
 from hpcpilot.parallel.worker import Worker
 from hpcpilot.runtime.journal import Journal
 from hpcpilot.runtime.signals import SignalFlag
 from tests.conftest import write_jobs
 from tests.plugins.extra_metric import OPEN_FDS, OpenFilesMonitor
+from tests.ranges import batches_in, fed, ids_of, results_of, returned_ids
 
 SLEEPER = "import sys, time; time.sleep(float(sys.argv[1])); open(sys.argv[2], 'w').write('x')"
 
@@ -68,8 +70,12 @@ def worker(
     return Worker(link.worker, settings, WorkLayout(tmp_path), NodeInfo(1, "n1", cores), os.environ), link
 
 
-def task(i: int) -> RangeTask:
-    return RangeTask(5, EventRange(f"1-5-1-{i}-1", i, i), 1)
+def task(i: int) -> RangeWork:
+    """Range ``i`` of job 5 (index ``i - 1`` in its table), fed."""
+    return fed(5, [EventRange(f"1-5-1-{i}-1", i, i)], start=i - 1)
+
+
+IDS = ids_of(task(i) for i in (1, 2, 3))
 
 
 def run_until(w: Worker, link: LocalLink, done: object, seconds: float = 30.0) -> list[object]:
@@ -89,9 +95,8 @@ def run_until(w: Worker, link: LocalLink, done: object, seconds: float = 30.0) -
     raise AssertionError("the worker never got there")
 
 
-def results(seen: list[object]) -> list[object]:
-    updates = [s.update if isinstance(s, WorkerBye) else s for s in seen]
-    return [r for u in updates if isinstance(u, WorkerUpdate) for r in u.ranges]
+def results(seen: list[object]) -> list[RangeResult]:
+    return results_of(batches_in(seen), IDS)
 
 
 def test_samples_of_a_user_plugin_reach_rank_0(tmp_path: Path) -> None:
@@ -109,7 +114,7 @@ def test_samples_of_a_user_plugin_reach_rank_0(tmp_path: Path) -> None:
     assert job_rss and max(job_rss) > 1000  # the psutil monitor sampled the payload too
     assert any(x.panda_id == 0 and x.get(m.BUSY_SLOTS) == 1 for x in samples)
     [result] = results(seen)
-    assert result.state is RangeState.FINISHED  # type: ignore[attr-defined]
+    assert result.state is RangeState.FINISHED
 
 
 def test_samples_go_out_every_period_as_a_heartbeat(tmp_path: Path) -> None:
@@ -125,9 +130,9 @@ def test_job_wall_time_limit_kills_the_range_with_1213(tmp_path: Path) -> None:
     link.to_worker.append(Assignment((job(60, max_walltime_s=1),), (task(1),)))
     seen = run_until(w, link, lambda s: len(results(s)) == 1)  # within 30 s: not the payload's 60 s
     [result] = results(seen)
-    assert result.state is RangeState.FAILED  # type: ignore[attr-defined]
-    assert result.error_code is ErrorCode.REACHED_MAX_TIME  # type: ignore[attr-defined]
-    assert "wall-time limit" in result.error_diag  # type: ignore[attr-defined]
+    assert result.state is RangeState.FAILED
+    assert result.error_code is ErrorCode.REACHED_MAX_TIME
+    assert "wall-time limit" in result.error_diag
 
 
 def test_low_disk_pauses_the_node_then_stops_it_without_killing(tmp_path: Path) -> None:
@@ -138,8 +143,8 @@ def test_low_disk_pauses_the_node_then_stops_it_without_killing(tmp_path: Path) 
     [bye] = [x for x in seen if isinstance(x, WorkerBye)]
     assert bye.reason == 1098
     done = results(seen)
-    assert [r.state for r in done] == [RangeState.FINISHED]  # type: ignore[attr-defined]
-    assert {t.event_range.range_id for t in bye.returned} == {"1-5-1-2-1", "1-5-1-3-1"}
+    assert [r.state for r in done] == [RangeState.FINISHED]
+    assert set(returned_ids(bye.returned, IDS)) == {"1-5-1-2-1", "1-5-1-3-1"}
 
 
 def test_no_monitors_no_samples(tmp_path: Path) -> None:
@@ -218,4 +223,4 @@ def test_a_failing_monitor_is_turned_off_and_the_work_goes_on(tmp_path: Path) ->
     seen = run_until(w, link, lambda s: len(results(s)) == 1)
     assert [type(x).__name__ for x in w._monitors or ()] == ["PsutilMonitor"]
     assert any(u.samples for u in seen if isinstance(u, WorkerUpdate))
-    assert results(seen)[0].state is RangeState.FINISHED  # type: ignore[attr-defined]
+    assert results(seen)[0].state is RangeState.FINISHED
