@@ -256,7 +256,7 @@ class EventServiceSettings:
         placeholder, else ``streaming``), ``per_range``, ``streaming``, or any ``hpcpilot.payloads``
         plugin name (``sleep`` for benchmarks).
     max_attempts
-        Attempts per range before it is declared ``fatal``.
+        Attempts per range before it is declared ``fatal`` (1 to 1000: rank 0 counts them in 16 bits).
     prefetch_per_slot
         Ranges a worker keeps queued per slot, so no slot waits for a round trip to rank 0.
     merger
@@ -277,7 +277,7 @@ class EventServiceSettings:
     """
 
     mode: str = "auto"
-    max_attempts: AtLeastOne = 3
+    max_attempts: Annotated[int, Bounds(minimum=1, maximum=1000)] = 3
     prefetch_per_slot: AtLeastOne = 2
     merger: str = "auto"
     exhausted_status: Literal["failed", "fatal"] = "failed"

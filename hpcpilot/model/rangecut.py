@@ -131,12 +131,13 @@ class RangeCut:
             "start": firsts,
             "last": [min(s + size - 1, self.per_file) for s in firsts],
         }
-        first_file, last_file = start // per, max(stop - 1, start) // per
         for pos, key in enumerate(("LFN", "GUID", "scope")):
-            if not self.files:
+            if not self.files or stop <= start:
                 columns[key] = ""
-            elif first_file == last_file:
-                columns[key] = self.files[first_file][pos]
+                continue
+            values = {self.files[i][pos] for i in range(start // per, (stop - 1) // per + 1)}
+            if len(values) == 1:
+                columns[key] = values.pop()
             else:
                 columns[key] = [self.files[i // per][pos] for i in range(start, stop)]
         columns["PFN"] = ""

@@ -461,7 +461,7 @@ class Books:
         if stop == start:
             return None
         i = start
-        table.attempts[i] = min(failed, 255)
+        table.attempts[i] = min(failed, 65535)
         self.ranges_known += 1
         book.failed_attempts += failed
         self.ranges_failed_attempts += failed
@@ -664,7 +664,7 @@ class Books:
         else:
             worker.cuts.add(panda_id)
             defs = table.cut
-        return RangeWork(panda_id, start, stop, first if same else attempts.tobytes(), defs)
+        return RangeWork(panda_id, start, stop, first if same else tuple(attempts.tolist()), defs)
 
     # --- results in ---------------------------------------------------------------------------
 
@@ -684,6 +684,11 @@ class Books:
         inside = (index >= 0) & (index < table.n)
         valid = inside.copy()
         valid[inside] = (table.state[index[inside]] == ASSIGNED) & (table.rank[index[inside]] == rank)
+        if len(index) > 1:  # a range twice in one batch: only its first result counts
+            _, first = np.unique(index, return_index=True)
+            once = np.zeros(len(index), dtype=bool)
+            once[first] = True
+            valid &= once
         stray: tuple[str, ...] = ()
         if not valid.all():
             stray = tuple(

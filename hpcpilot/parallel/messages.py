@@ -75,7 +75,7 @@ class RangeWork:
     start, stop
         The ranges ``start`` to ``stop - 1``.
     attempt
-        Their attempt (1 for the first): one number for all, or one byte per range.
+        Their attempt (1 for the first): one number for all, or one per range.
     defs
         What the ranges are: a `RangeCut` (the job is cut; sent once to each worker), their
         `hpcpilot.model.ranges.range_columns` (fed ranges), or None (cut ranges of a cut the worker
@@ -85,7 +85,7 @@ class RangeWork:
     panda_id: int
     start: int
     stop: int
-    attempt: int | bytes = 1
+    attempt: int | tuple[int, ...] = 1
     defs: RangeCut | dict[str, Any] | None = None
 
     def __len__(self) -> int:

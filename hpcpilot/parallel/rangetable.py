@@ -43,6 +43,40 @@ _FILE_BITS, _PROCESS_BITS, _ATTEMPT_BITS = 22, 33, 8
 Array = npt.NDArray[Any]
 
 
+def shared_or_list(values: list[str]) -> str | list[str]:
+    """A text column as `hpcpilot.model.ranges.range_columns` writes it: once when all share it."""
+    first = values[0] if values else ""
+    return first if all(v == first for v in values) else values
+
+
+class KeySet:
+    """A set of int64 keys in about 8 bytes each: a sorted numpy array, and a small set of recent ones.
+
+    The recent set is merged into the array when it holds an eighth of it (4,096 at least), so a key
+    costs amortised O(1) to add and O(log n) to look up; a Python set of a million ints takes 70 MB.
+    """
+
+    __slots__ = ("_recent", "_sorted")
+
+    def __init__(self) -> None:
+        self._sorted = np.zeros(0, np.int64)
+        self._recent: set[int] = set()
+
+    def __contains__(self, key: int) -> bool:
+        if key in self._recent:
+            return True
+        at = int(np.searchsorted(self._sorted, key))
+        return at < len(self._sorted) and int(self._sorted[at]) == key
+
+    def add(self, key: int) -> None:
+        """Add a key (not in the set)."""
+        self._recent.add(key)
+        if len(self._recent) >= max(4096, len(self._sorted) // 8):
+            fresh = np.fromiter(self._recent, np.int64, len(self._recent))
+            self._sorted = np.sort(np.concatenate((self._sorted, fresh)), kind="stable")
+            self._recent.clear()
+
+
 def _grown(array: Array, size: int) -> Array:
     """``array`` with room for ``size`` items (doubling), its contents kept."""
     if size <= len(array):
@@ -55,7 +89,7 @@ def _grown(array: Array, size: int) -> Array:
 class FedRanges:
     """The definitions of ranges fed from outside, as columns (see the module)."""
 
-    __slots__ = ("_file_index", "_keys", "file", "files", "head", "key", "last", "n", "odd", "start")
+    __slots__ = ("_file_index", "_keys", "_odd_ids", "file", "files", "head", "key", "last", "n", "odd", "start")
 
     def __init__(self) -> None:
         self.n = 0
@@ -66,7 +100,8 @@ class FedRanges:
         self.files: list[tuple[str, str, str, str]] = []  # (LFN, GUID, scope, PFN)
         self._file_index: dict[tuple[str, str, str, str], int] = {}
         self.odd: dict[int, str] = {}  # index -> id, for ids off the pattern
-        self._keys: set[int | str] = set()  # every id known, packed or odd (no range twice)
+        self._keys = KeySet()  # every packed id known (no range twice)
+        self._odd_ids: set[str] = set()  # every odd id known
         self.head: tuple[int, int] | None = None  # (taskID, PandaID) of the packed ids
 
     def _pack(self, range_id: str) -> int | None:
@@ -89,17 +124,21 @@ class FedRanges:
     def knows(self, range_id: str) -> bool:
         """Whether a range with this id was added."""
         key = self._pack(range_id)
-        return (range_id if key is None else key) in self._keys
+        return range_id in self._odd_ids if key is None else key in self._keys
 
     def add(self, ranges: Iterable[EventRange]) -> int:
         """Append the ranges not known yet (by id); returns how many were appended."""
         start = self.n
         for rng in ranges:
             key = self._pack(rng.range_id)
-            token: int | str = rng.range_id if key is None else key
-            if token in self._keys:
+            if key is None:
+                if rng.range_id in self._odd_ids:
+                    continue
+                self._odd_ids.add(rng.range_id)
+            elif key in self._keys:
                 continue
-            self._keys.add(token)
+            else:
+                self._keys.add(key)
             i = self.n
             if i >= len(self.start):
                 size = i + 1
@@ -159,12 +198,8 @@ class FedRanges:
             "start": self.start[idx].tolist(),
             "last": self.last[idx].tolist(),
         }
-        same = len(files) == 0 or bool((files == files[0]).all())
         for pos, name in enumerate(("LFN", "GUID", "scope", "PFN")):
-            if same:
-                columns[name] = self.files[int(files[0])][pos] if len(files) else ""
-            else:
-                columns[name] = [self.files[int(f)][pos] for f in files]
+            columns[name] = shared_or_list([self.files[int(f)][pos] for f in files])
         return columns
 
 
@@ -195,7 +230,7 @@ class RangeTable:
         self.fed: FedRanges | None = None
         self.n = 0
         self.state = np.zeros(0, np.uint8)
-        self.attempts = np.zeros(0, np.uint8)
+        self.attempts = np.zeros(0, np.uint16)
         self.rank = np.zeros(0, np.int32)
         self.disk_full = np.zeros(0, np.uint8)
         self.nevents = np.zeros(0, np.int32)
