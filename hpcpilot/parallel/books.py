@@ -722,7 +722,8 @@ class Books:
         fsize = np.asarray(results.fsize, dtype=np.int64)[positions]
         table.fsize[where] = fsize
         adler = results.adler32
-        table.adler32[where] = [int(adler[p], 16) if adler[p] else 0 for p in positions]
+        for p, i in zip(positions.tolist(), where.tolist(), strict=True):
+            table.set_adler32(i, adler[p])
         if table.out_prefix is None and results.out_prefix:
             table.out_prefix = results.out_prefix
         elif results.out_prefix and results.out_prefix != table.out_prefix:  # a worker elsewhere

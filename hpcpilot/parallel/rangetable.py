@@ -219,6 +219,7 @@ class RangeTable:
         "fsize",
         "n",
         "nevents",
+        "odd_adler",
         "out_prefix",
         "paths",
         "rank",
@@ -238,6 +239,7 @@ class RangeTable:
         self.adler32 = np.zeros(0, np.uint32)
         self.out_prefix: str | None = None
         self.paths: dict[int, str] = {}  # outputs not at ``out_prefix + range id``
+        self.odd_adler: dict[int, str] = {}  # checksums that are not 8 hex digits (none: "")
 
     def __len__(self) -> int:
         return self.n
@@ -354,12 +356,28 @@ class RangeTable:
             self.fsize[index] = -1
             return
         self.fsize[index] = fsize
-        self.adler32[index] = int(adler32, 16) if adler32 else 0
+        self.set_adler32(index, adler32)
         rid = self.range_id(index)
         if self.out_prefix is None and path.endswith(rid):
             self.out_prefix = path[: len(path) - len(rid)]
         if self.out_prefix is None or path != self.out_prefix + rid:
             self.paths[index] = path
+
+    def set_adler32(self, index: int, adler32: str) -> None:
+        """Keep an output's adler32 (as a number when it is 8 hex digits, else as it is)."""
+        try:
+            value = int(adler32, 16) if len(adler32) == 8 else -1
+        except ValueError:
+            value = -1
+        if 0 <= value:
+            self.adler32[index] = value
+            self.odd_adler.pop(index, None)
+        else:
+            self.odd_adler[index] = adler32
+
+    def _adler(self, index: int, value: int) -> str:
+        odd = self.odd_adler.get(index) if self.odd_adler else None
+        return odd if odd is not None else f"{value:08x}"
 
     def output(self, index: int) -> tuple[str, int, str] | None:
         """A finished range's output: (path, size, adler32), or None when it wrote none."""
@@ -369,7 +387,7 @@ class RangeTable:
         path = self.paths.get(index)
         if path is None:
             path = (self.out_prefix or "") + self.range_id(index)
-        return path, fsize, f"{int(self.adler32[index]):08x}"
+        return path, fsize, self._adler(index, int(self.adler32[index]))
 
     def outputs(self, indices: Sequence[int], ids: Sequence[str]) -> list[tuple[str, int, str] | None]:
         """`output` of each of ``indices`` (whose ids are ``ids``), in one pass."""
@@ -377,7 +395,7 @@ class RangeTable:
         sizes = self.fsize[list(indices)].tolist()
         adlers = self.adler32[list(indices)].tolist()
         return [
-            None if size < 0 else (paths.get(i) or prefix + rid, size, f"{adler:08x}")
+            None if size < 0 else (paths.get(i) or prefix + rid, size, self._adler(i, adler))
             for i, rid, size, adler in zip(indices, ids, sizes, adlers, strict=True)
         ]
 

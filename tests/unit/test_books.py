@@ -294,7 +294,7 @@ def test_a_cut_job_sends_its_cut_once_per_worker_and_attempts_per_range_when_the
 def test_attempts_count_past_255_when_max_attempts_allows_them() -> None:
     """``eventservice.max_attempts`` goes up to 1000: attempt 256 is the 256th; the range ends fatal.
 
-    Fails on i16-columnar: `RangeTable.attempts` is ``uint8``, so the 256th hand-out wraps it to 0
+    It failed when `RangeTable.attempts` was ``uint8``, so the 256th hand-out wraps it to 0
     (sent as attempt 0, or a ``bytes`` attempt that cannot hold it), and ``attempts >= max_attempts``
     is never true: the range is retried for ever.
     """

@@ -207,3 +207,14 @@ def test_fed_ranges_with_pattern_ids_keep_no_id_string() -> None:
     table = fed(*(rng(i) for i in range(1, 1001)))
     assert table.fed is not None and table.fed.odd == {}
     assert table.fed.key.dtype == np.int64 and int((table.fed.key[: len(table)] < 0).sum()) == 0
+
+
+def test_an_output_without_a_checksum_keeps_none() -> None:
+    """An output whose adler32 is not 8 hex digits ("" when none was taken) is reported as it came."""
+    table = RangeTable()
+    table.add_fed([EventRange(f"1-9-1-{i}-1", i, i) for i in (1, 2)])
+    table.set_output(0, "/w/9/o.1-9-1-1-1", 5, "")
+    table.set_output(1, "/w/9/o.1-9-1-2-1", 6, "0000beef")
+    assert table.output(0) == ("/w/9/o.1-9-1-1-1", 5, "")
+    assert table.output(1) == ("/w/9/o.1-9-1-2-1", 6, "0000beef")
+    assert table.outputs([0, 1], ["1-9-1-1-1", "1-9-1-2-1"]) == [table.output(0), table.output(1)]
