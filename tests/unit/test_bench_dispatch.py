@@ -1,4 +1,4 @@
-"""The dispatch benchmark's verdicts (``bench/dispatch.py``): issue 16's targets from given runs, no timings."""
+"""The dispatch benchmark's verdicts (``bench/dispatch.py``): issue 16's targets from given runs."""
 
 from __future__ import annotations
 
