@@ -8,7 +8,8 @@
 #                monitoring and worker start-up benchmarks and rank 0's scale model (docs/performance.md);
 #                the MPI launcher is $MPIEXEC when set, else the mpiexec beside the venv's python, else PATH's
 #   make bench-quick  CI's look at the benchmarks: every kind of dispatch run under MPICH (.venv) and under
-#                Open MPI (.venv-ompi), and the scale model at 64 workers x 128 slots, 20k ranges (~1 min)
+#                Open MPI (.venv-ompi), and the scale model at 64 workers x 128 slots, 20k ranges after its
+#                1k-range baseline (~1 min)
 #   make ompi-venv  a second virtualenv (.venv-ompi) with the Open MPI wheel, for the fault-tolerance
 #                (ULFM) test of tests/mpi/test_ulfm.py (docs/mpi.md)
 #

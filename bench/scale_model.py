@@ -31,6 +31,14 @@ Measured:
   less the RSS before the coordinator's first step; the simulated workers hold nothing then;
 * messages per range in each direction, and journal bytes per range.
 
+`main` runs each model in a fresh process forked from this one (so no run inherits another's memory
+or imports), and before each, the same model with ``--baseline-ranges`` (1,000) ranges: rank 0's
+memory at the end of a run less that of its baseline is issue 16's memory figure.
+
+Issue 16's targets, printed as PASS/FAIL for the runs of the target's size (0 s payloads, 1M ranges):
+rank-0 CPU <= 10 µs per range at 512 workers x 128 slots, and rank-0 memory <= 100 MB above the
+same run with 1k ranges.
+
 Every run checks its books: each range assigned exactly once and finished (``--check-ids``: by range
 id; otherwise by counts, which is exact here since no range fails), rank 0's counts agreeing.
 """
@@ -41,6 +49,7 @@ import argparse
 import gc
 import heapq
 import json
+import multiprocessing
 import os
 import pickle
 import platform
@@ -49,6 +58,7 @@ import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +88,12 @@ from hpcpilot.runtime.journal import Journal
 PANDA_ID = 7001
 PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL  # what mpi4py's pickle uses by default
 FULL_WORKERS = (64, 512, 2048)
-TARGET_US = 10.0  # issue 16: rank-0 CPU per range at 512 x 128
+BASELINE_RANGES = 1_000  # issue 16: memory is judged against "the same run with 1k ranges"
+# issue 16's targets, for runs of the target's size
+TARGET_US = 10.0  # rank-0 CPU per range at TARGET_WORKERS x TARGET_SLOTS
+TARGET_WORKERS, TARGET_SLOTS = 512, 128
+TARGET_MB = 100.0  # rank-0 memory above the same run with BASELINE_RANGES ranges
+TARGET_RANGES = 1_000_000  # the job size both targets are stated for
 
 
 def sleep_job(n: int, payload_s: float) -> dict[str, Any]:
@@ -318,6 +333,8 @@ class ModelResult:
         Payload seconds over slots x wall time (``payload_s`` > 0 only).
     rss_delta_mb, bytes_per_range
         Rank 0's memory at the job's end above that before its first step.
+    rss_end_mb
+        This process's RSS at the job's end (the coordinator's books still held).
     peak_rss_mb
         The process's peak RSS (the workers' in-flight ranges and messages included).
     messages_in, messages_out
@@ -343,6 +360,7 @@ class ModelResult:
     utilisation: float
     rss_delta_mb: float
     bytes_per_range: float
+    rss_end_mb: float
     peak_rss_mb: float
     messages_in: int
     messages_out: int
@@ -477,6 +495,7 @@ def _drive(
         "wall_rate": finished / wall if wall else 0.0,
         "utilisation": finished * payload_s / (n_slots * wall) if payload_s and wall else 0.0,
         "rss_delta_mb": (rss1 - rss0) / 2**20,
+        "rss_end_mb": rss1 / 2**20,
         "bytes_per_range": (rss1 - rss0) / ranges if ranges else 0.0,
         "peak_rss_mb": _peak_rss_mb(),
         "messages_in": hub.counts.n_received,
@@ -513,18 +532,145 @@ def table(results: Sequence[ModelResult]) -> list[str]:
     return lines
 
 
-def verdicts(results: Sequence[ModelResult]) -> list[str]:
-    """The issue's target, for the 512-worker runs."""
+@dataclass(frozen=True)
+class MemoryComparison:
+    """A run's rank-0 memory against the same run with `BASELINE_RANGES` ranges.
+
+    Attributes
+    ----------
+    run, baseline
+        The two runs: same workers, slots and payload, each in a fresh process (`run_isolated`).
+    """
+
+    run: ModelResult
+    baseline: ModelResult
+
+    @property
+    def above_mb(self) -> float:
+        """Rank 0's RSS at the run's end above that at the baseline's end, MB."""
+        return self.run.rss_end_mb - self.baseline.rss_end_mb
+
+    @property
+    def delta_above_mb(self) -> float:
+        """The same from each run's growth since its first step (`ModelResult.rss_delta_mb`), MB."""
+        return self.run.rss_delta_mb - self.baseline.rss_delta_mb
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One target's outcome for one run.
+
+    Attributes
+    ----------
+    name
+        The target, with the run it was judged on.
+    ok
+        Whether it was met; None when the run is not of the target's size (shown, not judged).
+    detail
+        The figure and the target.
+    """
+
+    name: str
+    ok: bool | None
+    detail: str
+
+    def line(self) -> str:
+        """The verdict as a markdown list item."""
+        if self.ok is None:
+            mark = f"not judged (the target is for 0 s payloads and {TARGET_RANGES:,} ranges)"
+        else:
+            mark = "PASS" if self.ok else "FAIL"
+        return f"- {mark}: {self.name}: {self.detail}"
+
+
+def pair_baselines(
+    results: Sequence[ModelResult], baselines: Sequence[ModelResult]
+) -> list[MemoryComparison]:
+    """Each run with the baseline of the same workers, slots and payload (runs without one left out)."""
+    by_shape = {(b.workers, b.slots, b.payload_s): b for b in baselines}
+    pairs = []
+    for r in results:
+        base = by_shape.get((r.workers, r.slots, r.payload_s))
+        if base is not None:
+            pairs.append(MemoryComparison(r, base))
+    return pairs
+
+
+def of_target_size(r: ModelResult) -> bool:
+    """Whether a run is of the size issue 16 states its targets for (0 s payloads, 1M ranges or more)."""
+    return r.payload_s == 0 and r.ranges >= TARGET_RANGES
+
+
+def cpu_verdicts(results: Sequence[ModelResult]) -> list[Verdict]:
+    """Rank-0 CPU per range at 512 x 128 (judged at the target's size; other 512 x 128 runs shown)."""
     out = []
     for r in results:
-        if r.workers == 512 and r.payload_s == 0:
-            ok = r.us_per_range <= TARGET_US
-            out.append(
-                f"- {'PASS' if ok else 'FAIL'}: rank-0 CPU per range at 512 x {r.slots}, "
-                f"{r.ranges:,} ranges: "
-                f"{r.us_per_range:.1f} µs (target <= {TARGET_US:g} µs, i.e. >= 100,000 ranges/s on one core)"
-            )
+        if r.workers != TARGET_WORKERS or r.slots != TARGET_SLOTS:
+            continue
+        name = f"rank-0 CPU per range at {r.workers} x {r.slots}, {r.ranges:,} ranges, {r.payload_s:g} s"
+        detail = (
+            f"{r.us_per_range:.1f} µs, {r.rank0_rate:,.0f} ranges/s on one core "
+            f"(target <= {TARGET_US:g} µs, i.e. >= {1e6 / TARGET_US:,.0f} ranges/s)"
+        )
+        out.append(Verdict(name, r.us_per_range <= TARGET_US if of_target_size(r) else None, detail))
     return out
+
+
+def memory_verdicts(pairs: Sequence[MemoryComparison]) -> list[Verdict]:
+    """Rank-0 memory above the same run with 1k ranges (judged at the target's size)."""
+    out = []
+    for c in pairs:
+        r = c.run
+        name = (
+            f"rank-0 memory at {r.workers} x {r.slots}, {r.ranges:,} ranges, above the same run "
+            f"with {c.baseline.ranges:,}"
+        )
+        detail = (
+            f"{c.above_mb:+.0f} MB ({r.rss_end_mb:.0f} against {c.baseline.rss_end_mb:.0f} MB at the end; "
+            f"{c.delta_above_mb:+.0f} MB from each run's growth) (target <= {TARGET_MB:g} MB)"
+        )
+        ok = c.above_mb <= TARGET_MB if of_target_size(r) and c.baseline.ranges <= BASELINE_RANGES else None
+        out.append(Verdict(name, ok, detail))
+    return out
+
+
+def verdicts(results: Sequence[ModelResult], baselines: Sequence[ModelResult] = ()) -> list[Verdict]:
+    """Issue 16's targets for these runs: rank-0 CPU at 512 x 128, and memory above the 1k-range runs."""
+    return cpu_verdicts(results) + memory_verdicts(pair_baselines(results, baselines))
+
+
+def memory_table(pairs: Sequence[MemoryComparison]) -> list[str]:
+    """A markdown table of rank 0's memory, each run against its baseline."""
+    lines = [
+        "| workers x slots | ranges | rank-0 RSS at the end | baseline ranges | its RSS at the end "
+        "| above the baseline | target |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in pairs:
+        lines.append(
+            f"| {c.run.workers} x {c.run.slots} | {c.run.ranges:,} | {c.run.rss_end_mb:.0f} MB "
+            f"| {c.baseline.ranges:,} | {c.baseline.rss_end_mb:.0f} MB | {c.above_mb:+.0f} MB "
+            f"| <= {TARGET_MB:g} MB at {TARGET_RANGES:,} ranges |"
+        )
+    return lines
+
+
+def run_isolated(*args: Any, **kwargs: Any) -> ModelResult:
+    """`run_model` in a fresh process forked from this one: no run inherits another's memory or imports."""
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(run_model, *args, **kwargs).result()
+
+
+def progress(r: ModelResult) -> None:
+    """One line per run on stderr."""
+    print(
+        f"  {r.workers} x {r.slots}, {r.ranges:,} ranges: rank 0 {r.rank0_cpu_s:.2f} s CPU "
+        f"({r.us_per_range:.1f} µs/range), wall {r.wall_s:.1f} s, RSS {r.rss_end_mb:.0f} MB at the end "
+        f"(+{r.rss_delta_mb:.0f} MB), books {'ok' if r.books_ok else 'WRONG'}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -538,6 +684,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--payload-s", type=float, default=0.0, help="seconds per range (default 0: at once)")
     parser.add_argument("--quick", action="store_true", help="64 workers, 20k ranges (seconds; CI)")
     parser.add_argument("--check-ids", action="store_true", help="check exactly-once by range id too")
+    parser.add_argument(
+        "--baseline-ranges",
+        type=int,
+        default=BASELINE_RANGES,
+        metavar="N",
+        help=f"before each run, the same with N ranges, for the memory target (default {BASELINE_RANGES:,}; "
+        "0: none)",
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -558,35 +712,55 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the model at each worker count; print a table; exit 1 if the books are wrong (not on timing)."""
+    """Run the model at each worker count (each after its baseline); print tables and verdicts.
+
+    Exits 1 if the books of any run are wrong; the targets are printed, never enforced.
+    """
     args = parse_args(argv)
     overrides = dict(item.split("=", 1) for item in args.set)
     load_before = os.getloadavg()[0]
-    results = []
+    results: list[ModelResult] = []
+    baselines: list[ModelResult] = []
     for n in args.workers:
-        r = run_model(n, args.slots, args.ranges, args.payload_s, overrides, args.check_ids)
-        print(
-            f"  {n} x {args.slots}, {args.ranges:,} ranges: rank 0 {r.rank0_cpu_s:.2f} s CPU "
-            f"({r.us_per_range:.1f} µs/range), wall {r.wall_s:.1f} s, RSS +{r.rss_delta_mb:.0f} MB, "
-            f"books {'ok' if r.books_ok else 'WRONG'}",
-            file=sys.stderr,
-            flush=True,
-        )
+        if 0 < args.baseline_ranges < args.ranges:
+            base = run_isolated(
+                n, args.slots, args.baseline_ranges, args.payload_s, overrides, args.check_ids
+            )
+            progress(base)
+            baselines.append(base)
+        r = run_isolated(n, args.slots, args.ranges, args.payload_s, overrides, args.check_ids)
+        progress(r)
         results.append(r)
     load = {"before": load_before, "after": os.getloadavg()[0]}
+    pairs = pair_baselines(results, baselines)
+    found = verdicts(results, baselines)
     print(f"## Scale model: rank 0 with {args.slots}-slot simulated workers\n")
-    print("\n".join(table(results)))
-    print()
-    print("\n".join(verdicts(results)) or "(no 512-worker run at 0 s payloads: no target verdict)")
+    print("\n".join(table(baselines + results)))
+    if pairs:
+        print("\n### Rank-0 memory against the same run with fewer ranges\n")
+        print("\n".join(memory_table(pairs)))
+    print("\n### Targets (issue 16)\n")
+    print(
+        "\n".join(v.line() for v in found)
+        or f"(no run at {TARGET_WORKERS} x {TARGET_SLOTS} and no baseline run: no target verdict)"
+    )
     print(
         f"\n(machine: {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
-        f"1-minute load average {load['before']:.1f} before, {load['after']:.1f} after)"
+        f"1-minute load average {load['before']:.1f} before, {load['after']:.1f} after; "
+        "each run in a fresh process)"
     )
     if args.json:
         data: dict[str, Any] = {"load_average": load, "args": vars(args) | {"json": str(args.json)}}
         data["results"] = [asdict(r) for r in results]
+        data["baselines"] = [asdict(r) for r in baselines]
+        data["memory"] = [
+            {"workers": c.run.workers, "ranges": c.run.ranges, "baseline_ranges": c.baseline.ranges}
+            | {"above_mb": c.above_mb, "delta_above_mb": c.delta_above_mb}
+            for c in pairs
+        ]
+        data["targets"] = [asdict(v) for v in found]
         args.json.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
-    return 0 if all(r.books_ok for r in results) else 1
+    return 0 if all(r.books_ok for r in baselines + results) else 1
 
 
 if __name__ == "__main__":

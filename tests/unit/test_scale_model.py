@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from dataclasses import fields
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -50,3 +52,60 @@ def test_the_books_check_sees_a_range_assigned_twice(model: ModuleType, tmp_path
     assert any("3 assignments for 2 ranges" in p for p in problems)
     assert any("assigned more than once: ['b']" in p for p in problems)
     assert model.check_books(workers[:1], 2, 2, {"messages": {"in": 1, "out": 1}}) == ()
+
+
+def result(model: ModuleType, workers: int, ranges: int, **figures: Any) -> Any:
+    """A `ModelResult` with the figures that matter to a verdict (the rest zero)."""
+    zero = {f.name: 0 for f in fields(model.ModelResult)}
+    base = zero | {"workers": workers, "slots": 128, "ranges": ranges, "payload_s": 0.0}
+    return model.ModelResult(**(base | {"books_ok": True, "books_problems": ()} | figures))
+
+
+def test_memory_is_judged_against_the_1k_range_run_of_the_same_shape(model: ModuleType) -> None:
+    runs = [
+        result(model, 64, 1_000_000, rss_end_mb=150.0, rss_delta_mb=90.0),
+        result(model, 512, 1_000_000, rss_end_mb=260.0, rss_delta_mb=200.0),
+        result(model, 2048, 1_000_000, rss_end_mb=300.0),  # no baseline: not compared
+    ]
+    baselines = [
+        result(model, 512, 1000, rss_end_mb=100.0, rss_delta_mb=30.0),
+        result(model, 64, 1000, rss_end_mb=60.0),
+    ]
+    pairs = model.pair_baselines(runs, baselines)
+    assert [(c.run.workers, c.baseline.workers, c.above_mb) for c in pairs] == [
+        (64, 64, 90.0),
+        (512, 512, 160.0),
+    ]
+    assert pairs[1].delta_above_mb == 170.0
+    memory = [v for v in model.verdicts(runs, baselines) if v.name.startswith("rank-0 memory")]
+    assert [v.ok for v in memory] == [True, False]
+    assert memory[1].line().startswith("- FAIL: rank-0 memory at 512 x 128, 1,000,000 ranges, above the same")
+    assert "+160 MB" in memory[1].detail
+    table = model.memory_table(pairs)
+    assert (
+        table[3]
+        == "| 512 x 128 | 1,000,000 | 260 MB | 1,000 | 100 MB | +160 MB | <= 100 MB at 1,000,000 ranges |"
+    )
+
+
+def test_the_cpu_target_is_judged_at_512_by_128_and_a_million_ranges(model: ModuleType) -> None:
+    runs = [
+        result(model, 64, 1_000_000, us_per_range=5.0),  # not the target's workers: no verdict
+        result(model, 512, 1_000_000, us_per_range=9.5, rank0_rate=105_000.0),
+        result(model, 512, 1_000_000, us_per_range=10.5, payload_s=0.65),  # payloads: shown only
+        result(model, 512, 200_000, us_per_range=12.0),  # too small: shown only
+        result(model, 512, 1_000_000, us_per_range=10.2),
+    ]
+    found = model.verdicts(runs)
+    assert [v.ok for v in found] == [True, None, None, False]
+    assert found[0].line() == (
+        "- PASS: rank-0 CPU per range at 512 x 128, 1,000,000 ranges, 0 s: 9.5 µs, 105,000 ranges/s on one "
+        "core (target <= 10 µs, i.e. >= 100,000 ranges/s)"
+    )
+    assert found[1].line().startswith("- not judged (the target is for 0 s payloads and 1,000,000 ranges)")
+
+
+def test_a_run_in_its_own_process_comes_back(model: ModuleType, tmp_path: Path) -> None:
+    r = model.run_isolated(2, 2, 40, check_ids=True, workdir=tmp_path, timeout_s=120)
+    assert r.books_ok, r.books_problems
+    assert r.finished == 40 and r.rss_end_mb > 0
