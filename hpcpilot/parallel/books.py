@@ -731,10 +731,10 @@ class Books:
                 if size >= 0:
                     table.paths[int(i)] = results.out_prefix + table.range_id(int(i))
         odd = dict(results.odd_paths)
-        for p, i in zip(positions, where, strict=True):
-            path = odd.get(int(p))
+        for pos, at in zip(positions.tolist(), where.tolist(), strict=True):
+            path = odd.get(pos)
             if path is not None:
-                table.paths[int(i)] = path
+                table.paths[at] = path
         wall = np.asarray(results.wall_s, dtype=np.float64)[positions]
         timed = wall > 0
         book.ranges_timed += int(np.count_nonzero(timed))

@@ -89,7 +89,19 @@ def _grown(array: Array, size: int) -> Array:
 class FedRanges:
     """The definitions of ranges fed from outside, as columns (see the module)."""
 
-    __slots__ = ("_file_index", "_keys", "_odd_ids", "file", "files", "head", "key", "last", "n", "odd", "start")
+    __slots__ = (
+        "_file_index",
+        "_keys",
+        "_odd_ids",
+        "file",
+        "files",
+        "head",
+        "key",
+        "last",
+        "n",
+        "odd",
+        "start",
+    )
 
     def __init__(self) -> None:
         self.n = 0
@@ -369,7 +381,7 @@ class RangeTable:
             value = int(adler32, 16) if len(adler32) == 8 else -1
         except ValueError:
             value = -1
-        if 0 <= value:
+        if value >= 0:
             self.adler32[index] = value
             self.odd_adler.pop(index, None)
         else:

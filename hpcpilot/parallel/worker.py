@@ -43,6 +43,7 @@ from hpcpilot.parallel.messages import (
     WorkerBye,
     WorkerUpdate,
 )
+from hpcpilot.parallel.request import StandingRequest
 from hpcpilot.parallel.transport import WorkerTransport
 from hpcpilot.parallel.walltime import may_finish
 from hpcpilot.payload.base import (
@@ -143,11 +144,7 @@ class Worker:
         self.range_results: list[tuple[int, RangeResult]] = []  # (index, result)
         self.payload_results: list[PayloadResult] = []
         self.oldest_result = 0.0
-        self.request_outstanding = False
-        self._asked_cores = 0  # cores' worth of the last request not received yet
-        self._asked_at = 0.0  # when it was sent
-        self._answered = True  # whether its first answer came
-        self._answer = AnswerTime()
+        self.request = StandingRequest()
         self.hello_sent = False
         self.stop: Stop | None = None
         self.local_drain = False
@@ -219,6 +216,11 @@ class Worker:
             progress |= self._maybe_send()
         return progress
 
+    @property
+    def request_outstanding(self) -> bool:
+        """Whether some of its last request for work has not come yet (it stands at rank 0)."""
+        return self.request.outstanding
+
     def wake_in_s(self) -> float | None:
         """How long the loop may sleep before a running item could end, or None (nothing runs).
 
@@ -272,11 +274,7 @@ class Worker:
             self.queue.extend(message.plain)
             cores += sum(self.jobs[p].core_count for p in message.plain)
             self.queued_cores += cores
-            self._asked_cores -= cores  # the rest of the request stands at rank 0
-            self.request_outstanding = self._asked_cores > 0
-            if not self._answered:
-                self._answered = True
-                self._answer.observe(time.monotonic() - self._asked_at)
+            self.request.received(cores, time.monotonic())  # the rest of it stands at rank 0
             for panda_id in message.finished_jobs:
                 self._close_job(panda_id)
         elif isinstance(message, Stop):
@@ -637,7 +635,7 @@ class Worker:
         # next message, one message per range at most. A full batch waits for the next request while
         # one is out; report_interval_s caps it.
         idle = busy == 0 and not self.queue
-        answer_due = self.request_outstanding and now - self._asked_at < self._answer.wait_s()
+        answer_due = self.request.answer_due(now)
         due = n_results and (
             (idle and not answer_due)
             or now - self.oldest_result >= self.settings.parallel.report_interval_s
@@ -649,10 +647,7 @@ class Worker:
         want = capacity - running_cores - queued_cores if wants else 0
         self.transport.send(self._update(want, total - running_cores - queued_cores, busy))
         if want > 0:  # it stands at rank 0 until all of it came (see the Assignment above)
-            self.request_outstanding = True
-            self._asked_cores = want
-            self._asked_at = now
-            self._answered = False
+            self.request.sent(want, now)
         return True
 
     def _update(self, want: int, free: int, busy: int) -> WorkerUpdate:
@@ -879,25 +874,6 @@ def _remove_partial(output: Path | None) -> None:
         output.unlink(missing_ok=True)
     except OSError as exc:
         log.warning("cannot remove the partial output %s: %s", output, exc)
-
-
-class AnswerTime:
-    """How long rank 0 takes to answer a request: a moving mean of the delays seen.
-
-    ``wait_s`` is how long results may wait for the answer (twice the mean, 1 ms to 50 ms): past it,
-    rank 0 has no work to send now, and an idle worker reports what it has without waiting more.
-    """
-
-    def __init__(self, initial_s: float = 0.005) -> None:
-        self.mean_s = initial_s
-
-    def observe(self, delay_s: float) -> None:
-        """One answer came after ``delay_s``."""
-        self.mean_s += 0.2 * (delay_s - self.mean_s)
-
-    def wait_s(self) -> float:
-        """How long an idle worker's results wait for the answer to its request."""
-        return min(max(2 * self.mean_s, 0.001), 0.05)
 
 
 def _intervals(ranges: list[_Range]) -> tuple[RangeWork, ...]:
