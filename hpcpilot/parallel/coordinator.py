@@ -510,8 +510,7 @@ class Coordinator:
         ids = table.range_ids(recorded.indices)
         outputs = table.outputs(recorded.indices, ids)
         wall = batch.wall_s
-        for pos in recorded.finished:
-            self.plan.observe_range(wall[pos])
+        self.plan.observe_ranges([wall[pos] for pos in recorded.finished])
         self.journal.gather(
             FinishedRecord(
                 panda_id,

@@ -18,6 +18,7 @@ that window closes. A terminating signal's cut spares nothing (the batch system'
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 #: The duration estimate is the mean plus this many standard deviations (capped at the longest seen):
@@ -41,6 +42,20 @@ class DurationStats:
         self.mean += delta / self.n
         self._m2 += delta * (seconds - self.mean)
         self.longest = max(self.longest, seconds)
+
+    def add_many(self, seconds: Sequence[float]) -> None:
+        """Record several durations at once (Chan et al.'s merge of two running means and spreads)."""
+        n = len(seconds)
+        if n == 0:
+            return
+        mean = math.fsum(seconds) / n
+        m2 = math.fsum((s - mean) ** 2 for s in seconds)
+        total = self.n + n
+        delta = mean - self.mean
+        self._m2 += m2 + delta * delta * self.n * n / total
+        self.mean += delta * n / total
+        self.n = total
+        self.longest = max(self.longest, max(seconds))
 
     @property
     def std(self) -> float:
@@ -79,6 +94,10 @@ class EndPlan:
         """A range took ``wall_s`` seconds."""
         if wall_s > 0:
             self.ranges.add(wall_s)
+
+    def observe_ranges(self, wall_s: Sequence[float]) -> None:
+        """Ranges took ``wall_s`` seconds each (those of 0 s, not measured, are left out)."""
+        self.ranges.add_many([w for w in wall_s if w > 0])
 
     def observe_finish(self, seconds: float) -> None:
         """A job took ``seconds`` to finish (merge, log tarball, report)."""

@@ -253,3 +253,16 @@ def test_walltime_formats(text: str, seconds: float) -> None:
 def test_bad_walltimes_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
+
+
+def test_durations_added_at_once_give_what_one_by_one_gives() -> None:
+    """`DurationStats.add_many` merges a batch: mean, spread and longest as if added one by one."""
+    one, many = DurationStats(), DurationStats()
+    first, second = [1.0, 2.5, 0.5], [4.0, 3.0, 9.0, 0.25]
+    for s in first + second:
+        one.add(s)
+    many.add_many(first)
+    many.add_many(second)
+    many.add_many([])
+    assert many.n == one.n == 7 and many.longest == one.longest == 9.0
+    assert abs(many.mean - one.mean) < 1e-12 and abs(many.std - one.std) < 1e-12
