@@ -722,8 +722,9 @@ class Books:
         fsize = np.asarray(results.fsize, dtype=np.int64)[positions]
         table.fsize[where] = fsize
         adler = results.adler32
-        for p, i in zip(positions.tolist(), where.tolist(), strict=True):
-            table.set_adler32(i, adler[p])
+        for p, i, size in zip(positions.tolist(), where.tolist(), fsize.tolist(), strict=True):
+            if size >= 0:  # a range without output has no checksum to keep
+                table.set_adler32(i, adler[p])
         if table.out_prefix is None and results.out_prefix:
             table.out_prefix = results.out_prefix
         elif results.out_prefix and results.out_prefix != table.out_prefix:  # a worker elsewhere

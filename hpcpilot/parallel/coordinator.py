@@ -77,6 +77,10 @@ log = logging.getLogger(__name__)
 #: Seconds before a range source that had nothing is asked again.
 FETCH_RETRY_S = 0.05
 
+#: Range outcomes waiting for their report that make the journal flush and the report go before
+#: ``parallel.journal_flush_s`` is up: what waits is bounded in memory too (about 200 bytes each).
+FLUSH_AT_PENDING = 16384
+
 
 class Coordinator:
     """Rank 0's event loop.
@@ -190,7 +194,8 @@ class Coordinator:
             progress |= self._serve_hungry()
         progress |= self._collect_staged()
         progress |= self._finish_jobs()
-        if now >= self._next_flush and not self.disk.full:  # on a full disk: `_watch_the_disk` retries
+        flush_due = now >= self._next_flush or self.reports.pending >= FLUSH_AT_PENDING
+        if flush_due and not self.disk.full:  # on a full disk: `_watch_the_disk` retries
             self._flush()
             self._next_flush = now + self.settings.parallel.journal_flush_s
         if now >= self._next_status:
