@@ -325,7 +325,8 @@ class ParallelSettings:
     ----------
     batch_size
         Most ranges in one assignment; a busy worker with no request out reports as soon as it holds
-        this many results (an idle worker reports at once).
+        this many results (an idle worker reports at once, unless the answer to its request is due
+        within a few ms: then its results go with its next message).
     report_interval_s
         Longest a finished range's result waits at a worker before it is sent.
     spin_s
