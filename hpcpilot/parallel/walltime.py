@@ -55,7 +55,7 @@ class DurationStats:
         self._m2 += m2 + delta * delta * self.n * n / total
         self.mean += delta * n / total
         self.n = total
-        self.longest = max(self.longest, max(seconds))
+        self.longest = max([self.longest, *seconds])
 
     @property
     def std(self) -> float:
