@@ -140,6 +140,7 @@ class Coordinator:
             self._abandoned,
         )
         self._next_flush = 0.0
+        self._kept_back = 0  # outcomes the last flush could not report
         self._next_status = 0.0
         self._next_fetch = 0.0
         self._next_heartbeat = time.monotonic() + communicator.heartbeat_s
@@ -194,9 +195,11 @@ class Coordinator:
             progress |= self._serve_hungry()
         progress |= self._collect_staged()
         progress |= self._finish_jobs()
-        flush_due = now >= self._next_flush or self.reports.pending >= FLUSH_AT_PENDING
-        if flush_due and not self.disk.full:  # on a full disk: `_watch_the_disk` retries
+        # early when many outcomes wait; those a failed report kept back do not count again
+        piled_up = self.reports.pending >= FLUSH_AT_PENDING + self._kept_back
+        if (now >= self._next_flush or piled_up) and not self.disk.full:  # else `_watch_the_disk` retries
             self._flush()
+            self._kept_back = self.reports.pending
             self._next_flush = now + self.settings.parallel.journal_flush_s
         if now >= self._next_status:
             self._status(now)
