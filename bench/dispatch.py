@@ -10,7 +10,8 @@ sleeping a fixed payload time, one slot per worker rank. The launcher is ``--mpi
 else the ``mpiexec`` beside ``sys.executable``, else the one on ``PATH`` (``bench/_launch.py``).
 
 * hpcpilot: an event-service job with the in-process ``sleep`` payload (``jobPars`` = seconds),
-  ``node.cores=1``, one event per range; timed from its journal (first ``assigned`` to last
+  ``node.cores=1``, one event per range, ``parallel.batch_size`` ranges per assignment and as many
+  queued per slot (at least the default 2); timed from its journal (first ``assigned`` to last
   ``finished`` record), and ``summary.json``'s utilisation besides.
 * bare: ``bench/bare_dispatcher.py``, blocking pickled send/recv, the yardstick.
 * pool: ``bench/pool_workload.py`` under ``python -m mpi4py.futures`` (``executor.map``).
@@ -55,7 +56,7 @@ from typing import Any
 import psutil
 from _launch import RunEndedError, add_mpiexec_option, find_mpiexec, launch_env, rank_of, why_ended
 
-from hpcpilot.config.schema import ParallelSettings
+from hpcpilot.config.schema import EventServiceSettings, ParallelSettings
 from hpcpilot.runtime.journal import plain
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -67,6 +68,7 @@ UTIL_PAYLOADS = (0.01, 0.1)
 SYSTEMS = ("hpcpilot", "bare", "pool")
 PARTS = ("throughput", "utilisation", "idle")
 DEFAULT_BATCH = ParallelSettings().batch_size  # hpcpilot's default, used in the utilisation part
+DEFAULT_PREFETCH = EventServiceSettings().prefetch_per_slot  # hpcpilot's default queue per slot
 UTIL_RANKS = 16  # issue 16: utilisation with 15 slots (one per worker rank); the full plan's default
 
 # issue 16's targets (ratios between runs of the same invocation)
@@ -385,10 +387,15 @@ def hpcpilot_cmd(plan: Plan, workdir: Path, settings: dict[str, str]) -> list[st
 
 
 def throughput_settings(batch: int) -> dict[str, str]:
-    """hpcpilot settings for the dispatch-throughput runs at one batch size."""
+    """hpcpilot settings for the dispatch-throughput runs at one batch size.
+
+    A slot's queue holds ``batch`` ranges, or hpcpilot's default (`DEFAULT_PREFETCH`) where that is
+    more: at batch 1 each assignment is still one range (like the pool's chunk of 1), but a worker
+    keeps its default two ranges queued per slot, as a user who sets only the batch size gets.
+    """
     return {
         "parallel.batch_size": str(batch),
-        "eventservice.prefetch_per_slot": str(batch),
+        "eventservice.prefetch_per_slot": str(max(batch, DEFAULT_PREFETCH)),
         "parallel.report_interval_s": "0.01",
     }
 

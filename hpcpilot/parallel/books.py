@@ -28,7 +28,7 @@ from hpcpilot.model.ranges import EventRange, RangeState
 from hpcpilot.model.results import OutputFile, PayloadResult, RangeResult
 from hpcpilot.model.states import JobState
 from hpcpilot.parallel.messages import Assignment, NodeInfo, RangeResults, RangeWork
-from hpcpilot.parallel.rangetable import ASSIGNED, DROPPED, FATAL, FINISHED, QUEUED, RangeTable
+from hpcpilot.parallel.rangetable import ASSIGNED, DROPPED, FATAL, FINISHED, QUEUED, SMALL_BATCH, RangeTable
 
 #: A queue entry: ranges ``start`` to ``stop - 1`` of job ``PandaID``, all queued.
 Span = tuple[int, int, int]
@@ -345,6 +345,41 @@ class Recorded:
     stray: tuple[str, ...] = ()
 
 
+def _valid_one_by_one(table: RangeTable, index: tuple[int, ...], rank: int) -> list[bool]:
+    """Which results of a small batch match a range assigned to ``rank`` (the first of a repeat)."""
+    valid: list[bool] = []
+    seen: set[int] = set()
+    state, ranks, n = table.state, table.rank, table.n
+    for i in index:
+        ok = 0 <= i < n and i not in seen and state[i] == ASSIGNED and ranks[i] == rank
+        seen.add(i)
+        valid.append(bool(ok))
+    return valid
+
+
+def _valid_columns(table: RangeTable, index: tuple[int, ...], rank: int) -> np.ndarray:
+    """`_valid_one_by_one` as columns, for a larger batch."""
+    at = np.asarray(index, dtype=np.int64)
+    inside = (at >= 0) & (at < table.n)
+    valid = inside.copy()
+    valid[inside] = (table.state[at[inside]] == ASSIGNED) & (table.rank[at[inside]] == rank)
+    _, first = np.unique(at, return_index=True)  # a range twice in one batch: only its first result counts
+    once = np.zeros(len(at), dtype=bool)
+    once[first] = True
+    return valid & once
+
+
+def _stray(table: RangeTable, index: tuple[int, ...], valid: list[bool] | np.ndarray) -> tuple[str, ...]:
+    """Names of the results that matched no range assigned to the worker."""
+    if all(valid):
+        return ()
+    return tuple(
+        table.range_id(i) if 0 <= i < table.n else f"#{i}"
+        for i, ok in zip(index, valid, strict=True)
+        if not ok
+    )
+
+
 class Books:
     """All of the coordinator's state.
 
@@ -645,12 +680,19 @@ class Books:
     def _hand_out(self, book: JobBook, worker: WorkerBook, start: int, stop: int) -> RangeWork:
         """Mark ranges ``start`` to ``stop - 1`` of a job as running on ``worker``; the work to send."""
         table = book.ranges
-        table.state[start:stop] = ASSIGNED
-        table.rank[start:stop] = worker.rank
-        attempts = table.attempts[start:stop]
-        attempts += 1
-        first = int(attempts[0])
-        same = stop - start == 1 or bool((attempts == first).all())
+        attempt: int | tuple[int, ...]
+        if stop - start == 1:  # numpy's cost per call is most of one range's
+            table.state[start] = ASSIGNED
+            table.rank[start] = worker.rank
+            attempt = int(table.attempts[start]) + 1
+            table.attempts[start] = attempt
+        else:
+            table.state[start:stop] = ASSIGNED
+            table.rank[start:stop] = worker.rank
+            attempts = table.attempts[start:stop]
+            attempts += 1
+            first = int(attempts[0])
+            attempt = first if bool((attempts == first).all()) else tuple(attempts.tolist())
         book.queued -= stop - start
         book.in_flight += stop - start
         if book.state is JobState.STARTING:
@@ -664,89 +706,122 @@ class Books:
         else:
             worker.cuts.add(panda_id)
             defs = table.cut
-        return RangeWork(panda_id, start, stop, first if same else tuple(attempts.tolist()), defs)
+        return RangeWork(panda_id, start, stop, attempt, defs)
 
     # --- results in ---------------------------------------------------------------------------
 
     def record_results(self, rank: int, results: RangeResults) -> Recorded:
         """Book a worker's results for ranges of one job; failed ranges are requeued or declared fatal.
 
-        Finished ranges are booked at once, as columns; each failed one goes through the rules of
-        `_record_failure`. A result that does not match a range assigned to ``rank`` (a duplicate or
-        stray) is ignored and named in ``stray``.
+        Finished ranges are booked at once (as columns, or one by one for a batch of at most
+        `SMALL_BATCH`, where numpy's cost per call is more than the work); each failed one goes
+        through the rules of `_record_failure`. A result that does not match a range assigned to
+        ``rank`` (a duplicate or stray) is ignored and named in ``stray``.
         """
         panda_id = results.panda_id
         book = self.jobs.get(panda_id)
         if book is None:
             return Recorded(panda_id, (), (), (), tuple(f"#{i}" for i in results.index))
         table = book.ranges
-        index = np.asarray(results.index, dtype=np.int64)
-        inside = (index >= 0) & (index < table.n)
-        valid = inside.copy()
-        valid[inside] = (table.state[index[inside]] == ASSIGNED) & (table.rank[index[inside]] == rank)
-        if len(index) > 1:  # a range twice in one batch: only its first result counts
-            _, first = np.unique(index, return_index=True)
-            once = np.zeros(len(index), dtype=bool)
-            once[first] = True
-            valid &= once
-        stray: tuple[str, ...] = ()
-        if not valid.all():
-            stray = tuple(
-                table.range_id(int(i)) if ok else f"#{int(i)}"
-                for i, ok, v in zip(index, inside, valid, strict=True)
-                if not v
-            )
-        finished = np.frombuffer(results.finished, dtype=np.uint8).astype(bool) & valid
-        done = self._book_finished(book, rank, results, finished, index)
-        failed = []
-        for pos in np.flatnonzero(valid & ~finished):
-            result = self._failure(table, results, int(pos))
-            failed.append(self._record_failure(book, rank, result, int(index[pos])))
+        valid: list[bool] | np.ndarray
+        if len(results.index) <= SMALL_BATCH:
+            valid = _valid_one_by_one(table, results.index, rank)
+            finished = [p for p, ok in enumerate(valid) if ok and results.finished[p]]
+            self._book_finished_one_by_one(book, rank, results, finished)
+            failing = [p for p, ok in enumerate(valid) if ok and not results.finished[p]]
+        else:
+            valid = _valid_columns(table, results.index, rank)
+            is_finished = np.frombuffer(results.finished, dtype=np.uint8).astype(bool) & valid
+            finished = self._book_finished(book, rank, results, is_finished).tolist()
+            failing = np.flatnonzero(valid & ~is_finished).tolist()
+        stray = _stray(table, results.index, valid)
+        failed = [
+            self._record_failure(book, rank, self._failure(table, results, pos), results.index[pos])
+            for pos in failing
+        ]
         if book.in_flight == 0:
             self._settled.add(panda_id)
-        return Recorded(panda_id, tuple(done.tolist()), tuple(index[done].tolist()), tuple(failed), stray)
+        return Recorded(
+            panda_id, tuple(finished), tuple(results.index[p] for p in finished), tuple(failed), stray
+        )
 
     def _book_finished(
-        self, book: JobBook, rank: int, results: RangeResults, finished: np.ndarray, index: np.ndarray
+        self, book: JobBook, rank: int, results: RangeResults, finished: np.ndarray
     ) -> np.ndarray:
-        """Book the finished ranges of a batch; returns their positions in it."""
+        """Book the finished ranges of a batch, as columns; returns their positions in it."""
         positions = np.flatnonzero(finished)
         n = len(positions)
         if not n:
             return positions
         table = book.ranges
-        where = index[positions]
+        where = np.asarray(results.index, dtype=np.int64)[positions]
         table.state[where] = FINISHED
         nevents = np.asarray(results.nevents, dtype=np.int64)[positions]
         table.nevents[where] = nevents
         fsize = np.asarray(results.fsize, dtype=np.int64)[positions]
         table.fsize[where] = fsize
+        pos_list, where_list, size_list = positions.tolist(), where.tolist(), fsize.tolist()
+        self._keep_outputs(table, results, pos_list, where_list, size_list)
+        wall = np.asarray(results.wall_s, dtype=np.float64)[positions]
+        timed = wall > 0
+        book.ranges_timed += int(np.count_nonzero(timed))
+        book.ranges_timed_s += float(wall[timed].sum())
+        cpu_s = float(np.asarray(results.cpu_s, dtype=np.float64)[positions].sum())
+        self._count_finished(book, rank, n, int(nevents.sum()), cpu_s)
+        return positions
+
+    def _book_finished_one_by_one(
+        self, book: JobBook, rank: int, results: RangeResults, positions: list[int]
+    ) -> None:
+        """`_book_finished` for a small batch: the same books, without numpy's cost per call."""
+        if not positions:
+            return
+        table = book.ranges
+        where = [results.index[p] for p in positions]
+        sizes = [results.fsize[p] for p in positions]
+        nevents = 0
+        for pos, i, size in zip(positions, where, sizes, strict=True):
+            table.state[i] = FINISHED
+            table.nevents[i] = results.nevents[pos]
+            table.fsize[i] = size
+            nevents += results.nevents[pos]
+            wall = results.wall_s[pos]
+            if wall > 0:
+                book.ranges_timed += 1
+                book.ranges_timed_s += wall
+        self._keep_outputs(table, results, positions, where, sizes)
+        cpu_s = float(sum(results.cpu_s[p] for p in positions))
+        self._count_finished(book, rank, len(positions), nevents, cpu_s)
+
+    @staticmethod
+    def _keep_outputs(
+        table: RangeTable, results: RangeResults, positions: list[int], where: list[int], sizes: list[int]
+    ) -> None:
+        """Keep the checksums and the paths (where not at the job's prefix) of finished outputs."""
         adler = results.adler32
-        for p, i, size in zip(positions.tolist(), where.tolist(), fsize.tolist(), strict=True):
+        for p, i, size in zip(positions, where, sizes, strict=True):
             if size >= 0:  # a range without output has no checksum to keep
                 table.set_adler32(i, adler[p])
         if table.out_prefix is None and results.out_prefix:
             table.out_prefix = results.out_prefix
         elif results.out_prefix and results.out_prefix != table.out_prefix:  # a worker elsewhere
-            for i, size in zip(where, fsize, strict=True):
+            for i, size in zip(where, sizes, strict=True):
                 if size >= 0:
-                    table.paths[int(i)] = results.out_prefix + table.range_id(int(i))
-        odd = dict(results.odd_paths)
-        for pos, at in zip(positions.tolist(), where.tolist(), strict=True):
-            path = odd.get(pos)
-            if path is not None:
-                table.paths[at] = path
-        wall = np.asarray(results.wall_s, dtype=np.float64)[positions]
-        timed = wall > 0
-        book.ranges_timed += int(np.count_nonzero(timed))
-        book.ranges_timed_s += float(wall[timed].sum())
-        book.cpu_s += float(np.asarray(results.cpu_s, dtype=np.float64)[positions].sum())
+                    table.paths[i] = results.out_prefix + table.range_id(i)
+        if results.odd_paths:
+            odd = dict(results.odd_paths)
+            for pos, at in zip(positions, where, strict=True):
+                path = odd.get(pos)
+                if path is not None:
+                    table.paths[at] = path
+
+    def _count_finished(self, book: JobBook, rank: int, n: int, nevents: int, cpu_s: float) -> None:
+        book.cpu_s += cpu_s
         book.in_flight -= n
         book.finished += n
-        book.n_events += int(nevents.sum())
+        book.n_events += nevents
         self.worker(rank).in_flight -= n
         self.ranges_finished += n
-        return positions
 
     @staticmethod
     def _failure(table: RangeTable, results: RangeResults, pos: int) -> RangeResult:

@@ -37,6 +37,10 @@ STATES: tuple[RangeState, ...] = (
 QUEUED, ASSIGNED, FINISHED, FATAL, DROPPED = range(len(STATES))
 CODE: dict[RangeState, int] = {state: code for code, state in enumerate(STATES)}
 
+#: Up to this many ranges are read or booked one by one: below it numpy's cost per call is more
+#: than the work (a worker's results at batch size 1 are one range).
+SMALL_BATCH = 8
+
 #: Bits of a packed fed range id: fileID, processID, attemptNr (PandaID and taskID are the job's).
 _FILE_BITS, _PROCESS_BITS, _ATTEMPT_BITS = 22, 33, 8
 
@@ -404,8 +408,12 @@ class RangeTable:
     def outputs(self, indices: Sequence[int], ids: Sequence[str]) -> list[tuple[str, int, str] | None]:
         """`output` of each of ``indices`` (whose ids are ``ids``), in one pass."""
         prefix, paths = self.out_prefix or "", self.paths
-        sizes = self.fsize[list(indices)].tolist()
-        adlers = self.adler32[list(indices)].tolist()
+        if len(indices) <= SMALL_BATCH:  # numpy's cost per call is more than the work
+            sizes = [int(self.fsize[i]) for i in indices]
+            adlers = [int(self.adler32[i]) for i in indices]
+        else:
+            sizes = self.fsize[list(indices)].tolist()
+            adlers = self.adler32[list(indices)].tolist()
         return [
             None if size < 0 else (paths.get(i) or prefix + rid, size, self._adler(i, adler))
             for i, rid, size, adler in zip(indices, ids, sizes, adlers, strict=True)

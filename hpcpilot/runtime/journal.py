@@ -3,8 +3,10 @@
 Records are buffered and written in batches (one write + fsync per flush, never one per range). The
 frequent events (ranges handed out, ranges finished) are *collected*: entries of the same event, job
 and rank are gathered into one record with aligned lists until the next flush, its ``t`` the time of
-the first entry and ``t_end`` of the last. A reader tolerates a torn last line, which is all a crash
-can leave behind.
+the first entry and ``t_end`` of the last. Any other record closes the open groups first, so each
+range's events stay in order; only a record no collected entry can be about yet (``ranges``: new
+ranges) goes before the open groups. A reader tolerates a torn last line, which is all a crash can
+leave behind.
 
 Every record is one of the frozen classes of `hpcpilot.runtime.records` (one per event: ``run``,
 ``worker``, ``lost``, ``job``, ``ranges``, ``exhausted``, ``assigned``, ``finished``, ``failed``,
@@ -35,6 +37,11 @@ from hpcpilot.runtime.diskspace import is_disk_full
 from hpcpilot.runtime.records import CollectedRecord, Record, RecordError, compact, parse_record
 
 
+def _line(event: str, fields: dict[str, Any]) -> str:
+    """One record's JSON line, stamped with the time now."""
+    return json.dumps({"t": round(time.time(), 3), "ev": event, **fields}, separators=(",", ":"))
+
+
 class Journal:
     """Buffered, append-only journal file.
 
@@ -57,7 +64,10 @@ class Journal:
         """Queue one typed record (`hpcpilot.runtime.records`), stamped with the time now."""
         fields = compact(record.to_json())
         del fields["t"], fields["ev"]
-        self.append(record.EVENT, **fields)
+        if record.BEFORE_OPEN_GROUPS:
+            self._buffer.append(_line(record.EVENT, fields))
+        else:
+            self.append(record.EVENT, **fields)
 
     def gather(self, record: CollectedRecord) -> None:
         """Add a columnar record's entries to its group of (event, job, rank) until the next flush."""
@@ -66,8 +76,7 @@ class Journal:
     def append(self, event: str, **fields: Any) -> None:
         """Queue one raw record (`write` is the typed way); it reaches the file at the next `flush`."""
         self._close_groups()
-        record = {"t": round(time.time(), 3), "ev": event, **fields}
-        self._buffer.append(json.dumps(record, separators=(",", ":")))
+        self._buffer.append(_line(event, fields))
 
     def collect(self, event: str, job: int, rank: int, **columns: list[Any]) -> None:
         """Add entries to the group record of (``event``, ``job``, ``rank``): each column is extended.

@@ -212,6 +212,10 @@ class Record:
     """Base of every journal record: ``t`` is the Unix time it was written (0: stamped on writing)."""
 
     EVENT: ClassVar[str] = ""
+    #: Whether the journal may place it before the collected groups still open when it is written
+    #: (its entries happened earlier): only for a record that no earlier collected entry can be
+    #: about. Others close the open groups first, so that each range's events stay in order.
+    BEFORE_OPEN_GROUPS: ClassVar[bool] = False
     t: float = field(default=0.0, kw_only=True)
 
     def to_json(self) -> dict[str, Any]:
@@ -419,6 +423,9 @@ class RangesRecord(Record):
     """
 
     EVENT: ClassVar[str] = "ranges"
+    #: New ranges: nothing assigned or finished so far is about them (at batch size 1 a fetch
+    #: every few ranges would otherwise close the open groups, a record per range).
+    BEFORE_OPEN_GROUPS: ClassVar[bool] = True
     job: int = 0
     ids: tuple[str, ...] = ()
     start: tuple[int, ...] = ()

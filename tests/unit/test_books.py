@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from hpcpilot.model.errors import ErrorCode
 from hpcpilot.model.job import Job
 from hpcpilot.model.rangecut import RangeCut
 from hpcpilot.model.ranges import EventRange, RangeState
 from hpcpilot.model.results import OutputFile, PayloadResult, RangeResult
 from hpcpilot.model.states import JobState
+from hpcpilot.parallel import books as books_module
 from hpcpilot.parallel.books import Books, JobPhase
 from hpcpilot.parallel.messages import NodeInfo, RangeWork
 from tests.ranges import (
@@ -216,6 +219,15 @@ def test_work_that_crossed_a_workers_bye_is_taken_back_without_using_an_attempt(
     assert books.reclaim(1) == []  # nothing twice
 
 
+@pytest.fixture(params=["one by one", "columns"])
+def booking(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways a batch of results is booked: small batches one by one, larger ones as columns."""
+    if request.param == "columns":
+        monkeypatch.setattr(books_module, "SMALL_BATCH", 0)
+    return str(request.param)
+
+
+@pytest.mark.usefixtures("booking")
 def test_results_are_booked_as_columns_and_a_stray_is_named() -> None:
     books = books_with_worker(attempts=2)
     books.add_job(ES_JOB)
@@ -247,6 +259,7 @@ def test_results_are_booked_as_columns_and_a_stray_is_named() -> None:
     assert book.finished == 1 and books.worker(1).in_flight == 0
 
 
+@pytest.mark.usefixtures("booking")
 def test_a_range_twice_in_one_batch_is_booked_once() -> None:
     """A duplicate is not booked twice, within one batch as across batches (`Books.record_results`).
 
@@ -312,3 +325,53 @@ def test_attempts_count_past_255_when_max_attempts_allows_them() -> None:
         if state is RangeState.FATAL:
             break
     assert seen == list(range(1, 301)) and state is RangeState.FATAL
+
+
+def _booked_both_ways(monkeypatch: pytest.MonkeyPatch, small_batch: int) -> tuple[Books, list[object]]:
+    monkeypatch.setattr(books_module, "SMALL_BATCH", small_batch)
+    books = books_with_worker(cores=8, attempts=3)
+    books.add_job(ES_JOB)
+    books.add_ranges(1, ranges(8))
+    ask(books, 1, want=8)
+    books.assign(1)
+    table = books.jobs[1].ranges
+    prefix = "/w/1/o."
+    ids = [f"1-1-1-{i}-1" for i in range(1, 9)]
+    sent = [
+        RangeResult(
+            1, ids[0], RangeState.FINISHED, OutputFile(prefix + ids[0], 3, "0000000a"), 2, wall_s=1.5
+        ),
+        RangeResult(1, ids[1], RangeState.FINISHED, OutputFile("/elsewhere/x", 7, "odd!"), 1, cpu_s=0.25),
+        RangeResult(1, ids[2], RangeState.FAILED, None, 0, ErrorCode.PAYLOAD_EXECUTION_FAILURE, "boom"),
+        RangeResult(1, ids[3], RangeState.FINISHED, None, 4, wall_s=0.5, cpu_s=0.5),
+        RangeResult(1, ids[3], RangeState.FINISHED, None, 4, wall_s=0.5),  # twice: booked once
+        RangeResult(1, ids[4], RangeState.FINISHED, OutputFile(prefix + ids[4], 0, "00000001"), 1),
+    ]
+    recorded = books.record_results(1, batch(table, 1, sent, prefix))
+    book = books.jobs[1]
+    seen = [
+        recorded,
+        table.state[: table.n].tolist(),
+        table.nevents[: table.n].tolist(),
+        table.fsize[: table.n].tolist(),
+        [table.output(i) for i in range(table.n)],
+        dict(table.paths),
+        (book.finished, book.n_events, book.in_flight, book.failed_attempts, book.cpu_s),
+        (book.ranges_timed, book.ranges_timed_s, books.worker(1).in_flight, books.ranges_finished),
+        queued(books),
+    ]
+    return books, seen
+
+
+def test_a_small_batch_is_booked_one_by_one_exactly_as_columns_book_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Batches of up to `SMALL_BATCH` results skip numpy (its cost per call is most of a small
+    batch's); every column, counter and queue entry must come out as the column path leaves them."""
+    _, one_by_one = _booked_both_ways(monkeypatch, small_batch=8)
+    _, columns = _booked_both_ways(monkeypatch, small_batch=0)
+    assert one_by_one == columns
+    recorded = one_by_one[0]
+    assert isinstance(recorded, books_module.Recorded)
+    assert recorded.finished == (0, 1, 3, 5) and recorded.stray == ("1-1-1-4-1",)
+    assert one_by_one[5] == {1: "/elsewhere/x"}

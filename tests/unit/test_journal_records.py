@@ -151,6 +151,27 @@ def test_the_journal_writes_typed_records_and_gathers_columns_per_job_and_rank(t
     assert list(read_journal(path))[1]["paths"] == ["/d/o.a", "/d/o.b"]  # read back in plain form
 
 
+def test_new_ranges_go_before_open_groups_and_every_other_record_closes_them(tmp_path: Path) -> None:
+    """A ``ranges`` record (new ranges) does not close the open groups: at batch size 1 a fetch every
+    few ranges made a ``finished`` and an ``assigned`` record per range. Any other record still does,
+    so a range's events stay in order (a failure between two hand-outs of the range)."""
+    path = tmp_path / "journal.jsonl"
+    journal = Journal(path)
+    journal.gather(AssignedRecord(7, 1, ("a",)))
+    journal.write(RangesRecord(7, ("b",), (1,), (1,), "f", "g", "s"))
+    journal.gather(AssignedRecord(7, 1, ("b",)))
+    journal.write(FailedRecord(7, "a", 1, 1, "boom"))
+    journal.gather(AssignedRecord(7, 1, ("a",)))
+    journal.close()
+    records = list(read_records(path))
+    assert [(r.EVENT, getattr(r, "ids", None)) for r in records] == [
+        ("ranges", ("b",)),
+        ("assigned", ("a", "b")),  # one record for both hand-outs around the new ranges
+        ("failed", None),
+        ("assigned", ("a",)),  # after the failure it follows
+    ]
+
+
 def test_the_journal_of_an_earlier_main_still_resumes() -> None:
     """A run that ended: its job is done, with what the journal said of it."""
     state = resume_state(read_records(OLD_JOURNAL))
