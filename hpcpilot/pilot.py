@@ -110,6 +110,7 @@ def _run_role(world: par.World, settings: Settings, resume: bool = False) -> int
             resources=resources,
         )
         par.run_worker(worker, settings, signals)
+        world.wait_for_all()
         return ExitCode.OK
     assert printer is not None
     log.info("hpcpilot on %d rank(s), work directory %s", world.size, layout.root)
@@ -153,7 +154,9 @@ def _run_role(world: par.World, settings: Settings, resume: bool = False) -> int
     if not _last_write(coordinator, "the journal", journal.flush):
         log.error("%d journal record(s) are lost to the full disk", journal.discard())
     journal.close()
-    return _conclude(coordinator, layout, state, ok_on_failed=communicator.exits_ok_on_failed_jobs)
+    code = _conclude(coordinator, layout, state, ok_on_failed=communicator.exits_ok_on_failed_jobs)
+    world.wait_for_all()
+    return code
 
 
 def _allocation(settings: Settings) -> Allocation:

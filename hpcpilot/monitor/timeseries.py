@@ -178,17 +178,18 @@ def append_rows(group: h5py.Group, rows: list[dict[str, float]], attrs: Mapping[
     if not rows:
         return
     old = group["t"].shape[0] if "t" in group else 0
-    names = set(group.keys()) | {name for row in rows for name in row}
-    for name in names:
+    have = set(group.keys())
+    for name in have | {name for row in rows for name in row}:
         column = np.array([row.get(name, math.nan) for row in rows], dtype=np.float64)
-        if name not in group:
+        if name not in have:  # created whole: a resize and a write per column cost more than the rows
             group.create_dataset(
                 name,
-                data=np.full(old, math.nan),
+                data=np.concatenate([np.full(old, math.nan), column]),
                 maxshape=(None,),
                 chunks=(CHUNK,),
                 dtype=np.float64,
             )
+            continue
         data = group[name]
         data.resize((old + len(rows),))
         data[old:] = column

@@ -92,6 +92,21 @@ class World:
         _quietly(self.comm.Iallgatherv(data, [gathered, counts, displs, _mpi().BYTE]))
         return [pickle.loads(gathered[d : d + n]) for d, n in zip(displs, counts, strict=True)]
 
+    def wait_for_all(self) -> None:
+        """Wait, without spinning, until every rank is here (the last step before MPI is finalized).
+
+        MPI's ``Finalize`` waits for the other ranks spinning a core: workers that ended first would
+        take the CPU from rank 0's last writes (the time series, the journal, the summary) where
+        ranks share cores. A rank that died (fault tolerance) makes the barrier fail: that is logged
+        and the rank goes on to finalize.
+        """
+        if self.comm is None or self.size == 1:
+            return
+        try:
+            _quietly(self.comm.Ibarrier())
+        except _mpi().Exception as exc:
+            log.info("the last barrier failed (a rank is gone): %s", exc)
+
     def abort(self, code: int) -> None:
         """End every rank of the job now."""
         if self.comm is not None and self.size > 1:

@@ -89,3 +89,43 @@ def test_allgather_gives_every_rank_s_value_in_rank_order(sleeps: list[float]) -
     world = par.World(2, 4, "node1", comm=FakeComm(2, values))
     assert world.allgather(values[2]) == values
     assert len(sleeps) == 2 * (LATE - 1)
+
+
+class FakeMpiError(Exception):
+    """Stands in for ``MPI.Exception`` (a request that involves a dead rank fails with it)."""
+
+
+class BarrierComm:
+    def __init__(self, fails: bool = False) -> None:
+        self.fails = fails
+        self.barriers = 0
+
+    def Ibarrier(self) -> Request:  # noqa: N802 - mpi4py's name
+        self.barriers += 1
+
+        def fail() -> None:
+            raise FakeMpiError("MPI_ERR_PROC_FAILED: process failure")
+
+        return Request(fail if self.fails else None)
+
+
+def test_the_last_barrier_is_waited_for_sleeping(sleeps: list[float]) -> None:
+    """Before MPI is finalized every rank waits for the others asleep: ``Finalize`` spins a core while
+    it waits, and the workers that ended first took it from rank 0's last writes (15 ranks on 2 cores:
+    summary utilisation 95.3 % at 100 ms ranges, 97.8 % with the quiet barrier)."""
+    comm = BarrierComm()
+    par.World(3, 4, "h", comm=comm).wait_for_all()
+    assert comm.barriers == 1 and len(sleeps) == LATE - 1 and max(sleeps) <= par.QUIET_SLEEP_S
+    alone = BarrierComm()
+    par.World(0, 1, "h", comm=alone).wait_for_all()
+    assert alone.barriers == 0  # a world of one has nobody to wait for
+
+
+def test_a_last_barrier_that_fails_on_a_dead_rank_is_logged_and_passed(
+    sleeps: list[float], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(par, "_mpi", lambda: type("MPI", (), {"Exception": FakeMpiError}))
+    comm = BarrierComm(fails=True)
+    with caplog.at_level("INFO", logger=par.__name__):
+        par.World(1, 4, "h", comm=comm).wait_for_all()  # no exception: the rank goes on to finalize
+    assert comm.barriers == 1 and "the last barrier failed" in caplog.text
