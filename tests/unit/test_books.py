@@ -327,7 +327,7 @@ def test_attempts_count_past_255_when_max_attempts_allows_them() -> None:
     assert seen == list(range(1, 301)) and state is RangeState.FATAL
 
 
-def _booked_both_ways(monkeypatch: pytest.MonkeyPatch, small_batch: int) -> tuple[Books, list[object]]:
+def _booked_both_ways(monkeypatch: pytest.MonkeyPatch, small_batch: int) -> list[object]:
     monkeypatch.setattr(books_module, "SMALL_BATCH", small_batch)
     books = books_with_worker(cores=8, attempts=3)
     books.add_job(ES_JOB)
@@ -360,7 +360,7 @@ def _booked_both_ways(monkeypatch: pytest.MonkeyPatch, small_batch: int) -> tupl
         (book.ranges_timed, book.ranges_timed_s, books.worker(1).in_flight, books.ranges_finished),
         queued(books),
     ]
-    return books, seen
+    return seen
 
 
 def test_a_small_batch_is_booked_one_by_one_exactly_as_columns_book_it(
@@ -368,8 +368,8 @@ def test_a_small_batch_is_booked_one_by_one_exactly_as_columns_book_it(
 ) -> None:
     """Batches of up to `SMALL_BATCH` results skip numpy (its cost per call is most of a small
     batch's); every column, counter and queue entry must come out as the column path leaves them."""
-    _, one_by_one = _booked_both_ways(monkeypatch, small_batch=8)
-    _, columns = _booked_both_ways(monkeypatch, small_batch=0)
+    one_by_one = _booked_both_ways(monkeypatch, small_batch=8)
+    columns = _booked_both_ways(monkeypatch, small_batch=0)
     assert one_by_one == columns
     recorded = one_by_one[0]
     assert isinstance(recorded, books_module.Recorded)
